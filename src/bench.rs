@@ -1,0 +1,211 @@
+//! `watchpost bench`: throughput of validation + alarms, of the whole path into the durable store, and bytes per
+//! stored reading for realistic data. Run it on a release build: `cargo run --release -- bench`.
+
+use crate::config::{Dur, Limits, SensorConfig, SourceConfig, ValidRange};
+use crate::model::{Alert, AlertState, AlertType, Direction, Reading, Severity, Timestamp};
+use crate::pipeline::Engine;
+use crate::store::Store;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn sensors(n: usize) -> Vec<SensorConfig> {
+    (0..n)
+        .map(|i| SensorConfig {
+            id: format!("sensor_{i:03}"),
+            source: SourceConfig { simulated: Some("random_walk".into()), ..Default::default() },
+            interval: Dur(Duration::from_secs(1)),
+            unit: Some("°C".into()),
+            valid: Some(ValidRange { min: Some(-50.0), max: Some(150.0) }),
+            warning: Some(Limits { high: Some(80.0), low: Some(5.0) }),
+            critical: Some(Limits { high: Some(95.0), low: None }),
+            deadband: 2.0,
+            delay: Some(Dur(Duration::from_secs(5))),
+            off_delay: None,
+            stale_after: None,
+            stuck_after: Some(Dur(Duration::from_secs(600))),
+            max_rate: Some(50.0),
+            tags: Default::default(),
+        })
+        .collect()
+}
+
+/// 100 sensors at 1 Hz with slowly varying 2-decimal values, `n` readings from `start`.
+fn workload(n: usize, start: i64) -> Vec<Reading> {
+    let ids: Vec<Arc<str>> = (0..100).map(|i| Arc::from(format!("sensor_{i:03}"))).collect();
+    let mut levels: Vec<f64> = (0..100).map(|i| 20.0 + i as f64 * 0.5).collect();
+    let mut rng = fastrand::Rng::with_seed(42);
+    (0..n)
+        .map(|k| {
+            let s = k % 100;
+            let sec = (k / 100) as i64;
+            levels[s] += (rng.f64() - 0.5) * 0.2;
+            let v = (levels[s] * 100.0).round() / 100.0;
+            Reading::new(Arc::clone(&ids[s]), Timestamp(start + sec * 1000 + s as i64 * 3 + rng.i64(0..3)), v)
+        })
+        .collect()
+}
+
+/// Run all benchmarks and print the figures.
+pub fn run(n: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let start = 1_790_000_000_000;
+    let data = workload(n, start);
+    let cfg = sensors(100);
+    // 1. Validation + alarm engine.
+    let mut engine = Engine::new("bench", "lab", &cfg, Timestamp(start));
+    let mut alerts: Vec<Alert> = Vec::new();
+    let mut work = data.clone();
+    let t = Instant::now();
+    for r in work.iter_mut() {
+        engine.evaluate(r, &mut alerts);
+    }
+    let el = t.elapsed();
+    println!(
+        "pipeline (validate + alarms): {n} readings in {:.3}s = {:.2} M readings/s, {:.0} ns/reading, {} alert transitions",
+        el.as_secs_f64(),
+        n as f64 / el.as_secs_f64() / 1e6,
+        el.as_nanos() as f64 / n as f64,
+        alerts.len()
+    );
+    // 2. Validation + alarms + durable store, batches of 10,000.
+    let dir = tempfile::tempdir()?;
+    let mut store = Store::open(dir.path())?;
+    let mut engine = Engine::new("bench", "lab", &cfg, Timestamp(start));
+    let mut work = data.clone();
+    alerts.clear();
+    let t = Instant::now();
+    for chunk in work.chunks_mut(10_000) {
+        for r in chunk.iter_mut() {
+            engine.evaluate(r, &mut alerts);
+        }
+        if !alerts.is_empty() {
+            store.append_alerts(&alerts, None)?;
+            alerts.clear();
+        }
+        store.append_readings(chunk, None)?;
+    }
+    let el = t.elapsed();
+    let used = store.used_bytes()?;
+    println!(
+        "pipeline + store (10k-reading batches, fsync per commit): {:.2} M readings/s, {:.2} bytes/reading on disk",
+        n as f64 / el.as_secs_f64() / 1e6,
+        used as f64 / n as f64
+    );
+    drop(store);
+    // 3. Realistic steady state: 100 sensors at 1 Hz for one hour, one commit per second (flush_interval = 1s).
+    let dir = tempfile::tempdir()?;
+    let mut store = Store::open(dir.path())?;
+    let hour = workload(360_000, start);
+    let t = Instant::now();
+    for sec in hour.chunks(100) {
+        store.append_readings(sec, Some("{}"))?;
+    }
+    let el = t.elapsed();
+    let used = store.used_bytes()?;
+    store.mark_clean()?;
+    let file = std::fs::metadata(dir.path().join(crate::store::DB_FILE))?.len();
+    println!(
+        "steady state 100 sensors @ 1 Hz, 1 h (3,600 commits of 100 readings): {:.2} bytes/reading in use, {:.2} bytes/reading file size, {:.0} bytes per commit, {:.1} µs per commit; 1 write transaction per second",
+        used as f64 / 360_000.0,
+        file as f64 / 360_000.0,
+        used as f64 / 3600.0,
+        el.as_micros() as f64 / 3600.0
+    );
+    // Alert commit latency (each alert is committed and fsync'd on its own).
+    let mut lat = Vec::new();
+    let a = Alert {
+        kind: AlertType::Alert,
+        id: "bench:x:1".into(),
+        state: AlertState::Raised,
+        severity: Severity::Critical,
+        sensor: "x".into(),
+        device: "bench".into(),
+        location: "lab".into(),
+        value: Some(1.0),
+        unit: None,
+        threshold: Some(0.5),
+        direction: Some(Direction::High),
+        ts: Timestamp::now().rfc3339(),
+        since: Timestamp::now().rfc3339(),
+        reason: None,
+    };
+    for _ in 0..500 {
+        let t = Instant::now();
+        store.append_alerts(std::slice::from_ref(&a), Some("{}"))?;
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    println!(
+        "alert commit (fsync'd): p50 {:.0} µs, p99 {:.0} µs",
+        lat[lat.len() / 2].as_micros(),
+        lat[lat.len() * 99 / 100].as_micros()
+    );
+    if let Some(rss) = rss_kb() {
+        println!("peak RSS of this bench process: {rss} kB (holds {n} readings in memory twice)");
+    }
+    Ok(())
+}
+
+fn rss_kb() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+}
+
+/// Test helper for the crash suite: append readings (value = sequence number) and an alert every 10th batch as
+/// fast as possible, printing `R <readings> E <events>` after each commit.
+pub fn crash_writer(dir: &Path) -> ExitCode {
+    use std::io::Write;
+    let mut store = match Store::open(dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("crash-writer: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (mut r, mut e) = match store.counts() {
+        Ok(c) => c,
+        Err(err) => {
+            eprintln!("crash-writer: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let id: Arc<str> = Arc::from("seq");
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let _ = writeln!(out, "R {r} E {e}");
+    let _ = out.flush();
+    loop {
+        let batch: Vec<Reading> = (0..500).map(|i| Reading::new(Arc::clone(&id), Timestamp(1_000 + (r + i) as i64), (r + i) as f64)).collect();
+        if let Err(err) = store.append_readings(&batch, Some("{}")) {
+            eprintln!("crash-writer: {err}");
+            return ExitCode::from(2);
+        }
+        r += 500;
+        if (r / 500) % 10 == 0 {
+            let a = Alert {
+                kind: AlertType::Alert,
+                id: format!("crash:seq:{e}"),
+                state: AlertState::Raised,
+                severity: Severity::Warning,
+                sensor: "seq".into(),
+                device: "crash".into(),
+                location: String::new(),
+                value: Some(e as f64),
+                unit: None,
+                threshold: None,
+                direction: None,
+                ts: Timestamp::now().rfc3339(),
+                since: Timestamp::now().rfc3339(),
+                reason: None,
+            };
+            if let Err(err) = store.append_alerts(&[a], None) {
+                eprintln!("crash-writer: {err}");
+                return ExitCode::from(2);
+            }
+            e += 1;
+        }
+        let _ = writeln!(out, "R {r} E {e}");
+        let _ = out.flush();
+    }
+}

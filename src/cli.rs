@@ -1,0 +1,315 @@
+//! Command line: `run`, `check-config`, `buffer status|export`, `bench`.
+//! Exit codes: 0 ok, 1 bad config or usage, 2 runtime failure.
+
+use crate::config::{self, Config};
+use crate::model::Timestamp;
+use crate::store::Store;
+use crate::telemetry::{self, LogFormat};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser, Debug)]
+#[command(name = "watchpost", version, about = "Edge IoT ingestion gateway: sensors → validation and alarms → durable buffer → InfluxDB / MQTT")]
+struct Cli {
+    /// Config file (runs the daemon when no command is given).
+    #[arg(long, short = 'c', global = true)]
+    config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+    /// Default log filter (RUST_LOG overrides it).
+    #[arg(long, default_value = "info", global = true)]
+    log_level: String,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the daemon.
+    Run,
+    /// Validate a config file: print `ok`, or every problem with file:line:column and key path.
+    CheckConfig {
+        /// The file to check (default: --config).
+        path: Option<PathBuf>,
+    },
+    /// Inspect the local buffer.
+    Buffer {
+        #[command(subcommand)]
+        cmd: BufferCmd,
+    },
+    /// Measure pipeline and store throughput, bytes per reading, on this machine.
+    Bench {
+        /// Readings to push through.
+        #[arg(long, default_value_t = 2_000_000)]
+        readings: usize,
+    },
+    /// (testing) Write readings and alerts as fast as possible, printing what is committed.
+    #[command(hide = true)]
+    CrashWriter {
+        /// Data directory.
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BufferCmd {
+    /// Size, backlog per sink, oldest undelivered age, drops.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export stored readings.
+    Export {
+        /// Only readings newer than this (e.g. `1h`, `2d`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only this sensor.
+        #[arg(long)]
+        sensor: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "lp")]
+        format: ExportFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    /// InfluxDB line protocol.
+    Lp,
+    /// CSV: ts,sensor,value,quality.
+    Csv,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match cli.cmd {
+        Some(Cmd::CheckConfig { path }) => {
+            let Some(path) = path.or(cli.config) else {
+                eprintln!("watchpost check-config: give the config file path");
+                return ExitCode::from(1);
+            };
+            match config::load(&path) {
+                Ok(_) => {
+                    println!("ok");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    eprintln!("{} problem(s) found in {}", e.0.len(), path.display());
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Some(Cmd::Bench { readings }) => {
+            telemetry::init(cli.log_format, "warn");
+            match crate::bench::run(readings) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("bench failed: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Some(Cmd::CrashWriter { dir }) => crate::bench::crash_writer(&dir),
+        Some(Cmd::Buffer { cmd }) => {
+            let Some(cfg) = load_or_exit(cli.config.as_deref()) else { return ExitCode::from(1) };
+            buffer(cmd, &cfg)
+        }
+        Some(Cmd::Run) | None => {
+            let Some(path) = cli.config else {
+                eprintln!("watchpost: --config PATH is required (try `watchpost --help`)");
+                return ExitCode::from(1);
+            };
+            telemetry::init(cli.log_format, &cli.log_level);
+            let Some(cfg) = load_or_exit(Some(&path)) else { return ExitCode::from(1) };
+            run_daemon(path, cfg)
+        }
+    }
+}
+
+fn load_or_exit(path: Option<&Path>) -> Option<Config> {
+    let Some(path) = path else {
+        eprintln!("watchpost: --config PATH is required");
+        return None;
+    };
+    match config::load(path) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("{e}");
+            None
+        }
+    }
+}
+
+fn run_daemon(path: PathBuf, cfg: Config) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("watchpost: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = rt.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let (reload_tx, reload_rx) = mpsc::channel(4);
+        tokio::spawn(signals(path, shutdown.clone(), reload_tx));
+        crate::app::run(cfg, shutdown, reload_rx).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "watchpost failed.");
+            eprintln!("watchpost: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// SIGTERM/SIGINT: orderly shutdown; a second one exits at once. SIGHUP: reload the config file.
+async fn signals(path: PathBuf, shutdown: CancellationToken, reload: mpsc::Sender<Config>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("Cannot install signal handlers.");
+        return;
+    };
+    loop {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+            _ = hup.recv() => {
+                tracing::info!(path = %path.display(), "SIGHUP: reloading the configuration.");
+                match config::load(&path) {
+                    Ok(c) => { let _ = reload.send(c).await; }
+                    Err(errs) => {
+                        for e in &errs.0 {
+                            tracing::error!("{e}");
+                        }
+                        tracing::error!(problems = errs.0.len(), "The new configuration is invalid; keeping the old one.");
+                    }
+                }
+                continue;
+            }
+        };
+        if shutdown.is_cancelled() {
+            tracing::warn!(signal = name, "Second signal: exiting at once.");
+            std::process::exit(2);
+        }
+        tracing::info!(signal = name, "Shutting down.");
+        shutdown.cancel();
+    }
+}
+
+fn buffer(cmd: BufferCmd, cfg: &Config) -> ExitCode {
+    let mut store = match Store::open_existing(&cfg.gateway.data_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("watchpost buffer: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let now = Timestamp::now();
+    match cmd {
+        BufferCmd::Status { json } => {
+            let st = match store.status(&crate::app::consumers(cfg), now) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("watchpost buffer status: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());
+                return ExitCode::SUCCESS;
+            }
+            println!("store:            {}", st.path.display());
+            println!("size on disk:     {} ({} in use)", bytesize::ByteSize(st.file_bytes), bytesize::ByteSize(st.used_bytes));
+            println!("readings held:    {} in {} batches", st.readings, st.batches);
+            if st.readings > 0 {
+                println!("bytes/reading:    {:.2}", st.used_bytes as f64 / st.readings as f64);
+            }
+            println!("oldest reading:   {}", st.oldest_reading.as_deref().unwrap_or("-"));
+            println!("newest reading:   {}", st.newest_reading.as_deref().unwrap_or("-"));
+            println!("alert events:     {}", st.events);
+            println!("dropped (cap):    {}", st.dropped_readings);
+            if st.sinks.is_empty() {
+                println!("sinks:            none configured (data stays local; see `watchpost buffer export`)");
+            }
+            for s in &st.sinks {
+                println!(
+                    "sink {:<10}  {:<8} pending {:>10}  oldest {:>10}  dead letters {}",
+                    s.sink,
+                    s.stream,
+                    s.pending,
+                    s.oldest_age_s.map(|a| format!("{a:.0}s")).unwrap_or_else(|| "-".into()),
+                    s.dead_letters
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        BufferCmd::Export { since, sensor, format } => {
+            let since_ts = match since.as_deref().map(humantime::parse_duration) {
+                None => Timestamp(i64::MIN),
+                Some(Ok(d)) => Timestamp(now.0 - d.as_millis() as i64),
+                Some(Err(e)) => {
+                    eprintln!("watchpost buffer export: --since: {e} (write e.g. 30m, 2h, 7d)");
+                    return ExitCode::from(1);
+                }
+            };
+            use std::io::Write;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let mut enc = crate::sink::lineproto::Encoder::new(
+                "sensor",
+                "ms",
+                [("device".to_string(), cfg.gateway.id.clone()), ("location".to_string(), cfg.gateway.location.clone())]
+                    .into_iter()
+                    .collect(),
+                Default::default(),
+            );
+            if matches!(format, ExportFormat::Csv) {
+                let _ = writeln!(out, "ts,sensor,value,quality");
+            }
+            let mut line = String::new();
+            let res = store.export(since_ts, sensor.as_deref(), |r| {
+                line.clear();
+                match format {
+                    ExportFormat::Lp => enc.line(&mut line, r),
+                    ExportFormat::Csv => {
+                        let s = if r.sensor.contains([',', '"']) {
+                            format!("\"{}\"", r.sensor.replace('"', "\"\""))
+                        } else {
+                            r.sensor.to_string()
+                        };
+                        line = format!("{},{},{},{}\n", r.ts.rfc3339(), s, r.value, r.quality.as_str());
+                    }
+                }
+                let _ = out.write_all(line.as_bytes());
+            });
+            let _ = out.flush();
+            match res {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("watchpost buffer export: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}

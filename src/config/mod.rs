@@ -1,0 +1,473 @@
+//! The config file: TOML parsed into typed structs, then validated.
+//!
+//! Every problem names the file, line and column, the key path (e.g. `sensor[2].critical.high`) and what is
+//! wrong. Parsing goes section by section so that one wrong type does not hide the problems in other sections.
+//! The `toml` crate gives the values and `toml_edit` the source spans; the `config` crate is not used because its
+//! errors carry no line numbers (see README, dependency notes).
+//!
+//! Environment overrides: `WATCHPOST__SECTION__KEY=value` sets `section.key` (e.g.
+//! `WATCHPOST__GATEWAY__DATA_DIR=/tmp/wp`, `WATCHPOST__INFLUXDB__TOKEN=…`). A value that parses as a TOML number or
+//! boolean is taken as such, anything else as a string.
+
+mod types;
+mod validate;
+
+pub use types::*;
+
+use serde::de::DeserializeOwned;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// One element of a key path.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Seg {
+    /// A table key.
+    Key(String),
+    /// An array index.
+    Index(usize),
+}
+
+/// A key path such as `sensor[2].critical.high`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct KeyPath(pub Vec<Seg>);
+
+impl KeyPath {
+    /// Path from a dotted string with `[n]` indexes.
+    pub fn parse(s: &str) -> KeyPath {
+        let mut segs = Vec::new();
+        for part in s.split('.') {
+            if part.is_empty() {
+                continue;
+            }
+            let mut rest = part;
+            if let Some(b) = rest.find('[') {
+                segs.push(Seg::Key(rest[..b].to_string()));
+                rest = &rest[b..];
+                while let Some(stripped) = rest.strip_prefix('[') {
+                    let e = stripped.find(']').unwrap_or(stripped.len());
+                    if let Ok(i) = stripped[..e].parse() {
+                        segs.push(Seg::Index(i));
+                    }
+                    rest = stripped.get(e + 1..).unwrap_or("");
+                }
+            } else {
+                segs.push(Seg::Key(rest.to_string()));
+            }
+        }
+        KeyPath(segs)
+    }
+    /// `self` followed by `other`.
+    pub fn join(&self, other: &KeyPath) -> KeyPath {
+        let mut v = self.0.clone();
+        v.extend(other.0.iter().cloned());
+        KeyPath(v)
+    }
+    /// `self` followed by a key.
+    pub fn key(&self, k: &str) -> KeyPath {
+        let mut v = self.0.clone();
+        v.push(Seg::Key(k.to_string()));
+        KeyPath(v)
+    }
+}
+
+impl fmt::Display for KeyPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for s in &self.0 {
+            match s {
+                Seg::Key(k) => {
+                    if !first {
+                        f.write_str(".")?;
+                    }
+                    f.write_str(k)?;
+                }
+                Seg::Index(i) => write!(f, "[{i}]")?,
+            }
+            first = false;
+        }
+        Ok(())
+    }
+}
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line and column, when the problem has a place in the file.
+    pub pos: Option<(usize, usize)>,
+    /// Key path, empty for file-level problems.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some((l, c)) = self.pos {
+            write!(f, ":{l}:{c}")?;
+        }
+        if !self.path.is_empty() {
+            write!(f, ": {}", self.path)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// All problems found in one file.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// A problem found before positions are resolved.
+#[derive(Debug, Clone)]
+pub(crate) struct Issue {
+    pub path: KeyPath,
+    pub message: String,
+}
+
+impl Issue {
+    pub(crate) fn new(path: KeyPath, message: impl Into<String>) -> Self {
+        Issue {
+            path,
+            message: message.into(),
+        }
+    }
+}
+
+/// Read, parse and validate a config file, applying environment overrides from the process environment.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let src = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_path_buf(),
+            pos: None,
+            path: String::new(),
+            message: format!("cannot read the config file: {e}"),
+        }])
+    })?;
+    let env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("WATCHPOST__"))
+        .collect();
+    parse_str(&src, path, &env)
+}
+
+/// Parse and validate config text. `env` holds `WATCHPOST__…` overrides.
+pub fn parse_str(src: &str, file: &Path, env: &[(String, String)]) -> Result<Config, ConfigErrors> {
+    let mk = |pos: Option<(usize, usize)>, path: String, message: String| ConfigError {
+        file: file.to_path_buf(),
+        pos,
+        path,
+        message,
+    };
+    let doc = match toml_edit::Document::parse(src.to_string()) {
+        Ok(d) => d,
+        Err(e) => {
+            let pos = e.span().map(|s| line_col(src, s.start));
+            let msg = e.message().trim().to_string();
+            return Err(ConfigErrors(vec![mk(
+                pos,
+                String::new(),
+                format!("TOML syntax error: {msg}"),
+            )]));
+        }
+    };
+    let mut table: toml::Table = match toml::from_str(src) {
+        Ok(t) => t,
+        Err(e) => {
+            let pos = e.span().map(|s| line_col(src, s.start));
+            return Err(ConfigErrors(vec![mk(
+                pos,
+                String::new(),
+                format!("TOML syntax error: {}", e.message().trim()),
+            )]));
+        }
+    };
+    let mut env_paths: Vec<(String, String)> = Vec::new();
+    for (k, v) in env {
+        if let Some(key) = apply_env(&mut table, k, v) {
+            env_paths.push((key, k.clone()));
+        }
+    }
+
+    let mut issues = Vec::new();
+    let cfg = build(table, &mut issues);
+    if let Some(cfg) = &cfg {
+        validate::validate(cfg, &mut issues);
+    }
+    if issues.is_empty() {
+        if let Some(cfg) = cfg {
+            return Ok(cfg);
+        }
+    }
+    let errors = issues
+        .into_iter()
+        .map(|i| {
+            let p = i.path.to_string();
+            let from_env = env_paths
+                .iter()
+                .find(|(k, _)| p == *k || p.starts_with(&format!("{k}.")))
+                .map(|(_, var)| var.clone());
+            match from_env {
+                Some(var) => mk(
+                    None,
+                    p,
+                    format!("{} (value from environment variable {var})", i.message),
+                ),
+                None => mk(locate(&doc, src, &i.path), p, i.message),
+            }
+        })
+        .collect();
+    Err(ConfigErrors(errors))
+}
+
+/// Apply one `WATCHPOST__A__B=v` override; returns the dotted key it set.
+fn apply_env(table: &mut toml::Table, var: &str, val: &str) -> Option<String> {
+    let keys: Vec<String> = var
+        .strip_prefix("WATCHPOST__")?
+        .split("__")
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
+    if keys.iter().any(|k| k.is_empty()) {
+        return None;
+    }
+    let value = match toml::from_str::<toml::Table>(&format!("v = {val}")) {
+        Ok(mut t) => match t.remove("v") {
+            Some(v @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_))) => v,
+            _ => toml::Value::String(val.to_string()),
+        },
+        Err(_) => toml::Value::String(val.to_string()),
+    };
+    let (last, parents) = keys.split_last()?;
+    let mut t = table;
+    for k in parents {
+        let entry = t
+            .entry(k.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = entry.as_table_mut()?;
+    }
+    t.insert(last.clone(), value);
+    Some(keys.join("."))
+}
+
+fn build(mut table: toml::Table, issues: &mut Vec<Issue>) -> Option<Config> {
+    const KNOWN: &[&str] = &[
+        "gateway", "buffer", "influxdb", "mqtt", "metrics", "modbus", "sensor",
+    ];
+    for k in table.keys() {
+        if !KNOWN.contains(&k.as_str()) {
+            let hint = match k.as_str() {
+                "i2c" | "email" => " (not supported by this version of watchpost yet)",
+                "sensors" => " (did you mean [[sensor]]?)",
+                _ => "",
+            };
+            issues.push(Issue::new(
+                KeyPath::parse(k),
+                format!(
+                    "unknown section `{k}`{hint}; expected one of: {}",
+                    KNOWN.join(", ")
+                ),
+            ));
+        }
+    }
+    let gateway = match table.remove("gateway") {
+        Some(v) => section::<GatewayConfig>(v, KeyPath::parse("gateway"), issues),
+        None => {
+            issues.push(Issue::new(
+                KeyPath::default(),
+                "missing section [gateway] (it needs at least `id`)",
+            ));
+            None
+        }
+    };
+    let buffer = match table.remove("buffer") {
+        Some(v) => section::<BufferConfig>(v, KeyPath::parse("buffer"), issues),
+        None => Some(BufferConfig::default()),
+    };
+    let influxdb = opt_section::<InfluxConfig>(&mut table, "influxdb", issues);
+    let mqtt = opt_section::<MqttConfig>(&mut table, "mqtt", issues);
+    let metrics = opt_section::<MetricsConfig>(&mut table, "metrics", issues);
+    let modbus = array_section::<ModbusConfig>(&mut table, "modbus", issues);
+    let sensor = array_section::<SensorConfig>(&mut table, "sensor", issues);
+    Some(Config {
+        gateway: gateway?,
+        buffer: buffer?,
+        influxdb: influxdb?,
+        mqtt: mqtt?,
+        metrics: metrics?,
+        modbus: modbus?,
+        sensor: sensor?,
+    })
+}
+
+fn opt_section<T: DeserializeOwned>(
+    table: &mut toml::Table,
+    name: &str,
+    issues: &mut Vec<Issue>,
+) -> Option<Option<T>> {
+    match table.remove(name) {
+        Some(v) => section::<T>(v, KeyPath::parse(name), issues).map(Some),
+        None => Some(None),
+    }
+}
+
+fn array_section<T: DeserializeOwned>(
+    table: &mut toml::Table,
+    name: &str,
+    issues: &mut Vec<Issue>,
+) -> Option<Vec<T>> {
+    match table.remove(name) {
+        None => Some(Vec::new()),
+        Some(toml::Value::Array(items)) => {
+            let mut out = Vec::new();
+            let mut ok = true;
+            for (i, v) in items.into_iter().enumerate() {
+                let p = KeyPath(vec![Seg::Key(name.into()), Seg::Index(i)]);
+                match section::<T>(v, p, issues) {
+                    Some(t) => out.push(t),
+                    None => ok = false,
+                }
+            }
+            ok.then_some(out)
+        }
+        Some(_) => {
+            issues.push(Issue::new(
+                KeyPath::parse(name),
+                format!("must be an array of tables: write [[{name}]] for each entry"),
+            ));
+            None
+        }
+    }
+}
+
+fn section<T: DeserializeOwned>(v: toml::Value, base: KeyPath, issues: &mut Vec<Issue>) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(v) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            let mut path = base.clone();
+            for seg in e.path().iter() {
+                match seg {
+                    serde_path_to_error::Segment::Seq { index } => path.0.push(Seg::Index(*index)),
+                    serde_path_to_error::Segment::Map { key } => path.0.push(Seg::Key(key.clone())),
+                    serde_path_to_error::Segment::Enum { variant } => {
+                        path.0.push(Seg::Key(variant.clone()))
+                    }
+                    serde_path_to_error::Segment::Unknown => {}
+                }
+            }
+            let msg = e.inner().message().trim().to_string();
+            // Point at the offending key itself for unknown fields.
+            if let Some(rest) = msg.strip_prefix("unknown field `") {
+                if let Some(end) = rest.find('`') {
+                    path = path.key(&rest[..end]);
+                }
+            }
+            issues.push(Issue::new(path, msg));
+            None
+        }
+    }
+}
+
+/// 1-based line and column of a byte offset.
+pub fn line_col(src: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(src.len());
+    let before = &src[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rfind('\n')
+        .map(|p| before[p + 1..].chars().count() + 1)
+        .unwrap_or_else(|| before.chars().count() + 1);
+    (line, col)
+}
+
+/// Find the source position of a key path, or of its nearest existing parent.
+fn locate(doc: &toml_edit::Document<String>, src: &str, path: &KeyPath) -> Option<(usize, usize)> {
+    enum Node<'a> {
+        Table(&'a dyn toml_edit::TableLike),
+        Tables(&'a toml_edit::ArrayOfTables),
+        Value(&'a toml_edit::Value),
+    }
+    let mut best: Option<std::ops::Range<usize>> = None;
+    let mut node = Node::Table(doc.as_table());
+    for seg in &path.0 {
+        node = match (node, seg) {
+            (Node::Table(t), Seg::Key(k)) => {
+                let Some((key, it)) = t.get_key_value(k) else { break };
+                best = key.span().or_else(|| it.span()).or(best);
+                match it {
+                    toml_edit::Item::Value(v) => Node::Value(v),
+                    toml_edit::Item::ArrayOfTables(a) => Node::Tables(a),
+                    other => match other.as_table_like() {
+                        Some(tl) => Node::Table(tl),
+                        None => break,
+                    },
+                }
+            }
+            (Node::Tables(a), Seg::Index(i)) => {
+                let Some(t) = a.get(*i) else { break };
+                let first_key = t.iter().next().and_then(|(k, _)| t.key(k)).and_then(|k| k.span());
+                best = t.span().or(first_key).or(best);
+                Node::Table(t)
+            }
+            (Node::Value(v), Seg::Key(k)) => {
+                let Some(t) = v.as_inline_table() else { break };
+                let (Some(key), Some(val)) = (t.key(k), t.get(k)) else { break };
+                best = key.span().or_else(|| val.span()).or(best);
+                Node::Value(val)
+            }
+            (Node::Value(v), Seg::Index(i)) => {
+                let Some(x) = v.as_array().and_then(|a| a.get(*i)) else { break };
+                best = x.span().or(best);
+                Node::Value(x)
+            }
+            _ => break,
+        };
+    }
+    best.map(|s| line_col(src, s.start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keypath_roundtrip() {
+        let p = KeyPath::parse("sensor[2].critical.high");
+        assert_eq!(p.to_string(), "sensor[2].critical.high");
+        assert_eq!(p.0.len(), 4);
+    }
+
+    #[test]
+    fn env_override_sets_data_dir_and_numbers() {
+        let src = "[gateway]\nid = \"g\"\n";
+        let env = vec![
+            ("WATCHPOST__GATEWAY__DATA_DIR".to_string(), "/tmp/x".to_string()),
+            ("WATCHPOST__BUFFER__BATCH_MAX_READINGS".to_string(), "5".to_string()),
+        ];
+        let c = parse_str(src, Path::new("t.toml"), &env).expect("valid");
+        assert_eq!(c.gateway.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.buffer.batch_max_readings, 5);
+    }
+
+    #[test]
+    fn error_names_line_and_path() {
+        let src = "[gateway]\nid = \"g\"\n\n[[sensor]]\nid = \"a\"\nsource = { simulated = \"sine\" }\ncritical = { high = 1.0 }\nwarning = { high = 2.0 }\n";
+        let e = parse_str(src, Path::new("t.toml"), &[]).unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains("t.toml:7:"), "{s}");
+        assert!(s.contains("sensor[0].critical.high"), "{s}");
+    }
+}

@@ -1,0 +1,442 @@
+//! Serde structs of the config file. Validation beyond types lives in `validate.rs`.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A human duration such as `"500ms"`, `"5s"`, `"7d"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord)]
+pub struct Dur(#[serde(serialize_with = "ser_dur")] pub Duration);
+
+fn ser_dur<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(s.trim()).map(Dur).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration {s:?}: {e} (write e.g. \"500ms\", \"5s\", \"2m\", \"7d\")"
+            ))
+        })
+    }
+}
+
+/// A human size such as `"64MiB"`, `"1GiB"`, `"500kB"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Size(pub u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.trim()
+            .parse::<bytesize::ByteSize>()
+            .map(|b| Size(b.as_u64()))
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "invalid size {s:?}: {e} (write e.g. \"512MiB\", \"1GiB\")"
+                ))
+            })
+    }
+}
+
+/// The whole config file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Identity and storage location.
+    pub gateway: GatewayConfig,
+    /// Local durable buffer.
+    #[serde(default)]
+    pub buffer: BufferConfig,
+    /// InfluxDB v2 write API sink.
+    pub influxdb: Option<InfluxConfig>,
+    /// MQTT sink.
+    pub mqtt: Option<MqttConfig>,
+    /// Prometheus metrics endpoint.
+    pub metrics: Option<MetricsConfig>,
+    /// Modbus TCP devices and RTU lines.
+    #[serde(default)]
+    pub modbus: Vec<ModbusConfig>,
+    /// Sensors.
+    #[serde(default)]
+    pub sensor: Vec<SensorConfig>,
+}
+
+/// `[gateway]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Device id in every reading, alert and topic.
+    pub id: String,
+    /// Free-text location.
+    #[serde(default)]
+    pub location: String,
+    /// Where the store lives. Env: `WATCHPOST__GATEWAY__DATA_DIR`.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/watchpost")
+}
+
+/// `[buffer]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BufferConfig {
+    /// Size cap; oldest readings are dropped beyond it, alerts never.
+    #[serde(default = "default_max_size")]
+    pub max_size: Size,
+    /// A reading is durable within this.
+    #[serde(default = "default_flush")]
+    pub flush_interval: Dur,
+    /// Delivered data is kept locally this long (for `buffer export`).
+    #[serde(default = "default_retention")]
+    pub retention: Dur,
+    /// A batch is written early once it holds this many readings.
+    #[serde(default = "default_batch_max")]
+    pub batch_max_readings: usize,
+}
+
+fn default_max_size() -> Size {
+    Size(1 << 30)
+}
+fn default_flush() -> Dur {
+    Dur(Duration::from_secs(1))
+}
+fn default_retention() -> Dur {
+    Dur(Duration::from_secs(7 * 86400))
+}
+fn default_batch_max() -> usize {
+    10_000
+}
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        BufferConfig {
+            max_size: default_max_size(),
+            flush_interval: default_flush(),
+            retention: default_retention(),
+            batch_max_readings: default_batch_max(),
+        }
+    }
+}
+
+/// A secret: inline (discouraged), from a file, an environment variable or a systemd credential.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    /// Path of a file holding the secret (trailing newline stripped).
+    pub file: Option<PathBuf>,
+    /// Name of an environment variable holding the secret.
+    pub env: Option<String>,
+    /// Name of a systemd credential (`LoadCredential=`), read from `$CREDENTIALS_DIRECTORY`.
+    pub credential: Option<String>,
+}
+
+/// `[influxdb]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InfluxConfig {
+    /// Base URL, e.g. `http://127.0.0.1:8086`.
+    pub url: String,
+    /// Organisation.
+    #[serde(default)]
+    pub org: String,
+    /// Bucket.
+    #[serde(default)]
+    pub bucket: String,
+    /// Token inline (prefer `token_file`). Env: `WATCHPOST__INFLUXDB__TOKEN`.
+    #[serde(default, skip_serializing)]
+    pub token: Option<String>,
+    /// Token from a file.
+    pub token_file: Option<PathBuf>,
+    /// Token from an environment variable.
+    pub token_env: Option<String>,
+    /// Token from a systemd credential.
+    pub token_credential: Option<String>,
+    /// Measurement name for all readings.
+    #[serde(default = "default_measurement")]
+    pub measurement: String,
+    /// Timestamp precision: `s`, `ms`, `us`, `ns`.
+    #[serde(default = "default_precision")]
+    pub precision: String,
+    /// Batch size before gzip.
+    #[serde(default = "default_batch_bytes")]
+    pub batch_size: Size,
+    /// Upper bound of the replay rate in readings per second (0 = unlimited).
+    #[serde(default)]
+    pub max_rate: u64,
+    /// Request timeout.
+    #[serde(default = "default_http_timeout")]
+    pub timeout: Dur,
+    /// Gzip the body.
+    #[serde(default = "default_true")]
+    pub gzip: bool,
+    /// Extra tags on every point.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+fn default_measurement() -> String {
+    "sensor".into()
+}
+fn default_precision() -> String {
+    "ms".into()
+}
+fn default_batch_bytes() -> Size {
+    Size(1_000_000)
+}
+fn default_http_timeout() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+fn default_true() -> bool {
+    true
+}
+
+/// `[mqtt]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// `mqtt://host:port` or `mqtts://host:port`.
+    pub url: String,
+    /// Client id (default: gateway id).
+    pub client_id: Option<String>,
+    /// Username.
+    pub username: Option<String>,
+    /// Password inline (prefer `password_file`). Env: `WATCHPOST__MQTT__PASSWORD`.
+    #[serde(default, skip_serializing)]
+    pub password: Option<String>,
+    /// Password from a file.
+    pub password_file: Option<PathBuf>,
+    /// Password from an environment variable.
+    pub password_env: Option<String>,
+    /// CA certificate (PEM) to trust for `mqtts://`.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS.
+    pub cert_file: Option<PathBuf>,
+    /// Client key (PEM) for mutual TLS.
+    pub key_file: Option<PathBuf>,
+    /// ALPN protocols, e.g. `["x-amzn-mqtt-ca"]` for AWS IoT on port 443.
+    #[serde(default)]
+    pub alpn: Vec<String>,
+    /// Topic prefix.
+    #[serde(default = "default_prefix")]
+    pub topic_prefix: String,
+    /// Keep-alive.
+    #[serde(default = "default_keepalive")]
+    pub keep_alive: Dur,
+    /// Ask the broker to keep the session across reconnects.
+    #[serde(default)]
+    pub persistent_session: bool,
+    /// Maximum unacknowledged publishes.
+    #[serde(default = "default_inflight")]
+    pub max_inflight: u16,
+    /// AWS IoT Device Shadow.
+    pub shadow: Option<ShadowConfig>,
+}
+
+fn default_prefix() -> String {
+    "watchpost".into()
+}
+fn default_keepalive() -> Dur {
+    Dur(Duration::from_secs(30))
+}
+fn default_inflight() -> u16 {
+    100
+}
+
+/// `[mqtt.shadow]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowConfig {
+    /// Thing name.
+    pub thing: String,
+    /// Named shadow (classic shadow when absent).
+    pub name: Option<String>,
+    /// Minimum time between updates.
+    #[serde(default = "default_shadow_interval")]
+    pub min_interval: Dur,
+}
+
+fn default_shadow_interval() -> Dur {
+    Dur(Duration::from_secs(5))
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Listen address, e.g. `127.0.0.1:9898`.
+    pub listen: String,
+}
+
+/// `[[modbus]]`: a Modbus TCP device or RTU line.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModbusConfig {
+    /// Name sensors refer to.
+    pub name: String,
+    /// `tcp://host:port` or `rtu:///dev/ttyUSB0?baud=9600&parity=E&data_bits=8&stop_bits=1`.
+    pub url: String,
+    /// Per-request timeout.
+    #[serde(default = "default_modbus_timeout")]
+    pub timeout: Dur,
+    /// Retries after a timeout before the poll counts as failed.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Pause between frames on an RTU line.
+    #[serde(default = "default_frame_delay")]
+    pub frame_delay: Dur,
+    /// Registers further apart than this are read with separate requests.
+    #[serde(default = "default_gap")]
+    pub max_gap: u16,
+    /// Addresses in the config are 0-based protocol addresses (default) or 1-based.
+    #[serde(default)]
+    pub one_based: bool,
+}
+
+fn default_modbus_timeout() -> Dur {
+    Dur(Duration::from_millis(1000))
+}
+fn default_retries() -> u32 {
+    1
+}
+fn default_frame_delay() -> Dur {
+    Dur(Duration::from_millis(5))
+}
+fn default_gap() -> u16 {
+    10
+}
+
+/// A threshold pair.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Alarm at or above.
+    pub high: Option<f64>,
+    /// Alarm at or below.
+    pub low: Option<f64>,
+}
+
+/// Plausible range.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ValidRange {
+    /// Lowest plausible value.
+    pub min: Option<f64>,
+    /// Highest plausible value.
+    pub max: Option<f64>,
+}
+
+/// Where a sensor's values come from. Exactly one of `simulated`, `modbus` is set.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Simulated waveform: `sine`, `ramp`, `random_walk`, `square`, `script`, `constant`.
+    pub simulated: Option<String>,
+    /// Name of a `[[modbus]]` section.
+    pub modbus: Option<String>,
+
+    // ---- simulated ----
+    /// Centre (sine), start (ramp, random walk), value (constant).
+    pub offset: Option<f64>,
+    /// Sine amplitude.
+    pub amplitude: Option<f64>,
+    /// Sine/square period.
+    pub period: Option<Dur>,
+    /// Step per sample (ramp, random walk).
+    pub step: Option<f64>,
+    /// Square wave low/high levels; ramp/random walk bounds.
+    pub min: Option<f64>,
+    /// Upper bound / high level.
+    pub max: Option<f64>,
+    /// Uniform noise amplitude.
+    pub noise: Option<f64>,
+    /// Random seed (deterministic output).
+    pub seed: Option<u64>,
+    /// Scripted values (`nan`, `inf` allowed); used in order.
+    pub values: Option<Vec<f64>>,
+    /// Indexes in `values` at which the sensor stays silent (no reading).
+    pub silent: Option<Vec<usize>>,
+    /// Repeat the script (default true); when false the sensor goes silent at its end.
+    pub repeat: Option<bool>,
+    /// Probability of a NaN sample.
+    pub nan_probability: Option<f64>,
+    /// Round values to this many decimals (like a real ADC).
+    pub decimals: Option<u32>,
+
+    // ---- modbus ----
+    /// Unit (slave) id.
+    pub unit: Option<u8>,
+    /// `coil`, `discrete`, `input`, `holding`.
+    pub table: Option<String>,
+    /// Register address.
+    pub address: Option<u16>,
+    /// Data type.
+    #[serde(rename = "type")]
+    pub data_type: Option<String>,
+    /// Word/byte order: `abcd`, `cdab`, `badc`, `dcba` (and 64-bit `abcdefgh`, …).
+    pub word_order: Option<String>,
+    /// Bit index for `type = "bit"`.
+    pub bit: Option<u8>,
+    /// Register count for `type = "string"`.
+    pub length: Option<u16>,
+    /// value = raw * scale + offset_value.
+    pub scale: Option<f64>,
+    /// Added after scaling.
+    pub add: Option<f64>,
+}
+
+/// `[[sensor]]`
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SensorConfig {
+    /// Unique id.
+    pub id: String,
+    /// Where values come from.
+    pub source: SourceConfig,
+    /// Poll interval.
+    #[serde(default = "default_interval")]
+    pub interval: Dur,
+    /// Engineering unit.
+    pub unit: Option<String>,
+    /// Plausible range; outside → bad reading and SENSOR_FAULT.
+    pub valid: Option<ValidRange>,
+    /// Warning limits.
+    pub warning: Option<Limits>,
+    /// Critical limits.
+    pub critical: Option<Limits>,
+    /// Hysteresis for clearing.
+    #[serde(default)]
+    pub deadband: f64,
+    /// On-delay: condition must persist this long before raising.
+    pub delay: Option<Dur>,
+    /// Off-delay: normal must persist this long before clearing.
+    pub off_delay: Option<Dur>,
+    /// No good reading for this long → SENSOR_OFFLINE (default: 3 × interval, at least 5 s).
+    pub stale_after: Option<Dur>,
+    /// Identical value for this long → SENSOR_FAULT (stuck).
+    pub stuck_after: Option<Dur>,
+    /// Largest plausible change per second; faster → spike (bad reading).
+    pub max_rate: Option<f64>,
+    /// Extra tags for the time-series store.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+fn default_interval() -> Dur {
+    Dur(Duration::from_secs(1))
+}
+
+impl SensorConfig {
+    /// Effective staleness limit.
+    pub fn stale_after(&self) -> Duration {
+        self.stale_after
+            .map(|d| d.0)
+            .unwrap_or_else(|| (self.interval.0 * 3).max(Duration::from_secs(5)))
+    }
+}

@@ -1,0 +1,252 @@
+//! Core data types shared by sources, the pipeline, the store and sinks.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch (UTC). The unit of every timestamp in watchpost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// The wall clock now.
+    pub fn now() -> Self {
+        let d = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        Timestamp(d.as_millis() as i64)
+    }
+    /// Milliseconds since the epoch.
+    pub fn millis(self) -> i64 {
+        self.0
+    }
+    /// `self + d`.
+    pub fn add(self, d: Duration) -> Self {
+        Timestamp(self.0.saturating_add(d.as_millis() as i64))
+    }
+    /// `self - other`, zero if `other` is later.
+    pub fn since(self, other: Timestamp) -> Duration {
+        Duration::from_millis(self.0.saturating_sub(other.0).max(0) as u64)
+    }
+    /// RFC 3339 with milliseconds, e.g. `2026-11-27T10:00:00.123Z`.
+    pub fn rfc3339(self) -> String {
+        let st = if self.0 >= 0 {
+            UNIX_EPOCH + Duration::from_millis(self.0 as u64)
+        } else {
+            UNIX_EPOCH - Duration::from_millis(self.0.unsigned_abs())
+        };
+        humantime::format_rfc3339_millis(st).to_string()
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.rfc3339())
+    }
+}
+
+/// Quality of a reading, decided by validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum Quality {
+    /// Plausible value; used for thresholds.
+    Good = 0,
+    /// NaN or infinite.
+    Invalid = 1,
+    /// Outside the configured `valid` range.
+    OutOfRange = 2,
+    /// Identical value for longer than `stuck_after`.
+    Stuck = 3,
+    /// Changed faster than `max_rate`.
+    Spike = 4,
+}
+
+impl Quality {
+    /// Decode from the stored byte; unknown codes map to `Invalid`.
+    pub fn from_u8(b: u8) -> Quality {
+        match b {
+            0 => Quality::Good,
+            2 => Quality::OutOfRange,
+            3 => Quality::Stuck,
+            4 => Quality::Spike,
+            _ => Quality::Invalid,
+        }
+    }
+    /// Name used in exports and line protocol.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quality::Good => "good",
+            Quality::Invalid => "invalid",
+            Quality::OutOfRange => "out_of_range",
+            Quality::Stuck => "stuck",
+            Quality::Spike => "spike",
+        }
+    }
+}
+
+/// One sample of one sensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    /// Sensor id from the config.
+    pub sensor: Arc<str>,
+    /// Sample time.
+    pub ts: Timestamp,
+    /// Engineering value (after scaling).
+    pub value: f64,
+    /// Set by validation; sources emit `Good`.
+    pub quality: Quality,
+}
+
+impl Reading {
+    /// A good reading.
+    pub fn new(sensor: Arc<str>, ts: Timestamp, value: f64) -> Self {
+        Reading {
+            sensor,
+            ts,
+            value,
+            quality: Quality::Good,
+        }
+    }
+}
+
+/// Alert class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AlertType {
+    /// A threshold alarm.
+    Alert,
+    /// The sensor delivered implausible values (NaN, out of range, stuck).
+    SensorFault,
+    /// No good reading for `stale_after`.
+    SensorOffline,
+    /// The local buffer hit its size cap and dropped the oldest readings.
+    BufferOverflow,
+}
+
+/// Transition kind of an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    /// Newly active.
+    Raised,
+    /// WARNING became CRITICAL.
+    Escalated,
+    /// CRITICAL became WARNING.
+    Deescalated,
+    /// No longer active.
+    Cleared,
+}
+
+/// Alert severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Severity {
+    /// Needs attention.
+    Warning,
+    /// Needs action now.
+    Critical,
+}
+
+impl Severity {
+    /// `WARNING` or `CRITICAL`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Warning => "WARNING",
+            Severity::Critical => "CRITICAL",
+        }
+    }
+}
+
+/// Which side of the normal band.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Above a high limit.
+    High,
+    /// Below a low limit.
+    Low,
+}
+
+/// An alert transition: the payload published on MQTT, mailed and stored (design.md §2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Class of alert.
+    #[serde(rename = "type")]
+    pub kind: AlertType,
+    /// `{device}:{sensor}:{n}`: stable from raise to clear.
+    pub id: String,
+    /// Transition.
+    pub state: AlertState,
+    /// Severity after the transition (for `cleared`, the severity that was active).
+    pub severity: Severity,
+    /// Sensor id (`_gateway` for gateway-wide alerts).
+    pub sensor: String,
+    /// Gateway id.
+    pub device: String,
+    /// Gateway location.
+    pub location: String,
+    /// The value that caused the transition.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub value: Option<f64>,
+    /// Engineering unit of the sensor.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub unit: Option<String>,
+    /// The limit involved.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub threshold: Option<f64>,
+    /// `high` or `low`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub direction: Option<Direction>,
+    /// When the transition happened (sample time).
+    pub ts: String,
+    /// When the alert was first raised.
+    pub since: String,
+    /// Human-readable cause for faults, offline and overflow alerts.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+}
+
+impl Alert {
+    /// One-line summary for logs and the `alerts` viewer.
+    pub fn summary(&self) -> String {
+        let kind = match self.kind {
+            AlertType::Alert => "ALERT",
+            AlertType::SensorFault => "SENSOR_FAULT",
+            AlertType::SensorOffline => "SENSOR_OFFLINE",
+            AlertType::BufferOverflow => "BUFFER_OVERFLOW",
+        };
+        let state = match self.state {
+            AlertState::Raised => "raised",
+            AlertState::Escalated => "escalated",
+            AlertState::Deescalated => "deescalated",
+            AlertState::Cleared => "cleared",
+        };
+        let mut s = format!(
+            "{} {} {} sensor={}",
+            self.severity.as_str(),
+            kind,
+            state,
+            self.sensor
+        );
+        if let Some(v) = self.value {
+            s.push_str(&format!(" value={v}"));
+            if let Some(u) = &self.unit {
+                s.push_str(u);
+            }
+        }
+        if let (Some(t), Some(d)) = (self.threshold, self.direction) {
+            let d = match d {
+                Direction::High => "high",
+                Direction::Low => "low",
+            };
+            s.push_str(&format!(" threshold={t} ({d})"));
+        }
+        if let Some(r) = &self.reason {
+            s.push_str(&format!(" reason=\"{r}\""));
+        }
+        s.push_str(&format!(" id={} ts={}", self.id, self.ts));
+        s
+    }
+}

@@ -1,0 +1,155 @@
+//! InfluxDB line protocol encoding, escaping per the spec: measurement escapes `,` and space; tag keys, tag
+//! values and field keys escape `,`, `=` and space; string field values escape `"` and `\`. Backslashes in names
+//! are doubled so a trailing backslash cannot escape the separator. Newlines cannot be represented and become
+//! spaces. Empty tag values are omitted (line protocol forbids them).
+//!
+//! Data model: one measurement (default `sensor`) with tags `device`, `location`, `sensor` and configured tags;
+//! field `value` (float); field `quality` (string) only when the quality is not good; NaN/∞ readings carry only
+//! `quality`. Timestamp = sample time at the configured precision, so replays overwrite instead of duplicating.
+
+use crate::model::{Quality, Reading};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+fn esc(out: &mut String, s: &str, extra: &[char]) {
+    for c in s.chars() {
+        match c {
+            '\n' | '\r' => out.push(' '),
+            '\\' => out.push_str("\\\\"),
+            c if extra.contains(&c) => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+/// Escape a measurement name.
+pub fn measurement(out: &mut String, s: &str) {
+    esc(out, s, &[',', ' ']);
+}
+
+/// Escape a tag key, tag value or field key.
+pub fn key(out: &mut String, s: &str) {
+    esc(out, s, &[',', '=', ' ']);
+}
+
+/// Escape a string field value (without the quotes).
+pub fn string_value(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Pre-escaped tag set per sensor, so encoding a point is one lookup and a few copies.
+#[derive(Debug, Default, Clone)]
+pub struct Encoder {
+    measurement: String,
+    precision_div: i64,
+    precision_mul: i64,
+    common: BTreeMap<String, String>,
+    per_sensor: BTreeMap<String, BTreeMap<String, String>>,
+    cache: std::collections::HashMap<String, String>,
+}
+
+impl Encoder {
+    /// `precision` is one of `s`, `ms`, `us`, `ns`.
+    pub fn new(
+        measurement_name: &str,
+        precision: &str,
+        common: BTreeMap<String, String>,
+        per_sensor: BTreeMap<String, BTreeMap<String, String>>,
+    ) -> Self {
+        let (div, mul) = match precision {
+            "s" => (1000, 1),
+            "us" => (1, 1000),
+            "ns" => (1, 1_000_000),
+            _ => (1, 1),
+        };
+        let mut m = String::new();
+        measurement(&mut m, measurement_name);
+        Encoder { measurement: m, precision_div: div, precision_mul: mul, common, per_sensor, cache: Default::default() }
+    }
+
+    fn prefix(&mut self, sensor: &str) -> &str {
+        if !self.cache.contains_key(sensor) {
+            let mut tags = self.common.clone();
+            if let Some(extra) = self.per_sensor.get(sensor) {
+                tags.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            tags.insert("sensor".into(), sensor.into());
+            let mut p = self.measurement.clone();
+            for (k, v) in &tags {
+                if k.is_empty() || v.is_empty() {
+                    continue;
+                }
+                p.push(',');
+                key(&mut p, k);
+                p.push('=');
+                key(&mut p, v);
+            }
+            p.push(' ');
+            self.cache.insert(sensor.to_string(), p);
+        }
+        self.cache.get(sensor).map(String::as_str).unwrap_or("")
+    }
+
+    /// Append one line (with trailing newline).
+    pub fn line(&mut self, out: &mut String, r: &Reading) {
+        let (div, mul) = (self.precision_div, self.precision_mul);
+        out.push_str(self.prefix(&r.sensor));
+        let finite = r.value.is_finite();
+        if finite {
+            let _ = write!(out, "value={:?}", r.value);
+        }
+        if r.quality != Quality::Good {
+            if finite {
+                out.push(',');
+            }
+            out.push_str("quality=\"");
+            string_value(out, r.quality.as_str());
+            out.push('"');
+        } else if !finite {
+            out.push_str("quality=\"invalid\"");
+        }
+        let _ = writeln!(out, " {}", r.ts.0.div_euclid(div) * mul);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Timestamp;
+    use std::sync::Arc;
+
+    #[test]
+    fn escaping_per_spec() {
+        let mut common = BTreeMap::new();
+        common.insert("device".to_string(), "gw 1".to_string());
+        common.insert("location".to_string(), "a,b=c".to_string());
+        common.insert("empty".to_string(), String::new());
+        let mut e = Encoder::new("my meas,x", "ms", common, BTreeMap::new());
+        let mut out = String::new();
+        let r = Reading { sensor: Arc::from("t\\emp \"1\""), ts: Timestamp(1_700_000_000_123), value: 21.5, quality: Quality::Good };
+        e.line(&mut out, &r);
+        assert_eq!(
+            out,
+            "my\\ meas\\,x,device=gw\\ 1,location=a\\,b\\=c,sensor=t\\\\emp\\ \"1\" value=21.5 1700000000123\n"
+        );
+        let mut out = String::new();
+        let bad = Reading { sensor: Arc::from("s"), ts: Timestamp(1_700_000_000_999), value: f64::NAN, quality: Quality::Invalid };
+        let mut e = Encoder::new("m", "s", BTreeMap::new(), BTreeMap::new());
+        e.line(&mut out, &bad);
+        assert_eq!(out, "m,sensor=s quality=\"invalid\" 1700000000\n");
+        let mut out = String::new();
+        let oor = Reading { sensor: Arc::from("s"), ts: Timestamp(1), value: 300.0, quality: Quality::OutOfRange };
+        let mut e = Encoder::new("m", "ns", BTreeMap::new(), BTreeMap::new());
+        e.line(&mut out, &oor);
+        assert_eq!(out, "m,sensor=s value=300.0,quality=\"out_of_range\" 1000000\n");
+    }
+}

@@ -1,0 +1,240 @@
+//! Compact encoding of a batch of readings: columnar, delta-coded, zstd-compressed.
+//!
+//! Layout before compression (all integers LEB128 varints, signed ones zigzag):
+//! `version=1 | n | base_ts | sensor column | ts column | tag column | value column`.
+//! * sensor: global sensor index (table `sensors`), delta to the previous reading's index;
+//! * ts: delta to the previous reading's timestamp (ms);
+//! * tag: `quality << 4 | enc`; enc 0–6 = decimal with k digits, delta to this sensor's previous mantissa
+//!   in the batch; 7–13 = decimal with k−7 digits, absolute; 15 = raw f64 (8 bytes LE);
+//! * value: per the tag.
+//!
+//! Most sensor values are decimals with few digits (ADC counts scaled by 10^-k), so a value usually costs one to
+//! three bytes, and zstd squeezes the repetitive columns.
+
+use crate::model::{Quality, Timestamp};
+use std::collections::HashMap;
+
+/// A reading as stored: sensor as a global index.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Row {
+    /// Index into the `sensors` table.
+    pub sensor: u32,
+    /// Sample time.
+    pub ts: Timestamp,
+    /// Value.
+    pub value: f64,
+    /// Quality.
+    pub quality: Quality,
+}
+
+fn put_var(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_zz(out: &mut Vec<u8>, v: i64) {
+    put_var(out, ((v << 1) ^ (v >> 63)) as u64);
+}
+
+struct Rd<'a> {
+    b: &'a [u8],
+    p: usize,
+}
+
+impl Rd<'_> {
+    fn var(&mut self) -> Option<u64> {
+        let mut v = 0u64;
+        let mut shift = 0;
+        loop {
+            let byte = *self.b.get(self.p)?;
+            self.p += 1;
+            if shift >= 64 {
+                return None;
+            }
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(v);
+            }
+            shift += 7;
+        }
+    }
+    fn zz(&mut self) -> Option<i64> {
+        let v = self.var()?;
+        Some(((v >> 1) as i64) ^ -((v & 1) as i64))
+    }
+    fn byte(&mut self) -> Option<u8> {
+        let b = *self.b.get(self.p)?;
+        self.p += 1;
+        Some(b)
+    }
+    fn f64(&mut self) -> Option<f64> {
+        let s = self.b.get(self.p..self.p + 8)?;
+        self.p += 8;
+        Some(f64::from_le_bytes(s.try_into().ok()?))
+    }
+}
+
+const POW10: [f64; 7] = [1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6];
+
+fn decimal(v: f64) -> Option<(u8, i64)> {
+    if !v.is_finite() || (v == 0.0 && v.is_sign_negative()) {
+        return None;
+    }
+    for (k, f) in POW10.iter().enumerate() {
+        let m = (v * f).round();
+        if m.abs() < 9.0e15 && m / f == v {
+            return Some((k as u8, m as i64));
+        }
+    }
+    None
+}
+
+/// Encode rows (zstd level `level`).
+pub fn encode(rows: &[Row], level: i32) -> std::io::Result<Vec<u8>> {
+    let n = rows.len();
+    let mut raw = Vec::with_capacity(n * 6 + 16);
+    raw.push(1u8);
+    put_var(&mut raw, n as u64);
+    let base = rows.first().map(|r| r.ts.0).unwrap_or(0);
+    put_zz(&mut raw, base);
+    let mut prev = 0i64;
+    for r in rows {
+        put_zz(&mut raw, i64::from(r.sensor) - prev);
+        prev = i64::from(r.sensor);
+    }
+    let mut pt = base;
+    for r in rows {
+        put_zz(&mut raw, r.ts.0 - pt);
+        pt = r.ts.0;
+    }
+    let mut last: HashMap<u32, (u8, i64)> = HashMap::new();
+    let mut vals = Vec::with_capacity(n * 3);
+    for r in rows {
+        let q = (r.quality as u8) << 4;
+        match decimal(r.value) {
+            Some((k, m)) => match last.insert(r.sensor, (k, m)) {
+                Some((pk, pm)) if pk == k => {
+                    raw.push(q | k);
+                    put_zz(&mut vals, m.wrapping_sub(pm));
+                }
+                _ => {
+                    raw.push(q | (k + 7));
+                    put_zz(&mut vals, m);
+                }
+            },
+            None => {
+                raw.push(q | 15);
+                vals.extend_from_slice(&r.value.to_le_bytes());
+            }
+        }
+    }
+    raw.extend_from_slice(&vals);
+    zstd::bulk::compress(&raw, level)
+}
+
+/// Decode a batch; `None` if it is corrupt.
+pub fn decode(data: &[u8]) -> Option<Vec<Row>> {
+    let raw = zstd::stream::decode_all(data).ok()?;
+    let mut r = Rd { b: &raw, p: 0 };
+    if r.byte()? != 1 {
+        return None;
+    }
+    let n = r.var()? as usize;
+    if n > raw.len() {
+        return None;
+    }
+    let base = r.zz()?;
+    let mut sensors = Vec::with_capacity(n);
+    let mut prev = 0i64;
+    for _ in 0..n {
+        prev += r.zz()?;
+        sensors.push(u32::try_from(prev).ok()?);
+    }
+    let mut ts = Vec::with_capacity(n);
+    let mut pt = base;
+    for _ in 0..n {
+        pt += r.zz()?;
+        ts.push(pt);
+    }
+    let mut tags = Vec::with_capacity(n);
+    for _ in 0..n {
+        tags.push(r.byte()?);
+    }
+    let mut last: HashMap<u32, i64> = HashMap::new();
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let tag = tags[i];
+        let enc = tag & 0x0f;
+        let value = match enc {
+            0..=6 => {
+                let m = last.get(&sensors[i])?.wrapping_add(r.zz()?);
+                last.insert(sensors[i], m);
+                m as f64 / POW10[enc as usize]
+            }
+            7..=13 => {
+                let m = r.zz()?;
+                last.insert(sensors[i], m);
+                m as f64 / POW10[(enc - 7) as usize]
+            }
+            15 => r.f64()?,
+            _ => return None,
+        };
+        out.push(Row {
+            sensor: sensors[i],
+            ts: Timestamp(ts[i]),
+            value,
+            quality: Quality::from_u8(tag >> 4),
+        });
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn roundtrip_mixed() {
+        let rows = vec![
+            Row { sensor: 3, ts: Timestamp(1_700_000_000_000), value: 21.53, quality: Quality::Good },
+            Row { sensor: 3, ts: Timestamp(1_700_000_001_000), value: 21.55, quality: Quality::Good },
+            Row { sensor: 0, ts: Timestamp(1_700_000_000_990), value: f64::NAN, quality: Quality::Invalid },
+            Row { sensor: 1, ts: Timestamp(1_700_000_001_001), value: 1.0 / 3.0, quality: Quality::Good },
+            Row { sensor: 3, ts: Timestamp(1_700_000_002_000), value: -7.0, quality: Quality::OutOfRange },
+        ];
+        let enc = encode(&rows, 3).expect("encode");
+        let dec = decode(&enc).expect("decode");
+        assert_eq!(dec.len(), rows.len());
+        for (a, b) in rows.iter().zip(&dec) {
+            assert_eq!(a.sensor, b.sensor);
+            assert_eq!(a.ts, b.ts);
+            assert_eq!(a.quality, b.quality);
+            assert!(a.value.to_bits() == b.value.to_bits() || (a.value.is_nan() && b.value.is_nan()));
+        }
+    }
+
+    #[test]
+    fn corrupt_input_is_rejected() {
+        assert!(decode(b"not zstd").is_none());
+        let enc = encode(&[Row { sensor: 1, ts: Timestamp(5), value: 1.5, quality: Quality::Good }], 1).expect("e");
+        assert!(decode(&enc[..enc.len() - 2]).is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn roundtrip_any(rows in proptest::collection::vec((0u32..50, -1_000_000i64..1_000_000, any::<f64>(), 0u8..5), 0..200)) {
+            let rows: Vec<Row> = rows.into_iter().map(|(s, t, v, q)| Row { sensor: s, ts: Timestamp(1_700_000_000_000 + t), value: v, quality: Quality::from_u8(q) }).collect();
+            let dec = decode(&encode(&rows, 1).expect("encode")).expect("decode");
+            prop_assert_eq!(dec.len(), rows.len());
+            for (a, b) in rows.iter().zip(&dec) {
+                prop_assert_eq!(a.sensor, b.sensor);
+                prop_assert_eq!(a.ts, b.ts);
+                prop_assert!(a.value.to_bits() == b.value.to_bits() || (a.value.is_nan() && b.value.is_nan()));
+            }
+        }
+    }
+}

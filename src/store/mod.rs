@@ -1,0 +1,634 @@
+//! The durable store: the single point of truth between sources and sinks.
+//!
+//! # Invariants
+//! * **Durable when.** A reading is *accepted* once the batch holding it is committed; the pipeline commits a
+//!   batch every `buffer.flush_interval` (or when `batch_max_readings` is reached), so at most one flush interval
+//!   of readings is in memory. An alert event is committed (fsync'd, `synchronous=FULL`) before any sink can see it.
+//! * **Delivered when.** Each sink has its own cursor per stream (`readings`, `events`) and advances it only after
+//!   the far side acknowledged. A crash between delivery and ack re-delivers (at-least-once); readings carry their
+//!   sample timestamp so a time-series store overwrites instead of duplicating.
+//! * **Deleted when.** A batch or event is deleted once every *configured* sink that consumes its stream has passed
+//!   it and it is older than `buffer.retention`. A sink that is not configured holds nothing back.
+//! * **Cap.** Above `buffer.max_size` the oldest reading batches are deleted, sent or not, counted in
+//!   `dropped_readings`, logged, and a `BUFFER_OVERFLOW` alert is raised once per episode. Alert events are never
+//!   deleted to make room for readings.
+//! * **Crash recovery.** SQLite in WAL mode discards a torn tail on open. A file that cannot be opened as a
+//!   database is moved aside as `watchpost.db.corrupt-<unix time>` with an ERROR, and a fresh store is created.
+//!
+//! Storage: SQLite (bundled) so a user can inspect it with `sqlite3`. Reading batches are compressed columnar
+//! blobs ([`codec`]), ~3–5 bytes per reading; alerts are JSON rows.
+
+pub mod codec;
+
+use crate::model::{Alert, Quality, Reading, Timestamp};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// File name of the store inside `data_dir`.
+pub const DB_FILE: &str = "watchpost.db";
+
+/// Store errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite said no.
+    #[error("store: {0}")]
+    Sql(#[from] rusqlite::Error),
+    /// File system.
+    #[error("store: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl StoreError {
+    /// The disk (or a file-size limit) is full.
+    pub fn is_full(&self) -> bool {
+        match self {
+            StoreError::Sql(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure
+            ),
+            StoreError::Io(e) => e.raw_os_error() == Some(libc::ENOSPC),
+            _ => false,
+        }
+    }
+}
+
+/// A data stream in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stream {
+    /// Reading batches.
+    Readings,
+    /// Alert events.
+    Events,
+}
+
+impl Stream {
+    fn as_str(self) -> &'static str {
+        match self {
+            Stream::Readings => "readings",
+            Stream::Events => "events",
+        }
+    }
+}
+
+/// A sink and the stream it consumes.
+pub type Consumer = (String, Stream);
+
+/// A batch read back for a sink.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// Batch id (the cursor position after delivering it).
+    pub id: i64,
+    /// Its readings in arrival order.
+    pub readings: Vec<Reading>,
+}
+
+/// What the cap dropped.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Dropped {
+    /// Batches deleted.
+    pub batches: u64,
+    /// Readings deleted.
+    pub readings: u64,
+    /// Oldest sample dropped.
+    pub first: Timestamp,
+    /// Newest sample dropped.
+    pub last: Timestamp,
+}
+
+/// Backlog of one sink.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SinkStatus {
+    /// Sink name.
+    pub sink: String,
+    /// Stream.
+    pub stream: &'static str,
+    /// Items not yet delivered.
+    pub pending: u64,
+    /// Age of the oldest undelivered item.
+    pub oldest_age_s: Option<f64>,
+    /// Items the far side rejected as malformed.
+    pub dead_letters: u64,
+}
+
+/// `buffer status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    /// Path of the store.
+    pub path: PathBuf,
+    /// Bytes on disk (database + WAL).
+    pub file_bytes: u64,
+    /// Bytes in use inside the database.
+    pub used_bytes: u64,
+    /// Reading batches held.
+    pub batches: u64,
+    /// Readings held.
+    pub readings: u64,
+    /// Alert events held.
+    pub events: u64,
+    /// Oldest reading held.
+    pub oldest_reading: Option<String>,
+    /// Newest reading held.
+    pub newest_reading: Option<String>,
+    /// Readings dropped by the size cap since the store was created.
+    pub dropped_readings: u64,
+    /// Per sink.
+    pub sinks: Vec<SinkStatus>,
+}
+
+/// A connection to the store. Not `Sync`: each task opens its own (SQLite WAL allows concurrent readers).
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    ids: HashMap<Arc<str>, u32>,
+    names: Vec<Option<Arc<str>>>,
+    /// The previous run did not shut down cleanly.
+    pub was_unclean: bool,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS batches (id INTEGER PRIMARY KEY AUTOINCREMENT, first_ts INTEGER NOT NULL,
+    last_ts INTEGER NOT NULL, count INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, ts INTEGER NOT NULL,
+    sensor TEXT NOT NULL, kind TEXT NOT NULL, state TEXT NOT NULL, payload TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sensors (idx INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS cursors (sink TEXT NOT NULL, stream TEXT NOT NULL, pos INTEGER NOT NULL,
+    PRIMARY KEY (sink, stream));
+CREATE TABLE IF NOT EXISTS dead_letters (sink TEXT NOT NULL, stream TEXT NOT NULL, pos INTEGER NOT NULL,
+    ts INTEGER NOT NULL, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+";
+
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+impl Store {
+    /// Open (or create) the store in `dir` for writing, recovering from a corrupt file by moving it aside.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(DB_FILE);
+        match Self::open_inner(&path, true) {
+            Ok(s) => Ok(s),
+            Err(e) if path.exists() => {
+                let aside = dir.join(format!("{DB_FILE}.corrupt-{}", Timestamp::now().0 / 1000));
+                tracing::error!(path = %path.display(), moved_to = %aside.display(), error = %e,
+                    "The store cannot be opened; moving it aside and starting with a fresh store.");
+                std::fs::rename(&path, &aside)?;
+                for ext in ["-wal", "-shm"] {
+                    let side = dir.join(format!("{DB_FILE}{ext}"));
+                    if side.exists() {
+                        let _ = std::fs::rename(&side, dir.join(format!("{DB_FILE}.corrupt-{}{ext}", Timestamp::now().0 / 1000)));
+                    }
+                }
+                Self::open_inner(&path, true)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Open an existing store for reading and cursor updates (sinks, CLI). Does not create or recover it.
+    pub fn open_existing(dir: &Path) -> Result<Store, StoreError> {
+        let path = dir.join(DB_FILE);
+        if !path.exists() {
+            return Err(StoreError::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no store at {} (has the daemon run with this data_dir?)", path.display()),
+            )));
+        }
+        Self::open_inner(&path, false)
+    }
+
+    fn open_inner(path: &Path, writer: bool) -> Result<Store, StoreError> {
+        let conn = connect(path)?;
+        conn.execute_batch(SCHEMA)?;
+        let mut s = Store {
+            conn,
+            path: path.to_path_buf(),
+            ids: HashMap::new(),
+            names: Vec::new(),
+            was_unclean: false,
+        };
+        if writer {
+            let clean = s.meta("clean_shutdown")?;
+            s.was_unclean = clean.as_deref() == Some("0");
+            if s.was_unclean {
+                let check: String = s.conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0))?;
+                if check != "ok" {
+                    return Err(StoreError::Sql(rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                        Some(format!("integrity check failed: {check}")),
+                    )));
+                }
+                tracing::warn!(path = %path.display(), "The previous run did not shut down cleanly; the store was recovered.");
+            }
+            s.set_meta("clean_shutdown", "0")?;
+        }
+        s.load_sensors()?;
+        Ok(s)
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn load_sensors(&mut self) -> Result<(), StoreError> {
+        let mut stmt = self.conn.prepare("SELECT idx, name FROM sensors")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (idx, name) = row?;
+            let name: Arc<str> = Arc::from(name);
+            if self.names.len() <= idx as usize {
+                self.names.resize(idx as usize + 1, None);
+            }
+            self.names[idx as usize] = Some(Arc::clone(&name));
+            self.ids.insert(name, idx);
+        }
+        Ok(())
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    /// Record a clean shutdown (the next open skips the integrity check).
+    pub fn mark_clean(&mut self) -> Result<(), StoreError> {
+        self.set_meta("clean_shutdown", "1")?;
+        let _ = self.conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
+        Ok(())
+    }
+
+    /// The saved alarm-engine state.
+    pub fn engine_state(&self) -> Result<Option<String>, StoreError> {
+        self.meta("engine_state")
+    }
+
+    /// Save the alarm-engine state on its own.
+    pub fn save_engine_state(&mut self, state: &str) -> Result<(), StoreError> {
+        self.set_meta("engine_state", state)
+    }
+
+    fn sensor_idx(&mut self, name: &Arc<str>) -> Result<u32, StoreError> {
+        if let Some(i) = self.ids.get(name) {
+            return Ok(*i);
+        }
+        let idx = self.names.len() as u32;
+        self.conn
+            .execute("INSERT INTO sensors (idx, name) VALUES (?1, ?2)", params![idx, &**name])?;
+        self.names.push(Some(Arc::clone(name)));
+        self.ids.insert(Arc::clone(name), idx);
+        Ok(idx)
+    }
+
+    fn sensor_name(&mut self, idx: u32) -> Arc<str> {
+        if self.names.get(idx as usize).and_then(|n| n.as_ref()).is_none() {
+            let _ = self.load_sensors();
+        }
+        self.names
+            .get(idx as usize)
+            .and_then(|n| n.clone())
+            .unwrap_or_else(|| Arc::from(format!("sensor#{idx}")))
+    }
+
+    /// Commit a batch of readings (and the engine state) in one transaction. Returns the batch id.
+    pub fn append_readings(&mut self, readings: &[Reading], engine_state: Option<&str>) -> Result<Option<i64>, StoreError> {
+        if readings.is_empty() && engine_state.is_none() {
+            return Ok(None);
+        }
+        // Sensor ids are registered in their own transactions (rare), so a failed batch leaves no trace.
+        let mut rows = Vec::with_capacity(readings.len());
+        for r in readings {
+            let sensor = self.sensor_idx(&r.sensor)?;
+            rows.push(codec::Row { sensor, ts: r.ts, value: r.value, quality: r.quality });
+        }
+        let tx = self.conn.transaction()?;
+        let mut id = None;
+        if !rows.is_empty() {
+            let data = codec::encode(&rows, 3)?;
+            let first = rows.iter().map(|r| r.ts.0).min().unwrap_or(0);
+            let last = rows.iter().map(|r| r.ts.0).max().unwrap_or(0);
+            tx.execute(
+                "INSERT INTO batches (first_ts, last_ts, count, data) VALUES (?1, ?2, ?3, ?4)",
+                params![first, last, rows.len() as i64, data],
+            )?;
+            id = Some(tx.last_insert_rowid());
+        }
+        if let Some(st) = engine_state {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('engine_state', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [st],
+            )?;
+        }
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Commit alert events (and the engine state) in one transaction; returns their sequence numbers.
+    pub fn append_alerts(&mut self, alerts: &[Alert], engine_state: Option<&str>) -> Result<Vec<i64>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut seqs = Vec::with_capacity(alerts.len());
+        for a in alerts {
+            let payload = serde_json::to_string(a).unwrap_or_default();
+            let kind = serde_json::to_value(a.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+            let state = serde_json::to_value(a.state).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+            let ts = humantime::parse_rfc3339(&a.ts)
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or_else(|| Timestamp::now().0);
+            tx.execute(
+                "INSERT INTO events (ts, sensor, kind, state, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![ts, a.sensor, kind, state, payload],
+            )?;
+            seqs.push(tx.last_insert_rowid());
+        }
+        if let Some(st) = engine_state {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('engine_state', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [st],
+            )?;
+        }
+        tx.commit()?;
+        Ok(seqs)
+    }
+
+    /// A sink's position in a stream (0 = nothing delivered).
+    pub fn cursor(&self, sink: &str, stream: Stream) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT pos FROM cursors WHERE sink = ?1 AND stream = ?2",
+                params![sink, stream.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    /// Advance a sink's cursor (after the far side acknowledged everything up to `pos`).
+    pub fn ack(&mut self, sink: &str, stream: Stream, pos: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO cursors (sink, stream, pos) VALUES (?1, ?2, ?3)
+             ON CONFLICT(sink, stream) DO UPDATE SET pos = max(pos, excluded.pos)",
+            params![sink, stream.as_str(), pos],
+        )?;
+        Ok(())
+    }
+
+    /// Record that the far side rejected item `pos` as malformed, and move the cursor past it.
+    pub fn dead_letter(&mut self, sink: &str, stream: Stream, pos: i64, reason: &str) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO dead_letters (sink, stream, pos, ts, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![sink, stream.as_str(), pos, Timestamp::now().0, reason],
+        )?;
+        tx.execute(
+            "INSERT INTO cursors (sink, stream, pos) VALUES (?1, ?2, ?3)
+             ON CONFLICT(sink, stream) DO UPDATE SET pos = max(pos, excluded.pos)",
+            params![sink, stream.as_str(), pos],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Up to `limit` reading batches with id > `after`, oldest first. Batches that fail to decode are returned
+    /// empty (and logged) so a cursor can move past them.
+    pub fn batches_after(&mut self, after: i64, limit: usize) -> Result<Vec<Batch>, StoreError> {
+        let raw: Vec<(i64, Vec<u8>)> = {
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT id, data FROM batches WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+            let rows = stmt.query_map(params![after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut out = Vec::with_capacity(raw.len());
+        for (id, data) in raw {
+            let readings = match codec::decode(&data) {
+                Some(rows) => rows
+                    .into_iter()
+                    .map(|r| Reading { sensor: self.sensor_name(r.sensor), ts: r.ts, value: r.value, quality: r.quality })
+                    .collect(),
+                None => {
+                    tracing::error!(batch = id, "A stored reading batch is corrupt and is skipped.");
+                    Vec::new()
+                }
+            };
+            out.push(Batch { id, readings });
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` alert events with seq > `after`, oldest first.
+    pub fn events_after(&self, after: i64, limit: usize) -> Result<Vec<(i64, Alert)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT seq, payload FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+        let rows = stmt.query_map(params![after, limit as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, payload) = row?;
+            match serde_json::from_str(&payload) {
+                Ok(a) => out.push((seq, a)),
+                Err(e) => tracing::error!(seq, error = %e, "A stored alert event is unreadable and is skipped."),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of readings and events held.
+    pub fn counts(&self) -> Result<(u64, u64), StoreError> {
+        let r: i64 = self.conn.query_row("SELECT coalesce(sum(count), 0) FROM batches", [], |r| r.get(0))?;
+        let e: i64 = self.conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0))?;
+        Ok((r as u64, e as u64))
+    }
+
+    /// Bytes in use inside the database (pages not on the free list), WAL content included.
+    pub fn used_bytes(&self) -> Result<u64, StoreError> {
+        let pc: i64 = self.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        let fl: i64 = self.conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+        let ps: i64 = self.conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        Ok(((pc - fl).max(0) * ps) as u64)
+    }
+
+    /// Readings dropped by the cap so far.
+    pub fn dropped_readings(&self) -> Result<u64, StoreError> {
+        Ok(self.meta("dropped_readings")?.and_then(|v| v.parse().ok()).unwrap_or(0))
+    }
+
+    /// Delete the oldest reading batches until the store uses at most `max_bytes` (target 90 % of it).
+    /// Alert events are never deleted here.
+    pub fn enforce_cap(&mut self, max_bytes: u64) -> Result<Option<Dropped>, StoreError> {
+        if self.used_bytes()? <= max_bytes {
+            return Ok(None);
+        }
+        let target = max_bytes / 10 * 9;
+        let mut d = Dropped { first: Timestamp(i64::MAX), ..Default::default() };
+        loop {
+            let oldest: Vec<(i64, i64, i64, i64)> = {
+                let mut stmt = self
+                    .conn
+                    .prepare("SELECT id, first_ts, last_ts, count FROM batches ORDER BY id LIMIT 64")?;
+                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            if oldest.is_empty() {
+                break;
+            }
+            let max_id = oldest.last().map(|o| o.0).unwrap_or(0);
+            for (_, f, l, c) in &oldest {
+                d.batches += 1;
+                d.readings += *c as u64;
+                d.first = d.first.min(Timestamp(*f));
+                d.last = d.last.max(Timestamp(*l));
+            }
+            let total = self.dropped_readings()? + oldest.iter().map(|o| o.3 as u64).sum::<u64>();
+            let tx = self.conn.transaction()?;
+            tx.execute("DELETE FROM batches WHERE id <= ?1", [max_id])?;
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('dropped_readings', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [total.to_string()],
+            )?;
+            tx.commit()?;
+            if self.used_bytes()? <= target {
+                break;
+            }
+        }
+        Ok((d.batches > 0).then_some(d))
+    }
+
+    /// Delete data every consumer has passed and that is older than `retention`. Returns rows deleted.
+    pub fn prune(&mut self, consumers: &[Consumer], retention: Duration, now: Timestamp) -> Result<u64, StoreError> {
+        let cutoff = now.0 - retention.as_millis() as i64;
+        let mut deleted = 0;
+        for (stream, table, key, ts) in [
+            (Stream::Readings, "batches", "id", "last_ts"),
+            (Stream::Events, "events", "seq", "ts"),
+        ] {
+            let mut limit = i64::MAX;
+            for (sink, s) in consumers {
+                if *s == stream {
+                    limit = limit.min(self.cursor(sink, stream)?);
+                }
+            }
+            deleted += self.conn.execute(
+                &format!("DELETE FROM {table} WHERE {key} <= ?1 AND {ts} < ?2"),
+                params![limit, cutoff],
+            )? as u64;
+        }
+        Ok(deleted)
+    }
+
+    /// Backlog and size report.
+    pub fn status(&self, consumers: &[Consumer], now: Timestamp) -> Result<Status, StoreError> {
+        let (readings, events) = self.counts()?;
+        let batches: i64 = self.conn.query_row("SELECT count(*) FROM batches", [], |r| r.get(0))?;
+        let (oldest, newest): (Option<i64>, Option<i64>) =
+            self.conn.query_row("SELECT min(first_ts), max(last_ts) FROM batches", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let file_bytes = [DB_FILE.to_string(), format!("{DB_FILE}-wal")]
+            .iter()
+            .filter_map(|f| self.path.parent().map(|d| d.join(f)))
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        let mut sinks = Vec::new();
+        for (sink, stream) in consumers {
+            let pos = self.cursor(sink, *stream)?;
+            let (pending, oldest_ts): (i64, Option<i64>) = match stream {
+                Stream::Readings => self.conn.query_row(
+                    "SELECT coalesce(sum(count), 0), min(first_ts) FROM batches WHERE id > ?1",
+                    [pos],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?,
+                Stream::Events => self.conn.query_row(
+                    "SELECT count(*), min(ts) FROM events WHERE seq > ?1",
+                    [pos],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?,
+            };
+            let dead: i64 = self.conn.query_row(
+                "SELECT count(*) FROM dead_letters WHERE sink = ?1 AND stream = ?2",
+                params![sink, stream.as_str()],
+                |r| r.get(0),
+            )?;
+            sinks.push(SinkStatus {
+                sink: sink.clone(),
+                stream: stream.as_str(),
+                pending: pending as u64,
+                oldest_age_s: oldest_ts.map(|t| (now.0 - t).max(0) as f64 / 1000.0),
+                dead_letters: dead as u64,
+            });
+        }
+        Ok(Status {
+            path: self.path.clone(),
+            file_bytes,
+            used_bytes: self.used_bytes()?,
+            batches: batches as u64,
+            readings,
+            events,
+            oldest_reading: oldest.map(|t| Timestamp(t).rfc3339()),
+            newest_reading: newest.map(|t| Timestamp(t).rfc3339()),
+            dropped_readings: self.dropped_readings()?,
+            sinks,
+        })
+    }
+
+    /// Call `f` for every stored reading with sample time ≥ `since` (and of `sensor`, if given), oldest batch first.
+    pub fn export(&mut self, since: Timestamp, sensor: Option<&str>, mut f: impl FnMut(&Reading)) -> Result<u64, StoreError> {
+        let mut after = 0;
+        let mut n = 0;
+        loop {
+            let ids: Vec<i64> = {
+                let mut stmt = self.conn.prepare_cached(
+                    "SELECT id FROM batches WHERE id > ?1 AND last_ts >= ?2 ORDER BY id LIMIT 256",
+                )?;
+                let rows = stmt.query_map(params![after, since.0], |r| r.get(0))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            let Some(&last) = ids.last() else { break };
+            for b in self.batches_after(after, 256)? {
+                if b.id > last {
+                    break;
+                }
+                for r in &b.readings {
+                    if r.ts >= since && sensor.is_none_or(|s| &*r.sensor == s) {
+                        f(r);
+                        n += 1;
+                    }
+                }
+            }
+            after = last;
+        }
+        Ok(n)
+    }
+
+    /// All stored alert events (for tests and export).
+    pub fn all_events(&self) -> Result<Vec<(i64, Alert)>, StoreError> {
+        self.events_after(0, usize::MAX >> 1)
+    }
+}
+
+/// Quality shown in exports.
+pub fn quality_str(q: Quality) -> &'static str {
+    q.as_str()
+}
+
+#[cfg(test)]
+mod tests;
