@@ -372,7 +372,10 @@ fn section<T: DeserializeOwned>(v: toml::Value, base: KeyPath, issues: &mut Vec<
             // Point at the offending key itself for unknown fields.
             if let Some(rest) = msg.strip_prefix("unknown field `") {
                 if let Some(end) = rest.find('`') {
-                    path = path.key(&rest[..end]);
+                    let k = &rest[..end];
+                    if path.0.last() != Some(&Seg::Key(k.to_string())) {
+                        path = path.key(k);
+                    }
                 }
             }
             issues.push(Issue::new(path, msg));

@@ -1,0 +1,235 @@
+//! Table tests of validation and the alarm engine: each case is a sensor config, a list of `(seconds, value)`
+//! samples and the expected transitions `(seconds, type, state, severity)`.
+
+use super::*;
+use crate::config::{Dur, SourceConfig};
+
+fn sensor() -> SensorConfig {
+    SensorConfig {
+        id: "t".into(),
+        source: SourceConfig { simulated: Some("constant".into()), ..Default::default() },
+        interval: Dur(Duration::from_secs(1)),
+        unit: Some("°C".into()),
+        valid: Some(ValidRange { min: Some(-40.0), max: Some(250.0) }),
+        warning: Some(Limits { high: Some(80.0), low: Some(5.0) }),
+        critical: Some(Limits { high: Some(95.0), low: Some(0.0) }),
+        deadband: 2.0,
+        delay: None,
+        off_delay: None,
+        stale_after: Some(Dur(Duration::from_secs(10))),
+        stuck_after: None,
+        max_rate: None,
+        tags: Default::default(),
+    }
+}
+
+type Got = Vec<(i64, AlertType, AlertState, Severity)>;
+
+fn run(s: &SensorConfig, samples: &[(i64, f64)]) -> Got {
+    let mut e = Engine::new("gw", "here", std::slice::from_ref(s), Timestamp(0));
+    let mut out = Vec::new();
+    let mut got = Vec::new();
+    for (t, v) in samples {
+        let mut r = Reading::new(Arc::from("t"), Timestamp(t * 1000), *v);
+        e.evaluate(&mut r, &mut out);
+        for a in out.drain(..) {
+            got.push((*t, a.kind, a.state, a.severity));
+        }
+    }
+    got
+}
+
+use AlertState::*;
+use AlertType::{Alert as A, SensorFault as F};
+use Severity::*;
+
+#[test]
+fn raise_escalate_deescalate_clear_high() {
+    let got = run(&sensor(), &[(0, 50.0), (1, 81.0), (2, 96.0), (3, 94.0), (4, 92.9), (5, 79.0), (6, 77.9)]);
+    assert_eq!(
+        got,
+        vec![
+            (1, A, Raised, Warning),
+            (2, A, Escalated, Critical),
+            // 94 is inside the critical deadband (95 - 2 = 93): still critical.
+            (4, A, Deescalated, Warning),
+            // 79 is inside the warning deadband (80 - 2 = 78): still warning.
+            (6, A, Cleared, Warning),
+        ]
+    );
+}
+
+#[test]
+fn straight_to_critical_and_clear_after_escalation() {
+    let got = run(&sensor(), &[(0, 100.0), (1, 50.0)]);
+    assert_eq!(got, vec![(0, A, Raised, Critical), (1, A, Cleared, Critical)]);
+}
+
+#[test]
+fn low_side_mirrors_high() {
+    let got = run(&sensor(), &[(0, 20.0), (1, 4.0), (2, -1.0), (3, 1.0), (4, 2.5), (5, 6.0), (6, 7.5)]);
+    assert_eq!(
+        got,
+        vec![(1, A, Raised, Warning), (2, A, Escalated, Critical), (4, A, Deescalated, Warning), (6, A, Cleared, Warning)]
+    );
+}
+
+#[test]
+fn deadband_suppresses_chatter() {
+    // Flapping around 80 between 79 and 81: one raise, no clears while inside the deadband.
+    let samples: Vec<(i64, f64)> = (0..20).map(|i| (i, if i % 2 == 0 { 81.0 } else { 79.0 })).collect();
+    let got = run(&sensor(), &samples);
+    assert_eq!(got, vec![(0, A, Raised, Warning)]);
+    // Without a deadband the same signal chatters.
+    let mut s = sensor();
+    s.deadband = 0.0;
+    assert_eq!(run(&s, &samples).len(), 20);
+}
+
+#[test]
+fn on_delay_requires_persistence() {
+    let mut s = sensor();
+    s.delay = Some(Dur(Duration::from_secs(5)));
+    // A 3 s excursion is ignored; a 6 s one raises at 5 s after it began.
+    let got = run(&s, &[(0, 85.0), (3, 85.0), (4, 50.0), (10, 85.0), (12, 85.0), (15, 85.0), (16, 85.0)]);
+    assert_eq!(got, vec![(15, A, Raised, Warning)]);
+}
+
+#[test]
+fn nan_in_the_middle_of_a_pending_delay_restarts_it() {
+    let mut s = sensor();
+    s.delay = Some(Dur(Duration::from_secs(5)));
+    let got = run(&s, &[(0, 85.0), (3, f64::NAN), (5, 85.0), (9, 85.0), (10, 85.0)]);
+    // NaN at 3 s is a fault and restarts the delay: the alarm comes 5 s after 5 s, not at 5 s.
+    assert_eq!(got, vec![(3, F, Raised, Warning), (5, F, Cleared, Warning), (10, A, Raised, Warning)]);
+}
+
+#[test]
+fn bad_data_never_clears_an_active_alarm() {
+    let got = run(&sensor(), &[(0, 90.0), (1, f64::NAN), (2, 300.0), (3, 90.0)]);
+    assert_eq!(got, vec![(0, A, Raised, Warning), (1, F, Raised, Warning), (3, F, Cleared, Warning)]);
+}
+
+#[test]
+fn off_delay_holds_the_clear() {
+    let mut s = sensor();
+    s.off_delay = Some(Dur(Duration::from_secs(3)));
+    let got = run(&s, &[(0, 85.0), (1, 50.0), (2, 50.0), (3, 85.0), (4, 50.0), (6, 50.0), (7, 50.0)]);
+    assert_eq!(got, vec![(0, A, Raised, Warning), (7, A, Cleared, Warning)]);
+}
+
+#[test]
+fn out_of_range_is_a_fault_not_a_threshold_alarm() {
+    let got = run(&sensor(), &[(0, 20.0), (1, 251.0), (2, 20.0)]);
+    assert_eq!(got, vec![(1, F, Raised, Warning), (2, F, Cleared, Warning)]);
+}
+
+#[test]
+fn stuck_sensor_is_a_fault() {
+    let mut s = sensor();
+    s.stuck_after = Some(Dur(Duration::from_secs(5)));
+    let samples: Vec<(i64, f64)> = (0..8).map(|i| (i, 20.0)).chain([(8, 21.0)]).collect();
+    assert_eq!(run(&s, &samples), vec![(5, F, Raised, Warning), (8, F, Cleared, Warning)]);
+}
+
+#[test]
+fn spike_is_marked_bad_and_ignored_by_thresholds() {
+    let mut s = sensor();
+    s.max_rate = Some(10.0);
+    let mut e = Engine::new("gw", "", std::slice::from_ref(&s), Timestamp(0));
+    let mut out = Vec::new();
+    let mut q = Vec::new();
+    for (t, v) in [(0, 20.0), (1, 200.0), (2, 21.0)] {
+        let mut r = Reading::new(Arc::from("t"), Timestamp(t * 1000), v);
+        e.evaluate(&mut r, &mut out);
+        q.push(r.quality);
+    }
+    assert_eq!(q, vec![Quality::Good, Quality::Spike, Quality::Good]);
+    assert!(out.is_empty(), "{out:?}");
+}
+
+#[test]
+fn stale_sensor_goes_offline_and_returns() {
+    let s = sensor();
+    let mut e = Engine::new("gw", "", std::slice::from_ref(&s), Timestamp(0));
+    let mut out = Vec::new();
+    e.tick(Timestamp(9_000), &mut out);
+    assert!(out.is_empty());
+    e.tick(Timestamp(10_000), &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].kind, out[0].state), (AlertType::SensorOffline, Raised));
+    e.tick(Timestamp(11_000), &mut out);
+    assert_eq!(out.len(), 1, "raised once");
+    let mut r = Reading::new(Arc::from("t"), Timestamp(12_000), 20.0);
+    e.evaluate(&mut r, &mut out);
+    assert_eq!((out[1].kind, out[1].state), (AlertType::SensorOffline, Cleared));
+    assert_eq!(out[0].id, out[1].id);
+}
+
+#[test]
+fn payload_matches_the_contract() {
+    let mut e = Engine::new("press-line-3", "plant-1/hall-b", &[SensorConfig { id: "oil_temp".into(), ..sensor() }], Timestamp(0));
+    let mut out = Vec::new();
+    let mut r = Reading::new(Arc::from("oil_temp"), Timestamp(1_795_773_600_123), 97.2);
+    e.evaluate(&mut r, &mut out);
+    let v: serde_json::Value = serde_json::to_value(&out[0]).expect("json");
+    assert_eq!(v["type"], "ALERT");
+    assert_eq!(v["id"], "press-line-3:oil_temp:1");
+    assert_eq!(v["state"], "raised");
+    assert_eq!(v["severity"], "CRITICAL");
+    assert_eq!(v["sensor"], "oil_temp");
+    assert_eq!(v["device"], "press-line-3");
+    assert_eq!(v["location"], "plant-1/hall-b");
+    assert_eq!(v["value"], 97.2);
+    assert_eq!(v["unit"], "°C");
+    assert_eq!(v["threshold"], 95.0);
+    assert_eq!(v["direction"], "high");
+    assert_eq!(v["ts"], "2026-11-27T10:00:00.123Z");
+    assert_eq!(v["since"], "2026-11-27T10:00:00.123Z");
+}
+
+#[test]
+fn state_survives_a_restart() {
+    let s = sensor();
+    let mut e = Engine::new("gw", "", std::slice::from_ref(&s), Timestamp(0));
+    let mut out = Vec::new();
+    let mut r = Reading::new(Arc::from("t"), Timestamp(1000), 90.0);
+    e.evaluate(&mut r, &mut out);
+    let snap = e.snapshot();
+    let mut e2 = Engine::new("gw", "", std::slice::from_ref(&s), Timestamp(5000));
+    e2.restore(&snap, Timestamp(5000)).expect("restore");
+    let mut out2 = Vec::new();
+    let mut r = Reading::new(Arc::from("t"), Timestamp(6000), 91.0);
+    e2.evaluate(&mut r, &mut out2);
+    assert!(out2.is_empty(), "not raised twice: {out2:?}");
+    let mut r = Reading::new(Arc::from("t"), Timestamp(7000), 20.0);
+    e2.evaluate(&mut r, &mut out2);
+    assert_eq!(out2.len(), 1);
+    assert_eq!(out2[0].state, Cleared);
+    assert_eq!(out2[0].id, out[0].id);
+}
+
+#[test]
+fn reconfigure_keeps_state_and_clears_removed_sensors() {
+    let s = sensor();
+    let mut e = Engine::new("gw", "", std::slice::from_ref(&s), Timestamp(0));
+    let mut out = Vec::new();
+    let mut r = Reading::new(Arc::from("t"), Timestamp(1000), 90.0);
+    e.evaluate(&mut r, &mut out);
+    // New threshold above the value: the active alarm stays until the next reading evaluates it.
+    let mut s2 = s.clone();
+    s2.warning = Some(Limits { high: Some(100.0), low: None });
+    s2.critical = None;
+    assert!(e.reconfigure(std::slice::from_ref(&s2), Timestamp(1500)).is_empty());
+    let mut r = Reading::new(Arc::from("t"), Timestamp(2000), 90.0);
+    out.clear();
+    e.evaluate(&mut r, &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].state, Cleared);
+    // Removing a sensor with an active alarm clears it.
+    let mut r = Reading::new(Arc::from("t"), Timestamp(3000), 120.0);
+    e.evaluate(&mut r, &mut out);
+    let cleared = e.reconfigure(&[], Timestamp(4000));
+    assert_eq!(cleared.len(), 1);
+    assert_eq!(cleared[0].state, Cleared);
+}

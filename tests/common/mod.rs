@@ -1,0 +1,206 @@
+//! Test harness: the watchpost binary, temp dirs, free ports, waiting on conditions, real servers.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of the built binary.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_watchpost"))
+}
+
+/// A free loopback TCP port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Poll `f` until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process killed on drop.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+    pub fn signal(&self, sig: i32) {
+        unsafe {
+            libc::kill(self.pid(), sig);
+        }
+    }
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+    /// Wait for exit up to `timeout`; returns the exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start `watchpost run --config cfg`, logging to `dir/watchpost.log`.
+pub fn start_daemon(cfg: &Path, dir: &Path) -> Proc {
+    let log = dir.join(format!("watchpost-{}.log", fastrand::u32(..)));
+    let f = std::fs::File::create(&log).expect("log");
+    let child = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(cfg)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(f)
+        .spawn()
+        .expect("spawn watchpost");
+    Proc { child, log }
+}
+
+/// Run the binary to completion.
+pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin()).args(args).output().expect("run watchpost");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Find an executable on PATH (tests that need a server skip with a loud message when it is missing outside CI,
+/// and fail in CI).
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p).map(|d| d.join(name)).find(|p| p.is_file())
+    })
+}
+
+pub fn require(name: &str) -> Option<PathBuf> {
+    match which(name) {
+        Some(p) => Some(p),
+        None if std::env::var_os("CI").is_some() => panic!("{name} is required in CI (see .ci/run)"),
+        None => {
+            eprintln!("SKIPPED: {name} not installed (run .ci/run or install it)");
+            None
+        }
+    }
+}
+
+/// A real VictoriaMetrics server on a free port (InfluxDB v2 write API at /api/v2/write).
+pub struct Vm {
+    pub proc: Proc,
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+impl Vm {
+    pub fn start(dir: &Path, port: u16) -> Option<Vm> {
+        let exe = require("victoria-metrics")?;
+        let data = dir.join("vm-data");
+        let log = dir.join(format!("vm-{}.log", fastrand::u32(..)));
+        let f = std::fs::File::create(&log).expect("log");
+        let child = Command::new(exe)
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .arg(format!("-storageDataPath={}", data.display()))
+            .arg("-retentionPeriod=100y")
+            .arg("-search.latencyOffset=0s")
+            .arg("-search.disableCache")
+            .stdout(Stdio::null())
+            .stderr(f)
+            .spawn()
+            .expect("spawn victoria-metrics");
+        let vm = Vm { proc: Proc { child, log }, port, dir: dir.to_path_buf() };
+        wait_for(Duration::from_secs(20), "VictoriaMetrics health", || {
+            http_get(port, "/health").filter(|b| b.contains("OK")).map(|_| ())
+        });
+        Some(vm)
+    }
+
+    /// Export all samples of `metric` as (labels json, values, timestamps) lines.
+    pub fn export(&self, matcher: &str) -> Vec<serde_json::Value> {
+        let body = http_post_form(self.port, "/api/v1/export", &format!("match[]={}", urlencode(matcher))).unwrap_or_default();
+        body.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+
+    /// Count of samples across all series matching `matcher`.
+    pub fn count(&self, matcher: &str) -> usize {
+        self.export(matcher).iter().map(|s| s["values"].as_array().map(|a| a.len()).unwrap_or(0)).sum()
+    }
+}
+
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn http(port: u16, req: String) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    s.write_all(req.as_bytes()).ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        // De-chunk.
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((len, tail)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(len.trim(), 16).ok()?;
+            if n == 0 {
+                break;
+            }
+            out.push_str(tail.get(..n)?);
+            rest = tail.get(n + 2..)?;
+        }
+        return Some(out);
+    }
+    Some(body.to_string())
+}
+
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    http(port, format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"))
+}
+
+pub fn http_post_form(port: u16, path: &str, body: &str) -> Option<String> {
+    http(
+        port,
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}

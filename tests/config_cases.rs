@@ -1,0 +1,65 @@
+//! Every config under `config/` is valid; every case under `tests/config_invalid/` fails with the error lines in
+//! its `.err` file (each line must appear in the output). Adding a case needs no Rust.
+
+mod common;
+use common::*;
+use std::path::Path;
+
+#[test]
+fn shipped_configs_are_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut n = 0;
+    for entry in walk(&root) {
+        if entry.extension().is_some_and(|e| e == "toml") {
+            let (code, out, err) = run_cli(&["check-config", entry.to_str().expect("utf8")]);
+            assert_eq!(code, 0, "{}: {out}{err}", entry.display());
+            assert_eq!(out.trim(), "ok");
+            n += 1;
+        }
+    }
+    assert!(n >= 2, "found {n} configs");
+}
+
+#[test]
+fn invalid_configs_report_every_problem_with_location() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/config_invalid");
+    let mut n = 0;
+    for entry in walk(&root) {
+        if entry.extension().is_some_and(|e| e == "toml") {
+            let expected = std::fs::read_to_string(entry.with_extension("err")).expect("every case has a .err file");
+            let (code, _out, err) = run_cli(&["check-config", entry.to_str().expect("utf8")]);
+            assert_eq!(code, 1, "{} must be rejected", entry.display());
+            for line in expected.lines().filter(|l| !l.trim().is_empty()) {
+                assert!(err.contains(line.trim()), "{}: expected {:?} in:\n{err}", entry.display(), line.trim());
+            }
+            n += 1;
+        }
+    }
+    assert!(n >= 8, "found {n} cases");
+}
+
+#[test]
+fn missing_file_and_usage_errors_exit_1() {
+    let (code, _, err) = run_cli(&["check-config", "/nonexistent/watchpost.toml"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("/nonexistent/watchpost.toml: cannot read the config file"), "{err}");
+    let (code, _, _) = run_cli(&["no-such-command"]);
+    assert_eq!(code, 1);
+    let (code, out, _) = run_cli(&["--version"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("watchpost "));
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(dir).expect("dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            v.extend(walk(&p));
+        } else {
+            v.push(p);
+        }
+    }
+    v.sort();
+    v
+}
