@@ -78,7 +78,9 @@ impl Pipeline {
         for a in alerts.iter() {
             tracing::info!(target: "watchpost::alert", alert_id = %a.id, sensor = %a.sensor, "{}", a.summary());
         }
-        self.metrics.alerts.fetch_add(alerts.len() as u64, Ordering::Relaxed);
+        self.metrics
+            .alerts
+            .fetch_add(alerts.len() as u64, Ordering::Relaxed);
         self.unsaved_alerts.append(alerts);
         let snap = self.engine.snapshot();
         match self.store.append_alerts(&self.unsaved_alerts, Some(&snap)) {
@@ -132,7 +134,9 @@ impl Pipeline {
     fn enforce_cap(&mut self, max: u64, alerts: &mut Vec<Alert>) {
         match self.store.enforce_cap(max) {
             Ok(Some(d)) => {
-                self.metrics.dropped.fetch_add(d.readings, Ordering::Relaxed);
+                self.metrics
+                    .dropped
+                    .fetch_add(d.readings, Ordering::Relaxed);
                 tracing::warn!(readings = d.readings, batches = d.batches, from = %d.first, to = %d.last,
                     max_size = max, "Buffer cap reached: dropped the oldest readings.");
                 if !self.overflow {
@@ -141,7 +145,12 @@ impl Pipeline {
                         "buffer cap of {} bytes reached: dropped {} readings from {} to {}",
                         max, d.readings, d.first, d.last
                     );
-                    alerts.push(self.engine.gateway_alert(AlertType::BufferOverflow, AlertState::Raised, Timestamp::now(), reason));
+                    alerts.push(self.engine.gateway_alert(
+                        AlertType::BufferOverflow,
+                        AlertState::Raised,
+                        Timestamp::now(),
+                        reason,
+                    ));
                 }
             }
             Ok(None) => {
@@ -155,7 +164,11 @@ impl Pipeline {
 }
 
 /// Run the daemon until `shutdown` is cancelled. New configs arriving on `reload` are applied live.
-pub async fn run(cfg: Config, shutdown: CancellationToken, reload: mpsc::Receiver<Config>) -> anyhow::Result<()> {
+pub async fn run(
+    cfg: Config,
+    shutdown: CancellationToken,
+    reload: mpsc::Receiver<Config>,
+) -> anyhow::Result<()> {
     run_with_metrics(cfg, shutdown, reload, Arc::new(Metrics::default())).await
 }
 
@@ -179,7 +192,10 @@ pub async fn run_with_metrics(
     store.prune(&consumers(&cfg), cfg.buffer.retention.0, started)?;
     let (readings_tx, readings_rx) = watch::channel(0i64);
     let (events_tx, events_rx) = watch::channel(0i64);
-    let signals = Signals { readings: readings_rx, events: events_rx };
+    let signals = Signals {
+        readings: readings_rx,
+        events: events_rx,
+    };
 
     let (tx, mut rx) = mpsc::channel::<Reading>(8192);
     let sources = TaskTracker::new();
@@ -195,7 +211,11 @@ pub async fn run_with_metrics(
     let sinks_token = sink::SinkCtl::default();
     sink::spawn_all(&cfg, &signals, &metrics, &sinks_token, &sinks);
     if let Some(m) = &cfg.metrics {
-        sinks.spawn(crate::metrics::serve(m.listen.clone(), Arc::clone(&metrics), sinks_token.drain.clone()));
+        sinks.spawn(crate::metrics::serve(
+            m.listen.clone(),
+            Arc::clone(&metrics),
+            sinks_token.drain.clone(),
+        ));
     }
 
     let mut p = Pipeline {

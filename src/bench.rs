@@ -14,12 +14,24 @@ fn sensors(n: usize) -> Vec<SensorConfig> {
     (0..n)
         .map(|i| SensorConfig {
             id: format!("sensor_{i:03}"),
-            source: SourceConfig { simulated: Some("random_walk".into()), ..Default::default() },
+            source: SourceConfig {
+                simulated: Some("random_walk".into()),
+                ..Default::default()
+            },
             interval: Dur(Duration::from_secs(1)),
             unit: Some("°C".into()),
-            valid: Some(ValidRange { min: Some(-50.0), max: Some(150.0) }),
-            warning: Some(Limits { high: Some(80.0), low: Some(5.0) }),
-            critical: Some(Limits { high: Some(95.0), low: None }),
+            valid: Some(ValidRange {
+                min: Some(-50.0),
+                max: Some(150.0),
+            }),
+            warning: Some(Limits {
+                high: Some(80.0),
+                low: Some(5.0),
+            }),
+            critical: Some(Limits {
+                high: Some(95.0),
+                low: None,
+            }),
             deadband: 2.0,
             delay: Some(Dur(Duration::from_secs(5))),
             off_delay: None,
@@ -33,7 +45,9 @@ fn sensors(n: usize) -> Vec<SensorConfig> {
 
 /// 100 sensors at 1 Hz with slowly varying 2-decimal values, `n` readings from `start`.
 fn workload(n: usize, start: i64) -> Vec<Reading> {
-    let ids: Vec<Arc<str>> = (0..100).map(|i| Arc::from(format!("sensor_{i:03}"))).collect();
+    let ids: Vec<Arc<str>> = (0..100)
+        .map(|i| Arc::from(format!("sensor_{i:03}")))
+        .collect();
     let mut levels: Vec<f64> = (0..100).map(|i| 20.0 + i as f64 * 0.5).collect();
     let mut rng = fastrand::Rng::with_seed(42);
     (0..n)
@@ -42,7 +56,11 @@ fn workload(n: usize, start: i64) -> Vec<Reading> {
             let sec = (k / 100) as i64;
             levels[s] += (rng.f64() - 0.5) * 0.2;
             let v = (levels[s] * 100.0).round() / 100.0;
-            Reading::new(Arc::clone(&ids[s]), Timestamp(start + sec * 1000 + s as i64 * 3 + rng.i64(0..3)), v)
+            Reading::new(
+                Arc::clone(&ids[s]),
+                Timestamp(start + sec * 1000 + s as i64 * 3 + rng.i64(0..3)),
+                v,
+            )
         })
         .collect()
 }
@@ -149,7 +167,9 @@ pub fn run(n: usize) -> Result<(), Box<dyn std::error::Error>> {
 
 fn rss_kb() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
 }
 
 /// Test helper for the crash suite: append readings (value = sequence number) and an alert every 10th batch as
@@ -176,7 +196,15 @@ pub fn crash_writer(dir: &Path) -> ExitCode {
     let _ = writeln!(out, "R {r} E {e}");
     let _ = out.flush();
     loop {
-        let batch: Vec<Reading> = (0..500).map(|i| Reading::new(Arc::clone(&id), Timestamp(1_000 + (r + i) as i64), (r + i) as f64)).collect();
+        let batch: Vec<Reading> = (0..500)
+            .map(|i| {
+                Reading::new(
+                    Arc::clone(&id),
+                    Timestamp(1_000 + (r + i) as i64),
+                    (r + i) as f64,
+                )
+            })
+            .collect();
         if let Err(err) = store.append_readings(&batch, Some("{}")) {
             eprintln!("crash-writer: {err}");
             return ExitCode::from(2);

@@ -12,7 +12,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
-#[command(name = "watchpost", version, about = "Edge IoT ingestion gateway: sensors → validation and alarms → durable buffer → InfluxDB / MQTT")]
+#[command(
+    name = "watchpost",
+    version,
+    about = "Edge IoT ingestion gateway: sensors → validation and alarms → durable buffer → InfluxDB / MQTT"
+)]
 struct Cli {
     /// Config file (runs the daemon when no command is given).
     #[arg(long, short = 'c', global = true)]
@@ -125,7 +129,9 @@ pub fn main() -> ExitCode {
         }
         Some(Cmd::CrashWriter { dir }) => crate::bench::crash_writer(&dir),
         Some(Cmd::Buffer { cmd }) => {
-            let Some(cfg) = load_or_exit(cli.config.as_deref()) else { return ExitCode::from(1) };
+            let Some(cfg) = load_or_exit(cli.config.as_deref()) else {
+                return ExitCode::from(1);
+            };
             buffer(cmd, &cfg)
         }
         Some(Cmd::Run) | None => {
@@ -134,7 +140,9 @@ pub fn main() -> ExitCode {
                 return ExitCode::from(1);
             };
             telemetry::init(cli.log_format, &cli.log_level);
-            let Some(cfg) = load_or_exit(Some(&path)) else { return ExitCode::from(1) };
+            let Some(cfg) = load_or_exit(Some(&path)) else {
+                return ExitCode::from(1);
+            };
             run_daemon(path, cfg)
         }
     }
@@ -155,7 +163,11 @@ fn load_or_exit(path: Option<&Path>) -> Option<Config> {
 }
 
 fn run_daemon(path: PathBuf, cfg: Config) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("watchpost: cannot start the runtime: {e}");
@@ -239,13 +251,29 @@ fn buffer(cmd: BufferCmd, cfg: &Config) -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             println!("store:            {}", st.path.display());
-            println!("size on disk:     {} ({} in use)", bytesize::ByteSize(st.file_bytes), bytesize::ByteSize(st.used_bytes));
-            println!("readings held:    {} in {} batches", st.readings, st.batches);
+            println!(
+                "size on disk:     {} ({} in use)",
+                bytesize::ByteSize(st.file_bytes),
+                bytesize::ByteSize(st.used_bytes)
+            );
+            println!(
+                "readings held:    {} in {} batches",
+                st.readings, st.batches
+            );
             if st.readings > 0 {
-                println!("bytes/reading:    {:.2}", st.used_bytes as f64 / st.readings as f64);
+                println!(
+                    "bytes/reading:    {:.2}",
+                    st.used_bytes as f64 / st.readings as f64
+                );
             }
-            println!("oldest reading:   {}", st.oldest_reading.as_deref().unwrap_or("-"));
-            println!("newest reading:   {}", st.newest_reading.as_deref().unwrap_or("-"));
+            println!(
+                "oldest reading:   {}",
+                st.oldest_reading.as_deref().unwrap_or("-")
+            );
+            println!(
+                "newest reading:   {}",
+                st.newest_reading.as_deref().unwrap_or("-")
+            );
             println!("alert events:     {}", st.events);
             println!("dropped (cap):    {}", st.dropped_readings);
             if st.sinks.is_empty() {
@@ -257,13 +285,19 @@ fn buffer(cmd: BufferCmd, cfg: &Config) -> ExitCode {
                     s.sink,
                     s.stream,
                     s.pending,
-                    s.oldest_age_s.map(|a| format!("{a:.0}s")).unwrap_or_else(|| "-".into()),
+                    s.oldest_age_s
+                        .map(|a| format!("{a:.0}s"))
+                        .unwrap_or_else(|| "-".into()),
                     s.dead_letters
                 );
             }
             ExitCode::SUCCESS
         }
-        BufferCmd::Export { since, sensor, format } => {
+        BufferCmd::Export {
+            since,
+            sensor,
+            format,
+        } => {
             let since_ts = match since.as_deref().map(humantime::parse_duration) {
                 None => Timestamp(i64::MIN),
                 Some(Ok(d)) => Timestamp(now.0 - d.as_millis() as i64),
@@ -278,9 +312,12 @@ fn buffer(cmd: BufferCmd, cfg: &Config) -> ExitCode {
             let mut enc = crate::sink::lineproto::Encoder::new(
                 "sensor",
                 "ms",
-                [("device".to_string(), cfg.gateway.id.clone()), ("location".to_string(), cfg.gateway.location.clone())]
-                    .into_iter()
-                    .collect(),
+                [
+                    ("device".to_string(), cfg.gateway.id.clone()),
+                    ("location".to_string(), cfg.gateway.location.clone()),
+                ]
+                .into_iter()
+                .collect(),
                 Default::default(),
             );
             if matches!(format, ExportFormat::Csv) {
@@ -297,7 +334,13 @@ fn buffer(cmd: BufferCmd, cfg: &Config) -> ExitCode {
                         } else {
                             r.sensor.to_string()
                         };
-                        line = format!("{},{},{},{}\n", r.ts.rfc3339(), s, r.value, r.quality.as_str());
+                        line = format!(
+                            "{},{},{},{}\n",
+                            r.ts.rfc3339(),
+                            s,
+                            r.value,
+                            r.quality.as_str()
+                        );
                     }
                 }
                 let _ = out.write_all(line.as_bytes());

@@ -52,25 +52,107 @@ impl Metrics {
         let g = |v: &AtomicI64| v.load(Ordering::Relaxed);
         let mut s = String::new();
         let mut c = |name: &str, help: &str, kind: &str, v: String| {
-            s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"));
+            s.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+            ));
         };
-        c("watchpost_readings_total", "Readings accepted by the pipeline.", "counter", l(&self.readings).to_string());
-        c("watchpost_readings_bad_total", "Readings of bad quality.", "counter", l(&self.readings_bad).to_string());
-        c("watchpost_alerts_total", "Alert transitions.", "counter", l(&self.alerts).to_string());
-        c("watchpost_store_flushes_total", "Reading batches committed.", "counter", l(&self.flushes).to_string());
-        c("watchpost_store_errors_total", "Store write failures.", "counter", l(&self.store_errors).to_string());
-        c("watchpost_readings_dropped_total", "Readings dropped by the buffer cap.", "counter", l(&self.dropped).to_string());
-        c("watchpost_source_errors_total", "Failed sensor reads.", "counter", l(&self.source_errors).to_string());
+        c(
+            "watchpost_readings_total",
+            "Readings accepted by the pipeline.",
+            "counter",
+            l(&self.readings).to_string(),
+        );
+        c(
+            "watchpost_readings_bad_total",
+            "Readings of bad quality.",
+            "counter",
+            l(&self.readings_bad).to_string(),
+        );
+        c(
+            "watchpost_alerts_total",
+            "Alert transitions.",
+            "counter",
+            l(&self.alerts).to_string(),
+        );
+        c(
+            "watchpost_store_flushes_total",
+            "Reading batches committed.",
+            "counter",
+            l(&self.flushes).to_string(),
+        );
+        c(
+            "watchpost_store_errors_total",
+            "Store write failures.",
+            "counter",
+            l(&self.store_errors).to_string(),
+        );
+        c(
+            "watchpost_readings_dropped_total",
+            "Readings dropped by the buffer cap.",
+            "counter",
+            l(&self.dropped).to_string(),
+        );
+        c(
+            "watchpost_source_errors_total",
+            "Failed sensor reads.",
+            "counter",
+            l(&self.source_errors).to_string(),
+        );
         let polls = l(&self.polls);
-        c("watchpost_poll_latency_seconds_sum", "Total poll latency.", "counter", format!("{}", l(&self.poll_latency_us) as f64 / 1e6));
-        c("watchpost_poll_latency_seconds_count", "Polls.", "counter", polls.to_string());
-        c("watchpost_influxdb_sent_total", "Readings delivered to InfluxDB.", "counter", l(&self.influx_sent).to_string());
-        c("watchpost_influxdb_retries_total", "InfluxDB write retries.", "counter", l(&self.influx_retries).to_string());
-        c("watchpost_influxdb_dead_letter_total", "Readings rejected by InfluxDB as malformed.", "counter", l(&self.influx_dead).to_string());
-        c("watchpost_influxdb_backlog", "Readings not yet delivered to InfluxDB.", "gauge", g(&self.influx_backlog).to_string());
-        c("watchpost_mqtt_sent_total", "Alert events acknowledged by the broker.", "counter", l(&self.mqtt_sent).to_string());
-        c("watchpost_mqtt_backlog", "Alert events not yet acknowledged.", "gauge", g(&self.mqtt_backlog).to_string());
-        c("watchpost_mqtt_connection_errors_total", "MQTT connection failures.", "counter", l(&self.mqtt_errors).to_string());
+        c(
+            "watchpost_poll_latency_seconds_sum",
+            "Total poll latency.",
+            "counter",
+            format!("{}", l(&self.poll_latency_us) as f64 / 1e6),
+        );
+        c(
+            "watchpost_poll_latency_seconds_count",
+            "Polls.",
+            "counter",
+            polls.to_string(),
+        );
+        c(
+            "watchpost_influxdb_sent_total",
+            "Readings delivered to InfluxDB.",
+            "counter",
+            l(&self.influx_sent).to_string(),
+        );
+        c(
+            "watchpost_influxdb_retries_total",
+            "InfluxDB write retries.",
+            "counter",
+            l(&self.influx_retries).to_string(),
+        );
+        c(
+            "watchpost_influxdb_dead_letter_total",
+            "Readings rejected by InfluxDB as malformed.",
+            "counter",
+            l(&self.influx_dead).to_string(),
+        );
+        c(
+            "watchpost_influxdb_backlog",
+            "Readings not yet delivered to InfluxDB.",
+            "gauge",
+            g(&self.influx_backlog).to_string(),
+        );
+        c(
+            "watchpost_mqtt_sent_total",
+            "Alert events acknowledged by the broker.",
+            "counter",
+            l(&self.mqtt_sent).to_string(),
+        );
+        c(
+            "watchpost_mqtt_backlog",
+            "Alert events not yet acknowledged.",
+            "gauge",
+            g(&self.mqtt_backlog).to_string(),
+        );
+        c(
+            "watchpost_mqtt_connection_errors_total",
+            "MQTT connection failures.",
+            "counter",
+            l(&self.mqtt_errors).to_string(),
+        );
         s
     }
 }

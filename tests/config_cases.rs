@@ -26,11 +26,17 @@ fn invalid_configs_report_every_problem_with_location() {
     let mut n = 0;
     for entry in walk(&root) {
         if entry.extension().is_some_and(|e| e == "toml") {
-            let expected = std::fs::read_to_string(entry.with_extension("err")).expect("every case has a .err file");
+            let expected = std::fs::read_to_string(entry.with_extension("err"))
+                .expect("every case has a .err file");
             let (code, _out, err) = run_cli(&["check-config", entry.to_str().expect("utf8")]);
             assert_eq!(code, 1, "{} must be rejected", entry.display());
             for line in expected.lines().filter(|l| !l.trim().is_empty()) {
-                assert!(err.contains(line.trim()), "{}: expected {:?} in:\n{err}", entry.display(), line.trim());
+                assert!(
+                    err.contains(line.trim()),
+                    "{}: expected {:?} in:\n{err}",
+                    entry.display(),
+                    line.trim()
+                );
             }
             n += 1;
         }
@@ -42,7 +48,10 @@ fn invalid_configs_report_every_problem_with_location() {
 fn missing_file_and_usage_errors_exit_1() {
     let (code, _, err) = run_cli(&["check-config", "/nonexistent/watchpost.toml"]);
     assert_eq!(code, 1);
-    assert!(err.contains("/nonexistent/watchpost.toml: cannot read the config file"), "{err}");
+    assert!(
+        err.contains("/nonexistent/watchpost.toml: cannot read the config file"),
+        "{err}"
+    );
     let (code, _, _) = run_cli(&["no-such-command"]);
     assert_eq!(code, 1);
     let (code, out, _) = run_cli(&["--version"]);

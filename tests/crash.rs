@@ -30,9 +30,14 @@ fn kill_9_while_writing_loses_nothing_committed() {
             }
         });
         // The first line reports what the store held at open: it must include everything committed before.
-        let first = rx.recv_timeout(Duration::from_secs(10)).expect("writer started");
+        let first = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("writer started");
         let (r0, e0) = parse(&first);
-        assert!(r0 >= last_committed.0 && e0 >= last_committed.1, "round {round}: store lost data: {first} < {last_committed:?}");
+        assert!(
+            r0 >= last_committed.0 && e0 >= last_committed.1,
+            "round {round}: store lost data: {first} < {last_committed:?}"
+        );
         let run_for = Duration::from_millis(20 + fastrand::u64(0..300));
         let start = Instant::now();
         let mut last = (r0, e0);
@@ -58,14 +63,21 @@ fn kill_9_while_writing_loses_nothing_committed() {
             expect += 1;
         })
         .expect("export");
-        assert!(expect as u64 >= last_committed.0, "round {round}: {expect} < {}", last_committed.0);
+        assert!(
+            expect as u64 >= last_committed.0,
+            "round {round}: {expect} < {}",
+            last_committed.0
+        );
         let events = s.all_events().expect("events");
         assert!(events.len() as u64 >= last_committed.1);
         for (i, (_, a)) in events.iter().enumerate() {
             assert_eq!(a.value, Some(i as f64));
         }
     }
-    assert!(last_committed.0 > 10_000, "the writer made progress: {last_committed:?}");
+    assert!(
+        last_committed.0 > 10_000,
+        "the writer made progress: {last_committed:?}"
+    );
 }
 
 fn parse(l: &str) -> (u64, u64) {

@@ -38,7 +38,10 @@ fn events(data: &Path) -> Vec<watchpost::model::Alert> {
 }
 
 fn readings(data: &Path) -> u64 {
-    Store::open_existing(data).and_then(|s| s.counts()).map(|c| c.0).unwrap_or(0)
+    Store::open_existing(data)
+        .and_then(|s| s.counts())
+        .map(|c| c.0)
+        .unwrap_or(0)
 }
 
 #[test]
@@ -48,7 +51,9 @@ fn reload_applies_thresholds_keeps_old_config_on_error_and_exits_cleanly() {
     let cfg = dir.path().join("watchpost.toml");
     std::fs::write(&cfg, config(&data, 60.0)).expect("write");
     let mut d = start_daemon(&cfg, dir.path());
-    wait_for(Duration::from_secs(10), "readings stored", || (readings(&data) > 5).then_some(()));
+    wait_for(Duration::from_secs(10), "readings stored", || {
+        (readings(&data) > 5).then_some(())
+    });
     assert!(events(&data).is_empty(), "50 < 60: no alert");
 
     // Lower the threshold: SIGHUP applies it without a restart.
@@ -65,10 +70,14 @@ fn reload_applies_thresholds_keeps_old_config_on_error_and_exits_cleanly() {
     // A broken file is refused; the old config keeps running.
     std::fs::write(&cfg, "[gateway]\nid = \n").expect("write");
     d.signal(libc::SIGHUP);
-    wait_for(Duration::from_secs(10), "refusal logged", || d.log().contains("keeping the old one").then_some(()));
+    wait_for(Duration::from_secs(10), "refusal logged", || {
+        d.log().contains("keeping the old one").then_some(())
+    });
     assert!(d.log().contains("TOML syntax error"), "{}", d.log());
     let before = readings(&data);
-    wait_for(Duration::from_secs(10), "still running", || (readings(&data) > before).then_some(()));
+    wait_for(Duration::from_secs(10), "still running", || {
+        (readings(&data) > before).then_some(())
+    });
     assert_eq!(events(&data).len(), 1, "no new transitions");
 
     // SIGTERM: exit 0 within a few seconds, store marked clean.
@@ -80,7 +89,9 @@ fn reload_applies_thresholds_keeps_old_config_on_error_and_exits_cleanly() {
     std::fs::write(&cfg, config(&data, 40.0)).expect("write");
     let mut d = start_daemon(&cfg, dir.path());
     let n = readings(&data);
-    wait_for(Duration::from_secs(10), "readings after restart", || (readings(&data) > n + 5).then_some(()));
+    wait_for(Duration::from_secs(10), "readings after restart", || {
+        (readings(&data) > n + 5).then_some(())
+    });
     assert!(!d.log().contains("did not shut down cleanly"));
     assert_eq!(events(&data).len(), 1, "not raised twice after restart");
     std::fs::write(&cfg, config(&data, 70.0)).expect("write");
@@ -98,10 +109,24 @@ fn reload_applies_thresholds_keeps_old_config_on_error_and_exits_cleanly() {
     let (code, out, err) = run_cli(&["buffer", "status", "--config", cfg.to_str().expect("utf8")]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("alert events:     2"), "{out}");
-    let (code, out, _) = run_cli(&["buffer", "export", "--config", cfg.to_str().expect("utf8"), "--format", "csv", "--sensor", "temp"]);
+    let (code, out, _) = run_cli(&[
+        "buffer",
+        "export",
+        "--config",
+        cfg.to_str().expect("utf8"),
+        "--format",
+        "csv",
+        "--sensor",
+        "temp",
+    ]);
     assert_eq!(code, 0);
     assert!(out.lines().count() > 10);
-    assert!(out.lines().nth(1).is_some_and(|l| l.contains(",temp,50,good")), "{out}");
+    assert!(
+        out.lines()
+            .nth(1)
+            .is_some_and(|l| l.contains(",temp,50,good")),
+        "{out}"
+    );
 }
 
 #[test]
@@ -111,7 +136,9 @@ fn second_signal_exits_at_once() {
     let cfg = dir.path().join("watchpost.toml");
     std::fs::write(&cfg, config(&data, 60.0)).expect("write");
     let mut d = start_daemon(&cfg, dir.path());
-    wait_for(Duration::from_secs(10), "started", || d.log().contains("watchpost started").then_some(()));
+    wait_for(Duration::from_secs(10), "started", || {
+        d.log().contains("watchpost started").then_some(())
+    });
     d.signal(libc::SIGINT);
     d.signal(libc::SIGINT);
     let code = d.wait_exit(Duration::from_secs(5));
@@ -125,7 +152,10 @@ fn disk_that_refuses_writes_is_survived() {
     let data = dir.path().join("data");
     let cfg = dir.path().join("watchpost.toml");
     let mut text = config(&data, 60.0).replace("interval = \"50ms\"", "interval = \"10ms\"");
-    text = text.replace("flush_interval = \"100ms\"", "flush_interval = \"100ms\"\nmax_size = \"1MiB\"");
+    text = text.replace(
+        "flush_interval = \"100ms\"",
+        "flush_interval = \"100ms\"\nmax_size = \"1MiB\"",
+    );
     // Many sensors with noisy values so the store grows fast.
     for i in 0..20 {
         text.push_str(&format!(
@@ -144,18 +174,33 @@ fn disk_that_refuses_writes_is_survived() {
         child.pre_exec(|| {
             // A file-size limit makes writes fail like a full disk (EFBIG instead of a signal).
             libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-            let lim = libc::rlimit { rlim_cur: 600 * 1024, rlim_max: 600 * 1024 };
+            let lim = libc::rlimit {
+                rlim_cur: 600 * 1024,
+                rlim_max: 600 * 1024,
+            };
             libc::setrlimit(libc::RLIMIT_FSIZE, &lim);
             Ok(())
         });
     }
-    let mut d = Proc { child: child.spawn().expect("spawn"), log: log.clone() };
-    wait_for(Duration::from_secs(60), "write failures", || d.log().contains("Cannot commit readings").then_some(()));
+    let mut d = Proc {
+        child: child.spawn().expect("spawn"),
+        log: log.clone(),
+    };
+    wait_for(Duration::from_secs(60), "write failures", || {
+        d.log().contains("Cannot commit readings").then_some(())
+    });
     // Still alive and still committing after making room.
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(d.child.try_wait().expect("wait").is_none(), "daemon died: {}", d.log());
+    assert!(
+        d.child.try_wait().expect("wait").is_none(),
+        "daemon died: {}",
+        d.log()
+    );
     d.signal(libc::SIGTERM);
-    assert!(d.wait_exit(Duration::from_secs(10)).is_some(), "exits on SIGTERM");
+    assert!(
+        d.wait_exit(Duration::from_secs(10)).is_some(),
+        "exits on SIGTERM"
+    );
     // The store opens cleanly without the limit and holds readings.
     let s = Store::open(&data).expect("store opens after disk-full");
     assert!(s.counts().expect("counts").0 > 0);

@@ -42,25 +42,41 @@ tags = { "line no" = "3,4" }
 "#;
 
 fn stored(data: &Path) -> u64 {
-    Store::open_existing(data).and_then(|s| s.counts()).map(|c| c.0).unwrap_or(0)
+    Store::open_existing(data)
+        .and_then(|s| s.counts())
+        .map(|c| c.0)
+        .unwrap_or(0)
 }
 
 #[test]
 fn readings_arrive_with_values_tags_and_timestamps() {
     let dir = tempfile::tempdir().expect("tmp");
     let port = free_port();
-    let Some(vm) = Vm::start(dir.path(), port) else { return };
+    let Some(vm) = Vm::start(dir.path(), port) else {
+        return;
+    };
     let data = dir.path().join("data");
     let cfg = dir.path().join("w.toml");
     std::fs::write(&cfg, config(&data, port, HOSTILE)).expect("write");
     let mut d = start_daemon(&cfg, dir.path());
-    wait_for(Duration::from_secs(20), "samples in VictoriaMetrics", || (vm.count(r#"{__name__="sensor_value"}"#) >= 20).then_some(()));
+    wait_for(
+        Duration::from_secs(20),
+        "samples in VictoriaMetrics",
+        || (vm.count(r#"{__name__="sensor_value"}"#) >= 20).then_some(()),
+    );
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait_exit(Duration::from_secs(10)), Some(0), "{}", d.log());
     let mut n_local = 0;
-    Store::open_existing(&data).expect("store").export(watchpost::model::Timestamp(i64::MIN), None, |_| n_local += 1).expect("export");
+    Store::open_existing(&data)
+        .expect("store")
+        .export(watchpost::model::Timestamp(i64::MIN), None, |_| {
+            n_local += 1
+        })
+        .expect("export");
     // VictoriaMetrics makes writes visible after a short delay.
-    wait_for(Duration::from_secs(20), "all readings visible", || (vm.count(r#"{__name__="sensor_value"}"#) >= n_local).then_some(()));
+    wait_for(Duration::from_secs(20), "all readings visible", || {
+        (vm.count(r#"{__name__="sensor_value"}"#) >= n_local).then_some(())
+    });
     let series = vm.export(r#"{__name__="sensor_value"}"#);
     assert_eq!(series.len(), 1, "{series:?}");
     let m = &series[0]["metric"];
@@ -73,12 +89,21 @@ fn readings_arrive_with_values_tags_and_timestamps() {
     let mut local = Vec::new();
     Store::open_existing(&data)
         .expect("store")
-        .export(watchpost::model::Timestamp(i64::MIN), None, |r| local.push((r.ts.0, r.value)))
+        .export(watchpost::model::Timestamp(i64::MIN), None, |r| {
+            local.push((r.ts.0, r.value))
+        })
         .expect("export");
     let values = series[0]["values"].as_array().expect("values");
     let ts = series[0]["timestamps"].as_array().expect("ts");
-    let remote: Vec<(i64, f64)> = ts.iter().zip(values).map(|(t, v)| (t.as_i64().unwrap_or(0), v.as_f64().unwrap_or(-1.0))).collect();
-    assert_eq!(remote, local, "every stored reading, exactly, with its timestamp");
+    let remote: Vec<(i64, f64)> = ts
+        .iter()
+        .zip(values)
+        .map(|(t, v)| (t.as_i64().unwrap_or(0), v.as_f64().unwrap_or(-1.0)))
+        .collect();
+    assert_eq!(
+        remote, local,
+        "every stored reading, exactly, with its timestamp"
+    );
     assert!(remote.iter().enumerate().all(|(i, (_, v))| *v == i as f64));
 }
 
@@ -94,14 +119,20 @@ fn outage_and_kill_9_lose_nothing_and_duplicate_nothing() {
     std::fs::write(&cfg, config(&data, port, HOSTILE)).expect("write");
     // Server down: readings accumulate locally.
     let mut d = start_daemon(&cfg, dir.path());
-    wait_for(Duration::from_secs(20), "backlog", || (stored(&data) > 30).then_some(()));
+    wait_for(Duration::from_secs(20), "backlog", || {
+        (stored(&data) > 30).then_some(())
+    });
     d.signal(libc::SIGKILL);
     let _ = d.wait_exit(Duration::from_secs(5));
     let mut d = start_daemon(&cfg, dir.path());
-    wait_for(Duration::from_secs(20), "more backlog", || (stored(&data) > 60).then_some(()));
+    wait_for(Duration::from_secs(20), "more backlog", || {
+        (stored(&data) > 60).then_some(())
+    });
     // Server back: the backlog drains.
     let vm = Vm::start(dir.path(), port).expect("vm");
-    wait_for(Duration::from_secs(60), "backlog delivered", || (vm.count(r#"{__name__="sensor_value"}"#) > 80).then_some(()));
+    wait_for(Duration::from_secs(60), "backlog delivered", || {
+        (vm.count(r#"{__name__="sensor_value"}"#) > 80).then_some(())
+    });
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait_exit(Duration::from_secs(10)), Some(0));
     let mut local = std::collections::BTreeSet::new();
@@ -112,15 +143,25 @@ fn outage_and_kill_9_lose_nothing_and_duplicate_nothing() {
         })
         .expect("export");
     // Everything stored was sent before the clean shutdown (drain), each timestamp once.
-    wait_for(Duration::from_secs(20), "all readings visible", || (vm.count(r#"{__name__="sensor_value"}"#) >= local.len()).then_some(()));
+    wait_for(Duration::from_secs(20), "all readings visible", || {
+        (vm.count(r#"{__name__="sensor_value"}"#) >= local.len()).then_some(())
+    });
     let series = vm.export(r#"{__name__="sensor_value"}"#);
-    let ts: Vec<i64> = series[0]["timestamps"].as_array().expect("ts").iter().filter_map(|t| t.as_i64()).collect();
+    let ts: Vec<i64> = series[0]["timestamps"]
+        .as_array()
+        .expect("ts")
+        .iter()
+        .filter_map(|t| t.as_i64())
+        .collect();
     let remote: std::collections::BTreeSet<i64> = ts.iter().copied().collect();
     assert_eq!(remote.len(), ts.len(), "no duplicate timestamps");
     assert_eq!(remote, local, "nothing missing");
     let (code, out, _) = run_cli(&["buffer", "status", "--config", cfg.to_str().expect("utf8")]);
     assert_eq!(code, 0);
-    assert!(out.contains("sink influxdb    readings pending          0"), "{out}");
+    assert!(
+        out.contains("sink influxdb    readings pending          0"),
+        "{out}"
+    );
 }
 
 /// A scripted HTTP server: `decide(request_no, lines)` picks the status and extra headers.
@@ -131,7 +172,9 @@ struct Scripted {
 }
 
 impl Scripted {
-    fn start(decide: impl Fn(usize, usize) -> (u16, &'static str) + Send + Sync + 'static) -> Scripted {
+    fn start(
+        decide: impl Fn(usize, usize) -> (u16, &'static str) + Send + Sync + 'static,
+    ) -> Scripted {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = l.local_addr().expect("addr").port();
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -140,7 +183,8 @@ impl Scripted {
         let (log2, acc2) = (Arc::clone(&log), Arc::clone(&accepted));
         std::thread::spawn(move || {
             for conn in l.incoming().flatten() {
-                let (log, acc, decide) = (Arc::clone(&log2), Arc::clone(&acc2), Arc::clone(&decide));
+                let (log, acc, decide) =
+                    (Arc::clone(&log2), Arc::clone(&acc2), Arc::clone(&decide));
                 std::thread::spawn(move || {
                     let mut r = BufReader::new(conn.try_clone().expect("clone"));
                     let mut w = conn;
@@ -189,8 +233,15 @@ impl Scripted {
                                 *a += lines;
                             }
                         }
-                        let msg = if status == 400 { "{\"code\":\"invalid\",\"message\":\"unable to parse\"}" } else { "" };
-                        let resp = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n{extra}\r\n{msg}", msg.len());
+                        let msg = if status == 400 {
+                            "{\"code\":\"invalid\",\"message\":\"unable to parse\"}"
+                        } else {
+                            ""
+                        };
+                        let resp = format!(
+                            "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n{extra}\r\n{msg}",
+                            msg.len()
+                        );
                         if w.write_all(resp.as_bytes()).is_err() {
                             return;
                         }
@@ -198,7 +249,11 @@ impl Scripted {
                 });
             }
         });
-        Scripted { port, log, accepted_lines: accepted }
+        Scripted {
+            port,
+            log,
+            accepted_lines: accepted,
+        }
     }
     fn requests(&self) -> Vec<(Instant, u16, usize)> {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
@@ -220,10 +275,16 @@ fn error_400_dead_letters_and_moves_on() {
     let cfg = dir.path().join("w.toml");
     std::fs::write(&cfg, config(&data, srv.port, FAST)).expect("write");
     let mut d = start_daemon(&cfg, dir.path());
-    wait_for(Duration::from_secs(20), "later batches accepted", || (srv.requests().iter().filter(|r| r.1 == 204).count() >= 3).then_some(()));
+    wait_for(Duration::from_secs(20), "later batches accepted", || {
+        (srv.requests().iter().filter(|r| r.1 == 204).count() >= 3).then_some(())
+    });
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait_exit(Duration::from_secs(10)), Some(0));
-    assert!(d.log().contains("rejected the data as malformed"), "{}", d.log());
+    assert!(
+        d.log().contains("rejected the data as malformed"),
+        "{}",
+        d.log()
+    );
     assert!(d.log().contains("unable to parse"), "server message logged");
     let (_, out, _) = run_cli(&["buffer", "status", "--config", cfg.to_str().expect("utf8")]);
     assert!(!out.contains("dead letters 0"), "{out}");
@@ -238,7 +299,9 @@ fn error_413_splits_the_batch() {
     let cfg = dir.path().join("w.toml");
     std::fs::write(&cfg, config(&data, srv.port, FAST)).expect("write");
     let mut d = start_daemon(&cfg, dir.path());
-    wait_for(Duration::from_secs(20), "split batches accepted", || (*srv.accepted_lines.lock().expect("l") >= 50).then_some(()));
+    wait_for(Duration::from_secs(20), "split batches accepted", || {
+        (*srv.accepted_lines.lock().expect("l") >= 50).then_some(())
+    });
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait_exit(Duration::from_secs(10)), Some(0));
     let reqs = srv.requests();
@@ -250,7 +313,13 @@ fn error_413_splits_the_batch() {
 
 #[test]
 fn error_429_honours_retry_after() {
-    let srv = Scripted::start(|n, _| if n == 0 { (429, "Retry-After: 2\r\n") } else { (204, "") });
+    let srv = Scripted::start(|n, _| {
+        if n == 0 {
+            (429, "Retry-After: 2\r\n")
+        } else {
+            (204, "")
+        }
+    });
     let dir = tempfile::tempdir().expect("tmp");
     let data = dir.path().join("data");
     let cfg = dir.path().join("w.toml");
@@ -274,11 +343,18 @@ fn error_401_is_logged_and_data_kept() {
     let cfg = dir.path().join("w.toml");
     std::fs::write(&cfg, config(&data, srv.port, FAST)).expect("write");
     let mut d = start_daemon(&cfg, dir.path());
-    wait_for(Duration::from_secs(20), "401 logged", || d.log().contains("the token is missing or wrong").then_some(()));
+    wait_for(Duration::from_secs(20), "401 logged", || {
+        d.log()
+            .contains("the token is missing or wrong")
+            .then_some(())
+    });
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait_exit(Duration::from_secs(10)), Some(0));
     let (_, out, _) = run_cli(&["buffer", "status", "--config", cfg.to_str().expect("utf8")]);
     let pending = stored(&data);
     assert!(pending > 0);
-    assert!(out.contains(&format!("pending {pending:>10}")), "all {pending} kept: {out}");
+    assert!(
+        out.contains(&format!("pending {pending:>10}")),
+        "all {pending} kept: {out}"
+    );
 }

@@ -246,7 +246,9 @@ fn apply_env(table: &mut toml::Table, var: &str, val: &str) -> Option<String> {
     }
     let value = match toml::from_str::<toml::Table>(&format!("v = {val}")) {
         Ok(mut t) => match t.remove("v") {
-            Some(v @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_))) => v,
+            Some(
+                v @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_)),
+            ) => v,
             _ => toml::Value::String(val.to_string()),
         },
         Err(_) => toml::Value::String(val.to_string()),
@@ -353,7 +355,11 @@ fn array_section<T: DeserializeOwned>(
     }
 }
 
-fn section<T: DeserializeOwned>(v: toml::Value, base: KeyPath, issues: &mut Vec<Issue>) -> Option<T> {
+fn section<T: DeserializeOwned>(
+    v: toml::Value,
+    base: KeyPath,
+    issues: &mut Vec<Issue>,
+) -> Option<T> {
     match serde_path_to_error::deserialize::<_, T>(v) {
         Ok(t) => Some(t),
         Err(e) => {
@@ -408,7 +414,9 @@ fn locate(doc: &toml_edit::Document<String>, src: &str, path: &KeyPath) -> Optio
     for seg in &path.0 {
         node = match (node, seg) {
             (Node::Table(t), Seg::Key(k)) => {
-                let Some((key, it)) = t.get_key_value(k) else { break };
+                let Some((key, it)) = t.get_key_value(k) else {
+                    break;
+                };
                 best = key.span().or_else(|| it.span()).or(best);
                 match it {
                     toml_edit::Item::Value(v) => Node::Value(v),
@@ -421,18 +429,26 @@ fn locate(doc: &toml_edit::Document<String>, src: &str, path: &KeyPath) -> Optio
             }
             (Node::Tables(a), Seg::Index(i)) => {
                 let Some(t) = a.get(*i) else { break };
-                let first_key = t.iter().next().and_then(|(k, _)| t.key(k)).and_then(|k| k.span());
+                let first_key = t
+                    .iter()
+                    .next()
+                    .and_then(|(k, _)| t.key(k))
+                    .and_then(|k| k.span());
                 best = t.span().or(first_key).or(best);
                 Node::Table(t)
             }
             (Node::Value(v), Seg::Key(k)) => {
                 let Some(t) = v.as_inline_table() else { break };
-                let (Some(key), Some(val)) = (t.key(k), t.get(k)) else { break };
+                let (Some(key), Some(val)) = (t.key(k), t.get(k)) else {
+                    break;
+                };
                 best = key.span().or_else(|| val.span()).or(best);
                 Node::Value(val)
             }
             (Node::Value(v), Seg::Index(i)) => {
-                let Some(x) = v.as_array().and_then(|a| a.get(*i)) else { break };
+                let Some(x) = v.as_array().and_then(|a| a.get(*i)) else {
+                    break;
+                };
                 best = x.span().or(best);
                 Node::Value(x)
             }
@@ -457,8 +473,14 @@ mod tests {
     fn env_override_sets_data_dir_and_numbers() {
         let src = "[gateway]\nid = \"g\"\n";
         let env = vec![
-            ("WATCHPOST__GATEWAY__DATA_DIR".to_string(), "/tmp/x".to_string()),
-            ("WATCHPOST__BUFFER__BATCH_MAX_READINGS".to_string(), "5".to_string()),
+            (
+                "WATCHPOST__GATEWAY__DATA_DIR".to_string(),
+                "/tmp/x".to_string(),
+            ),
+            (
+                "WATCHPOST__BUFFER__BATCH_MAX_READINGS".to_string(),
+                "5".to_string(),
+            ),
         ];
         let c = parse_str(src, Path::new("t.toml"), &env).expect("valid");
         assert_eq!(c.gateway.data_dir, PathBuf::from("/tmp/x"));

@@ -17,7 +17,9 @@
 //! `stale_after`); both clear with the next good reading.
 
 use crate::config::{Limits, SensorConfig, ValidRange};
-use crate::model::{Alert, AlertState, AlertType, Direction, Quality, Reading, Severity, Timestamp};
+use crate::model::{
+    Alert, AlertState, AlertType, Direction, Quality, Reading, Severity, Timestamp,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -178,10 +180,20 @@ impl Engine {
         for (id, e) in &self.sensors {
             let s = &e.state;
             if let Some(a) = &s.high.active {
-                v.push((id.to_string(), AlertType::Alert, Some(Direction::High), a.severity));
+                v.push((
+                    id.to_string(),
+                    AlertType::Alert,
+                    Some(Direction::High),
+                    a.severity,
+                ));
             }
             if let Some(a) = &s.low.active {
-                v.push((id.to_string(), AlertType::Alert, Some(Direction::Low), a.severity));
+                v.push((
+                    id.to_string(),
+                    AlertType::Alert,
+                    Some(Direction::Low),
+                    a.severity,
+                ));
             }
             if let Some(a) = &s.fault {
                 v.push((id.to_string(), AlertType::SensorFault, None, a.severity));
@@ -202,7 +214,11 @@ impl Engine {
         for s in sensors {
             let id: Arc<str> = Arc::from(s.id.as_str());
             let rules = Arc::new(SensorRules::from_config(s));
-            let state = self.sensors.remove(&id).map(|e| e.state).unwrap_or_default();
+            let state = self
+                .sensors
+                .remove(&id)
+                .map(|e| e.state)
+                .unwrap_or_default();
             next.insert(id, Entry { rules, state });
         }
         let removed: Vec<(Arc<str>, Entry)> = self.sensors.drain().collect();
@@ -210,12 +226,35 @@ impl Engine {
             let st = e.state;
             for (dir, d) in [(Direction::High, st.high), (Direction::Low, st.low)] {
                 if let Some(a) = d.active {
-                    out.push(self.alert(&id, &e.rules, AlertType::Alert, AlertState::Cleared, &a, None, Some(dir), now, Some("sensor removed from the configuration".into())));
+                    out.push(self.alert(
+                        &id,
+                        &e.rules,
+                        AlertType::Alert,
+                        AlertState::Cleared,
+                        &a,
+                        None,
+                        Some(dir),
+                        now,
+                        Some("sensor removed from the configuration".into()),
+                    ));
                 }
             }
-            for (kind, a) in [(AlertType::SensorFault, st.fault), (AlertType::SensorOffline, st.offline)] {
+            for (kind, a) in [
+                (AlertType::SensorFault, st.fault),
+                (AlertType::SensorOffline, st.offline),
+            ] {
                 if let Some(a) = a {
-                    out.push(self.alert(&id, &e.rules, kind, AlertState::Cleared, &a, None, None, now, Some("sensor removed from the configuration".into())));
+                    out.push(self.alert(
+                        &id,
+                        &e.rules,
+                        kind,
+                        AlertState::Cleared,
+                        &a,
+                        None,
+                        None,
+                        now,
+                        Some("sensor removed from the configuration".into()),
+                    ));
                 }
             }
         }
@@ -281,7 +320,13 @@ impl Engine {
         }
     }
 
-    fn new_active(&mut self, sensor: &str, severity: Severity, since: Timestamp, threshold: Option<f64>) -> Active {
+    fn new_active(
+        &mut self,
+        sensor: &str,
+        severity: Severity,
+        since: Timestamp,
+        threshold: Option<f64>,
+    ) -> Active {
         self.counter += 1;
         Active {
             severity,
@@ -306,7 +351,13 @@ impl Engine {
         }
     }
 
-    fn evaluate_inner(&mut self, r: &mut Reading, rules: &SensorRules, st: &mut SensorState, out: &mut Vec<Alert>) {
+    fn evaluate_inner(
+        &mut self,
+        r: &mut Reading,
+        rules: &SensorRules,
+        st: &mut SensorState,
+        out: &mut Vec<Alert>,
+    ) {
         let v = r.value;
         let now = r.ts;
         // 1. Validation.
@@ -317,10 +368,18 @@ impl Engine {
         } else if let Some(range) = rules.valid {
             if let Some(min) = range.min.filter(|m| v < *m) {
                 r.quality = Quality::OutOfRange;
-                fault = Some((format!("value {v} below valid.min {min}"), Some(min), Some(Direction::Low)));
+                fault = Some((
+                    format!("value {v} below valid.min {min}"),
+                    Some(min),
+                    Some(Direction::Low),
+                ));
             } else if let Some(max) = range.max.filter(|m| v > *m) {
                 r.quality = Quality::OutOfRange;
-                fault = Some((format!("value {v} above valid.max {max}"), Some(max), Some(Direction::High)));
+                fault = Some((
+                    format!("value {v} above valid.max {max}"),
+                    Some(max),
+                    Some(Direction::High),
+                ));
             }
         }
         if fault.is_none() {
@@ -330,7 +389,10 @@ impl Engine {
                         if now.since(since) >= limit {
                             r.quality = Quality::Stuck;
                             fault = Some((
-                                format!("value stuck at {v} for {}", humantime::format_duration(now.since(since))),
+                                format!(
+                                    "value stuck at {v} for {}",
+                                    humantime::format_duration(now.since(since))
+                                ),
                                 None,
                                 None,
                             ));
@@ -352,7 +414,17 @@ impl Engine {
         if let Some((reason, bound, dir)) = fault {
             if st.fault.is_none() {
                 let a = self.new_active(&r.sensor, Severity::Warning, now, bound);
-                out.push(self.alert(&r.sensor, rules, AlertType::SensorFault, AlertState::Raised, &a, Some(v), dir, now, Some(reason)));
+                out.push(self.alert(
+                    &r.sensor,
+                    rules,
+                    AlertType::SensorFault,
+                    AlertState::Raised,
+                    &a,
+                    Some(v),
+                    dir,
+                    now,
+                    Some(reason),
+                ));
                 st.fault = Some(a);
             }
         }
@@ -368,10 +440,30 @@ impl Engine {
         st.last_value = Some((now, v));
         st.last_good = Some(now);
         if let Some(a) = st.fault.take() {
-            out.push(self.alert(&r.sensor, rules, AlertType::SensorFault, AlertState::Cleared, &a, Some(v), None, now, Some("good readings again".into())));
+            out.push(self.alert(
+                &r.sensor,
+                rules,
+                AlertType::SensorFault,
+                AlertState::Cleared,
+                &a,
+                Some(v),
+                None,
+                now,
+                Some("good readings again".into()),
+            ));
         }
         if let Some(a) = st.offline.take() {
-            out.push(self.alert(&r.sensor, rules, AlertType::SensorOffline, AlertState::Cleared, &a, Some(v), None, now, Some("readings again".into())));
+            out.push(self.alert(
+                &r.sensor,
+                rules,
+                AlertType::SensorOffline,
+                AlertState::Cleared,
+                &a,
+                Some(v),
+                None,
+                now,
+                Some("readings again".into()),
+            ));
         }
         // 2. Thresholds.
         for dir in [Direction::High, Direction::Low] {
@@ -403,7 +495,9 @@ impl Engine {
         // Condition per level, with hysteresis for levels at or below the active one.
         let mut cond = [false; 2];
         for sev in LEVELS {
-            let Some(limit) = rules.limit(dir, sev) else { continue };
+            let Some(limit) = rules.limit(dir, sev) else {
+                continue;
+            };
             let held = active_sev.is_some_and(|a| a >= sev);
             let db = if held { rules.deadband } else { 0.0 };
             cond[level_idx(sev)] = match dir {
@@ -411,8 +505,8 @@ impl Engine {
                 Direction::Low => v <= limit + db && (held || v <= limit),
             };
         }
-        for i in 0..2 {
-            if cond[i] {
+        for (i, held) in cond.iter().enumerate() {
+            if *held {
                 d.false_since[i] = None;
                 d.true_since[i].get_or_insert(now);
             } else {
@@ -435,37 +529,83 @@ impl Engine {
             match d.active.as_mut() {
                 None => {
                     let a = self.new_active(sensor, sev, now, threshold);
-                    out.push(self.alert(sensor, rules, AlertType::Alert, AlertState::Raised, &a, Some(v), Some(dir), now, None));
+                    out.push(self.alert(
+                        sensor,
+                        rules,
+                        AlertType::Alert,
+                        AlertState::Raised,
+                        &a,
+                        Some(v),
+                        Some(dir),
+                        now,
+                        None,
+                    ));
                     d.active = Some(a);
                 }
                 Some(a) => {
                     a.severity = sev;
                     a.threshold = threshold;
                     let a = a.clone();
-                    out.push(self.alert(sensor, rules, AlertType::Alert, AlertState::Escalated, &a, Some(v), Some(dir), now, None));
+                    out.push(self.alert(
+                        sensor,
+                        rules,
+                        AlertType::Alert,
+                        AlertState::Escalated,
+                        &a,
+                        Some(v),
+                        Some(dir),
+                        now,
+                        None,
+                    ));
                 }
             }
             return;
         }
         // Deescalate or clear: the active level's condition has been false for `off_delay`.
         let Some(a_sev) = active_sev else { return };
-        let Some(f) = d.false_since[level_idx(a_sev)] else { return };
+        let Some(f) = d.false_since[level_idx(a_sev)] else {
+            return;
+        };
         if now.since(f) < rules.off_delay {
             return;
         }
-        let lower = if a_sev == Severity::Critical && cond[0] { Some(Severity::Warning) } else { None };
+        let lower = if a_sev == Severity::Critical && cond[0] {
+            Some(Severity::Warning)
+        } else {
+            None
+        };
         match lower {
             Some(sev) => {
                 if let Some(a) = d.active.as_mut() {
                     a.severity = sev;
                     a.threshold = rules.limit(dir, sev);
                     let a = a.clone();
-                    out.push(self.alert(sensor, rules, AlertType::Alert, AlertState::Deescalated, &a, Some(v), Some(dir), now, None));
+                    out.push(self.alert(
+                        sensor,
+                        rules,
+                        AlertType::Alert,
+                        AlertState::Deescalated,
+                        &a,
+                        Some(v),
+                        Some(dir),
+                        now,
+                        None,
+                    ));
                 }
             }
             None => {
                 if let Some(a) = d.active.take() {
-                    out.push(self.alert(sensor, rules, AlertType::Alert, AlertState::Cleared, &a, Some(v), Some(dir), now, None));
+                    out.push(self.alert(
+                        sensor,
+                        rules,
+                        AlertType::Alert,
+                        AlertState::Cleared,
+                        &a,
+                        Some(v),
+                        Some(dir),
+                        now,
+                        None,
+                    ));
                 }
                 d.true_since = [None, None];
             }
@@ -485,7 +625,9 @@ impl Engine {
             .map(|(k, _)| Arc::clone(k))
             .collect();
         for id in ids {
-            let Some(e) = self.sensors.get(&id) else { continue };
+            let Some(e) = self.sensors.get(&id) else {
+                continue;
+            };
             let rules = Arc::clone(&e.rules);
             let last = e.state.last_good;
             let a = self.new_active(&id, Severity::Warning, now, None);
@@ -493,7 +635,17 @@ impl Engine {
                 Some(t) => format!("no good reading since {}", t.rfc3339()),
                 None => "no good reading since start".to_string(),
             };
-            out.push(self.alert(&id, &rules, AlertType::SensorOffline, AlertState::Raised, &a, None, None, now, Some(reason)));
+            out.push(self.alert(
+                &id,
+                &rules,
+                AlertType::SensorOffline,
+                AlertState::Raised,
+                &a,
+                None,
+                None,
+                now,
+                Some(reason),
+            ));
             if let Some(e) = self.sensors.get_mut(&id) {
                 e.state.offline = Some(a);
             }
@@ -501,7 +653,13 @@ impl Engine {
     }
 
     /// A gateway-level alert (e.g. BUFFER_OVERFLOW), raised once.
-    pub fn gateway_alert(&mut self, kind: AlertType, state: AlertState, now: Timestamp, reason: String) -> Alert {
+    pub fn gateway_alert(
+        &mut self,
+        kind: AlertType,
+        state: AlertState,
+        now: Timestamp,
+        reason: String,
+    ) -> Alert {
         self.counter += 1;
         Alert {
             kind,

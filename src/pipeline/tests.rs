@@ -7,12 +7,24 @@ use crate::config::{Dur, SourceConfig};
 fn sensor() -> SensorConfig {
     SensorConfig {
         id: "t".into(),
-        source: SourceConfig { simulated: Some("constant".into()), ..Default::default() },
+        source: SourceConfig {
+            simulated: Some("constant".into()),
+            ..Default::default()
+        },
         interval: Dur(Duration::from_secs(1)),
         unit: Some("°C".into()),
-        valid: Some(ValidRange { min: Some(-40.0), max: Some(250.0) }),
-        warning: Some(Limits { high: Some(80.0), low: Some(5.0) }),
-        critical: Some(Limits { high: Some(95.0), low: Some(0.0) }),
+        valid: Some(ValidRange {
+            min: Some(-40.0),
+            max: Some(250.0),
+        }),
+        warning: Some(Limits {
+            high: Some(80.0),
+            low: Some(5.0),
+        }),
+        critical: Some(Limits {
+            high: Some(95.0),
+            low: Some(0.0),
+        }),
         deadband: 2.0,
         delay: None,
         off_delay: None,
@@ -45,7 +57,18 @@ use Severity::*;
 
 #[test]
 fn raise_escalate_deescalate_clear_high() {
-    let got = run(&sensor(), &[(0, 50.0), (1, 81.0), (2, 96.0), (3, 94.0), (4, 92.9), (5, 79.0), (6, 77.9)]);
+    let got = run(
+        &sensor(),
+        &[
+            (0, 50.0),
+            (1, 81.0),
+            (2, 96.0),
+            (3, 94.0),
+            (4, 92.9),
+            (5, 79.0),
+            (6, 77.9),
+        ],
+    );
     assert_eq!(
         got,
         vec![
@@ -62,22 +85,43 @@ fn raise_escalate_deescalate_clear_high() {
 #[test]
 fn straight_to_critical_and_clear_after_escalation() {
     let got = run(&sensor(), &[(0, 100.0), (1, 50.0)]);
-    assert_eq!(got, vec![(0, A, Raised, Critical), (1, A, Cleared, Critical)]);
+    assert_eq!(
+        got,
+        vec![(0, A, Raised, Critical), (1, A, Cleared, Critical)]
+    );
 }
 
 #[test]
 fn low_side_mirrors_high() {
-    let got = run(&sensor(), &[(0, 20.0), (1, 4.0), (2, -1.0), (3, 1.0), (4, 2.5), (5, 6.0), (6, 7.5)]);
+    let got = run(
+        &sensor(),
+        &[
+            (0, 20.0),
+            (1, 4.0),
+            (2, -1.0),
+            (3, 1.0),
+            (4, 2.5),
+            (5, 6.0),
+            (6, 7.5),
+        ],
+    );
     assert_eq!(
         got,
-        vec![(1, A, Raised, Warning), (2, A, Escalated, Critical), (4, A, Deescalated, Warning), (6, A, Cleared, Warning)]
+        vec![
+            (1, A, Raised, Warning),
+            (2, A, Escalated, Critical),
+            (4, A, Deescalated, Warning),
+            (6, A, Cleared, Warning)
+        ]
     );
 }
 
 #[test]
 fn deadband_suppresses_chatter() {
     // Flapping around 80 between 79 and 81: one raise, no clears while inside the deadband.
-    let samples: Vec<(i64, f64)> = (0..20).map(|i| (i, if i % 2 == 0 { 81.0 } else { 79.0 })).collect();
+    let samples: Vec<(i64, f64)> = (0..20)
+        .map(|i| (i, if i % 2 == 0 { 81.0 } else { 79.0 }))
+        .collect();
     let got = run(&sensor(), &samples);
     assert_eq!(got, vec![(0, A, Raised, Warning)]);
     // Without a deadband the same signal chatters.
@@ -91,7 +135,18 @@ fn on_delay_requires_persistence() {
     let mut s = sensor();
     s.delay = Some(Dur(Duration::from_secs(5)));
     // A 3 s excursion is ignored; a 6 s one raises at 5 s after it began.
-    let got = run(&s, &[(0, 85.0), (3, 85.0), (4, 50.0), (10, 85.0), (12, 85.0), (15, 85.0), (16, 85.0)]);
+    let got = run(
+        &s,
+        &[
+            (0, 85.0),
+            (3, 85.0),
+            (4, 50.0),
+            (10, 85.0),
+            (12, 85.0),
+            (15, 85.0),
+            (16, 85.0),
+        ],
+    );
     assert_eq!(got, vec![(15, A, Raised, Warning)]);
 }
 
@@ -99,22 +154,53 @@ fn on_delay_requires_persistence() {
 fn nan_in_the_middle_of_a_pending_delay_restarts_it() {
     let mut s = sensor();
     s.delay = Some(Dur(Duration::from_secs(5)));
-    let got = run(&s, &[(0, 85.0), (3, f64::NAN), (5, 85.0), (9, 85.0), (10, 85.0)]);
+    let got = run(
+        &s,
+        &[(0, 85.0), (3, f64::NAN), (5, 85.0), (9, 85.0), (10, 85.0)],
+    );
     // NaN at 3 s is a fault and restarts the delay: the alarm comes 5 s after 5 s, not at 5 s.
-    assert_eq!(got, vec![(3, F, Raised, Warning), (5, F, Cleared, Warning), (10, A, Raised, Warning)]);
+    assert_eq!(
+        got,
+        vec![
+            (3, F, Raised, Warning),
+            (5, F, Cleared, Warning),
+            (10, A, Raised, Warning)
+        ]
+    );
 }
 
 #[test]
 fn bad_data_never_clears_an_active_alarm() {
-    let got = run(&sensor(), &[(0, 90.0), (1, f64::NAN), (2, 300.0), (3, 90.0)]);
-    assert_eq!(got, vec![(0, A, Raised, Warning), (1, F, Raised, Warning), (3, F, Cleared, Warning)]);
+    let got = run(
+        &sensor(),
+        &[(0, 90.0), (1, f64::NAN), (2, 300.0), (3, 90.0)],
+    );
+    assert_eq!(
+        got,
+        vec![
+            (0, A, Raised, Warning),
+            (1, F, Raised, Warning),
+            (3, F, Cleared, Warning)
+        ]
+    );
 }
 
 #[test]
 fn off_delay_holds_the_clear() {
     let mut s = sensor();
     s.off_delay = Some(Dur(Duration::from_secs(3)));
-    let got = run(&s, &[(0, 85.0), (1, 50.0), (2, 50.0), (3, 85.0), (4, 50.0), (6, 50.0), (7, 50.0)]);
+    let got = run(
+        &s,
+        &[
+            (0, 85.0),
+            (1, 50.0),
+            (2, 50.0),
+            (3, 85.0),
+            (4, 50.0),
+            (6, 50.0),
+            (7, 50.0),
+        ],
+    );
     assert_eq!(got, vec![(0, A, Raised, Warning), (7, A, Cleared, Warning)]);
 }
 
@@ -129,7 +215,10 @@ fn stuck_sensor_is_a_fault() {
     let mut s = sensor();
     s.stuck_after = Some(Dur(Duration::from_secs(5)));
     let samples: Vec<(i64, f64)> = (0..8).map(|i| (i, 20.0)).chain([(8, 21.0)]).collect();
-    assert_eq!(run(&s, &samples), vec![(5, F, Raised, Warning), (8, F, Cleared, Warning)]);
+    assert_eq!(
+        run(&s, &samples),
+        vec![(5, F, Raised, Warning), (8, F, Cleared, Warning)]
+    );
 }
 
 #[test]
@@ -157,18 +246,32 @@ fn stale_sensor_goes_offline_and_returns() {
     assert!(out.is_empty());
     e.tick(Timestamp(10_000), &mut out);
     assert_eq!(out.len(), 1);
-    assert_eq!((out[0].kind, out[0].state), (AlertType::SensorOffline, Raised));
+    assert_eq!(
+        (out[0].kind, out[0].state),
+        (AlertType::SensorOffline, Raised)
+    );
     e.tick(Timestamp(11_000), &mut out);
     assert_eq!(out.len(), 1, "raised once");
     let mut r = Reading::new(Arc::from("t"), Timestamp(12_000), 20.0);
     e.evaluate(&mut r, &mut out);
-    assert_eq!((out[1].kind, out[1].state), (AlertType::SensorOffline, Cleared));
+    assert_eq!(
+        (out[1].kind, out[1].state),
+        (AlertType::SensorOffline, Cleared)
+    );
     assert_eq!(out[0].id, out[1].id);
 }
 
 #[test]
 fn payload_matches_the_contract() {
-    let mut e = Engine::new("press-line-3", "plant-1/hall-b", &[SensorConfig { id: "oil_temp".into(), ..sensor() }], Timestamp(0));
+    let mut e = Engine::new(
+        "press-line-3",
+        "plant-1/hall-b",
+        &[SensorConfig {
+            id: "oil_temp".into(),
+            ..sensor()
+        }],
+        Timestamp(0),
+    );
     let mut out = Vec::new();
     let mut r = Reading::new(Arc::from("oil_temp"), Timestamp(1_795_773_600_123), 97.2);
     e.evaluate(&mut r, &mut out);
@@ -218,9 +321,14 @@ fn reconfigure_keeps_state_and_clears_removed_sensors() {
     e.evaluate(&mut r, &mut out);
     // New threshold above the value: the active alarm stays until the next reading evaluates it.
     let mut s2 = s.clone();
-    s2.warning = Some(Limits { high: Some(100.0), low: None });
+    s2.warning = Some(Limits {
+        high: Some(100.0),
+        low: None,
+    });
     s2.critical = None;
-    assert!(e.reconfigure(std::slice::from_ref(&s2), Timestamp(1500)).is_empty());
+    assert!(e
+        .reconfigure(std::slice::from_ref(&s2), Timestamp(1500))
+        .is_empty());
     let mut r = Reading::new(Arc::from("t"), Timestamp(2000), 90.0);
     out.clear();
     e.evaluate(&mut r, &mut out);

@@ -42,7 +42,12 @@ impl Client {
     /// Build from config (resolves the token).
     pub fn new(cfg: &InfluxConfig) -> Result<Client, String> {
         crate::install_crypto_provider();
-        let token = resolve_secret(&cfg.token, &cfg.token_file, &cfg.token_env, &cfg.token_credential)?;
+        let token = resolve_secret(
+            &cfg.token,
+            &cfg.token_file,
+            &cfg.token_env,
+            &cfg.token_credential,
+        )?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(cfg.timeout.0)
@@ -53,7 +58,9 @@ impl Client {
         let q = |s: &str| -> String {
             s.bytes()
                 .map(|b| match b {
-                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                        (b as char).to_string()
+                    }
                     _ => format!("%{b:02X}"),
                 })
                 .collect()
@@ -64,16 +71,27 @@ impl Client {
             q(&cfg.bucket),
             q(&cfg.precision)
         );
-        Ok(Client { http, url, token, gzip: cfg.gzip })
+        Ok(Client {
+            http,
+            url,
+            token,
+            gzip: cfg.gzip,
+        })
     }
 
     async fn post(&self, body: &str) -> Outcome {
-        let mut req = self.http.post(&self.url).header("Content-Type", "text/plain; charset=utf-8");
+        let mut req = self
+            .http
+            .post(&self.url)
+            .header("Content-Type", "text/plain; charset=utf-8");
         if let Some(t) = &self.token {
             req = req.header("Authorization", format!("Token {t}"));
         }
         let req = if self.gzip {
-            let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 8), flate2::Compression::fast());
+            let mut enc = flate2::write::GzEncoder::new(
+                Vec::with_capacity(body.len() / 8),
+                flate2::Compression::fast(),
+            );
             if enc.write_all(body.as_bytes()).is_err() {
                 return Outcome::Retry(None, "gzip failed".into());
             }
@@ -121,11 +139,16 @@ impl Client {
                 Outcome::Ok => {}
                 Outcome::TooLarge if chunk.len() > 1 => {
                     let (a, b) = chunk.split_at(chunk.len() / 2);
-                    tracing::warn!(lines = chunk.len(), "InfluxDB answered 413 (too large); splitting the batch.");
+                    tracing::warn!(
+                        lines = chunk.len(),
+                        "InfluxDB answered 413 (too large); splitting the batch."
+                    );
                     stack.push(b);
                     stack.push(a);
                 }
-                Outcome::TooLarge => return Outcome::TooLargeLine("HTTP 413 for a single line".into()),
+                Outcome::TooLarge => {
+                    return Outcome::TooLargeLine("HTTP 413 for a single line".into())
+                }
                 other => return other,
             }
         }
@@ -137,8 +160,12 @@ fn encoder(i: &InfluxConfig, cfg: &Config) -> Encoder {
     let mut common = i.tags.clone();
     common.insert("device".into(), cfg.gateway.id.clone());
     common.insert("location".into(), cfg.gateway.location.clone());
-    let per: BTreeMap<String, BTreeMap<String, String>> =
-        cfg.sensor.iter().filter(|s| !s.tags.is_empty()).map(|s| (s.id.clone(), s.tags.clone())).collect();
+    let per: BTreeMap<String, BTreeMap<String, String>> = cfg
+        .sensor
+        .iter()
+        .filter(|s| !s.tags.is_empty())
+        .map(|s| (s.id.clone(), s.tags.clone()))
+        .collect();
     Encoder::new(&i.measurement, &i.precision, common, per)
 }
 
@@ -157,7 +184,13 @@ async fn open_store(cfg: &Config, ctl: &SinkCtl) -> Option<Store> {
 }
 
 /// Run the sink until stopped (or, when draining, until caught up).
-pub async fn run(icfg: InfluxConfig, cfg: Config, mut signals: Signals, metrics: SharedMetrics, ctl: SinkCtl) {
+pub async fn run(
+    icfg: InfluxConfig,
+    cfg: Config,
+    mut signals: Signals,
+    metrics: SharedMetrics,
+    ctl: SinkCtl,
+) {
     let client = match Client::new(&icfg) {
         Ok(c) => c,
         Err(e) => {
@@ -165,7 +198,9 @@ pub async fn run(icfg: InfluxConfig, cfg: Config, mut signals: Signals, metrics:
             return;
         }
     };
-    let Some(mut store) = open_store(&cfg, &ctl).await else { return };
+    let Some(mut store) = open_store(&cfg, &ctl).await else {
+        return;
+    };
     let mut enc = encoder(&icfg, &cfg);
     let mut cursor = store.cursor(SINK, Stream::Readings).unwrap_or(0);
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
@@ -283,15 +318,31 @@ pub async fn run(icfg: InfluxConfig, cfg: Config, mut signals: Signals, metrics:
         }
         // Progress while draining a backlog, and pacing.
         if last_progress.elapsed() >= Duration::from_secs(5) {
-            let remaining = store.status(&[(SINK.to_string(), Stream::Readings)], crate::model::Timestamp::now())
+            let remaining = store
+                .status(
+                    &[(SINK.to_string(), Stream::Readings)],
+                    crate::model::Timestamp::now(),
+                )
                 .ok()
                 .and_then(|s| s.sinks.first().map(|x| x.pending))
                 .unwrap_or(0);
-            metrics.influx_backlog.store(remaining as i64, Ordering::Relaxed);
+            metrics
+                .influx_backlog
+                .store(remaining as i64, Ordering::Relaxed);
             if remaining > 0 {
                 let rate = sent_since as f64 / last_progress.elapsed().as_secs_f64();
-                let eta = if rate > 0.0 { remaining as f64 / rate } else { f64::INFINITY };
-                tracing::info!(sent = sent_since, remaining, rate_per_s = rate as u64, eta_s = eta as u64, "Draining InfluxDB backlog.");
+                let eta = if rate > 0.0 {
+                    remaining as f64 / rate
+                } else {
+                    f64::INFINITY
+                };
+                tracing::info!(
+                    sent = sent_since,
+                    remaining,
+                    rate_per_s = rate as u64,
+                    eta_s = eta as u64,
+                    "Draining InfluxDB backlog."
+                );
             }
             last_progress = Instant::now();
             sent_since = 0;

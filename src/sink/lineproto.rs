@@ -73,7 +73,14 @@ impl Encoder {
         };
         let mut m = String::new();
         measurement(&mut m, measurement_name);
-        Encoder { measurement: m, precision_div: div, precision_mul: mul, common, per_sensor, cache: Default::default() }
+        Encoder {
+            measurement: m,
+            precision_div: div,
+            precision_mul: mul,
+            common,
+            per_sensor,
+            cache: Default::default(),
+        }
     }
 
     fn prefix(&mut self, sensor: &str) -> &str {
@@ -135,21 +142,39 @@ mod tests {
         common.insert("empty".to_string(), String::new());
         let mut e = Encoder::new("my meas,x", "ms", common, BTreeMap::new());
         let mut out = String::new();
-        let r = Reading { sensor: Arc::from("t\\emp \"1\""), ts: Timestamp(1_700_000_000_123), value: 21.5, quality: Quality::Good };
+        let r = Reading {
+            sensor: Arc::from("t\\emp \"1\""),
+            ts: Timestamp(1_700_000_000_123),
+            value: 21.5,
+            quality: Quality::Good,
+        };
         e.line(&mut out, &r);
         assert_eq!(
             out,
             "my\\ meas\\,x,device=gw\\ 1,location=a\\,b\\=c,sensor=t\\\\emp\\ \"1\" value=21.5 1700000000123\n"
         );
         let mut out = String::new();
-        let bad = Reading { sensor: Arc::from("s"), ts: Timestamp(1_700_000_000_999), value: f64::NAN, quality: Quality::Invalid };
+        let bad = Reading {
+            sensor: Arc::from("s"),
+            ts: Timestamp(1_700_000_000_999),
+            value: f64::NAN,
+            quality: Quality::Invalid,
+        };
         let mut e = Encoder::new("m", "s", BTreeMap::new(), BTreeMap::new());
         e.line(&mut out, &bad);
         assert_eq!(out, "m,sensor=s quality=\"invalid\" 1700000000\n");
         let mut out = String::new();
-        let oor = Reading { sensor: Arc::from("s"), ts: Timestamp(1), value: 300.0, quality: Quality::OutOfRange };
+        let oor = Reading {
+            sensor: Arc::from("s"),
+            ts: Timestamp(1),
+            value: 300.0,
+            quality: Quality::OutOfRange,
+        };
         let mut e = Encoder::new("m", "ns", BTreeMap::new(), BTreeMap::new());
         e.line(&mut out, &oor);
-        assert_eq!(out, "m,sensor=s value=300.0,quality=\"out_of_range\" 1000000\n");
+        assert_eq!(
+            out,
+            "m,sensor=s value=300.0,quality=\"out_of_range\" 1000000\n"
+        );
     }
 }

@@ -22,17 +22,31 @@ pub struct SinkCtl {
 }
 
 /// Start every configured sink.
-pub fn spawn_all(cfg: &Config, signals: &Signals, metrics: &SharedMetrics, ctl: &SinkCtl, tracker: &TaskTracker) {
+pub fn spawn_all(
+    cfg: &Config,
+    signals: &Signals,
+    metrics: &SharedMetrics,
+    ctl: &SinkCtl,
+    tracker: &TaskTracker,
+) {
     #[cfg(feature = "influxdb")]
     if let Some(i) = &cfg.influxdb {
-        tracker.spawn(influxdb::run(i.clone(), cfg.clone(), signals.clone(), metrics.clone(), ctl.clone()));
+        tracker.spawn(influxdb::run(
+            i.clone(),
+            cfg.clone(),
+            signals.clone(),
+            metrics.clone(),
+            ctl.clone(),
+        ));
     }
     #[cfg(not(feature = "influxdb"))]
     if cfg.influxdb.is_some() {
         tracing::error!("InfluxDB support is not compiled into this build.");
     }
     if cfg.mqtt.is_some() {
-        tracing::error!("The MQTT sink is not implemented in this version; alerts stay in the local store.");
+        tracing::error!(
+            "The MQTT sink is not implemented in this version; alerts stay in the local store."
+        );
     }
     let _ = (signals, metrics, ctl);
 }
@@ -40,8 +54,13 @@ pub fn spawn_all(cfg: &Config, signals: &Signals, metrics: &SharedMetrics, ctl: 
 /// Let sinks deliver for up to `deadline`, then stop them.
 pub async fn drain(ctl: &SinkCtl, tracker: &TaskTracker, deadline: Duration) {
     ctl.drain.cancel();
-    if tokio::time::timeout(deadline, tracker.wait()).await.is_err() {
-        tracing::warn!("Sinks did not finish within the drain deadline; the rest stays in the store.");
+    if tokio::time::timeout(deadline, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "Sinks did not finish within the drain deadline; the rest stays in the store."
+        );
     }
     ctl.stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(1), tracker.wait()).await;
@@ -58,7 +77,11 @@ pub struct Backoff {
 impl Backoff {
     /// From `base` doubling up to `max`.
     pub fn new(base: Duration, max: Duration) -> Self {
-        Backoff { base, max, attempt: 0 }
+        Backoff {
+            base,
+            max,
+            attempt: 0,
+        }
     }
     /// Next delay (full jitter between 50 % and 100 %).
     pub fn next_delay(&mut self) -> Duration {
@@ -89,7 +112,9 @@ pub fn resolve_secret(
             .map_err(|e| format!("cannot read secret file {}: {e}", f.display()));
     }
     if let Some(v) = env {
-        return std::env::var(v).map(Some).map_err(|_| format!("environment variable {v} is not set"));
+        return std::env::var(v)
+            .map(Some)
+            .map_err(|_| format!("environment variable {v} is not set"));
     }
     if let Some(c) = credential {
         let dir = std::env::var("CREDENTIALS_DIRECTORY")

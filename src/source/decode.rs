@@ -16,7 +16,10 @@ pub struct WordOrder {
 
 impl WordOrder {
     /// Big-endian `abcd`.
-    pub const ABCD: WordOrder = WordOrder { word_swap: false, byte_swap: false };
+    pub const ABCD: WordOrder = WordOrder {
+        word_swap: false,
+        byte_swap: false,
+    };
 
     /// Parse a name such as `cdab`.
     pub fn parse(s: &str) -> Option<WordOrder> {
@@ -27,16 +30,43 @@ impl WordOrder {
             "dcba" | "hgfedcba" | "little" => (true, true),
             _ => return None,
         };
-        Some(WordOrder { word_swap: w, byte_swap: b })
+        Some(WordOrder {
+            word_swap: w,
+            byte_swap: b,
+        })
     }
 
     /// All four orders with their names.
     pub fn all() -> [(&'static str, WordOrder); 4] {
         [
-            ("abcd", WordOrder { word_swap: false, byte_swap: false }),
-            ("cdab", WordOrder { word_swap: true, byte_swap: false }),
-            ("badc", WordOrder { word_swap: false, byte_swap: true }),
-            ("dcba", WordOrder { word_swap: true, byte_swap: true }),
+            (
+                "abcd",
+                WordOrder {
+                    word_swap: false,
+                    byte_swap: false,
+                },
+            ),
+            (
+                "cdab",
+                WordOrder {
+                    word_swap: true,
+                    byte_swap: false,
+                },
+            ),
+            (
+                "badc",
+                WordOrder {
+                    word_swap: false,
+                    byte_swap: true,
+                },
+            ),
+            (
+                "dcba",
+                WordOrder {
+                    word_swap: true,
+                    byte_swap: true,
+                },
+            ),
         ]
     }
 }
@@ -141,23 +171,57 @@ mod tests {
     fn f32_in_every_order() {
         // 21.5f32 = 0x41AC0000
         let o = |s| WordOrder::parse(s).expect("order");
-        assert_eq!(decode(&[0x41AC, 0x0000], DataType::F32, o("abcd")), Some(21.5));
-        assert_eq!(decode(&[0x0000, 0x41AC], DataType::F32, o("cdab")), Some(21.5));
-        assert_eq!(decode(&[0xAC41, 0x0000], DataType::F32, o("badc")), Some(21.5));
-        assert_eq!(decode(&[0x0000, 0xAC41], DataType::F32, o("dcba")), Some(21.5));
+        assert_eq!(
+            decode(&[0x41AC, 0x0000], DataType::F32, o("abcd")),
+            Some(21.5)
+        );
+        assert_eq!(
+            decode(&[0x0000, 0x41AC], DataType::F32, o("cdab")),
+            Some(21.5)
+        );
+        assert_eq!(
+            decode(&[0xAC41, 0x0000], DataType::F32, o("badc")),
+            Some(21.5)
+        );
+        assert_eq!(
+            decode(&[0x0000, 0xAC41], DataType::F32, o("dcba")),
+            Some(21.5)
+        );
     }
 
     #[test]
     fn integers_and_bits() {
-        assert_eq!(decode(&[0xFFFF], DataType::I16, WordOrder::ABCD), Some(-1.0));
-        assert_eq!(decode(&[0xFFFF], DataType::U16, WordOrder::ABCD), Some(65535.0));
-        assert_eq!(decode(&[0x075B, 0xCD15], DataType::U32, WordOrder::ABCD), Some(123456789.0));
-        assert_eq!(decode(&[0b100], DataType::Bit(2), WordOrder::ABCD), Some(1.0));
+        assert_eq!(
+            decode(&[0xFFFF], DataType::I16, WordOrder::ABCD),
+            Some(-1.0)
+        );
+        assert_eq!(
+            decode(&[0xFFFF], DataType::U16, WordOrder::ABCD),
+            Some(65535.0)
+        );
+        assert_eq!(
+            decode(&[0x075B, 0xCD15], DataType::U32, WordOrder::ABCD),
+            Some(123456789.0)
+        );
+        assert_eq!(
+            decode(&[0b100], DataType::Bit(2), WordOrder::ABCD),
+            Some(1.0)
+        );
         let v = (-5i64).to_be_bytes();
-        let regs: Vec<u16> = v.chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+        let regs: Vec<u16> = v
+            .chunks(2)
+            .map(|c| u16::from_be_bytes([c[0], c[1]]))
+            .collect();
         assert_eq!(decode(&regs, DataType::I64, WordOrder::ABCD), Some(-5.0));
         let rev: Vec<u16> = regs.iter().rev().copied().collect();
-        assert_eq!(decode(&rev, DataType::I64, WordOrder::parse("ghefcdab").expect("o")), Some(-5.0));
+        assert_eq!(
+            decode(
+                &rev,
+                DataType::I64,
+                WordOrder::parse("ghefcdab").expect("o")
+            ),
+            Some(-5.0)
+        );
         assert_eq!(decode(&[1, 2], DataType::U16, WordOrder::ABCD), None);
     }
 }

@@ -55,11 +55,16 @@ impl Simulated {
         let c = &self.cfg;
         let n = self.n;
         self.n += 1;
-        let period_ms = c.period.map(|p| p.0.as_millis() as f64).unwrap_or(60_000.0).max(1.0);
+        let period_ms = c
+            .period
+            .map(|p| p.0.as_millis() as f64)
+            .unwrap_or(60_000.0)
+            .max(1.0);
         let phase = (now.0 as f64 % period_ms) / period_ms;
         let mut v = match self.kind {
             Kind::Sine => {
-                c.offset.unwrap_or(0.0) + c.amplitude.unwrap_or(1.0) * (std::f64::consts::TAU * phase).sin()
+                c.offset.unwrap_or(0.0)
+                    + c.amplitude.unwrap_or(1.0) * (std::f64::consts::TAU * phase).sin()
             }
             Kind::Square => {
                 if phase < 0.5 {
@@ -165,11 +170,15 @@ mod tests {
         c.offset = Some(5.0);
         let a: Vec<_> = {
             let mut s = Simulated::new(&c);
-            (0..100).map(|i| s.sample(Timestamp(i)).unwrap_or(f64::NAN)).collect()
+            (0..100)
+                .map(|i| s.sample(Timestamp(i)).unwrap_or(f64::NAN))
+                .collect()
         };
         let b: Vec<_> = {
             let mut s = Simulated::new(&c);
-            (0..100).map(|i| s.sample(Timestamp(i)).unwrap_or(f64::NAN)).collect()
+            (0..100)
+                .map(|i| s.sample(Timestamp(i)).unwrap_or(f64::NAN))
+                .collect()
         };
         assert_eq!(a, b);
         assert!(a.iter().all(|v| (0.0..=10.0).contains(v)));

@@ -200,11 +200,36 @@ mod tests {
     #[test]
     fn roundtrip_mixed() {
         let rows = vec![
-            Row { sensor: 3, ts: Timestamp(1_700_000_000_000), value: 21.53, quality: Quality::Good },
-            Row { sensor: 3, ts: Timestamp(1_700_000_001_000), value: 21.55, quality: Quality::Good },
-            Row { sensor: 0, ts: Timestamp(1_700_000_000_990), value: f64::NAN, quality: Quality::Invalid },
-            Row { sensor: 1, ts: Timestamp(1_700_000_001_001), value: 1.0 / 3.0, quality: Quality::Good },
-            Row { sensor: 3, ts: Timestamp(1_700_000_002_000), value: -7.0, quality: Quality::OutOfRange },
+            Row {
+                sensor: 3,
+                ts: Timestamp(1_700_000_000_000),
+                value: 21.53,
+                quality: Quality::Good,
+            },
+            Row {
+                sensor: 3,
+                ts: Timestamp(1_700_000_001_000),
+                value: 21.55,
+                quality: Quality::Good,
+            },
+            Row {
+                sensor: 0,
+                ts: Timestamp(1_700_000_000_990),
+                value: f64::NAN,
+                quality: Quality::Invalid,
+            },
+            Row {
+                sensor: 1,
+                ts: Timestamp(1_700_000_001_001),
+                value: 1.0 / 3.0,
+                quality: Quality::Good,
+            },
+            Row {
+                sensor: 3,
+                ts: Timestamp(1_700_000_002_000),
+                value: -7.0,
+                quality: Quality::OutOfRange,
+            },
         ];
         let enc = encode(&rows, 3).expect("encode");
         let dec = decode(&enc).expect("decode");
@@ -213,14 +238,25 @@ mod tests {
             assert_eq!(a.sensor, b.sensor);
             assert_eq!(a.ts, b.ts);
             assert_eq!(a.quality, b.quality);
-            assert!(a.value.to_bits() == b.value.to_bits() || (a.value.is_nan() && b.value.is_nan()));
+            assert!(
+                a.value.to_bits() == b.value.to_bits() || (a.value.is_nan() && b.value.is_nan())
+            );
         }
     }
 
     #[test]
     fn corrupt_input_is_rejected() {
         assert!(decode(b"not zstd").is_none());
-        let enc = encode(&[Row { sensor: 1, ts: Timestamp(5), value: 1.5, quality: Quality::Good }], 1).expect("e");
+        let enc = encode(
+            &[Row {
+                sensor: 1,
+                ts: Timestamp(5),
+                value: 1.5,
+                quality: Quality::Good,
+            }],
+            1,
+        )
+        .expect("e");
         assert!(decode(&enc[..enc.len() - 2]).is_none());
     }
 

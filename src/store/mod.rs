@@ -184,7 +184,13 @@ impl Store {
                 for ext in ["-wal", "-shm"] {
                     let side = dir.join(format!("{DB_FILE}{ext}"));
                     if side.exists() {
-                        let _ = std::fs::rename(&side, dir.join(format!("{DB_FILE}.corrupt-{}{ext}", Timestamp::now().0 / 1000)));
+                        let _ = std::fs::rename(
+                            &side,
+                            dir.join(format!(
+                                "{DB_FILE}.corrupt-{}{ext}",
+                                Timestamp::now().0 / 1000
+                            )),
+                        );
                     }
                 }
                 Self::open_inner(&path, true)
@@ -199,7 +205,10 @@ impl Store {
         if !path.exists() {
             return Err(StoreError::Io(std::io::Error::new(
                 std::io::ErrorKind::NotFound,
-                format!("no store at {} (has the daemon run with this data_dir?)", path.display()),
+                format!(
+                    "no store at {} (has the daemon run with this data_dir?)",
+                    path.display()
+                ),
             )));
         }
         Self::open_inner(&path, false)
@@ -219,7 +228,9 @@ impl Store {
             let clean = s.meta("clean_shutdown")?;
             s.was_unclean = clean.as_deref() == Some("0");
             if s.was_unclean {
-                let check: String = s.conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0))?;
+                let check: String = s
+                    .conn
+                    .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))?;
                 if check != "ok" {
                     return Err(StoreError::Sql(rusqlite::Error::SqliteFailure(
                         rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
@@ -291,15 +302,22 @@ impl Store {
             return Ok(*i);
         }
         let idx = self.names.len() as u32;
-        self.conn
-            .execute("INSERT INTO sensors (idx, name) VALUES (?1, ?2)", params![idx, &**name])?;
+        self.conn.execute(
+            "INSERT INTO sensors (idx, name) VALUES (?1, ?2)",
+            params![idx, &**name],
+        )?;
         self.names.push(Some(Arc::clone(name)));
         self.ids.insert(Arc::clone(name), idx);
         Ok(idx)
     }
 
     fn sensor_name(&mut self, idx: u32) -> Arc<str> {
-        if self.names.get(idx as usize).and_then(|n| n.as_ref()).is_none() {
+        if self
+            .names
+            .get(idx as usize)
+            .and_then(|n| n.as_ref())
+            .is_none()
+        {
             let _ = self.load_sensors();
         }
         self.names
@@ -309,7 +327,11 @@ impl Store {
     }
 
     /// Commit a batch of readings (and the engine state) in one transaction. Returns the batch id.
-    pub fn append_readings(&mut self, readings: &[Reading], engine_state: Option<&str>) -> Result<Option<i64>, StoreError> {
+    pub fn append_readings(
+        &mut self,
+        readings: &[Reading],
+        engine_state: Option<&str>,
+    ) -> Result<Option<i64>, StoreError> {
         if readings.is_empty() && engine_state.is_none() {
             return Ok(None);
         }
@@ -317,7 +339,12 @@ impl Store {
         let mut rows = Vec::with_capacity(readings.len());
         for r in readings {
             let sensor = self.sensor_idx(&r.sensor)?;
-            rows.push(codec::Row { sensor, ts: r.ts, value: r.value, quality: r.quality });
+            rows.push(codec::Row {
+                sensor,
+                ts: r.ts,
+                value: r.value,
+                quality: r.quality,
+            });
         }
         let tx = self.conn.transaction()?;
         let mut id = None;
@@ -342,13 +369,23 @@ impl Store {
     }
 
     /// Commit alert events (and the engine state) in one transaction; returns their sequence numbers.
-    pub fn append_alerts(&mut self, alerts: &[Alert], engine_state: Option<&str>) -> Result<Vec<i64>, StoreError> {
+    pub fn append_alerts(
+        &mut self,
+        alerts: &[Alert],
+        engine_state: Option<&str>,
+    ) -> Result<Vec<i64>, StoreError> {
         let tx = self.conn.transaction()?;
         let mut seqs = Vec::with_capacity(alerts.len());
         for a in alerts {
             let payload = serde_json::to_string(a).unwrap_or_default();
-            let kind = serde_json::to_value(a.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
-            let state = serde_json::to_value(a.state).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+            let kind = serde_json::to_value(a.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            let state = serde_json::to_value(a.state)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
             let ts = humantime::parse_rfc3339(&a.ts)
                 .ok()
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
@@ -394,7 +431,13 @@ impl Store {
     }
 
     /// Record that the far side rejected item `pos` as malformed, and move the cursor past it.
-    pub fn dead_letter(&mut self, sink: &str, stream: Stream, pos: i64, reason: &str) -> Result<(), StoreError> {
+    pub fn dead_letter(
+        &mut self,
+        sink: &str,
+        stream: Stream,
+        pos: i64,
+        reason: &str,
+    ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT INTO dead_letters (sink, stream, pos, ts, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -413,10 +456,11 @@ impl Store {
     /// empty (and logged) so a cursor can move past them.
     pub fn batches_after(&mut self, after: i64, limit: usize) -> Result<Vec<Batch>, StoreError> {
         let raw: Vec<(i64, Vec<u8>)> = {
-            let mut stmt = self
-                .conn
-                .prepare_cached("SELECT id, data FROM batches WHERE id > ?1 ORDER BY id LIMIT ?2")?;
-            let rows = stmt.query_map(params![after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT id, data FROM batches WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )?;
+            let rows =
+                stmt.query_map(params![after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect::<Result<_, _>>()?
         };
         let mut out = Vec::with_capacity(raw.len());
@@ -424,10 +468,18 @@ impl Store {
             let readings = match codec::decode(&data) {
                 Some(rows) => rows
                     .into_iter()
-                    .map(|r| Reading { sensor: self.sensor_name(r.sensor), ts: r.ts, value: r.value, quality: r.quality })
+                    .map(|r| Reading {
+                        sensor: self.sensor_name(r.sensor),
+                        ts: r.ts,
+                        value: r.value,
+                        quality: r.quality,
+                    })
                     .collect(),
                 None => {
-                    tracing::error!(batch = id, "A stored reading batch is corrupt and is skipped.");
+                    tracing::error!(
+                        batch = id,
+                        "A stored reading batch is corrupt and is skipped."
+                    );
                     Vec::new()
                 }
             };
@@ -438,16 +490,20 @@ impl Store {
 
     /// Up to `limit` alert events with seq > `after`, oldest first.
     pub fn events_after(&self, after: i64, limit: usize) -> Result<Vec<(i64, Alert)>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT seq, payload FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
-        let rows = stmt.query_map(params![after, limit as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, payload FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after, limit as i64], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })?;
         let mut out = Vec::new();
         for row in rows {
             let (seq, payload) = row?;
             match serde_json::from_str(&payload) {
                 Ok(a) => out.push((seq, a)),
-                Err(e) => tracing::error!(seq, error = %e, "A stored alert event is unreadable and is skipped."),
+                Err(e) => {
+                    tracing::error!(seq, error = %e, "A stored alert event is unreadable and is skipped.")
+                }
             }
         }
         Ok(out)
@@ -455,22 +511,33 @@ impl Store {
 
     /// Number of readings and events held.
     pub fn counts(&self) -> Result<(u64, u64), StoreError> {
-        let r: i64 = self.conn.query_row("SELECT coalesce(sum(count), 0) FROM batches", [], |r| r.get(0))?;
-        let e: i64 = self.conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0))?;
+        let r: i64 =
+            self.conn
+                .query_row("SELECT coalesce(sum(count), 0) FROM batches", [], |r| {
+                    r.get(0)
+                })?;
+        let e: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))?;
         Ok((r as u64, e as u64))
     }
 
     /// Bytes in use inside the database (pages not on the free list), WAL content included.
     pub fn used_bytes(&self) -> Result<u64, StoreError> {
         let pc: i64 = self.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
-        let fl: i64 = self.conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+        let fl: i64 = self
+            .conn
+            .query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
         let ps: i64 = self.conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
         Ok(((pc - fl).max(0) * ps) as u64)
     }
 
     /// Readings dropped by the cap so far.
     pub fn dropped_readings(&self) -> Result<u64, StoreError> {
-        Ok(self.meta("dropped_readings")?.and_then(|v| v.parse().ok()).unwrap_or(0))
+        Ok(self
+            .meta("dropped_readings")?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
     }
 
     /// Delete the oldest reading batches until the store uses at most `max_bytes` (target 90 % of it).
@@ -480,13 +547,17 @@ impl Store {
             return Ok(None);
         }
         let target = max_bytes / 10 * 9;
-        let mut d = Dropped { first: Timestamp(i64::MAX), ..Default::default() };
+        let mut d = Dropped {
+            first: Timestamp(i64::MAX),
+            ..Default::default()
+        };
         loop {
             let oldest: Vec<(i64, i64, i64, i64)> = {
-                let mut stmt = self
-                    .conn
-                    .prepare("SELECT id, first_ts, last_ts, count FROM batches ORDER BY id LIMIT 64")?;
-                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+                let mut stmt = self.conn.prepare(
+                    "SELECT id, first_ts, last_ts, count FROM batches ORDER BY id LIMIT 64",
+                )?;
+                let rows =
+                    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
                 rows.collect::<Result<_, _>>()?
             };
             if oldest.is_empty() {
@@ -515,7 +586,12 @@ impl Store {
     }
 
     /// Delete data every consumer has passed and that is older than `retention`. Returns rows deleted.
-    pub fn prune(&mut self, consumers: &[Consumer], retention: Duration, now: Timestamp) -> Result<u64, StoreError> {
+    pub fn prune(
+        &mut self,
+        consumers: &[Consumer],
+        retention: Duration,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
         let cutoff = now.0 - retention.as_millis() as i64;
         let mut deleted = 0;
         for (stream, table, key, ts) in [
@@ -539,9 +615,14 @@ impl Store {
     /// Backlog and size report.
     pub fn status(&self, consumers: &[Consumer], now: Timestamp) -> Result<Status, StoreError> {
         let (readings, events) = self.counts()?;
-        let batches: i64 = self.conn.query_row("SELECT count(*) FROM batches", [], |r| r.get(0))?;
+        let batches: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM batches", [], |r| r.get(0))?;
         let (oldest, newest): (Option<i64>, Option<i64>) =
-            self.conn.query_row("SELECT min(first_ts), max(last_ts) FROM batches", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            self.conn
+                .query_row("SELECT min(first_ts), max(last_ts) FROM batches", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
         let file_bytes = [DB_FILE.to_string(), format!("{DB_FILE}-wal")]
             .iter()
             .filter_map(|f| self.path.parent().map(|d| d.join(f)))
@@ -591,7 +672,12 @@ impl Store {
     }
 
     /// Call `f` for every stored reading with sample time ≥ `since` (and of `sensor`, if given), oldest batch first.
-    pub fn export(&mut self, since: Timestamp, sensor: Option<&str>, mut f: impl FnMut(&Reading)) -> Result<u64, StoreError> {
+    pub fn export(
+        &mut self,
+        since: Timestamp,
+        sensor: Option<&str>,
+        mut f: impl FnMut(&Reading),
+    ) -> Result<u64, StoreError> {
         let mut after = 0;
         let mut n = 0;
         loop {

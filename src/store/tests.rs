@@ -126,16 +126,36 @@ fn prune_respects_cursors_and_retention() {
     let mut s = Store::open(dir.path()).expect("open");
     let id: Arc<str> = Arc::from("x");
     for i in 0..10 {
-        s.append_readings(&[Reading::new(Arc::clone(&id), Timestamp(i * 1000), i as f64)], None).expect("a");
+        s.append_readings(
+            &[Reading::new(Arc::clone(&id), Timestamp(i * 1000), i as f64)],
+            None,
+        )
+        .expect("a");
     }
     let cons = vec![("influxdb".to_string(), Stream::Readings)];
     // Nothing delivered: nothing pruned, however old.
-    assert_eq!(s.prune(&cons, Duration::from_secs(1), Timestamp(1_000_000)).expect("p"), 0);
+    assert_eq!(
+        s.prune(&cons, Duration::from_secs(1), Timestamp(1_000_000))
+            .expect("p"),
+        0
+    );
     s.ack("influxdb", Stream::Readings, 5).expect("ack");
-    assert_eq!(s.prune(&cons, Duration::from_secs(1), Timestamp(1_000_000)).expect("p"), 5);
+    assert_eq!(
+        s.prune(&cons, Duration::from_secs(1), Timestamp(1_000_000))
+            .expect("p"),
+        5
+    );
     // Without consumers only retention applies.
-    assert_eq!(s.prune(&[], Duration::from_secs(3600), Timestamp(1_000_000)).expect("p"), 0);
-    assert_eq!(s.prune(&[], Duration::from_secs(1), Timestamp(1_000_000)).expect("p"), 5);
+    assert_eq!(
+        s.prune(&[], Duration::from_secs(3600), Timestamp(1_000_000))
+            .expect("p"),
+        0
+    );
+    assert_eq!(
+        s.prune(&[], Duration::from_secs(1), Timestamp(1_000_000))
+            .expect("p"),
+        5
+    );
 }
 
 #[test]

@@ -87,7 +87,10 @@ pub fn start_daemon(cfg: &Path, dir: &Path) -> Proc {
 
 /// Run the binary to completion.
 pub fn run_cli(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin()).args(args).output().expect("run watchpost");
+    let out = Command::new(bin())
+        .args(args)
+        .output()
+        .expect("run watchpost");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -99,14 +102,18 @@ pub fn run_cli(args: &[&str]) -> (i32, String, String) {
 /// and fail in CI).
 pub fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p).map(|d| d.join(name)).find(|p| p.is_file())
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
     })
 }
 
 pub fn require(name: &str) -> Option<PathBuf> {
     match which(name) {
         Some(p) => Some(p),
-        None if std::env::var_os("CI").is_some() => panic!("{name} is required in CI (see .ci/run)"),
+        None if std::env::var_os("CI").is_some() => {
+            panic!("{name} is required in CI (see .ci/run)")
+        }
         None => {
             eprintln!("SKIPPED: {name} not installed (run .ci/run or install it)");
             None
@@ -137,29 +144,47 @@ impl Vm {
             .stderr(f)
             .spawn()
             .expect("spawn victoria-metrics");
-        let vm = Vm { proc: Proc { child, log }, port, dir: dir.to_path_buf() };
+        let vm = Vm {
+            proc: Proc { child, log },
+            port,
+            dir: dir.to_path_buf(),
+        };
         wait_for(Duration::from_secs(20), "VictoriaMetrics health", || {
-            http_get(port, "/health").filter(|b| b.contains("OK")).map(|_| ())
+            http_get(port, "/health")
+                .filter(|b| b.contains("OK"))
+                .map(|_| ())
         });
         Some(vm)
     }
 
     /// Export all samples of `metric` as (labels json, values, timestamps) lines.
     pub fn export(&self, matcher: &str) -> Vec<serde_json::Value> {
-        let body = http_post_form(self.port, "/api/v1/export", &format!("match[]={}", urlencode(matcher))).unwrap_or_default();
-        body.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+        let body = http_post_form(
+            self.port,
+            "/api/v1/export",
+            &format!("match[]={}", urlencode(matcher)),
+        )
+        .unwrap_or_default();
+        body.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     /// Count of samples across all series matching `matcher`.
     pub fn count(&self, matcher: &str) -> usize {
-        self.export(matcher).iter().map(|s| s["values"].as_array().map(|a| a.len()).unwrap_or(0)).sum()
+        self.export(matcher)
+            .iter()
+            .map(|s| s["values"].as_array().map(|a| a.len()).unwrap_or(0))
+            .sum()
     }
 }
 
 pub fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -174,7 +199,10 @@ fn http(port: u16, req: String) -> Option<String> {
     s.read_to_end(&mut buf).ok()?;
     let text = String::from_utf8_lossy(&buf).into_owned();
     let (head, body) = text.split_once("\r\n\r\n")?;
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         // De-chunk.
         let mut out = String::new();
         let mut rest = body;
@@ -192,7 +220,10 @@ fn http(port: u16, req: String) -> Option<String> {
 }
 
 pub fn http_get(port: u16, path: &str) -> Option<String> {
-    http(port, format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"))
+    http(
+        port,
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"),
+    )
 }
 
 pub fn http_post_form(port: u16, path: &str, body: &str) -> Option<String> {
