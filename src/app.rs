@@ -39,13 +39,36 @@ pub fn consumers(cfg: &Config) -> Vec<Consumer> {
     v
 }
 
-/// New-data signals for sinks: the newest committed batch id and event seq.
+/// Latest value of one sensor, for the device shadow.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LatestValue {
+    /// Value (absent when not finite).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub v: Option<f64>,
+    /// Sample time (ms since epoch).
+    pub ts: i64,
+    /// Quality.
+    pub q: &'static str,
+}
+
+/// Live gateway state, latest-value-wins (what the device shadow reports).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Live {
+    /// Active alarms.
+    pub alerts: Vec<crate::pipeline::ActiveAlert>,
+    /// Latest value per sensor.
+    pub sensors: std::collections::BTreeMap<String, LatestValue>,
+}
+
+/// New-data signals for sinks: the newest committed batch id and event seq, and the live state.
 #[derive(Clone)]
 pub struct Signals {
     /// Newest reading batch id.
     pub readings: watch::Receiver<i64>,
     /// Newest alert event seq.
     pub events: watch::Receiver<i64>,
+    /// Live state for the device shadow.
+    pub live: watch::Receiver<Arc<Live>>,
 }
 
 struct Pipeline {
@@ -57,6 +80,7 @@ struct Pipeline {
     metrics: SharedMetrics,
     readings_tx: watch::Sender<i64>,
     events_tx: watch::Sender<i64>,
+    live_tx: watch::Sender<Arc<Live>>,
     overflow: bool,
 }
 
@@ -101,6 +125,7 @@ impl Pipeline {
         if self.pending.is_empty() {
             return;
         }
+        self.publish_live();
         let snap = self.engine.snapshot();
         match self.store.append_readings(&self.pending, Some(&snap)) {
             Ok(id) => {
@@ -129,6 +154,32 @@ impl Pipeline {
         }
         let max = self.cfg.buffer.max_size.0;
         self.enforce_cap(max, alerts);
+    }
+
+    /// Update the live state from the readings about to be flushed and the active alarms.
+    fn publish_live(&mut self) {
+        let mut live = (**self.live_tx.borrow()).clone();
+        for r in &self.pending {
+            live.sensors.insert(
+                r.sensor.to_string(),
+                LatestValue {
+                    v: r.value.is_finite().then_some(r.value),
+                    ts: r.ts.0,
+                    q: r.quality.as_str(),
+                },
+            );
+        }
+        live.sensors
+            .retain(|k, _| self.cfg.sensor.iter().any(|s| s.id == *k));
+        live.alerts = self.engine.active();
+        self.live_tx.send_if_modified(|old| {
+            if **old == live {
+                false
+            } else {
+                *old = Arc::new(live);
+                true
+            }
+        });
     }
 
     fn enforce_cap(&mut self, max: u64, alerts: &mut Vec<Alert>) {
@@ -192,9 +243,11 @@ pub async fn run_with_metrics(
     store.prune(&consumers(&cfg), cfg.buffer.retention.0, started)?;
     let (readings_tx, readings_rx) = watch::channel(0i64);
     let (events_tx, events_rx) = watch::channel(0i64);
+    let (live_tx, live_rx) = watch::channel(Arc::new(Live::default()));
     let signals = Signals {
         readings: readings_rx,
         events: events_rx,
+        live: live_rx,
     };
 
     let (tx, mut rx) = mpsc::channel::<Reading>(8192);
@@ -227,6 +280,7 @@ pub async fn run_with_metrics(
         metrics: Arc::clone(&metrics),
         readings_tx,
         events_tx,
+        live_tx,
         overflow: false,
     };
     let mut flush = tokio::time::interval(p.cfg.buffer.flush_interval.0);

@@ -45,6 +45,40 @@ enum Cmd {
         #[command(subcommand)]
         cmd: BufferCmd,
     },
+    /// Subscribe to a broker and print alerts live, the currently active ones first.
+    #[cfg(feature = "mqtt")]
+    Alerts {
+        /// Broker URL, e.g. mqtt://127.0.0.1:1883 or mqtts://broker:8883.
+        #[arg(long)]
+        broker: String,
+        /// Only this gateway (default: all).
+        #[arg(long)]
+        gateway: Option<String>,
+        /// Topic prefix.
+        #[arg(long, default_value = "watchpost")]
+        prefix: String,
+        /// CA certificate (PEM) for mqtts://.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        /// Client certificate (PEM).
+        #[arg(long)]
+        cert_file: Option<PathBuf>,
+        /// Client key (PEM).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        /// Username.
+        #[arg(long)]
+        username: Option<String>,
+        /// Password (or set WATCHPOST_MQTT_PASSWORD).
+        #[arg(long, env = "WATCHPOST_MQTT_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        /// Exit after this many live events.
+        #[arg(long)]
+        count: Option<usize>,
+        /// No colours.
+        #[arg(long)]
+        no_color: bool,
+    },
     /// Measure pipeline and store throughput, bytes per reading, on this machine.
     Bench {
         /// Readings to push through.
@@ -123,6 +157,50 @@ pub fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("bench failed: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        #[cfg(feature = "mqtt")]
+        Some(Cmd::Alerts {
+            broker,
+            gateway,
+            prefix,
+            ca_file,
+            cert_file,
+            key_file,
+            username,
+            password,
+            count,
+            no_color,
+        }) => {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("watchpost alerts: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let color = !no_color && std::io::IsTerminal::is_terminal(&std::io::stdout());
+            let o = crate::sink::mqtt::ViewOptions {
+                broker,
+                gateway,
+                prefix,
+                ca_file,
+                cert_file,
+                key_file,
+                username,
+                password,
+                count,
+                color,
+            };
+            match rt.block_on(crate::sink::mqtt::view(o)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("watchpost alerts: {e}");
                     ExitCode::from(2)
                 }
             }

@@ -93,6 +93,25 @@ pub struct Active {
     pub threshold: Option<f64>,
 }
 
+/// An active alarm in compact form (device shadow, status).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActiveAlert {
+    /// Alert id.
+    pub id: String,
+    /// Class.
+    #[serde(rename = "type")]
+    pub kind: AlertType,
+    /// Sensor id.
+    pub sensor: String,
+    /// Current severity.
+    pub severity: Severity,
+    /// `high`/`low` for threshold alarms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direction: Option<Direction>,
+    /// Raised at.
+    pub since: String,
+}
+
 /// State of one direction of one sensor.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DirState {
@@ -174,35 +193,31 @@ impl Engine {
         self.sensors.keys()
     }
 
-    /// Active alarms (threshold, fault and offline) as `(sensor, type, direction, severity)`.
-    pub fn active(&self) -> Vec<(String, AlertType, Option<Direction>, Severity)> {
+    /// Active alarms (threshold, fault and offline), sorted by sensor.
+    pub fn active(&self) -> Vec<ActiveAlert> {
         let mut v = Vec::new();
         for (id, e) in &self.sensors {
             let s = &e.state;
-            if let Some(a) = &s.high.active {
-                v.push((
-                    id.to_string(),
-                    AlertType::Alert,
-                    Some(Direction::High),
-                    a.severity,
-                ));
-            }
-            if let Some(a) = &s.low.active {
-                v.push((
-                    id.to_string(),
-                    AlertType::Alert,
-                    Some(Direction::Low),
-                    a.severity,
-                ));
-            }
-            if let Some(a) = &s.fault {
-                v.push((id.to_string(), AlertType::SensorFault, None, a.severity));
-            }
-            if let Some(a) = &s.offline {
-                v.push((id.to_string(), AlertType::SensorOffline, None, a.severity));
+            let items = [
+                (AlertType::Alert, Some(Direction::High), &s.high.active),
+                (AlertType::Alert, Some(Direction::Low), &s.low.active),
+                (AlertType::SensorFault, None, &s.fault),
+                (AlertType::SensorOffline, None, &s.offline),
+            ];
+            for (kind, direction, a) in items {
+                if let Some(a) = a {
+                    v.push(ActiveAlert {
+                        id: a.id.clone(),
+                        kind,
+                        sensor: id.to_string(),
+                        severity: a.severity,
+                        direction,
+                        since: a.since.rfc3339(),
+                    });
+                }
             }
         }
-        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.sort_by(|a, b| (&a.sensor, &a.id).cmp(&(&b.sensor, &b.id)));
         v
     }
 

@@ -4,6 +4,8 @@
 #[cfg(feature = "influxdb")]
 pub mod influxdb;
 pub mod lineproto;
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
 
 use crate::app::Signals;
 use crate::config::Config;
@@ -43,9 +45,20 @@ pub fn spawn_all(
     if cfg.influxdb.is_some() {
         tracing::error!("InfluxDB support is not compiled into this build.");
     }
+    #[cfg(feature = "mqtt")]
+    if let Some(m) = &cfg.mqtt {
+        tracker.spawn(mqtt::run(
+            m.clone(),
+            cfg.clone(),
+            signals.clone(),
+            metrics.clone(),
+            ctl.clone(),
+        ));
+    }
+    #[cfg(not(feature = "mqtt"))]
     if cfg.mqtt.is_some() {
         tracing::error!(
-            "The MQTT sink is not implemented in this version; alerts stay in the local store."
+            "MQTT support is not compiled into this build; alerts stay in the local store."
         );
     }
     let _ = (signals, metrics, ctl);

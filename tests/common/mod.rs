@@ -235,3 +235,165 @@ pub fn http_post_form(port: u16, path: &str, body: &str) -> Option<String> {
         ),
     )
 }
+
+/// Test certificates: a CA, a server cert for localhost/127.0.0.1, a client cert (CN=gateway-01).
+pub struct Certs {
+    pub dir: PathBuf,
+}
+
+impl Certs {
+    pub fn make(dir: &Path) -> Option<Certs> {
+        require("openssl")?;
+        let d = dir.join("certs");
+        std::fs::create_dir_all(&d).expect("mkdir");
+        let sh = format!(
+            r#"set -e
+cd {d}
+openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -keyout ca.key -out ca.crt -subj "/CN=test-ca" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj "/CN=localhost" 2>/dev/null
+printf "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n" > server.ext
+openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -out server.crt -extfile server.ext 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj "/CN=gateway-01" 2>/dev/null
+printf "extendedKeyUsage=clientAuth\n" > client.ext
+openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -out client.crt -extfile client.ext 2>/dev/null
+"#,
+            d = d.display()
+        );
+        let ok = Command::new("bash")
+            .arg("-c")
+            .arg(sh)
+            .status()
+            .expect("openssl")
+            .success();
+        assert!(ok, "certificate generation failed");
+        Some(Certs { dir: d })
+    }
+    pub fn path(&self, f: &str) -> PathBuf {
+        self.dir.join(f)
+    }
+}
+
+/// A real mosquitto broker with its own config file on free loopback ports.
+pub struct Mosquitto {
+    pub proc: Option<Proc>,
+    pub port: u16,
+    pub conf: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl Mosquitto {
+    /// `extra` is appended to the config (more listeners). The first listener is plain and anonymous on `port`.
+    pub fn start(dir: &Path, extra: &str, persistence: bool) -> Option<Mosquitto> {
+        require("mosquitto")?;
+        let port = free_port();
+        let mdir = dir.join(format!("mqtt-{port}"));
+        std::fs::create_dir_all(&mdir).expect("mkdir");
+        let conf = mdir.join("mosquitto.conf");
+        let text = format!(
+            "per_listener_settings true\npersistence {}\npersistence_location {}/\nautosave_interval 1\nuser root\nlog_dest stdout\nlog_type error\nlog_type warning\nlog_type notice\nmax_queued_messages 100000\nmax_inflight_messages 0\n\nlistener {port} 127.0.0.1\nallow_anonymous true\n{extra}\n",
+            if persistence { "true" } else { "false" },
+            mdir.display()
+        );
+        std::fs::write(&conf, text).expect("conf");
+        let mut m = Mosquitto {
+            proc: None,
+            port,
+            conf,
+            dir: mdir,
+        };
+        m.restart();
+        Some(m)
+    }
+
+    pub fn restart(&mut self) {
+        let log = self.dir.join(format!("broker-{}.log", fastrand::u32(..)));
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&self.conf)
+            .stdout(std::fs::File::create(&log).expect("log"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn mosquitto");
+        self.proc = Some(Proc { child, log });
+        let port = self.port;
+        wait_for(Duration::from_secs(10), "mosquitto listening", || {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .ok()
+                .map(|_| ())
+        });
+    }
+
+    /// Stop with SIGTERM (it saves its persistence file) and wait.
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.signal(libc::SIGTERM);
+            p.wait_exit(Duration::from_secs(10));
+        }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A subscriber collecting `(topic, payload, retained)`; reconnects by itself.
+pub struct Sub {
+    pub msgs: std::sync::Arc<std::sync::Mutex<Vec<(String, String, bool)>>>,
+    pub client: rumqttc::Client,
+}
+
+impl Sub {
+    pub fn start(port: u16, id: &str, clean: bool, topics: &[&str]) -> Sub {
+        let mut o = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+        o.set_clean_session(clean);
+        o.set_keep_alive(Duration::from_secs(5));
+        o.set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut conn) = rumqttc::Client::new(o, 1000);
+        let msgs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let m2 = std::sync::Arc::clone(&msgs);
+        let c2 = client.clone();
+        let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+        std::thread::spawn(move || {
+            for ev in conn.iter() {
+                match ev {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(ack))) => {
+                        if !ack.session_present {
+                            for t in &topics {
+                                let _ = c2.try_subscribe(t.clone(), rumqttc::QoS::AtLeastOnce);
+                            }
+                        }
+                    }
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                        if let Ok(mut m) = m2.lock() {
+                            m.push((
+                                p.topic.clone(),
+                                String::from_utf8_lossy(&p.payload).into_owned(),
+                                p.retain,
+                            ));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(rumqttc::ConnectionError::RequestsDone) => break,
+                    Err(_) => std::thread::sleep(Duration::from_millis(200)),
+                }
+            }
+        });
+        Sub { msgs, client }
+    }
+    pub fn on(&self, topic_suffix: &str) -> Vec<(String, bool)> {
+        self.msgs
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .filter(|(t, _, _)| t.ends_with(topic_suffix))
+                    .map(|(_, p, r)| (p.clone(), *r))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+    pub fn stop(&self) {
+        let _ = self.client.try_disconnect();
+    }
+}

@@ -1,0 +1,481 @@
+//! MQTT sink against a real mosquitto: ordered events, retained state, will, outage with kill -9, TLS, mutual
+//! TLS, username/password, and the AWS IoT Device Shadow protocol played by the test.
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::time::Duration;
+use watchpost::store::Store;
+
+fn config(data: &Path, mqtt: &str, sensors: &str) -> String {
+    format!(
+        r#"
+[gateway]
+id = "gw1"
+location = "lab"
+data_dir = "{}"
+
+[buffer]
+flush_interval = "100ms"
+
+[mqtt]
+{mqtt}
+
+{sensors}
+"#,
+        data.display()
+    )
+}
+
+/// Transitions: raised (WARNING), escalated, deescalated, cleared, raised … ending active.
+const CYCLE: &str = r#"
+[[sensor]]
+id = "oil_temp"
+source = { simulated = "script", values = [50.0, 90.0, 100.0, 85.0, 50.0, 90.0], repeat = false }
+interval = "100ms"
+unit = "°C"
+warning = { high = 80.0 }
+critical = { high = 95.0 }
+"#;
+
+fn store_events(data: &Path) -> Vec<(String, String)> {
+    Store::open_existing(data)
+        .and_then(|s| s.all_events())
+        .map(|v| {
+            v.into_iter()
+                .map(|(_, a)| {
+                    (
+                        a.id,
+                        serde_json::to_value(a.state)
+                            .map(|s| s.to_string())
+                            .unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn ids_states(msgs: &[(String, bool)]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (p, _) in msgs {
+        let v: serde_json::Value = serde_json::from_str(p).expect("alert json");
+        let k = (
+            v["id"].as_str().unwrap_or("").to_string(),
+            v["state"].to_string(),
+        );
+        // At least once: drop immediate duplicates of a re-sent tail.
+        if !out.contains(&k) {
+            out.push(k);
+        }
+    }
+    out
+}
+
+fn schema() -> jsonschema::Validator {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/alert.schema.json"),
+    )
+    .expect("schema");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("schema json");
+    jsonschema::validator_for(&v).expect("valid schema")
+}
+
+#[test]
+fn events_in_order_retained_state_for_late_subscribers_and_schema() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let Some(broker) = Mosquitto::start(dir.path(), "", false) else {
+        return;
+    };
+    let sub = Sub::start(broker.port, "early", true, &["watchpost/gw1/#"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("w.toml");
+    std::fs::write(
+        &cfg,
+        config(
+            &data,
+            &format!("url = \"mqtt://127.0.0.1:{}\"", broker.port),
+            CYCLE,
+        ),
+    )
+    .expect("w");
+    let mut d = start_daemon(&cfg, dir.path());
+    let events = wait_for(Duration::from_secs(20), "5 events", || {
+        let e = sub.on("/events");
+        (e.len() >= 5).then_some(e)
+    });
+    let states: Vec<String> = events
+        .iter()
+        .map(|(p, _)| {
+            serde_json::from_str::<serde_json::Value>(p).expect("j")["state"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        states,
+        ["raised", "escalated", "deescalated", "cleared", "raised"]
+    );
+    assert!(events.iter().all(|(_, retained)| !retained));
+    let validator = schema();
+    for (p, _) in sub
+        .on("/events")
+        .iter()
+        .chain(sub.on("/alerts/oil_temp").iter())
+    {
+        let v: serde_json::Value = serde_json::from_str(p).expect("json");
+        assert!(validator.is_valid(&v), "schema violation: {p}");
+    }
+    // The same as the store, in the same order.
+    assert_eq!(ids_states(&events), store_events(&data));
+    // A late subscriber sees the active alarm on the retained topic, and the status.
+    let late = Sub::start(
+        broker.port,
+        "late",
+        true,
+        &["watchpost/gw1/alerts/+", "watchpost/gw1/status"],
+    );
+    let retained = wait_for(Duration::from_secs(10), "retained alert", || {
+        let r = late.on("/alerts/oil_temp");
+        (!r.is_empty()).then_some(r)
+    });
+    assert!(retained[0].1, "retained flag");
+    assert!(retained[0].0.contains("\"state\":\"raised\""));
+    wait_for(Duration::from_secs(10), "status online", || {
+        late.on("/status")
+            .iter()
+            .any(|(p, _)| p.contains("\"online\""))
+            .then_some(())
+    });
+    // Clean shutdown publishes offline.
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(Duration::from_secs(10)), Some(0));
+    wait_for(Duration::from_secs(10), "status offline", || {
+        late.on("/status")
+            .iter()
+            .any(|(p, _)| p.contains("\"offline\""))
+            .then_some(())
+    });
+    // The viewer CLI shows the active alert first.
+    let (code, out, err) = run_cli(&[
+        "alerts",
+        "--broker",
+        &format!("mqtt://127.0.0.1:{}", broker.port),
+        "--gateway",
+        "gw1",
+        "--count",
+        "0",
+    ]);
+    let _ = (code, err);
+    assert!(out.contains("active alerts: 1"), "{out}");
+    assert!(
+        out.contains("WARNING ALERT raised sensor=oil_temp"),
+        "{out}"
+    );
+}
+
+#[test]
+fn will_publishes_offline_on_kill_9() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let Some(broker) = Mosquitto::start(dir.path(), "", false) else {
+        return;
+    };
+    let sub = Sub::start(broker.port, "watcher", true, &["watchpost/gw1/status"]);
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("w.toml");
+    std::fs::write(
+        &cfg,
+        config(
+            &data,
+            &format!("url = \"mqtt://127.0.0.1:{}\"", broker.port),
+            CYCLE,
+        ),
+    )
+    .expect("w");
+    let mut d = start_daemon(&cfg, dir.path());
+    wait_for(Duration::from_secs(10), "online", || {
+        sub.on("/status")
+            .iter()
+            .any(|(p, _)| p.contains("\"online\""))
+            .then_some(())
+    });
+    d.signal(libc::SIGKILL);
+    d.wait_exit(Duration::from_secs(5));
+    wait_for(Duration::from_secs(15), "will", || {
+        sub.on("/status")
+            .iter()
+            .any(|(p, _)| p.contains("\"offline\""))
+            .then_some(())
+    });
+}
+
+#[test]
+fn broker_outage_and_kill_9_lose_no_alert() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let Some(mut broker) = Mosquitto::start(dir.path(), "", true) else {
+        return;
+    };
+    // A persistent-session subscriber: the broker queues for it across its own restart.
+    let sub = Sub::start(
+        broker.port,
+        "cloud-function",
+        false,
+        &["watchpost/gw1/events"],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("w.toml");
+    let sensor = r#"
+[[sensor]]
+id = "flappy"
+source = { simulated = "square", min = 0.0, max = 100.0, period = "400ms" }
+interval = "50ms"
+warning = { high = 50.0 }
+"#;
+    std::fs::write(
+        &cfg,
+        config(
+            &data,
+            &format!("url = \"mqtt://127.0.0.1:{}\"", broker.port),
+            sensor,
+        ),
+    )
+    .expect("w");
+    let mut d = start_daemon(&cfg, dir.path());
+    wait_for(Duration::from_secs(10), "first events", || {
+        (sub.on("/events").len() >= 2).then_some(())
+    });
+    broker.stop();
+    let n0 = store_events(&data).len();
+    wait_for(Duration::from_secs(20), "alerts during outage", || {
+        (store_events(&data).len() >= n0 + 6).then_some(())
+    });
+    d.signal(libc::SIGKILL);
+    d.wait_exit(Duration::from_secs(5));
+    let mut d = start_daemon(&cfg, dir.path());
+    let n1 = store_events(&data).len();
+    wait_for(Duration::from_secs(20), "more alerts during outage", || {
+        (store_events(&data).len() >= n1 + 4).then_some(())
+    });
+    broker.restart();
+    // Everything the store holds arrives, in order.
+    wait_for(Duration::from_secs(40), "all alerts delivered", || {
+        let want = store_events(&data);
+        let got = ids_states(&sub.on("/events"));
+        (got.len() >= want.len() && got[..want.len()] == want[..]).then_some(())
+    });
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(Duration::from_secs(10)), Some(0));
+    let want = store_events(&data);
+    let got = ids_states(&sub.on("/events"));
+    assert_eq!(got, want, "every alert, in order, none lost");
+    let (_, out, _) = run_cli(&["buffer", "status", "--config", cfg.to_str().expect("utf8")]);
+    assert!(
+        out.contains("sink mqtt        events   pending          0"),
+        "{out}"
+    );
+}
+
+#[test]
+fn tls_mutual_tls_and_passwords() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let Some(certs) = Certs::make(dir.path()) else {
+        return;
+    };
+    let (p_pw, p_mtls, p_tlspw) = (free_port(), free_port(), free_port());
+    let passwd = dir.path().join("passwd");
+    let ok = std::process::Command::new("mosquitto_passwd")
+        .arg("-c")
+        .arg("-b")
+        .arg(&passwd)
+        .args(["gw", "s3cret"])
+        .status()
+        .expect("mosquitto_passwd")
+        .success();
+    assert!(ok);
+    let c = |f: &str| certs.path(f).display().to_string();
+    let extra = format!(
+        "listener {p_pw} 127.0.0.1\nallow_anonymous false\npassword_file {pw}\n\nlistener {p_mtls} 127.0.0.1\ncafile {ca}\ncertfile {sc}\nkeyfile {sk}\nrequire_certificate true\nuse_identity_as_username true\nallow_anonymous false\n\nlistener {p_tlspw} 127.0.0.1\ncafile {ca}\ncertfile {sc}\nkeyfile {sk}\nallow_anonymous false\npassword_file {pw}\n",
+        pw = passwd.display(),
+        ca = c("ca.crt"),
+        sc = c("server.crt"),
+        sk = c("server.key")
+    );
+    let Some(broker) = Mosquitto::start(dir.path(), &extra, false) else {
+        return;
+    };
+    let sub = Sub::start(broker.port, "watcher", true, &["watchpost/+/status"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let pwfile = dir.path().join("mqtt.password");
+    std::fs::write(&pwfile, "s3cret\n").expect("w");
+    let cases = [
+        ("pw", format!("url = \"mqtt://127.0.0.1:{p_pw}\"\nusername = \"gw\"\npassword_file = \"{}\"", pwfile.display())),
+        ("mtls", format!("url = \"mqtts://localhost:{p_mtls}\"\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"", c("ca.crt"), c("client.crt"), c("client.key"))),
+        ("tlspw", format!("url = \"mqtts://127.0.0.1:{p_tlspw}\"\nca_file = \"{}\"\nusername = \"gw\"\npassword_env = \"TEST_MQTT_PW\"", c("ca.crt"))),
+    ];
+    std::env::set_var("TEST_MQTT_PW", "s3cret");
+    for (name, mqtt) in cases {
+        let data = dir.path().join(format!("data-{name}"));
+        let cfg = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &cfg,
+            config(&data, &mqtt, CYCLE).replace("id = \"gw1\"", &format!("id = \"gw-{name}\"")),
+        )
+        .expect("w");
+        let mut d = start_daemon(&cfg, dir.path());
+        wait_for(Duration::from_secs(15), name, || {
+            sub.msgs
+                .lock()
+                .ok()?
+                .iter()
+                .any(|(t, p, _)| {
+                    t == &format!("watchpost/gw-{name}/status") && p.contains("online")
+                })
+                .then_some(())
+        });
+        d.signal(libc::SIGTERM);
+        assert_eq!(
+            d.wait_exit(Duration::from_secs(10)),
+            Some(0),
+            "{name}: {}",
+            d.log()
+        );
+    }
+    // Refusals: wrong password, and no client certificate on the mutual-TLS listener.
+    for (name, mqtt, expect) in [
+        (
+            "badpw",
+            format!("url = \"mqtt://127.0.0.1:{p_pw}\"\nusername = \"gw\"\npassword = \"wrong\""),
+            "MQTT connection lost or refused",
+        ),
+        (
+            "nocert",
+            format!(
+                "url = \"mqtts://localhost:{p_mtls}\"\nca_file = \"{}\"",
+                c("ca.crt")
+            ),
+            "MQTT connection lost or refused",
+        ),
+    ] {
+        let data = dir.path().join(format!("data-{name}"));
+        let cfg = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &cfg,
+            config(&data, &mqtt, CYCLE).replace("id = \"gw1\"", &format!("id = \"gw-{name}\"")),
+        )
+        .expect("w");
+        let mut d = start_daemon(&cfg, dir.path());
+        wait_for(Duration::from_secs(15), name, || {
+            d.log().contains(expect).then_some(())
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(!sub
+            .msgs
+            .lock()
+            .expect("l")
+            .iter()
+            .any(|(t, p, _)| t.contains(&format!("gw-{name}")) && p.contains("online")));
+        // Refused, but alive and keeping its alerts.
+        assert!(d.child.try_wait().expect("w").is_none());
+        d.signal(libc::SIGTERM);
+        assert_eq!(d.wait_exit(Duration::from_secs(10)), Some(0));
+        assert!(!store_events(&data).is_empty());
+    }
+}
+
+#[test]
+fn device_shadow_protocol() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let Some(broker) = Mosquitto::start(dir.path(), "", false) else {
+        return;
+    };
+    let aws = Sub::start(
+        broker.port,
+        "aws",
+        true,
+        &[
+            "$aws/things/press-3/shadow/update",
+            "$aws/things/press-3/shadow/get",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("w.toml");
+    let mqtt = format!("url = \"mqtt://127.0.0.1:{}\"\n[mqtt.shadow]\nthing = \"press-3\"\nmin_interval = \"200ms\"", broker.port);
+    std::fs::write(&cfg, config(&data, &mqtt, CYCLE)).expect("w");
+    let mut d = start_daemon(&cfg, dir.path());
+    let base = "$aws/things/press-3/shadow";
+    let publish = |topic: &str, payload: &str| {
+        aws.client
+            .publish(
+                format!("{base}/{topic}"),
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                payload.as_bytes().to_vec(),
+            )
+            .expect("publish");
+    };
+    // get after connect.
+    let get = wait_for(Duration::from_secs(10), "get", || {
+        aws.on("/get").first().cloned()
+    });
+    let token = serde_json::from_str::<serde_json::Value>(&get.0).expect("j")["clientToken"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(!token.is_empty() && token.len() <= 64);
+    publish(
+        "get/accepted",
+        &format!(r#"{{"state":{{"reported":{{}}}},"version":1,"clientToken":"{token}"}}"#),
+    );
+    // First update: reject with 409 → watchpost re-gets and sends again.
+    let up = wait_for(Duration::from_secs(10), "update", || {
+        aws.on("/update").first().cloned()
+    });
+    let v: serde_json::Value = serde_json::from_str(&up.0).expect("j");
+    assert!(
+        v["state"]["reported"]["gateway"]["version"].is_string(),
+        "{v}"
+    );
+    assert!(v["state"]["reported"]["alerts"].is_array());
+    let tok = v["clientToken"].as_str().unwrap_or("").to_string();
+    publish(
+        "update/rejected",
+        &format!(r#"{{"code":409,"message":"Version conflict","clientToken":"{tok}"}}"#),
+    );
+    wait_for(Duration::from_secs(10), "re-get after 409", || {
+        (aws.on("/get").len() >= 2).then_some(())
+    });
+    let n = aws.on("/update").len();
+    wait_for(Duration::from_secs(10), "update after 409", || {
+        (aws.on("/update").len() > n).then_some(())
+    });
+    // Garbage, an old version, then a real delta.
+    publish("update/delta", "{{{ not json");
+    publish("update/delta", r#"{"state":"nonsense","version":2}"#);
+    publish("update/delta", r#"{"state":{"old":true},"version":0}"#);
+    publish(
+        "update/delta",
+        r#"{"state":{"warning_high":70},"version":5}"#,
+    );
+    let reported = wait_for(Duration::from_secs(10), "not-applied report", || {
+        aws.on("/update")
+            .into_iter()
+            .map(|(p, _)| p)
+            .find(|p| p.contains("\"applied\":false"))
+    });
+    assert!(reported.contains("warning_high"));
+    assert!(!reported.contains("\"old\""), "old version dropped");
+    // Sensor values are reported.
+    let v: serde_json::Value =
+        serde_json::from_str(&aws.on("/update").last().expect("u").0).expect("j");
+    assert!(
+        v["state"]["reported"]["sensors"]["oil_temp"]["ts"].is_i64(),
+        "{v}"
+    );
+    assert!(d.child.try_wait().expect("w").is_none(), "survived garbage");
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(Duration::from_secs(10)), Some(0));
+}
