@@ -84,6 +84,9 @@ enum Cmd {
         /// Readings to push through.
         #[arg(long, default_value_t = 2_000_000)]
         readings: usize,
+        /// Also measure alert latency and backlog drain through a real MQTT broker at this URL.
+        #[arg(long)]
+        mqtt: Option<String>,
     },
     /// (testing) Write readings and alerts as fast as possible, printing what is committed.
     #[command(hide = true)]
@@ -151,8 +154,20 @@ pub fn main() -> ExitCode {
                 }
             }
         }
-        Some(Cmd::Bench { readings }) => {
+        Some(Cmd::Bench { readings, mqtt }) => {
             telemetry::init(cli.log_format, "warn");
+            #[cfg(feature = "mqtt")]
+            if let Some(url) = mqtt {
+                return match crate::bench::run_mqtt(&url, 100_000) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("bench failed: {e}");
+                        ExitCode::from(2)
+                    }
+                };
+            }
+            #[cfg(not(feature = "mqtt"))]
+            let _ = mqtt;
             match crate::bench::run(readings) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

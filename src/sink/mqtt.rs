@@ -558,13 +558,19 @@ pub async fn run(
             break;
         }
         let (client, mut ev) = AsyncClient::new(opts.clone(), 1024);
+        // Alerts are small and latency matters: no Nagle.
+        let mut net = rumqttc::NetworkOptions::new();
+        net.set_tcp_nodelay(true);
+        net.set_connection_timeout(10);
+        ev.network_options = net;
         acks.reset();
         let mut connected = false;
         let mut next = store.cursor(SINK, Stream::Events).unwrap_or(0);
         let mut shadow_tick = tokio::time::interval(Duration::from_millis(250));
         loop {
             // Fill the window from the store.
-            if connected && acks.events_in_flight() < max_events {
+            // Refill when the window is half empty (one store query per half window, not per PUBACK).
+            if connected && acks.events_in_flight() <= max_events / 2 {
                 let room = max_events - acks.events_in_flight();
                 match store.events_after(next, room) {
                     Ok(evs) => {

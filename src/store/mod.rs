@@ -5,7 +5,8 @@
 //!   batch every `buffer.flush_interval` (or when `batch_max_readings` is reached), so at most one flush interval
 //!   of readings is in memory. An alert event is committed (fsync'd, `synchronous=FULL`) before any sink can see it.
 //! * **Delivered when.** Each sink has its own cursor per stream (`readings`, `events`) and advances it only after
-//!   the far side acknowledged. A crash between delivery and ack re-delivers (at-least-once); readings carry their
+//!   the far side acknowledged. Cursor moves are not fsync'd one by one (`synchronous=NORMAL` on sink
+//!   connections): a power cut can only move a cursor back, which re-delivers. A crash between delivery and ack re-delivers (at-least-once); readings carry their
 //!   sample timestamp so a time-series store overwrites instead of duplicating.
 //! * **Deleted when.** A batch or event is deleted once every *configured* sink that consumes its stream has passed
 //!   it and it is older than `buffer.retention`. A sink that is not configured holds nothing back.
@@ -216,6 +217,11 @@ impl Store {
 
     fn open_inner(path: &Path, writer: bool) -> Result<Store, StoreError> {
         let conn = connect(path)?;
+        if !writer {
+            // Sink and CLI connections only move cursors: losing the last few moves to a power cut means a
+            // re-delivery (at-least-once), never a loss, so they skip the fsync per commit.
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+        }
         conn.execute_batch(SCHEMA)?;
         let mut s = Store {
             conn,
