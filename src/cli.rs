@@ -40,6 +40,19 @@ enum Cmd {
         /// The file to check (default: --config).
         path: Option<PathBuf>,
     },
+    /// Read sensors once and print decoded (and raw Modbus) values — for commissioning.
+    Read {
+        /// Sensor ids (default: all).
+        sensors: Vec<String>,
+        /// Print JSON (`{"sensor": value}`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Find devices on a bus.
+    Scan {
+        #[command(subcommand)]
+        cmd: ScanCmd,
+    },
     /// Inspect the local buffer.
     Buffer {
         #[command(subcommand)]
@@ -93,6 +106,32 @@ enum Cmd {
     CrashWriter {
         /// Data directory.
         dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ScanCmd {
+    /// Which Modbus units answer, with the registers shown in every decoding.
+    #[cfg(feature = "modbus")]
+    Modbus {
+        /// tcp://HOST:PORT or rtu:///dev/ttyUSB0?baud=9600&parity=N
+        #[arg(long)]
+        url: String,
+        /// Unit ids, e.g. `1-247` or `1,2,5-9`.
+        #[arg(long, default_value = "1-247")]
+        units: String,
+        /// Table: holding, input, coil, discrete.
+        #[arg(long, default_value = "holding")]
+        table: String,
+        /// First (0-based) address.
+        #[arg(long, default_value_t = 0)]
+        address: u16,
+        /// Registers to read.
+        #[arg(long, default_value_t = 4)]
+        count: u16,
+        /// Per-unit timeout.
+        #[arg(long, default_value = "300ms")]
+        timeout: String,
     },
 }
 
@@ -221,6 +260,23 @@ pub fn main() -> ExitCode {
             }
         }
         Some(Cmd::CrashWriter { dir }) => crate::bench::crash_writer(&dir),
+        Some(Cmd::Read { sensors, json }) => {
+            let Some(cfg) = load_or_exit(cli.config.as_deref()) else {
+                return ExitCode::from(1);
+            };
+            crate::commission::read(&cfg, &sensors, json)
+        }
+        Some(Cmd::Scan { cmd }) => match cmd {
+            #[cfg(feature = "modbus")]
+            ScanCmd::Modbus {
+                url,
+                units,
+                table,
+                address,
+                count,
+                timeout,
+            } => crate::commission::scan_modbus(&url, &units, &table, address, count, &timeout),
+        },
         Some(Cmd::Buffer { cmd }) => {
             let Some(cfg) = load_or_exit(cli.config.as_deref()) else {
                 return ExitCode::from(1);

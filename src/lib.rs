@@ -8,6 +8,7 @@
 pub mod app;
 pub mod bench;
 pub mod cli;
+pub mod commission;
 pub mod config;
 pub mod metrics;
 pub mod model;

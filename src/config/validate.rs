@@ -43,7 +43,7 @@ const MODBUS_KEYS: &[&str] = &[
 pub const MODBUS_TABLES: &[&str] = &["coil", "discrete", "input", "holding"];
 /// Modbus data types accepted in `source.type`.
 pub const MODBUS_TYPES: &[&str] = &[
-    "bool", "bit", "u16", "i16", "u32", "i32", "u64", "i64", "f32", "f64", "string",
+    "bool", "bit", "u16", "i16", "u32", "i32", "u64", "i64", "f32", "f64",
 ];
 
 fn topic_safe(s: &str) -> bool {

@@ -5,6 +5,8 @@
 //! On reload, only groups whose configuration changed are restarted.
 
 pub mod decode;
+#[cfg(feature = "modbus")]
+pub mod modbus;
 pub mod simulated;
 
 use crate::config::{Config, SensorConfig};
@@ -25,6 +27,8 @@ pub struct Group {
 
 enum GroupKind {
     Simulated(Box<SensorConfig>),
+    #[cfg(feature = "modbus")]
+    Modbus(crate::config::ModbusConfig, Vec<SensorConfig>),
 }
 
 /// Split the config's sensors into scheduling groups.
@@ -43,7 +47,20 @@ pub fn groups(cfg: &Config) -> Vec<Group> {
         }
     }
     for (bus, sensors) in by_bus {
-        tracing::error!(bus = %bus, sensors = sensors.len(), "Modbus sources are not implemented in this version; these sensors will go offline.");
+        #[cfg(feature = "modbus")]
+        if let Some(m) = cfg.modbus.iter().find(|m| m.name == bus) {
+            let fp: Vec<_> = sensors
+                .iter()
+                .map(|s| (&s.id, &s.source, &s.interval))
+                .collect();
+            out.push(Group {
+                key: format!("modbus:{bus}"),
+                fingerprint: serde_json::to_string(&(m, fp)).unwrap_or_default(),
+                kind: GroupKind::Modbus(m.clone(), sensors),
+            });
+        }
+        #[cfg(not(feature = "modbus"))]
+        tracing::error!(bus = %bus, sensors = sensors.len(), "Modbus support is not compiled into this build; these sensors will go offline.");
     }
     out
 }
@@ -54,11 +71,23 @@ pub fn spawn(
     tx: mpsc::Sender<Reading>,
     token: CancellationToken,
     tracker: &TaskTracker,
-    _metrics: &crate::metrics::SharedMetrics,
+    metrics: &crate::metrics::SharedMetrics,
 ) {
     match group.kind {
         GroupKind::Simulated(s) => {
             tracker.spawn(simulated::run(*s, tx, token));
         }
+        #[cfg(feature = "modbus")]
+        GroupKind::Modbus(m, sensors) => {
+            tracker.spawn(modbus::run(
+                m,
+                sensors,
+                tx,
+                token,
+                std::sync::Arc::clone(metrics),
+            ));
+        }
     }
+    #[cfg(not(feature = "modbus"))]
+    let _ = metrics;
 }

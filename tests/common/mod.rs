@@ -397,3 +397,59 @@ impl Sub {
         let _ = self.client.try_disconnect();
     }
 }
+
+/// Python with pymodbus (the venv .ci/run creates, or WATCHPOST_TEST_PYTHON).
+pub fn python() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("WATCHPOST_TEST_PYTHON") {
+        return Some(PathBuf::from(p));
+    }
+    let venv = PathBuf::from("/var/cache/watchpost/venv/bin/python");
+    if venv.is_file() {
+        return Some(venv);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("pymodbus venv missing (see .ci/run)");
+    }
+    eprintln!("SKIPPED: no pymodbus venv (run .ci/run)");
+    None
+}
+
+/// A pymodbus server (TCP port or RTU tty) serving `map`.
+pub fn modbus_server(
+    map: &Path,
+    tcp: Option<u16>,
+    rtu: Option<&Path>,
+    mute_dir: &Path,
+) -> Option<Proc> {
+    let py = python()?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/modbus_server.py");
+    let log = mute_dir.join(format!("pymodbus-{}.log", fastrand::u32(..)));
+    let mut cmd = Command::new(py);
+    cmd.arg(script)
+        .arg("--map")
+        .arg(map)
+        .arg("--mute-dir")
+        .arg(mute_dir);
+    if let Some(p) = tcp {
+        cmd.arg("--tcp").arg(p.to_string());
+    }
+    if let Some(t) = rtu {
+        cmd.arg("--rtu").arg(t);
+    }
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn pymodbus");
+    let p = Proc { child, log };
+    if let Some(port) = tcp {
+        wait_for(Duration::from_secs(20), "pymodbus listening", || {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .ok()
+                .map(|_| ())
+        });
+    } else {
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    Some(p)
+}

@@ -1,0 +1,252 @@
+//! Commissioning tools: `watchpost read` (read sensors once) and `watchpost scan modbus` (find units).
+
+use crate::config::Config;
+use crate::model::Timestamp;
+use std::process::ExitCode;
+
+/// Read the selected sensors once and print their values.
+pub fn read(cfg: &Config, only: &[String], json: bool) -> ExitCode {
+    for id in only {
+        if !cfg.sensor.iter().any(|s| &s.id == id) {
+            eprintln!("watchpost read: no sensor {id:?} in the config");
+            return ExitCode::from(1);
+        }
+    }
+    let selected: Vec<_> = cfg
+        .sensor
+        .iter()
+        .filter(|s| only.is_empty() || only.contains(&s.id))
+        .collect();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("watchpost read: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut out = serde_json::Map::new();
+    let mut failed = 0;
+    for s in selected {
+        let unit = s.unit.as_deref().unwrap_or("");
+        if s.source.simulated.is_some() {
+            let v = crate::source::simulated::Simulated::new(&s.source).sample(Timestamp::now());
+            if !json {
+                match v {
+                    Some(v) => println!("{:<24} {v} {unit}  (simulated)", s.id),
+                    None => println!("{:<24} (silent)  (simulated)", s.id),
+                }
+            }
+            out.insert(
+                s.id.clone(),
+                v.map(serde_json::Value::from)
+                    .unwrap_or(serde_json::Value::Null),
+            );
+            continue;
+        }
+        #[cfg(feature = "modbus")]
+        if let Some(bus) = s
+            .source
+            .modbus
+            .as_ref()
+            .and_then(|b| cfg.modbus.iter().find(|m| &m.name == b))
+        {
+            use crate::source::modbus;
+            let Some(p) = modbus::Point::from_config(s, bus) else {
+                eprintln!("{:<24} invalid register map", s.id);
+                failed += 1;
+                continue;
+            };
+            let req = modbus::coalesce(std::slice::from_ref(&p), 0).remove(0);
+            let res = rt.block_on(async {
+                let mut ctx = modbus::connect(&bus.url, bus.timeout.0)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                modbus::read(&mut ctx, &req, bus.timeout.0)
+                    .await
+                    .map_err(|e| e.to_string())
+            });
+            match res {
+                Ok(words) => {
+                    let (_, raw, v) = modbus::split(&req, &words).remove(0);
+                    if !json {
+                        let hex: Vec<String> = raw.iter().map(|w| format!("0x{w:04x}")).collect();
+                        println!(
+                            "{:<24} {} {unit}  (unit {} {:?} @{} raw [{}])",
+                            s.id,
+                            v.map(|v| v.to_string()).unwrap_or_else(|| "?".into()),
+                            p.unit,
+                            p.table,
+                            p.address,
+                            hex.join(", ")
+                        );
+                    }
+                    out.insert(
+                        s.id.clone(),
+                        v.map(serde_json::Value::from)
+                            .unwrap_or(serde_json::Value::Null),
+                    );
+                }
+                Err(e) => {
+                    failed += 1;
+                    if !json {
+                        println!("{:<24} ERROR {e}", s.id);
+                    }
+                    out.insert(s.id.clone(), serde_json::Value::Null);
+                }
+            }
+        }
+    }
+    if json {
+        println!("{}", serde_json::Value::Object(out));
+    }
+    if failed > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn parse_units(s: &str) -> Result<Vec<u8>, String> {
+    let mut v = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let a: u8 = a.trim().parse().map_err(|_| format!("bad unit {a:?}"))?;
+        let b: u8 = b.trim().parse().map_err(|_| format!("bad unit {b:?}"))?;
+        if a == 0 || b > 247 || a > b {
+            return Err(format!("unit range {part:?} must be within 1-247"));
+        }
+        v.extend(a..=b);
+    }
+    Ok(v)
+}
+
+/// Probe units on a Modbus endpoint and print what answers, with registers in every decoding.
+#[cfg(feature = "modbus")]
+pub fn scan_modbus(
+    url: &str,
+    units: &str,
+    table: &str,
+    address: u16,
+    count: u16,
+    timeout: &str,
+) -> ExitCode {
+    use crate::source::decode::{decode, DataType, WordOrder};
+    use crate::source::modbus::{self, Table};
+    let units = match parse_units(units) {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("watchpost scan: --units: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let Some(table) = Table::parse(table) else {
+        eprintln!("watchpost scan: --table must be holding, input, coil or discrete");
+        return ExitCode::from(1);
+    };
+    let timeout = match humantime::parse_duration(timeout) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("watchpost scan: --timeout: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let count = count.clamp(1, 125);
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("watchpost scan: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let found = rt.block_on(async {
+        let mut ctx =
+            match modbus::connect(url, timeout.max(std::time::Duration::from_secs(2))).await {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("watchpost scan: {e}");
+                    return None;
+                }
+            };
+        let mut found = 0;
+        for unit in units {
+            let req = modbus::Request {
+                unit,
+                table,
+                start: address,
+                count,
+                interval: timeout,
+                points: Vec::new(),
+            };
+            match modbus::read(&mut ctx, &req, timeout).await {
+                Ok(words) => {
+                    found += 1;
+                    println!(
+                        "unit {unit}: answers ({table:?} {address}..{})",
+                        u32::from(address) + u32::from(count) - 1
+                    );
+                    for (i, w) in words.iter().enumerate() {
+                        let a = u32::from(address) + i as u32;
+                        let mut line =
+                            format!("  @{a:<5} 0x{w:04x}  u16 {w:<5}  i16 {:<6}", *w as i16);
+                        if let Some(next) = words.get(i + 1) {
+                            for (name, o) in WordOrder::all() {
+                                let pair = [*w, *next];
+                                let f = decode(&pair, DataType::F32, o).unwrap_or(f64::NAN);
+                                let u = decode(&pair, DataType::U32, o).unwrap_or(f64::NAN);
+                                line.push_str(&format!("  {name}: f32 {f:<12.6} u32 {u}"));
+                            }
+                        }
+                        println!("{line}");
+                    }
+                }
+                Err(modbus::ReadError::Exception(c)) => {
+                    found += 1;
+                    println!(
+                        "unit {unit}: answers with exception {c} ({})",
+                        modbus::exception_name(c)
+                    );
+                }
+                Err(modbus::ReadError::Timeout) => {}
+                Err(modbus::ReadError::Transport(e)) => {
+                    eprintln!("unit {unit}: {e}; reconnecting");
+                    match modbus::connect(url, timeout.max(std::time::Duration::from_secs(2))).await
+                    {
+                        Ok(c) => ctx = c,
+                        Err(e) => {
+                            eprintln!("watchpost scan: {e}");
+                            return None;
+                        }
+                    }
+                }
+            }
+        }
+        Some(found)
+    });
+    match found {
+        Some(0) => {
+            println!("no unit answered");
+            ExitCode::from(2)
+        }
+        Some(n) => {
+            println!("{n} unit(s) answered");
+            ExitCode::SUCCESS
+        }
+        None => ExitCode::from(2),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unit_ranges() {
+        assert_eq!(super::parse_units("1-3,7"), Ok(vec![1, 2, 3, 7]));
+        assert!(super::parse_units("0-3").is_err());
+        assert!(super::parse_units("5-2").is_err());
+    }
+}

@@ -1,0 +1,554 @@
+//! Modbus TCP and RTU sources (tokio-modbus).
+//!
+//! One task per `[[modbus]]` section: a TCP connection or an RTU line, so requests on a line are strictly serial
+//! (with `frame_delay` between frames) and a dead device never has two requests in flight. Every request is wrapped
+//! in `timeout` (tokio-modbus has none) and retried `retries` times.
+//!
+//! * **Coalescing:** sensors of the same unit, table and interval whose registers are at most `max_gap` apart are
+//!   read with one request (≤ 125 registers, ≤ 2000 bits) and split back into readings.
+//! * **A unit that times out is backed off** (polled at doubling intervals up to 60 s) so the others keep their
+//!   rate; its sensors get no readings, go stale and raise `SENSOR_OFFLINE`; the first answer restores the rate.
+//! * **Exceptions** (illegal address, busy, …) are logged with their Modbus name for the sensors of that request;
+//!   the connection is kept. **Transport errors** (I/O, malformed or truncated frames, wrong transaction or unit
+//!   id, CRC errors) are counted and logged, and the connection is rebuilt with jittered backoff.
+//! * **Addresses** are 0-based protocol addresses by default (what goes on the wire: holding register 40001 in
+//!   the old notation is address 0). With `one_based = true` the config uses 1-based register numbers and
+//!   watchpost subtracts one.
+
+use super::decode::{decode, DataType, WordOrder};
+use crate::config::{ModbusConfig, SensorConfig};
+use crate::metrics::SharedMetrics;
+use crate::model::{Reading, Timestamp};
+use crate::sink::Backoff;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_modbus::client::Context;
+use tokio_modbus::prelude::*;
+use tokio_util::sync::CancellationToken;
+
+/// Register table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    /// Coils (0x01).
+    Coil,
+    /// Discrete inputs (0x02).
+    Discrete,
+    /// Input registers (0x04).
+    Input,
+    /// Holding registers (0x03).
+    Holding,
+}
+
+impl Table {
+    /// From the config name.
+    pub fn parse(s: &str) -> Option<Table> {
+        Some(match s {
+            "coil" | "coils" => Table::Coil,
+            "discrete" | "discrete_input" => Table::Discrete,
+            "input" | "input_register" => Table::Input,
+            "holding" | "holding_register" => Table::Holding,
+            _ => return None,
+        })
+    }
+    fn is_bits(self) -> bool {
+        matches!(self, Table::Coil | Table::Discrete)
+    }
+    fn max_count(self) -> u16 {
+        if self.is_bits() {
+            2000
+        } else {
+            125
+        }
+    }
+}
+
+/// Name of a Modbus exception code.
+pub fn exception_name(code: u8) -> &'static str {
+    match code {
+        1 => "Illegal Function",
+        2 => "Illegal Data Address",
+        3 => "Illegal Data Value",
+        4 => "Server Device Failure",
+        5 => "Acknowledge",
+        6 => "Server Device Busy",
+        8 => "Memory Parity Error",
+        10 => "Gateway Path Unavailable",
+        11 => "Gateway Target Device Failed to Respond",
+        _ => "Unknown Exception",
+    }
+}
+
+/// One sensor's register map, compiled.
+#[derive(Debug, Clone)]
+pub struct Point {
+    /// Sensor id.
+    pub id: Arc<str>,
+    /// Unit id.
+    pub unit: u8,
+    /// Table.
+    pub table: Table,
+    /// 0-based address.
+    pub address: u16,
+    /// Data type.
+    pub ty: DataType,
+    /// Word order.
+    pub order: WordOrder,
+    /// Scale.
+    pub scale: f64,
+    /// Offset after scaling.
+    pub add: f64,
+    /// Poll interval.
+    pub interval: Duration,
+}
+
+impl Point {
+    /// Compile from a validated sensor config.
+    pub fn from_config(s: &SensorConfig, bus: &ModbusConfig) -> Option<Point> {
+        let src = &s.source;
+        let table = Table::parse(src.table.as_deref()?)?;
+        let ty = DataType::parse(
+            src.data_type
+                .as_deref()
+                .unwrap_or(if table.is_bits() { "bool" } else { "u16" }),
+            src.bit,
+        )?;
+        let mut address = src.address?;
+        if bus.one_based {
+            address = address.checked_sub(1)?;
+        }
+        Some(Point {
+            id: Arc::from(s.id.as_str()),
+            unit: src.unit.unwrap_or(1),
+            table,
+            address,
+            ty,
+            order: src
+                .word_order
+                .as_deref()
+                .and_then(WordOrder::parse)
+                .unwrap_or(WordOrder::ABCD),
+            scale: src.scale.unwrap_or(1.0),
+            add: src.add.unwrap_or(0.0),
+            interval: s.interval.0,
+        })
+    }
+    fn count(&self) -> u16 {
+        if self.table.is_bits() {
+            1
+        } else {
+            self.ty.registers()
+        }
+    }
+}
+
+/// One coalesced request.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Unit id.
+    pub unit: u8,
+    /// Table.
+    pub table: Table,
+    /// First address.
+    pub start: u16,
+    /// Registers or bits.
+    pub count: u16,
+    /// Interval.
+    pub interval: Duration,
+    /// Points served, with their offset from `start`.
+    pub points: Vec<Point>,
+}
+
+/// Group points into as few requests as possible.
+pub fn coalesce(points: &[Point], max_gap: u16) -> Vec<Request> {
+    let mut sorted: Vec<&Point> = points.iter().collect();
+    sorted.sort_by_key(|p| (p.unit, p.table, p.interval, p.address));
+    let mut out: Vec<Request> = Vec::new();
+    for p in sorted {
+        let end = u32::from(p.address) + u32::from(p.count());
+        if let Some(r) = out.last_mut() {
+            let r_end = u32::from(r.start) + u32::from(r.count);
+            let same = r.unit == p.unit && r.table == p.table && r.interval == p.interval;
+            let gap_ok = u32::from(p.address) <= r_end + u32::from(max_gap);
+            let new_count = end.max(r_end) - u32::from(r.start);
+            if same && gap_ok && new_count <= u32::from(p.table.max_count()) {
+                r.count = new_count as u16;
+                r.points.push(p.clone());
+                continue;
+            }
+        }
+        out.push(Request {
+            unit: p.unit,
+            table: p.table,
+            start: p.address,
+            count: p.count(),
+            interval: p.interval,
+            points: vec![p.clone()],
+        });
+    }
+    out
+}
+
+/// Split a response into `(point, raw registers, value)`.
+pub fn split<'a>(req: &'a Request, words: &[u16]) -> Vec<(&'a Point, Vec<u16>, Option<f64>)> {
+    req.points
+        .iter()
+        .map(|p| {
+            let off = usize::from(p.address - req.start);
+            let raw: Vec<u16> = words
+                .get(off..off + usize::from(p.count()))
+                .map(|s| s.to_vec())
+                .unwrap_or_default();
+            let v = if p.table.is_bits() {
+                raw.first().map(|b| f64::from(u8::from(*b != 0)))
+            } else {
+                decode(&raw, p.ty, p.order)
+            };
+            (p, raw, v.map(|v| v * p.scale + p.add))
+        })
+        .collect()
+}
+
+/// Outcome of one request.
+#[derive(Debug)]
+pub enum ReadError {
+    /// No answer within the timeout.
+    Timeout,
+    /// The device answered with an exception.
+    Exception(u8),
+    /// Transport or protocol failure: reconnect.
+    Transport(String),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Timeout => write!(f, "timeout"),
+            ReadError::Exception(c) => write!(f, "exception {c} ({})", exception_name(*c)),
+            ReadError::Transport(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Connect to a `[[modbus]]` endpoint.
+pub async fn connect(url: &str, timeout: Duration) -> Result<Context, String> {
+    if let Some(rest) = url.strip_prefix("tcp://") {
+        let addr =
+            tokio::time::timeout(timeout, tokio::net::lookup_host(rest.trim_end_matches('/')))
+                .await
+                .map_err(|_| format!("{url}: name lookup timed out"))?
+                .map_err(|e| format!("{url}: {e}"))?
+                .next()
+                .ok_or_else(|| format!("{url}: no address"))?;
+        let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr))
+            .await
+            .map_err(|_| format!("{url}: connect timed out"))?
+            .map_err(|e| format!("{url}: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        Ok(tokio_modbus::client::tcp::attach(stream))
+    } else if let Some(rest) = url.strip_prefix("rtu://") {
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let mut baud = 9600u32;
+        let mut parity = tokio_serial::Parity::None;
+        let mut data_bits = tokio_serial::DataBits::Eight;
+        let mut stop_bits = tokio_serial::StopBits::One;
+        for kv in query.split('&').filter(|s| !s.is_empty()) {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            match k {
+                "baud" => baud = v.parse().map_err(|_| format!("{url}: bad baud {v:?}"))?,
+                "parity" => {
+                    parity = match v {
+                        "N" | "n" | "none" => tokio_serial::Parity::None,
+                        "E" | "e" | "even" => tokio_serial::Parity::Even,
+                        "O" | "o" | "odd" => tokio_serial::Parity::Odd,
+                        _ => return Err(format!("{url}: parity must be N, E or O")),
+                    }
+                }
+                "data_bits" => {
+                    data_bits = match v {
+                        "7" => tokio_serial::DataBits::Seven,
+                        "8" => tokio_serial::DataBits::Eight,
+                        _ => return Err(format!("{url}: data_bits must be 7 or 8")),
+                    }
+                }
+                "stop_bits" => {
+                    stop_bits = match v {
+                        "1" => tokio_serial::StopBits::One,
+                        "2" => tokio_serial::StopBits::Two,
+                        _ => return Err(format!("{url}: stop_bits must be 1 or 2")),
+                    }
+                }
+                _ => {
+                    return Err(format!(
+                        "{url}: unknown option {k:?} (baud, parity, data_bits, stop_bits)"
+                    ))
+                }
+            }
+        }
+        let port = tokio_serial::SerialStream::open(
+            &tokio_serial::new(path, baud)
+                .parity(parity)
+                .data_bits(data_bits)
+                .stop_bits(stop_bits),
+        )
+        .map_err(|e| format!("{path}: {e}"))?;
+        Ok(tokio_modbus::client::rtu::attach(port))
+    } else {
+        Err(format!(
+            "{url}: expected tcp://HOST:PORT or rtu:///dev/ttyX?baud=…"
+        ))
+    }
+}
+
+/// Read one request (with timeout), returning registers (bits as 0/1).
+pub async fn read(
+    ctx: &mut Context,
+    req: &Request,
+    timeout: Duration,
+) -> Result<Vec<u16>, ReadError> {
+    ctx.set_slave(Slave(req.unit));
+    let fut = async {
+        match req.table {
+            Table::Holding => ctx.read_holding_registers(req.start, req.count).await,
+            Table::Input => ctx.read_input_registers(req.start, req.count).await,
+            Table::Coil => ctx
+                .read_coils(req.start, req.count)
+                .await
+                .map(|r| r.map(|b| b.into_iter().map(u16::from).collect())),
+            Table::Discrete => ctx
+                .read_discrete_inputs(req.start, req.count)
+                .await
+                .map(|r| r.map(|b| b.into_iter().map(u16::from).collect())),
+        }
+    };
+    match tokio::time::timeout(timeout, fut).await {
+        Err(_) => Err(ReadError::Timeout),
+        Ok(Err(e)) => Err(ReadError::Transport(e.to_string())),
+        Ok(Ok(Err(code))) => Err(ReadError::Exception(u8::from(code))),
+        Ok(Ok(Ok(words))) if words.len() < usize::from(req.count) => Err(ReadError::Transport(
+            format!("short response: {} of {} values", words.len(), req.count),
+        )),
+        Ok(Ok(Ok(words))) => Ok(words),
+    }
+}
+
+struct Slot {
+    req: Request,
+    due: Instant,
+    failures: u32,
+    last_error: Option<String>,
+}
+
+/// Poll all sensors of one bus until cancelled.
+pub async fn run(
+    bus: ModbusConfig,
+    sensors: Vec<SensorConfig>,
+    tx: mpsc::Sender<Reading>,
+    token: CancellationToken,
+    metrics: SharedMetrics,
+) {
+    let points: Vec<Point> = sensors
+        .iter()
+        .filter_map(|s| Point::from_config(s, &bus))
+        .collect();
+    let reqs = coalesce(&points, bus.max_gap);
+    let rtu = bus.url.starts_with("rtu://");
+    tracing::info!(bus = %bus.name, url = %bus.url, sensors = points.len(), requests = reqs.len(), "Modbus source started.");
+    let now = Instant::now();
+    let mut slots: Vec<Slot> = reqs
+        .into_iter()
+        .map(|req| Slot {
+            req,
+            due: now,
+            failures: 0,
+            last_error: None,
+        })
+        .collect();
+    // Per-unit backoff: a silent unit is polled less often.
+    let mut unit_backoff: HashMap<u8, (u32, Instant)> = HashMap::new();
+    let mut conn_backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+    let mut ctx: Option<Context> = None;
+    loop {
+        if token.is_cancelled() {
+            break;
+        }
+        if ctx.is_none() {
+            match connect(&bus.url, bus.timeout.0).await {
+                Ok(c) => {
+                    ctx = Some(c);
+                    conn_backoff.reset();
+                }
+                Err(e) => {
+                    metrics.source_errors.fetch_add(1, Ordering::Relaxed);
+                    let wait = conn_backoff.next_delay();
+                    tracing::warn!(bus = %bus.name, error = %e, retry_in_ms = wait.as_millis() as u64, "Modbus connection failed.");
+                    tokio::select! {
+                        _ = token.cancelled() => break,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                    continue;
+                }
+            }
+        }
+        // Next due request, respecting unit backoff.
+        let Some(i) = (0..slots.len()).min_by_key(|&i| {
+            let s = &slots[i];
+            let gate = unit_backoff
+                .get(&s.req.unit)
+                .map(|(_, t)| *t)
+                .unwrap_or(s.due);
+            s.due.max(gate)
+        }) else {
+            token.cancelled().await;
+            break;
+        };
+        let gate = unit_backoff
+            .get(&slots[i].req.unit)
+            .map(|(_, t)| *t)
+            .unwrap_or(slots[i].due);
+        let at = slots[i].due.max(gate);
+        tokio::select! {
+            _ = token.cancelled() => break,
+            _ = tokio::time::sleep_until(at) => {}
+        }
+        let Some(c) = ctx.as_mut() else { continue };
+        let started = Instant::now();
+        let mut result = read(c, &slots[i].req, bus.timeout.0).await;
+        let mut tries = 0;
+        while matches!(result, Err(ReadError::Timeout)) && tries < bus.retries {
+            tries += 1;
+            if rtu {
+                tokio::time::sleep(bus.frame_delay.0).await;
+            }
+            result = read(c, &slots[i].req, bus.timeout.0).await;
+        }
+        metrics.polls.fetch_add(1, Ordering::Relaxed);
+        metrics
+            .poll_latency_us
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        let slot = &mut slots[i];
+        slot.due += slot.req.interval;
+        if slot.due < Instant::now() {
+            slot.due = Instant::now() + slot.req.interval;
+        }
+        let unit = slot.req.unit;
+        match result {
+            Ok(words) => {
+                if slot.failures > 0 || unit_backoff.contains_key(&unit) {
+                    tracing::info!(bus = %bus.name, unit, "Modbus unit answers again.");
+                }
+                slot.failures = 0;
+                slot.last_error = None;
+                unit_backoff.remove(&unit);
+                let ts = Timestamp::now();
+                for (p, _, v) in split(&slot.req, &words) {
+                    if let Some(v) = v {
+                        if tx
+                            .send(Reading::new(Arc::clone(&p.id), ts, v))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                metrics.source_errors.fetch_add(1, Ordering::Relaxed);
+                slot.failures += 1;
+                let msg = e.to_string();
+                let ids: Vec<&str> = slot.req.points.iter().map(|p| &*p.id).collect();
+                if slot.last_error.as_deref() != Some(msg.as_str()) {
+                    tracing::warn!(bus = %bus.name, unit, table = ?slot.req.table, address = slot.req.start, count = slot.req.count,
+                        sensors = ?ids, error = %msg, "Modbus read failed.");
+                    slot.last_error = Some(msg);
+                }
+                match e {
+                    ReadError::Exception(_) => {}
+                    ReadError::Timeout => {
+                        let (n, _) = unit_backoff
+                            .get(&unit)
+                            .copied()
+                            .unwrap_or((0, Instant::now()));
+                        let wait = (slot.req.interval * 2u32.saturating_pow(n.min(6)))
+                            .min(Duration::from_secs(60));
+                        unit_backoff.insert(unit, (n + 1, Instant::now() + wait));
+                        if !rtu {
+                            // A TCP device that does not answer may have a half-open connection.
+                            ctx = None;
+                        }
+                    }
+                    ReadError::Transport(_) => {
+                        ctx = None;
+                    }
+                }
+            }
+        }
+        if rtu {
+            tokio::time::sleep(bus.frame_delay.0).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pt(id: &str, unit: u8, table: Table, address: u16, ty: DataType) -> Point {
+        Point {
+            id: Arc::from(id),
+            unit,
+            table,
+            address,
+            ty,
+            order: WordOrder::ABCD,
+            scale: 1.0,
+            add: 0.0,
+            interval: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn coalescing_respects_gap_unit_table_and_limit() {
+        let points = vec![
+            pt("a", 1, Table::Holding, 0, DataType::U16),
+            pt("b", 1, Table::Holding, 2, DataType::F32),
+            pt("c", 1, Table::Holding, 30, DataType::U16),
+            pt("d", 2, Table::Holding, 1, DataType::U16),
+            pt("e", 1, Table::Input, 0, DataType::U16),
+            pt("f", 1, Table::Holding, 150, DataType::U16),
+            pt("g", 1, Table::Holding, 20, DataType::U16),
+        ];
+        let r = coalesce(&points, 10);
+        let shape: Vec<(u8, Table, u16, u16, usize)> = r
+            .iter()
+            .map(|r| (r.unit, r.table, r.start, r.count, r.points.len()))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                (1, Table::Input, 0, 1, 1),
+                (1, Table::Holding, 0, 31, 4),
+                (1, Table::Holding, 150, 1, 1),
+                (2, Table::Holding, 1, 1, 1),
+            ]
+        );
+        let words: Vec<u16> = (0..31).collect();
+        let vals = split(&r[1], &words);
+        assert_eq!(vals[0].2, Some(0.0));
+        assert_eq!(vals[1].1, vec![2, 3]);
+        assert_eq!(vals[3].2, Some(30.0));
+    }
+
+    #[test]
+    fn scale_and_offset() {
+        let mut p = pt("t", 1, Table::Input, 0, DataType::I16);
+        p.scale = 0.1;
+        p.add = -40.0;
+        let r = coalesce(&[p], 0);
+        assert_eq!(split(&r[0], &[0xFF9C])[0].2, Some(-100.0 * 0.1 - 40.0));
+    }
+}

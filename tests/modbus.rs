@@ -1,0 +1,288 @@
+//! Modbus sources against a real pymodbus peer: a golden folder of register maps (every type × word order ×
+//! scale/offset), RTU over a socat pty pair with a unit that stops answering, and a hostile set of peers
+//! (exceptions, server restart, a garbage-spewing peer, a peer that never answers).
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use watchpost::store::Store;
+
+fn cfg_text(data: &Path, buses: &str, sensors: &str) -> String {
+    format!("[gateway]\nid = \"gw\"\ndata_dir = \"{}\"\n\n[buffer]\nflush_interval = \"100ms\"\n\n{buses}\n\n{sensors}\n", data.display())
+}
+
+/// Each folder in tests/modbus_cases: map.json (server registers), sensors.toml, optional bus.toml (extra
+/// [[modbus]] keys), expected.json. Adding a case needs no Rust.
+#[test]
+fn golden_register_maps_decode_exactly() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/modbus_cases");
+    let mut cases: Vec<_> = std::fs::read_dir(&root)
+        .expect("cases")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 2);
+    for case in cases {
+        let dir = tempfile::tempdir().expect("tmp");
+        let port = free_port();
+        let Some(_srv) = modbus_server(&case.join("map.json"), Some(port), None, dir.path()) else {
+            return;
+        };
+        let extra = std::fs::read_to_string(case.join("bus.toml")).unwrap_or_default();
+        let bus = format!("[[modbus]]\nname = \"dev\"\nurl = \"tcp://127.0.0.1:{port}\"\ntimeout = \"2s\"\n{extra}");
+        let sensors = std::fs::read_to_string(case.join("sensors.toml")).expect("sensors.toml");
+        let cfg = dir.path().join("w.toml");
+        std::fs::write(&cfg, cfg_text(&dir.path().join("data"), &bus, &sensors)).expect("w");
+        let (code, out, err) =
+            run_cli(&["read", "--config", cfg.to_str().expect("utf8"), "--json"]);
+        assert_eq!(code, 0, "{}: {out}{err}", case.display());
+        let got: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+        let want: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(case.join("expected.json")).expect("expected"),
+        )
+        .expect("json");
+        let want = want.as_object().expect("object");
+        assert_eq!(
+            got.as_object().map(|o| o.len()),
+            Some(want.len()),
+            "{}",
+            case.display()
+        );
+        for (k, v) in want {
+            let (g, w) = (got[k].as_f64(), v.as_f64().expect("number"));
+            let g = g.unwrap_or_else(|| panic!("{}: {k} missing: {got}", case.display()));
+            assert!(
+                (g - w).abs() <= w.abs() * 1e-12 + 1e-9,
+                "{}: {k}: got {g}, want {w}",
+                case.display()
+            );
+        }
+        // The human-readable form shows raw registers.
+        let (_, human, _) = run_cli(&["read", "--config", cfg.to_str().expect("utf8")]);
+        assert!(human.contains("raw [0x"), "{human}");
+    }
+}
+
+fn readings_of(data: &Path, sensor: &str) -> Vec<i64> {
+    let mut v = Vec::new();
+    if let Ok(mut s) = Store::open_existing(data) {
+        let _ = s.export(watchpost::model::Timestamp(i64::MIN), Some(sensor), |r| {
+            v.push(r.ts.0)
+        });
+    }
+    v
+}
+
+fn offline_events(data: &Path, sensor: &str) -> Vec<String> {
+    Store::open_existing(data)
+        .and_then(|s| s.all_events())
+        .map(|v| {
+            v.into_iter()
+                .filter(|(_, a)| {
+                    a.sensor == sensor && a.kind == watchpost::model::AlertType::SensorOffline
+                })
+                .map(|(_, a)| {
+                    serde_json::to_value(a.state)
+                        .map(|s| s.to_string())
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn rtu_dead_unit_does_not_stall_the_line() {
+    let dir = tempfile::tempdir().expect("tmp");
+    if require("socat").is_none() {
+        return;
+    }
+    let srv_tty = dir.path().join("ttyS_srv");
+    let cli_tty = dir.path().join("ttyS_cli");
+    let socat = std::process::Command::new("socat")
+        .arg(format!("pty,raw,echo=0,link={}", srv_tty.display()))
+        .arg(format!("pty,raw,echo=0,link={}", cli_tty.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("socat");
+    let _socat = Proc {
+        child: socat,
+        log: dir.path().join("socat.log"),
+    };
+    wait_for(Duration::from_secs(10), "pty pair", || {
+        (srv_tty.exists() && cli_tty.exists()).then_some(())
+    });
+    let map = dir.path().join("map.json");
+    std::fs::write(
+        &map,
+        r#"{"units": {"1": {"hr": [101]}, "2": {"hr": [202]}}}"#,
+    )
+    .expect("w");
+    let Some(_srv) = modbus_server(&map, None, Some(&srv_tty), dir.path()) else {
+        return;
+    };
+    let bus = format!(
+        "[[modbus]]\nname = \"line\"\nurl = \"rtu://{}?baud=19200&parity=N\"\ntimeout = \"150ms\"\nretries = 0\nframe_delay = \"5ms\"",
+        cli_tty.display()
+    );
+    let sensors = r#"
+[[sensor]]
+id = "meter1"
+source = { modbus = "line", unit = 1, table = "holding", address = 0, type = "u16" }
+interval = "100ms"
+stale_after = "1s"
+
+[[sensor]]
+id = "meter2"
+source = { modbus = "line", unit = 2, table = "holding", address = 0, type = "u16" }
+interval = "100ms"
+stale_after = "1s"
+"#;
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("w.toml");
+    std::fs::write(&cfg, cfg_text(&data, &bus, sensors)).expect("w");
+    let mut d = start_daemon(&cfg, dir.path());
+    wait_for(Duration::from_secs(15), "both units read", || {
+        (readings_of(&data, "meter1").len() > 5 && readings_of(&data, "meter2").len() > 5)
+            .then_some(())
+    });
+    // Unit 2 stops answering.
+    std::fs::write(dir.path().join("mute-2"), "").expect("mute");
+    let t0 = Instant::now();
+    let m1_before = readings_of(&data, "meter1").len();
+    wait_for(Duration::from_secs(15), "meter2 offline", || {
+        offline_events(&data, "meter2")
+            .contains(&"\"raised\"".to_string())
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let elapsed = t0.elapsed().as_secs_f64();
+    let rate = (readings_of(&data, "meter1").len() - m1_before) as f64 / elapsed;
+    eprintln!("meter1 rate with a dead neighbour: {rate:.1} readings/s (nominal 10)");
+    assert!(rate >= 7.0, "meter1 kept its poll rate: {rate:.1}/s");
+    assert!(
+        offline_events(&data, "meter1").is_empty(),
+        "meter1 never went offline"
+    );
+    // Unit 2 answers again: offline clears.
+    std::fs::remove_file(dir.path().join("mute-2")).expect("unmute");
+    wait_for(Duration::from_secs(90), "meter2 back", || {
+        offline_events(&data, "meter2")
+            .contains(&"\"cleared\"".to_string())
+            .then_some(())
+    });
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(Duration::from_secs(10)), Some(0));
+}
+
+#[test]
+fn exceptions_restarts_garbage_and_silent_peers_are_survived() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let map = dir.path().join("map.json");
+    std::fs::write(&map, r#"{"units": {"1": {"hr": [7, 8, 9]}}}"#).expect("w");
+    let Some(srv) = modbus_server(&map, Some(port), None, dir.path()) else {
+        return;
+    };
+    // A peer that answers every request with garbage, and one that accepts and never answers.
+    let garbage = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let gport = garbage.local_addr().expect("a").port();
+    std::thread::spawn(move || {
+        for c in garbage.incoming().flatten().take(200) {
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut c = c;
+                let mut buf = [0u8; 256];
+                while let Ok(n) = c.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let junk: Vec<u8> = (0..fastrand::usize(1..40))
+                        .map(|_| fastrand::u8(..))
+                        .collect();
+                    if c.write_all(&junk).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let sport = silent.local_addr().expect("a").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in silent.incoming().flatten().take(200) {
+            held.push(c);
+        }
+    });
+    let buses = format!(
+        "[[modbus]]\nname = \"plc\"\nurl = \"tcp://127.0.0.1:{port}\"\ntimeout = \"300ms\"\n\n[[modbus]]\nname = \"junk\"\nurl = \"tcp://127.0.0.1:{gport}\"\ntimeout = \"300ms\"\n\n[[modbus]]\nname = \"mute\"\nurl = \"tcp://127.0.0.1:{sport}\"\ntimeout = \"300ms\"\n"
+    );
+    let sensors = r#"
+[[sensor]]
+id = "good"
+source = { modbus = "plc", unit = 1, table = "holding", address = 1, type = "u16" }
+interval = "100ms"
+
+[[sensor]]
+id = "bad_address"
+source = { modbus = "plc", unit = 1, table = "holding", address = 600, type = "u16" }
+interval = "100ms"
+
+[[sensor]]
+id = "junk_sensor"
+source = { modbus = "junk", unit = 1, table = "holding", address = 0, type = "u16" }
+interval = "100ms"
+
+[[sensor]]
+id = "mute_sensor"
+source = { modbus = "mute", unit = 1, table = "holding", address = 0, type = "u16" }
+interval = "100ms"
+
+[[sensor]]
+id = "sim"
+source = { simulated = "ramp" }
+interval = "100ms"
+"#;
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("w.toml");
+    std::fs::write(&cfg, cfg_text(&data, &buses, sensors)).expect("w");
+    let mut d = start_daemon(&cfg, dir.path());
+    wait_for(Duration::from_secs(15), "good readings", || {
+        (readings_of(&data, "good").len() > 10).then_some(())
+    });
+    wait_for(Duration::from_secs(15), "exception logged", || {
+        d.log().contains("Illegal Data Address").then_some(())
+    });
+    wait_for(Duration::from_secs(15), "timeouts logged", || {
+        d.log().contains("error=timeout").then_some(())
+    });
+    // Server restart mid-run: readings resume.
+    drop(srv);
+    std::thread::sleep(Duration::from_millis(800));
+    let before = readings_of(&data, "good").len();
+    let _srv2 = modbus_server(&map, Some(port), None, dir.path()).expect("restart");
+    wait_for(
+        Duration::from_secs(30),
+        "readings after server restart",
+        || (readings_of(&data, "good").len() > before + 10).then_some(()),
+    );
+    // Everything else kept going the whole time.
+    assert!(readings_of(&data, "sim").len() > 30);
+    assert!(readings_of(&data, "junk_sensor").is_empty());
+    assert!(readings_of(&data, "mute_sensor").is_empty());
+    assert!(readings_of(&data, "bad_address").is_empty());
+    assert!(
+        d.child.try_wait().expect("w").is_none(),
+        "daemon alive: {}",
+        d.log()
+    );
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(Duration::from_secs(10)), Some(0));
+    let log = d.log();
+    assert!(log.contains("junk"), "{log}");
+}
