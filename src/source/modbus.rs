@@ -531,16 +531,23 @@ mod tests {
             shape,
             vec![
                 (1, Table::Input, 0, 1, 1),
-                (1, Table::Holding, 0, 31, 4),
+                // a@0 and b@2..4 share a request; g@20 is 16 registers further (> max_gap 10): a new one with c@30.
+                (1, Table::Holding, 0, 4, 2),
+                (1, Table::Holding, 20, 11, 2),
                 (1, Table::Holding, 150, 1, 1),
                 (2, Table::Holding, 1, 1, 1),
             ]
         );
-        let words: Vec<u16> = (0..31).collect();
-        let vals = split(&r[1], &words);
-        assert_eq!(vals[0].2, Some(0.0));
-        assert_eq!(vals[1].1, vec![2, 3]);
-        assert_eq!(vals[3].2, Some(30.0));
+        let vals = split(&r[1], &[10, 11, 12, 13]);
+        assert_eq!(vals[0].2, Some(10.0));
+        assert_eq!(vals[1].1, vec![12, 13]);
+        let words: Vec<u16> = (20..31).collect();
+        let vals = split(&r[2], &words);
+        assert_eq!(vals[0].2, Some(20.0));
+        assert_eq!(vals[1].2, Some(30.0));
+        // Never more than 125 registers in one request.
+        let many: Vec<Point> = (0..300).map(|i| pt("x", 1, Table::Holding, i, DataType::U16)).collect();
+        assert!(coalesce(&many, 10).iter().all(|r| r.count <= 125));
     }
 
     #[test]
