@@ -100,6 +100,9 @@ enum Cmd {
         /// Also measure alert latency and backlog drain through a real MQTT broker at this URL.
         #[arg(long)]
         mqtt: Option<String>,
+        /// Measure Modbus TCP polling against a device at this URL (tcp://HOST:PORT).
+        #[arg(long)]
+        modbus: Option<String>,
     },
     /// (testing) Write readings and alerts as fast as possible, printing what is committed.
     #[command(hide = true)]
@@ -193,8 +196,24 @@ pub fn main() -> ExitCode {
                 }
             }
         }
-        Some(Cmd::Bench { readings, mqtt }) => {
+        Some(Cmd::Bench {
+            readings,
+            mqtt,
+            modbus,
+        }) => {
             telemetry::init(cli.log_format, "warn");
+            #[cfg(feature = "modbus")]
+            if let Some(url) = modbus {
+                return match crate::bench::run_modbus(&url) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("bench failed: {e}");
+                        ExitCode::from(2)
+                    }
+                };
+            }
+            #[cfg(not(feature = "modbus"))]
+            let _ = modbus;
             #[cfg(feature = "mqtt")]
             if let Some(url) = mqtt {
                 return match crate::bench::run_mqtt(&url, 100_000) {

@@ -546,7 +546,9 @@ mod tests {
         assert_eq!(vals[0].2, Some(20.0));
         assert_eq!(vals[1].2, Some(30.0));
         // Never more than 125 registers in one request.
-        let many: Vec<Point> = (0..300).map(|i| pt("x", 1, Table::Holding, i, DataType::U16)).collect();
+        let many: Vec<Point> = (0..300)
+            .map(|i| pt("x", 1, Table::Holding, i, DataType::U16))
+            .collect();
         assert!(coalesce(&many, 10).iter().all(|r| r.count <= 125));
     }
 
