@@ -103,6 +103,9 @@ enum Cmd {
         /// Measure Modbus TCP polling against a device at this URL (tcp://HOST:PORT).
         #[arg(long)]
         modbus: Option<String>,
+        /// Measure the backlog drain to an InfluxDB v2 write API at this URL (http://HOST:PORT).
+        #[arg(long)]
+        influxdb: Option<String>,
     },
     /// (testing) Write readings and alerts as fast as possible, printing what is committed.
     #[command(hide = true)]
@@ -200,8 +203,21 @@ pub fn main() -> ExitCode {
             readings,
             mqtt,
             modbus,
+            influxdb,
         }) => {
             telemetry::init(cli.log_format, "warn");
+            #[cfg(feature = "influxdb")]
+            if let Some(url) = influxdb {
+                return match crate::bench::run_influx(&url, 1_000_000) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("bench failed: {e}");
+                        ExitCode::from(2)
+                    }
+                };
+            }
+            #[cfg(not(feature = "influxdb"))]
+            let _ = influxdb;
             #[cfg(feature = "modbus")]
             if let Some(url) = modbus {
                 return match crate::bench::run_modbus(&url) {
