@@ -208,47 +208,23 @@ pub fn main() -> ExitCode {
             telemetry::init(cli.log_format, "warn");
             #[cfg(feature = "influxdb")]
             if let Some(url) = influxdb {
-                return match crate::bench::run_influx(&url, 1_000_000) {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => {
-                        eprintln!("bench failed: {e}");
-                        ExitCode::from(2)
-                    }
-                };
+                return bench_exit(crate::bench::run_influx(&url, 1_000_000));
             }
             #[cfg(not(feature = "influxdb"))]
             let _ = influxdb;
             #[cfg(feature = "modbus")]
             if let Some(url) = modbus {
-                return match crate::bench::run_modbus(&url) {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => {
-                        eprintln!("bench failed: {e}");
-                        ExitCode::from(2)
-                    }
-                };
+                return bench_exit(crate::bench::run_modbus(&url));
             }
             #[cfg(not(feature = "modbus"))]
             let _ = modbus;
             #[cfg(feature = "mqtt")]
             if let Some(url) = mqtt {
-                return match crate::bench::run_mqtt(&url, 100_000) {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => {
-                        eprintln!("bench failed: {e}");
-                        ExitCode::from(2)
-                    }
-                };
+                return bench_exit(crate::bench::run_mqtt(&url, 100_000));
             }
             #[cfg(not(feature = "mqtt"))]
             let _ = mqtt;
-            match crate::bench::run(readings) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("bench failed: {e}");
-                    ExitCode::from(2)
-                }
-            }
+            bench_exit(crate::bench::run(readings))
         }
         #[cfg(feature = "mqtt")]
         Some(Cmd::Alerts {
@@ -328,6 +304,16 @@ pub fn main() -> ExitCode {
                 return ExitCode::from(1);
             };
             run_daemon(path, cfg)
+        }
+    }
+}
+
+fn bench_exit(r: Result<(), Box<dyn std::error::Error>>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench failed: {e}");
+            ExitCode::from(2)
         }
     }
 }

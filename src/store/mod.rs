@@ -162,6 +162,10 @@ CREATE TABLE IF NOT EXISTS dead_letters (sink TEXT NOT NULL, stream TEXT NOT NUL
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
 
+const UPSERT_META: &str = "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value";
+const UPSERT_CURSOR: &str = "INSERT INTO cursors (sink, stream, pos) VALUES (?1, ?2, ?3)
+     ON CONFLICT(sink, stream) DO UPDATE SET pos = max(pos, excluded.pos)";
+
 fn connect(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(10))?;
@@ -279,10 +283,7 @@ impl Store {
     }
 
     fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            params![key, value],
-        )?;
+        self.conn.execute(UPSERT_META, params![key, value])?;
         Ok(())
     }
 
@@ -365,10 +366,7 @@ impl Store {
             id = Some(tx.last_insert_rowid());
         }
         if let Some(st) = engine_state {
-            tx.execute(
-                "INSERT INTO meta (key, value) VALUES ('engine_state', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                [st],
-            )?;
+            tx.execute(UPSERT_META, params!["engine_state", st])?;
         }
         tx.commit()?;
         Ok(id)
@@ -404,10 +402,7 @@ impl Store {
             seqs.push(tx.last_insert_rowid());
         }
         if let Some(st) = engine_state {
-            tx.execute(
-                "INSERT INTO meta (key, value) VALUES ('engine_state', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                [st],
-            )?;
+            tx.execute(UPSERT_META, params!["engine_state", st])?;
         }
         tx.commit()?;
         Ok(seqs)
@@ -428,11 +423,8 @@ impl Store {
 
     /// Advance a sink's cursor (after the far side acknowledged everything up to `pos`).
     pub fn ack(&mut self, sink: &str, stream: Stream, pos: i64) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO cursors (sink, stream, pos) VALUES (?1, ?2, ?3)
-             ON CONFLICT(sink, stream) DO UPDATE SET pos = max(pos, excluded.pos)",
-            params![sink, stream.as_str(), pos],
-        )?;
+        self.conn
+            .execute(UPSERT_CURSOR, params![sink, stream.as_str(), pos])?;
         Ok(())
     }
 
@@ -449,11 +441,7 @@ impl Store {
             "INSERT INTO dead_letters (sink, stream, pos, ts, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![sink, stream.as_str(), pos, Timestamp::now().0, reason],
         )?;
-        tx.execute(
-            "INSERT INTO cursors (sink, stream, pos) VALUES (?1, ?2, ?3)
-             ON CONFLICT(sink, stream) DO UPDATE SET pos = max(pos, excluded.pos)",
-            params![sink, stream.as_str(), pos],
-        )?;
+        tx.execute(UPSERT_CURSOR, params![sink, stream.as_str(), pos])?;
         tx.commit()?;
         Ok(())
     }
@@ -579,10 +567,7 @@ impl Store {
             let total = self.dropped_readings()? + oldest.iter().map(|o| o.3 as u64).sum::<u64>();
             let tx = self.conn.transaction()?;
             tx.execute("DELETE FROM batches WHERE id <= ?1", [max_id])?;
-            tx.execute(
-                "INSERT INTO meta (key, value) VALUES ('dropped_readings', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                [total.to_string()],
-            )?;
+            tx.execute(UPSERT_META, params!["dropped_readings", total.to_string()])?;
             tx.commit()?;
             if self.used_bytes()? <= target {
                 break;
