@@ -231,6 +231,8 @@ pub async fn run_with_metrics(
     metrics: SharedMetrics,
 ) -> anyhow::Result<()> {
     let started = Timestamp::now();
+    let started_at = std::time::Instant::now();
+    let mut first_reading = true;
     let data_dir = cfg.gateway.data_dir.clone();
     let mut store = tokio::task::block_in_place(|| Store::open(&data_dir))
         .map_err(|e| anyhow::anyhow!("cannot open the store in {}: {e}", data_dir.display()))?;
@@ -330,6 +332,10 @@ pub async fn run_with_metrics(
                 let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
             }
             Some(r) = rx.recv() => {
+                if first_reading {
+                    first_reading = false;
+                    tracing::info!(after_ms = started_at.elapsed().as_secs_f64() * 1e3, sensor = %r.sensor, "First reading.");
+                }
                 p.accept(r, &mut alerts);
                 // Take what is already queued without yielding, up to a batch.
                 let mut n = 0;

@@ -171,6 +171,8 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
+    // Small page cache: gateways have little RAM and the access pattern is append + sequential read.
+    conn.pragma_update(None, "cache_size", "-512")?;
     Ok(conn)
 }
 
