@@ -323,6 +323,11 @@ pub async fn run_with_metrics(
                     source::spawn(g, tx.clone(), t, &sources, &metrics);
                     restarted += 1;
                 }
+                let sinks_changed = serde_json::to_string(&(&new.influxdb, &new.mqtt, &new.metrics, &new.buffer)).ok()
+                    != serde_json::to_string(&(&p.cfg.influxdb, &p.cfg.mqtt, &p.cfg.metrics, &p.cfg.buffer)).ok();
+                if sinks_changed {
+                    tracing::warn!("Changes to [influxdb], [mqtt], [metrics] and [buffer] take effect only after a restart; sensors and thresholds were applied.");
+                }
                 if new.gateway.data_dir != p.cfg.gateway.data_dir || new.gateway.id != p.cfg.gateway.id {
                     tracing::warn!("gateway.id and gateway.data_dir changes take effect only after a restart.");
                 }

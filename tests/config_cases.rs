@@ -72,3 +72,20 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     v.sort();
     v
 }
+
+#[test]
+fn systemd_unit_is_hardened() {
+    let Some(sa) = require("systemd-analyze") else {
+        return;
+    };
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/watchpost.service");
+    // --threshold is in tenths: fail above an exposure of 2.0.
+    let out = std::process::Command::new(sa)
+        .args(["security", "--offline=true", "--threshold=20"])
+        .arg(&unit)
+        .output()
+        .expect("systemd-analyze");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "exposure above 2.0:\n{text}");
+    assert!(text.contains("Overall exposure level"), "{text}");
+}

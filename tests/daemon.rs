@@ -130,6 +130,38 @@ fn reload_applies_thresholds_keeps_old_config_on_error_and_exits_cleanly() {
 }
 
 #[test]
+fn metrics_endpoint_serves_prometheus_text() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("watchpost.toml");
+    let port = free_port();
+    let text = config(&data, 40.0).replace(
+        "[buffer]",
+        &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n\n[buffer]"),
+    );
+    std::fs::write(&cfg, text).expect("write");
+    let mut d = start_daemon(&cfg, dir.path());
+    let body = wait_for(
+        Duration::from_secs(10),
+        "metrics with readings and an alert",
+        || {
+            let b = http_get(port, "/metrics")?;
+            let n = |name: &str| {
+                b.lines()
+                    .find(|l| l.starts_with(&format!("{name} ")))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            };
+            (n("watchpost_readings_total")? > 5.0 && n("watchpost_alerts_total")? >= 1.0)
+                .then_some(b)
+        },
+    );
+    assert!(body.contains("# TYPE watchpost_store_flushes_total counter"));
+    assert!(body.contains("watchpost_readings_dropped_total 0"));
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(Duration::from_secs(8)), Some(0));
+}
+
+#[test]
 fn second_signal_exits_at_once() {
     let dir = tempfile::tempdir().expect("tmp");
     let data = dir.path().join("data");
