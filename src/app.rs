@@ -24,6 +24,8 @@ use tokio_util::task::TaskTracker;
 
 /// How long sinks may keep delivering after the sources stopped.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(3);
+/// A BUFFER_OVERFLOW episode ends (the alert clears) after this long without drops.
+const OVERFLOW_CLEAR_AFTER: Duration = Duration::from_secs(600);
 /// Readings held in memory while the disk refuses writes, before the oldest are dropped.
 const MAX_PENDING: usize = 1_000_000;
 
@@ -81,7 +83,8 @@ struct Pipeline {
     readings_tx: watch::Sender<i64>,
     events_tx: watch::Sender<i64>,
     live_tx: watch::Sender<Arc<Live>>,
-    overflow: bool,
+    /// The open BUFFER_OVERFLOW alert and when readings were last dropped.
+    overflow: Option<(Alert, std::time::Instant)>,
 }
 
 impl Pipeline {
@@ -156,6 +159,23 @@ impl Pipeline {
         self.enforce_cap(max, alerts);
     }
 
+    /// Clear the BUFFER_OVERFLOW alert once nothing was dropped for `OVERFLOW_CLEAR_AFTER`.
+    fn check_overflow_cleared(&mut self, alerts: &mut Vec<Alert>) {
+        if let Some((a, last)) = &self.overflow {
+            if last.elapsed() >= OVERFLOW_CLEAR_AFTER {
+                let mut c = a.clone();
+                c.state = AlertState::Cleared;
+                c.ts = Timestamp::now().rfc3339();
+                c.reason = Some(format!(
+                    "no readings dropped for {}",
+                    humantime::format_duration(OVERFLOW_CLEAR_AFTER)
+                ));
+                alerts.push(c);
+                self.overflow = None;
+            }
+        }
+    }
+
     /// Update the live state from the readings about to be flushed and the active alarms.
     fn publish_live(&mut self) {
         let mut live = (**self.live_tx.borrow()).clone();
@@ -190,25 +210,25 @@ impl Pipeline {
                     .fetch_add(d.readings, Ordering::Relaxed);
                 tracing::warn!(readings = d.readings, batches = d.batches, from = %d.first, to = %d.last,
                     max_size = max, "Buffer cap reached: dropped the oldest readings.");
-                if !self.overflow {
-                    self.overflow = true;
-                    let reason = format!(
-                        "buffer cap of {} bytes reached: dropped {} readings from {} to {}",
-                        max, d.readings, d.first, d.last
-                    );
-                    alerts.push(self.engine.gateway_alert(
-                        AlertType::BufferOverflow,
-                        AlertState::Raised,
-                        Timestamp::now(),
-                        reason,
-                    ));
+                match self.overflow.as_mut() {
+                    Some((_, last)) => *last = std::time::Instant::now(),
+                    None => {
+                        let reason = format!(
+                            "buffer cap of {} bytes reached: dropped {} readings from {} to {}",
+                            max, d.readings, d.first, d.last
+                        );
+                        let a = self.engine.gateway_alert(
+                            AlertType::BufferOverflow,
+                            AlertState::Raised,
+                            Timestamp::now(),
+                            reason,
+                        );
+                        self.overflow = Some((a.clone(), std::time::Instant::now()));
+                        alerts.push(a);
+                    }
                 }
             }
-            Ok(None) => {
-                if self.overflow && self.store.used_bytes().unwrap_or(u64::MAX) < max / 10 * 8 {
-                    self.overflow = false;
-                }
-            }
+            Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "Cannot enforce the buffer cap."),
         }
     }
@@ -283,7 +303,7 @@ pub async fn run_with_metrics(
         readings_tx,
         events_tx,
         live_tx,
-        overflow: false,
+        overflow: None,
     };
     let mut flush = tokio::time::interval(p.cfg.buffer.flush_interval.0);
     flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -362,6 +382,7 @@ pub async fn run_with_metrics(
             }
             _ = tick.tick() => {
                 p.engine.tick(Timestamp::now(), &mut alerts);
+                p.check_overflow_cleared(&mut alerts);
                 p.commit_alerts(&mut alerts);
                 if watchdog {
                     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);

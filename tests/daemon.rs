@@ -162,6 +162,61 @@ fn metrics_endpoint_serves_prometheus_text() {
 }
 
 #[test]
+fn size_cap_drops_oldest_readings_once_alerted_and_keeps_alerts() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("watchpost.toml");
+    // 200 noisy sensors at 100 Hz fill the 1 MiB cap in seconds; `temp` keeps an alarm active.
+    let mut text = config(&data, 40.0).replace(
+        "flush_interval = \"100ms\"",
+        "flush_interval = \"100ms\"\nmax_size = \"1MiB\"",
+    );
+    for i in 0..200 {
+        text.push_str(&format!(
+            "\n[[sensor]]\nid = \"n{i}\"\nsource = {{ simulated = \"random_walk\", offset = 10.0, step = 1.0, seed = {i} }}\ninterval = \"10ms\"\n"
+        ));
+    }
+    std::fs::write(&cfg, text).expect("write");
+    let mut d = start_daemon(&cfg, dir.path());
+    let overflow = |data: &Path| {
+        events(data)
+            .into_iter()
+            .filter(|a| a.kind == AlertType::BufferOverflow)
+            .count()
+    };
+    wait_for(Duration::from_secs(60), "BUFFER_OVERFLOW", || {
+        (overflow(&data) >= 1).then_some(())
+    });
+    // Keep running over the cap for a while: still one overflow alert, the store stays near the cap.
+    let before = Store::open_existing(&data)
+        .and_then(|s| s.dropped_readings())
+        .unwrap_or(0);
+    wait_for(Duration::from_secs(30), "more drops", || {
+        (Store::open_existing(&data)
+            .and_then(|s| s.dropped_readings())
+            .unwrap_or(0)
+            > before)
+            .then_some(())
+    });
+    assert_eq!(overflow(&data), 1, "raised once per episode");
+    assert!(d
+        .log()
+        .contains("Buffer cap reached: dropped the oldest readings"));
+    let used = Store::open_existing(&data)
+        .and_then(|s| s.used_bytes())
+        .expect("used");
+    assert!(used <= 1_200_000, "store stays near the cap: {used}");
+    // The threshold alarm raised at the start is still there: alerts are never dropped for readings.
+    assert!(events(&data)
+        .iter()
+        .any(|a| a.kind == AlertType::Alert && a.sensor == "temp"));
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(Duration::from_secs(10)), Some(0));
+    let (_, out, _) = run_cli(&["buffer", "status", "--config", cfg.to_str().expect("utf8")]);
+    assert!(!out.contains("dropped (cap):    0\n"), "{out}");
+}
+
+#[test]
 fn second_signal_exits_at_once() {
     let dir = tempfile::tempdir().expect("tmp");
     let data = dir.path().join("data");

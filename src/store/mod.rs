@@ -11,7 +11,8 @@
 //! * **Deleted when.** A batch or event is deleted once every *configured* sink that consumes its stream has passed
 //!   it and it is older than `buffer.retention`. A sink that is not configured holds nothing back.
 //! * **Cap.** Above `buffer.max_size` the oldest reading batches are deleted, sent or not, counted in
-//!   `dropped_readings`, logged, and a `BUFFER_OVERFLOW` alert is raised once per episode. Alert events are never
+//!   `dropped_readings`, logged, and a `BUFFER_OVERFLOW` alert is raised once per episode (cleared after ten
+//!   minutes without drops). Alert events are never
 //!   deleted to make room for readings.
 //! * **Crash recovery.** SQLite in WAL mode discards a torn tail on open. A file that cannot be opened as a
 //!   database is moved aside as `watchpost.db.corrupt-<unix time>` with an ERROR, and a fresh store is created.
@@ -550,7 +551,7 @@ impl Store {
         loop {
             let oldest: Vec<(i64, i64, i64, i64)> = {
                 let mut stmt = self.conn.prepare(
-                    "SELECT id, first_ts, last_ts, count FROM batches ORDER BY id LIMIT 64",
+                    "SELECT id, first_ts, last_ts, count FROM batches ORDER BY id LIMIT 8",
                 )?;
                 let rows =
                     stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;

@@ -171,3 +171,39 @@ fn corrupt_file_is_moved_aside() {
         .collect();
     assert_eq!(aside.len(), 1);
 }
+
+#[test]
+fn torn_wal_tail_is_discarded_and_committed_data_kept() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let id: Arc<str> = Arc::from("x");
+    {
+        let mut s = Store::open(dir.path()).expect("open");
+        for i in 0..50 {
+            s.append_readings(
+                &[Reading::new(Arc::clone(&id), Timestamp(i), i as f64)],
+                None,
+            )
+            .expect("a");
+        }
+        s.append_alerts(&[alert(1)], None).expect("alert");
+        // Simulate a crash: no clean close, the WAL keeps the commits.
+        std::mem::forget(s);
+    }
+    let wal = dir.path().join(format!("{DB_FILE}-wal"));
+    let len = std::fs::metadata(&wal).expect("wal exists").len();
+    assert!(len > 0);
+    // A torn write: half a frame of garbage at the end of the WAL.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&wal)
+        .expect("open wal");
+    std::io::Write::write_all(&mut f, &vec![0x5Au8; 2000]).expect("write");
+    drop(f);
+    let mut s = Store::open(dir.path()).expect("opens after a torn tail");
+    assert!(s.was_unclean);
+    assert_eq!(s.counts().expect("c"), (50, 1));
+    let mut vals = Vec::new();
+    s.export(Timestamp(i64::MIN), None, |r| vals.push(r.value))
+        .expect("export");
+    assert_eq!(vals, (0..50).map(|i| i as f64).collect::<Vec<_>>());
+}
