@@ -124,8 +124,11 @@ pub(crate) fn validate(cfg: &Config, issues: &mut Vec<Issue>) {
                 "cert_file and key_file go together (mutual TLS needs both)",
             ));
         }
-        if m.max_inflight == 0 {
-            issues.push(Issue::new(p("mqtt.max_inflight"), "must be at least 1"));
+        if m.max_inflight == 0 || m.max_inflight > 1000 {
+            issues.push(Issue::new(
+                p("mqtt.max_inflight"),
+                "must be between 1 and 1000",
+            ));
         }
         if !topic_safe(&m.topic_prefix.replace('/', "x")) {
             issues.push(Issue::new(

@@ -557,7 +557,8 @@ pub async fn run(
         if ctl.stop.is_cancelled() {
             break;
         }
-        let (client, mut ev) = AsyncClient::new(opts.clone(), 1024);
+        // Room for a full window (2 publishes per event) plus status and shadow requests.
+        let (client, mut ev) = AsyncClient::new(opts.clone(), 2 * usize::from(m.max_inflight) + 64);
         // Alerts are small and latency matters: no Nagle.
         let mut net = rumqttc::NetworkOptions::new();
         net.set_tcp_nodelay(true);
@@ -574,11 +575,21 @@ pub async fn run(
                 let room = max_events - acks.events_in_flight();
                 match store.events_after(next, room) {
                     Ok(evs) => {
+                        let mut broken = false;
                         for (seq, a) in evs {
-                            if !publish_alert(&client, &topics, &a, seq, &mut acks) {
-                                break;
+                            match publish_alert(&client, &topics, &a, seq, &mut acks) {
+                                Queued::Both => next = seq,
+                                Queued::None => break,
+                                Queued::Half => {
+                                    broken = true;
+                                    break;
+                                }
                             }
-                            next = seq;
+                        }
+                        if broken {
+                            // Only one of the two publishes was queued: start over from the store cursor.
+                            tracing::warn!("MQTT request queue full mid-event; reconnecting to re-send from the store.");
+                            continue 'conn;
                         }
                     }
                     Err(e) => tracing::error!(error = %e, "MQTT sink cannot read the store."),
@@ -693,14 +704,21 @@ fn publish_untracked(client: &AsyncClient, o: Out, acks: &mut Acks) {
     }
 }
 
-/// Publish an alert on its retained topic and on the event feed. False if the request queue is full.
+/// What `publish_alert` managed to queue.
+enum Queued {
+    Both,
+    None,
+    Half,
+}
+
+/// Publish an alert on its retained topic and on the event feed.
 fn publish_alert(
     client: &AsyncClient,
     topics: &Topics,
     a: &Alert,
     seq: i64,
     acks: &mut Acks,
-) -> bool {
+) -> Queued {
     let payload = serde_json::to_vec(a).unwrap_or_default();
     if client
         .try_publish(
@@ -711,18 +729,17 @@ fn publish_alert(
         )
         .is_err()
     {
-        return false;
+        return Queued::None;
     }
     acks.queued(Some(seq));
     if client
         .try_publish(topics.events(), QoS::AtLeastOnce, false, payload)
         .is_err()
     {
-        // The retained publish went out; the event feed copy is retried after a reconnect (cursor not advanced).
-        return false;
+        return Queued::Half;
     }
     acks.queued(Some(seq));
-    true
+    Queued::Both
 }
 
 #[cfg(test)]
