@@ -292,3 +292,37 @@ fn disk_that_refuses_writes_is_survived() {
     let s = Store::open(&data).expect("store opens after disk-full");
     assert!(s.counts().expect("counts").0 > 0);
 }
+
+#[test]
+fn json_logs_one_object_per_line() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("watchpost.toml");
+    std::fs::write(&cfg, config(&data, 40.0)).expect("write");
+    let log = dir.path().join("json.log");
+    let child = std::process::Command::new(bin())
+        .args(["run", "--log-format", "json", "--config"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn");
+    let mut d = Proc { child, log };
+    wait_for(Duration::from_secs(10), "alert logged", || {
+        d.log().contains("ALERT raised").then_some(())
+    });
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(Duration::from_secs(8)), Some(0));
+    let text = d.log();
+    let mut alert_lines = 0;
+    for line in text.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["message"].is_string(), "{line}");
+        if v["alert_id"].is_string() {
+            alert_lines += 1;
+            assert_eq!(v["sensor"], "temp");
+        }
+    }
+    assert_eq!(alert_lines, 1, "one line per alert transition");
+}
