@@ -152,18 +152,19 @@ stale_after = "1s"
     });
     // Unit 2 stops answering.
     std::fs::write(dir.path().join("mute-2"), "").expect("mute");
-    let t0 = Instant::now();
-    let m1_before = readings_of(&data, "meter1").len();
     wait_for(Duration::from_secs(15), "meter2 offline", || {
         offline_events(&data, "meter2")
             .contains(&"\"raised\"".to_string())
             .then_some(())
     });
-    std::thread::sleep(Duration::from_secs(2));
+    // With the dead unit backed off, its neighbour keeps (nearly) its full rate.
+    let t0 = Instant::now();
+    let m1_before = readings_of(&data, "meter1").len();
+    std::thread::sleep(Duration::from_secs(3));
     let elapsed = t0.elapsed().as_secs_f64();
     let rate = (readings_of(&data, "meter1").len() - m1_before) as f64 / elapsed;
     eprintln!("meter1 rate with a dead neighbour: {rate:.1} readings/s (nominal 10)");
-    assert!(rate >= 7.0, "meter1 kept its poll rate: {rate:.1}/s");
+    assert!(rate >= 8.0, "meter1 kept its poll rate: {rate:.1}/s");
     assert!(
         offline_events(&data, "meter1").is_empty(),
         "meter1 never went offline"
