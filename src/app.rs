@@ -179,7 +179,7 @@ impl Pipeline {
     /// Update the live state from the readings about to be flushed and the active alarms.
     fn publish_live(&mut self) {
         let mut live = (**self.live_tx.borrow()).clone();
-        for r in &self.pending {
+        for r in self.pending.iter().filter(|r| self.engine.knows(&r.sensor)) {
             live.sensors.insert(
                 r.sensor.to_string(),
                 LatestValue {
@@ -189,8 +189,6 @@ impl Pipeline {
                 },
             );
         }
-        live.sensors
-            .retain(|k, _| self.cfg.sensor.iter().any(|s| s.id == *k));
         live.alerts = self.engine.active();
         self.live_tx.send_if_modified(|old| {
             if **old == live {
@@ -353,6 +351,12 @@ pub async fn run_with_metrics(
                 }
                 tracing::info!(sensors = new.sensor.len(), groups_restarted = restarted, "Configuration reloaded.");
                 p.cfg = new;
+                // Sensors removed by the reload leave the live state (and so the device shadow).
+                p.live_tx.send_modify(|live| {
+                    let mut l = (**live).clone();
+                    l.sensors.retain(|k, _| p.cfg.sensor.iter().any(|s| s.id == *k));
+                    *live = Arc::new(l);
+                });
                 p.commit_alerts(&mut alerts);
                 let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
             }

@@ -65,6 +65,27 @@ fn workload(n: usize, start: i64) -> Vec<Reading> {
         .collect()
 }
 
+/// A raised CRITICAL alert `{device}:{sensor}:{n}` with value `n`, for benchmarks and the crash writer.
+fn raised_alert(device: &str, sensor: &str, n: u64) -> Alert {
+    let now = Timestamp::now().rfc3339();
+    Alert {
+        kind: AlertType::Alert,
+        id: format!("{device}:{sensor}:{n}"),
+        state: AlertState::Raised,
+        severity: Severity::Critical,
+        sensor: sensor.into(),
+        device: device.into(),
+        location: "lab".into(),
+        value: Some(n as f64),
+        unit: None,
+        threshold: Some(1.0),
+        direction: Some(Direction::High),
+        ts: now.clone(),
+        since: now,
+        reason: None,
+    }
+}
+
 /// Run all benchmarks and print the figures.
 pub fn run(n: usize) -> Result<(), Box<dyn std::error::Error>> {
     let start = 1_790_000_000_000;
@@ -132,22 +153,7 @@ pub fn run(n: usize) -> Result<(), Box<dyn std::error::Error>> {
     );
     // Alert commit latency (each alert is committed and fsync'd on its own).
     let mut lat = Vec::new();
-    let a = Alert {
-        kind: AlertType::Alert,
-        id: "bench:x:1".into(),
-        state: AlertState::Raised,
-        severity: Severity::Critical,
-        sensor: "x".into(),
-        device: "bench".into(),
-        location: "lab".into(),
-        value: Some(1.0),
-        unit: None,
-        threshold: Some(0.5),
-        direction: Some(Direction::High),
-        ts: Timestamp::now().rfc3339(),
-        since: Timestamp::now().rfc3339(),
-        reason: None,
-    };
+    let a = raised_alert("bench", "x", 1);
     for _ in 0..500 {
         let t = Instant::now();
         store.append_alerts(std::slice::from_ref(&a), Some("{}"))?;
@@ -211,22 +217,7 @@ pub fn crash_writer(dir: &Path) -> ExitCode {
         }
         r += 500;
         if (r / 500) % 10 == 0 {
-            let a = Alert {
-                kind: AlertType::Alert,
-                id: format!("crash:seq:{e}"),
-                state: AlertState::Raised,
-                severity: Severity::Warning,
-                sensor: "seq".into(),
-                device: "crash".into(),
-                location: String::new(),
-                value: Some(e as f64),
-                unit: None,
-                threshold: None,
-                direction: None,
-                ts: Timestamp::now().rfc3339(),
-                since: Timestamp::now().rfc3339(),
-                reason: None,
-            };
+            let a = raised_alert("crash", "seq", e);
             if let Err(err) = store.append_alerts(&[a], None) {
                 eprintln!("crash-writer: {err}");
                 return ExitCode::from(2);
@@ -238,33 +229,69 @@ pub fn crash_writer(dir: &Path) -> ExitCode {
     }
 }
 
+/// What a sink benchmark needs: a fresh store with the config pointing at it, and the signals a sink listens to.
+#[cfg(any(feature = "mqtt", feature = "influxdb"))]
+struct SinkBench {
+    _dir: tempfile::TempDir,
+    cfg: crate::config::Config,
+    store: Store,
+    signals: crate::app::Signals,
+    /// Newest event seq (readings and live state stay idle).
+    events_tx: tokio::sync::watch::Sender<i64>,
+    _idle: (
+        tokio::sync::watch::Sender<i64>,
+        tokio::sync::watch::Sender<Arc<crate::app::Live>>,
+    ),
+}
+
+#[cfg(any(feature = "mqtt", feature = "influxdb"))]
+impl SinkBench {
+    /// `sink_toml` is appended to a `[gateway]` section whose `data_dir` is a temp dir.
+    fn new(sink_toml: &str) -> Result<SinkBench, Box<dyn std::error::Error>> {
+        use tokio::sync::watch;
+        let dir = tempfile::tempdir()?;
+        let toml = format!(
+            "[gateway]\nid = \"bench\"\nlocation = \"lab\"\ndata_dir = \"{}\"\n{sink_toml}",
+            dir.path().display()
+        );
+        let cfg = crate::config::parse_str(&toml, Path::new("bench.toml"), &[])
+            .map_err(|e| e.to_string())?;
+        let store = Store::open(dir.path())?;
+        let (events_tx, events) = watch::channel(0i64);
+        let (readings_tx, readings) = watch::channel(0i64);
+        let (live_tx, live) = watch::channel(Arc::new(crate::app::Live::default()));
+        Ok(SinkBench {
+            _dir: dir,
+            cfg,
+            store,
+            signals: crate::app::Signals {
+                readings,
+                events,
+                live,
+            },
+            events_tx,
+            _idle: (readings_tx, live_tx),
+        })
+    }
+}
+
 /// MQTT figures through the real sink (`sink::mqtt::run`) and a real broker at `url`: alert latency from
 /// "append to the store" (fsync'd) to receipt by a QoS 1 subscriber, and the drain rate of a 100k-event backlog.
 #[cfg(feature = "mqtt")]
 pub fn run_mqtt(url: &str, backlog: usize) -> Result<(), Box<dyn std::error::Error>> {
-    use crate::app::{Live, Signals};
     use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-    use tokio::sync::watch;
-    let dir = tempfile::tempdir()?;
-    let toml = format!(
-        "[gateway]\nid = \"bench\"\ndata_dir = \"{}\"\n[mqtt]\nurl = \"{url}\"\nmax_inflight = 200\n",
-        dir.path().display()
-    );
-    let cfg =
-        crate::config::parse_str(&toml, Path::new("bench.toml"), &[]).map_err(|e| e.to_string())?;
-    let mut store = Store::open(dir.path())?;
+    let SinkBench {
+        _dir,
+        cfg,
+        mut store,
+        signals,
+        events_tx: ev_tx,
+        _idle,
+    } = SinkBench::new(&format!("[mqtt]\nurl = \"{url}\"\nmax_inflight = 200\n"))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let (ev_tx, ev_rx) = watch::channel(0i64);
-    let (_r_tx, r_rx) = watch::channel(0i64);
-    let (_l_tx, l_rx) = watch::channel(Arc::new(Live::default()));
-    let signals = Signals {
-        readings: r_rx,
-        events: ev_rx,
-        live: l_rx,
-    };
     let metrics: crate::metrics::SharedMetrics = Arc::default();
     let ctl = crate::sink::SinkCtl::default();
     let (_, host, port) = crate::sink::mqtt::parse_url(url)?;
@@ -286,22 +313,7 @@ pub fn run_mqtt(url: &str, backlog: usize) -> Result<(), Box<dyn std::error::Err
         tokio::time::sleep(Duration::from_millis(300)).await;
         tokio::spawn(crate::sink::mqtt::run(mqtt, cfg.clone(), signals, Arc::clone(&metrics), ctl.clone()));
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let alert = |n: usize| Alert {
-            kind: AlertType::Alert,
-            id: format!("bench:s:{n}"),
-            state: AlertState::Raised,
-            severity: Severity::Critical,
-            sensor: "s".into(),
-            device: "bench".into(),
-            location: "lab".into(),
-            value: Some(n as f64),
-            unit: None,
-            threshold: Some(1.0),
-            direction: Some(Direction::High),
-            ts: Timestamp::now().rfc3339(),
-            since: Timestamp::now().rfc3339(),
-            reason: None,
-        };
+        let alert = |n: usize| raised_alert("bench", "s", n as u64);
         let mut lat = Vec::new();
         let mut commit = Vec::new();
         for i in 0..1000 {
@@ -413,16 +425,16 @@ pub fn run_modbus(url: &str) -> Result<(), Box<dyn std::error::Error>> {
 /// sink; readings/s, gzip bytes on the wire per reading, CPU per 1,000 readings.
 #[cfg(feature = "influxdb")]
 pub fn run_influx(url: &str, n: usize) -> Result<(), Box<dyn std::error::Error>> {
-    use crate::app::{Live, Signals};
-    use tokio::sync::watch;
-    let dir = tempfile::tempdir()?;
-    let toml = format!(
-        "[gateway]\nid = \"bench\"\nlocation = \"lab\"\ndata_dir = \"{}\"\n[influxdb]\nurl = \"{url}\"\norg = \"o\"\nbucket = \"b\"\n",
-        dir.path().display()
-    );
-    let cfg =
-        crate::config::parse_str(&toml, Path::new("bench.toml"), &[]).map_err(|e| e.to_string())?;
-    let mut store = Store::open(dir.path())?;
+    let SinkBench {
+        _dir,
+        cfg,
+        mut store,
+        signals,
+        events_tx: _,
+        _idle,
+    } = SinkBench::new(&format!(
+        "[influxdb]\nurl = \"{url}\"\norg = \"o\"\nbucket = \"b\"\n"
+    ))?;
     let start = Timestamp::now().0 - 86_400_000;
     let data = workload(n, start);
     for chunk in data.chunks(10_000) {
@@ -448,14 +460,6 @@ pub fn run_influx(url: &str, n: usize) -> Result<(), Box<dyn std::error::Error>>
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let (_r_tx, r_rx) = watch::channel(i64::MAX);
-    let (_e_tx, e_rx) = watch::channel(0i64);
-    let (_l_tx, l_rx) = watch::channel(Arc::new(Live::default()));
-    let signals = Signals {
-        readings: r_rx,
-        events: e_rx,
-        live: l_rx,
-    };
     let metrics: crate::metrics::SharedMetrics = Arc::default();
     let ctl = crate::sink::SinkCtl::default();
     let icfg = cfg.influxdb.clone().ok_or("no influxdb")?;

@@ -239,15 +239,8 @@ pub fn main() -> ExitCode {
             count,
             no_color,
         }) => {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("watchpost alerts: {e}");
-                    return ExitCode::from(2);
-                }
+            let Some(rt) = crate::commission::command_runtime("alerts") else {
+                return ExitCode::from(2);
             };
             let color = !no_color && std::io::IsTerminal::is_terminal(&std::io::stdout());
             let o = crate::sink::mqtt::ViewOptions {

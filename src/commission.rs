@@ -4,6 +4,20 @@ use crate::config::Config;
 use crate::model::Timestamp;
 use std::process::ExitCode;
 
+/// A single-threaded runtime for a one-shot command; prints the error and returns `None` if it cannot start.
+pub fn command_runtime(cmd: &str) -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("watchpost {cmd}: {e}");
+            None
+        }
+    }
+}
+
 /// Read the selected sensors once and print their values.
 pub fn read(cfg: &Config, only: &[String], json: bool) -> ExitCode {
     for id in only {
@@ -17,15 +31,8 @@ pub fn read(cfg: &Config, only: &[String], json: bool) -> ExitCode {
         .iter()
         .filter(|s| only.is_empty() || only.contains(&s.id))
         .collect();
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("watchpost read: {e}");
-            return ExitCode::from(2);
-        }
+    let Some(rt) = command_runtime("read") else {
+        return ExitCode::from(2);
     };
     let mut out = serde_json::Map::new();
     let mut failed = 0;
@@ -154,15 +161,8 @@ pub fn scan_modbus(
         }
     };
     let count = count.clamp(1, 125);
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("watchpost scan: {e}");
-            return ExitCode::from(2);
-        }
+    let Some(rt) = command_runtime("scan") else {
+        return ExitCode::from(2);
     };
     let found = rt.block_on(async {
         let mut ctx =

@@ -19,14 +19,6 @@ impl Timestamp {
             .unwrap_or(Duration::ZERO);
         Timestamp(d.as_millis() as i64)
     }
-    /// Milliseconds since the epoch.
-    pub fn millis(self) -> i64 {
-        self.0
-    }
-    /// `self + d`.
-    pub fn plus(self, d: Duration) -> Self {
-        Timestamp(self.0.saturating_add(d.as_millis() as i64))
-    }
     /// `self - other`, zero if `other` is later.
     pub fn since(self, other: Timestamp) -> Duration {
         Duration::from_millis(self.0.saturating_sub(other.0).max(0) as u64)

@@ -56,12 +56,6 @@ impl KeyPath {
         }
         KeyPath(segs)
     }
-    /// `self` followed by `other`.
-    pub fn join(&self, other: &KeyPath) -> KeyPath {
-        let mut v = self.0.clone();
-        v.extend(other.0.iter().cloned());
-        KeyPath(v)
-    }
     /// `self` followed by a key.
     pub fn key(&self, k: &str) -> KeyPath {
         let mut v = self.0.clone();

@@ -188,9 +188,9 @@ impl Engine {
         e
     }
 
-    /// Sensors known to the engine.
-    pub fn sensor_ids(&self) -> impl Iterator<Item = &Arc<str>> {
-        self.sensors.keys()
+    /// Whether `sensor` is configured.
+    pub fn knows(&self, sensor: &str) -> bool {
+        self.sensors.contains_key(sensor)
     }
 
     /// Active alarms (threshold, fault and offline), sorted by sensor.

@@ -30,6 +30,18 @@ enum Outcome {
     Retry(Option<Duration>, String),
 }
 
+/// Percent-encode a query value (RFC 3986 unreserved characters pass through).
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// The HTTP side of the sink.
 pub struct Client {
     http: reqwest::Client,
@@ -55,21 +67,11 @@ impl Client {
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         let base = cfg.url.trim_end_matches('/');
-        let q = |s: &str| -> String {
-            s.bytes()
-                .map(|b| match b {
-                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                        (b as char).to_string()
-                    }
-                    _ => format!("%{b:02X}"),
-                })
-                .collect()
-        };
         let url = format!(
             "{base}/api/v2/write?org={}&bucket={}&precision={}",
-            q(&cfg.org),
-            q(&cfg.bucket),
-            q(&cfg.precision)
+            urlencode(&cfg.org),
+            urlencode(&cfg.bucket),
+            urlencode(&cfg.precision)
         );
         Ok(Client {
             http,

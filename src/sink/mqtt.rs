@@ -571,10 +571,13 @@ pub async fn run(
         loop {
             // Fill the window from the store.
             // Refill when the window is half empty (one store query per half window, not per PUBACK).
+            // True when the last refill found nothing after `next`: with nothing in flight, the sink is caught up.
+            let mut store_empty = false;
             if connected && acks.events_in_flight() <= max_events / 2 {
                 let room = max_events - acks.events_in_flight();
                 match store.events_after(next, room) {
                     Ok(evs) => {
+                        store_empty = evs.is_empty();
                         let mut broken = false;
                         for (seq, a) in evs {
                             match publish_alert(&client, &topics, &a, seq, &mut acks) {
@@ -595,12 +598,7 @@ pub async fn run(
                     Err(e) => tracing::error!(error = %e, "MQTT sink cannot read the store."),
                 }
             }
-            let caught_up = connected
-                && acks.events_in_flight() == 0
-                && store
-                    .events_after(next, 1)
-                    .map(|v| v.is_empty())
-                    .unwrap_or(false);
+            let caught_up = connected && acks.events_in_flight() == 0 && store_empty;
             if caught_up {
                 metrics.mqtt_backlog.store(0, Ordering::Relaxed);
             }

@@ -22,7 +22,7 @@
 
 pub mod codec;
 
-use crate::model::{Alert, Quality, Reading, Timestamp};
+use crate::model::{Alert, Reading, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -258,11 +258,6 @@ impl Store {
         Ok(s)
     }
 
-    /// Path of the database file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     fn load_sensors(&mut self) -> Result<(), StoreError> {
         let mut stmt = self.conn.prepare("SELECT idx, name FROM sensors")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?)))?;
@@ -300,11 +295,6 @@ impl Store {
     /// The saved alarm-engine state.
     pub fn engine_state(&self) -> Result<Option<String>, StoreError> {
         self.meta("engine_state")
-    }
-
-    /// Save the alarm-engine state on its own.
-    pub fn save_engine_state(&mut self, state: &str) -> Result<(), StoreError> {
-        self.set_meta("engine_state", state)
     }
 
     fn sensor_idx(&mut self, name: &Arc<str>) -> Result<u32, StoreError> {
@@ -703,11 +693,6 @@ impl Store {
     pub fn all_events(&self) -> Result<Vec<(i64, Alert)>, StoreError> {
         self.events_after(0, usize::MAX >> 1)
     }
-}
-
-/// Quality shown in exports.
-pub fn quality_str(q: Quality) -> &'static str {
-    q.as_str()
 }
 
 #[cfg(test)]

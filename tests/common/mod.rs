@@ -179,16 +179,7 @@ impl Vm {
     }
 }
 
-pub fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+pub use watchpost::sink::influxdb::urlencode;
 
 fn http(port: u16, req: String) -> Option<String> {
     use std::io::{Read, Write};
