@@ -1,50 +1,34 @@
 //! `watchpost bench`: throughput of validation + alarms, of the whole path into the durable store, and bytes per
 //! stored reading for realistic data. Run it on a release build: `cargo run --release -- bench`.
 
-use crate::config::{Dur, Limits, SensorConfig, SourceConfig, ValidRange};
+use crate::config::SensorConfig;
 use crate::model::{Alert, AlertState, AlertType, Direction, Reading, Severity, Timestamp};
 use crate::pipeline::Engine;
 use crate::store::Store;
 use std::path::Path;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn sensors(n: usize) -> Vec<SensorConfig> {
-    (0..n)
-        .map(|i| SensorConfig {
-            id: format!("sensor_{i:03}"),
-            source: SourceConfig {
-                simulated: Some("random_walk".into()),
-                ..Default::default()
-            },
-            interval: Dur(Duration::from_secs(1)),
-            unit: Some("°C".into()),
-            valid: Some(ValidRange {
-                min: Some(-50.0),
-                max: Some(150.0),
-            }),
-            warning: Some(Limits {
-                high: Some(80.0),
-                low: Some(5.0),
-            }),
-            critical: Some(Limits {
-                high: Some(95.0),
-                low: None,
-            }),
-            deadband: 2.0,
-            delay: Some(Dur(Duration::from_secs(5))),
-            off_delay: None,
-            stale_after: None,
-            stuck_after: Some(Dur(Duration::from_secs(600))),
-            max_rate: Some(50.0),
-            tags: Default::default(),
-        })
-        .collect()
+/// `n` sensors (`sensor_000`…) with warning/critical limits, validation, stuck and spike detection.
+pub fn sensors(n: usize) -> Vec<SensorConfig> {
+    let mut toml = String::from(
+        "[gateway]\nid = \"bench\"\nlocation = \"lab\"\ndata_dir = \"/nonexistent\"\n",
+    );
+    for i in 0..n {
+        toml.push_str(&format!(
+            "[[sensor]]\nid = \"sensor_{i:03}\"\nsource = {{ simulated = \"random_walk\" }}\ninterval = \"1s\"\nunit = \"°C\"\n\
+             valid = {{ min = -50.0, max = 150.0 }}\nwarning = {{ high = 80.0, low = 5.0 }}\ncritical = {{ high = 95.0 }}\n\
+             deadband = 2.0\ndelay = \"5s\"\nstuck_after = \"10m\"\nmax_rate = 50.0\n"
+        ));
+    }
+    match crate::config::parse_str(&toml, Path::new("bench.toml"), &[]) {
+        Ok(c) => c.sensor,
+        Err(e) => panic!("bench sensors: {e}"),
+    }
 }
 
 /// 100 sensors at 1 Hz with slowly varying 2-decimal values, `n` readings from `start`.
-fn workload(n: usize, start: i64) -> Vec<Reading> {
+pub fn workload(n: usize, start: i64) -> Vec<Reading> {
     let ids: Vec<Arc<str>> = (0..100)
         .map(|i| Arc::from(format!("sensor_{i:03}")))
         .collect();
@@ -65,7 +49,7 @@ fn workload(n: usize, start: i64) -> Vec<Reading> {
         .collect()
 }
 
-/// A raised CRITICAL alert `{device}:{sensor}:{n}` with value `n`, for benchmarks and the crash writer.
+/// A raised CRITICAL alert `{device}:{sensor}:{n}` with value `n`, for benchmarks.
 fn raised_alert(device: &str, sensor: &str, n: u64) -> Alert {
     let now = Timestamp::now().rfc3339();
     Alert {
@@ -178,69 +162,18 @@ fn rss_kb() -> Option<u64> {
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
 }
 
-/// Test helper for the crash suite: append readings (value = sequence number) and an alert every 10th batch as
-/// fast as possible, printing `R <readings> E <events>` after each commit.
-pub fn crash_writer(dir: &Path) -> ExitCode {
-    use std::io::Write;
-    let mut store = match Store::open(dir) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("crash-writer: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let (mut r, mut e) = match store.counts() {
-        Ok(c) => c,
-        Err(err) => {
-            eprintln!("crash-writer: {err}");
-            return ExitCode::from(2);
-        }
-    };
-    let id: Arc<str> = Arc::from("seq");
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let _ = writeln!(out, "R {r} E {e}");
-    let _ = out.flush();
-    loop {
-        let batch: Vec<Reading> = (0..500)
-            .map(|i| {
-                Reading::new(
-                    Arc::clone(&id),
-                    Timestamp(1_000 + (r + i) as i64),
-                    (r + i) as f64,
-                )
-            })
-            .collect();
-        if let Err(err) = store.append_readings(&batch, Some("{}")) {
-            eprintln!("crash-writer: {err}");
-            return ExitCode::from(2);
-        }
-        r += 500;
-        if (r / 500) % 10 == 0 {
-            let a = raised_alert("crash", "seq", e);
-            if let Err(err) = store.append_alerts(&[a], None) {
-                eprintln!("crash-writer: {err}");
-                return ExitCode::from(2);
-            }
-            e += 1;
-        }
-        let _ = writeln!(out, "R {r} E {e}");
-        let _ = out.flush();
-    }
-}
-
 /// What a sink benchmark needs: a fresh store with the config pointing at it, and the signals a sink listens to.
 #[cfg(any(feature = "mqtt", feature = "influxdb"))]
 struct SinkBench {
     _dir: tempfile::TempDir,
     cfg: crate::config::Config,
     store: Store,
-    signals: crate::app::Signals,
+    signals: crate::model::Signals,
     /// Newest event seq (readings and live state stay idle).
     events_tx: tokio::sync::watch::Sender<i64>,
     _idle: (
         tokio::sync::watch::Sender<i64>,
-        tokio::sync::watch::Sender<Arc<crate::app::Live>>,
+        tokio::sync::watch::Sender<Arc<crate::model::Live>>,
     ),
 }
 
@@ -259,12 +192,12 @@ impl SinkBench {
         let store = Store::open(dir.path())?;
         let (events_tx, events) = watch::channel(0i64);
         let (readings_tx, readings) = watch::channel(0i64);
-        let (live_tx, live) = watch::channel(Arc::new(crate::app::Live::default()));
+        let (live_tx, live) = watch::channel(Arc::new(crate::model::Live::default()));
         Ok(SinkBench {
             _dir: dir,
             cfg,
             store,
-            signals: crate::app::Signals {
+            signals: crate::model::Signals {
                 readings,
                 events,
                 live,
@@ -275,7 +208,7 @@ impl SinkBench {
     }
 }
 
-/// MQTT figures through the real sink (`sink::mqtt::run`) and a real broker at `url`: alert latency from
+/// MQTT figures through the real sink (runner + alert feed) and a real broker at `url`: alert latency from
 /// "append to the store" (fsync'd) to receipt by a QoS 1 subscriber, and the drain rate of a 100k-event backlog.
 #[cfg(feature = "mqtt")]
 pub fn run_mqtt(url: &str, backlog: usize) -> Result<(), Box<dyn std::error::Error>> {
@@ -296,7 +229,6 @@ pub fn run_mqtt(url: &str, backlog: usize) -> Result<(), Box<dyn std::error::Err
     let ctl = crate::sink::SinkCtl::default();
     let (_, host, port) = crate::sink::mqtt::parse_url(url)?;
     let (rx_tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
-    let mqtt = cfg.mqtt.clone().ok_or("no mqtt")?;
     rt.block_on(async {
         let mut o = MqttOptions::new("bench-sub", host, port);
         o.set_max_packet_size(1 << 20, 1 << 20);
@@ -311,7 +243,8 @@ pub fn run_mqtt(url: &str, backlog: usize) -> Result<(), Box<dyn std::error::Err
             }
         });
         tokio::time::sleep(Duration::from_millis(300)).await;
-        tokio::spawn(crate::sink::mqtt::run(mqtt, cfg.clone(), signals, Arc::clone(&metrics), ctl.clone()));
+        let tracker = tokio_util::task::TaskTracker::new();
+        let _sinks = crate::sink::spawn_all(&cfg, &signals, &metrics, &ctl, &tracker);
         tokio::time::sleep(Duration::from_millis(500)).await;
         let alert = |n: usize| raised_alert("bench", "s", n as u64);
         let mut lat = Vec::new();
@@ -462,18 +395,13 @@ pub fn run_influx(url: &str, n: usize) -> Result<(), Box<dyn std::error::Error>>
         .build()?;
     let metrics: crate::metrics::SharedMetrics = Arc::default();
     let ctl = crate::sink::SinkCtl::default();
-    let icfg = cfg.influxdb.clone().ok_or("no influxdb")?;
     let (t0, c0) = (Instant::now(), cpu_time());
     rt.block_on(async {
-        let task = tokio::spawn(crate::sink::influxdb::run(
-            icfg,
-            cfg.clone(),
-            signals,
-            Arc::clone(&metrics),
-            ctl.clone(),
-        ));
+        let tracker = tokio_util::task::TaskTracker::new();
+        let _sinks = crate::sink::spawn_all(&cfg, &signals, &metrics, &ctl, &tracker);
         while metrics
-            .influx_sent
+            .sink("influxdb")
+            .delivered
             .load(std::sync::atomic::Ordering::Relaxed)
             < n as u64
         {
@@ -483,11 +411,13 @@ pub fn run_influx(url: &str, n: usize) -> Result<(), Box<dyn std::error::Error>>
             }
         }
         ctl.stop.cancel();
-        let _ = task.await;
+        tracker.close();
+        tracker.wait().await;
     });
     let (el, cpu) = (t0.elapsed(), cpu_time() - c0);
     let sent = metrics
-        .influx_sent
+        .sink("influxdb")
+        .delivered
         .load(std::sync::atomic::Ordering::Relaxed);
     println!(
         "influxdb backlog drain: {sent} readings in {:.2}s = {:.0} readings/s; {:.2} bytes/reading on the wire (gzip), {:.1} bytes/reading before gzip; {:.2} ms CPU per 1,000 readings (watchpost side)",

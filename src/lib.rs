@@ -6,10 +6,12 @@
 #![deny(missing_docs)]
 
 pub mod app;
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod cli;
 pub mod commission;
 pub mod config;
+pub mod ingest;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
@@ -17,6 +19,7 @@ pub mod sink;
 pub mod source;
 pub mod store;
 pub mod telemetry;
+pub mod util;
 
 pub use app::run;
 

@@ -26,30 +26,76 @@ pub struct Metrics {
     pub poll_latency_us: AtomicU64,
     /// Number of polls.
     pub polls: AtomicU64,
-    /// InfluxDB sink: readings delivered.
-    pub influx_sent: AtomicU64,
-    /// InfluxDB sink: retries.
-    pub influx_retries: AtomicU64,
-    /// InfluxDB sink: readings in batches dead-lettered.
-    pub influx_dead: AtomicU64,
-    /// InfluxDB sink: backlog readings.
-    pub influx_backlog: AtomicI64,
-    /// MQTT sink: events delivered.
-    pub mqtt_sent: AtomicU64,
-    /// MQTT sink: backlog events.
-    pub mqtt_backlog: AtomicI64,
-    /// MQTT sink: connection failures.
-    pub mqtt_errors: AtomicU64,
+    /// Malformed messages received on subscribed MQTT topics (shadow), dropped.
+    pub mqtt_malformed: AtomicU64,
+    /// Per-sink counters, by sink name.
+    sinks: std::sync::Mutex<std::collections::BTreeMap<&'static str, Arc<SinkMetrics>>>,
 }
 
 /// Shared handle.
 pub type SharedMetrics = Arc<Metrics>;
 
+/// A labelled metric family: name, help, type and how to read it from a sink's counters.
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&SinkMetrics) -> String,
+);
+
+/// How a sink is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SinkState {
+    /// Starting or caught up and healthy.
+    Up = 0,
+    /// Deliveries fail (retrying).
+    Failing = 1,
+    /// The sink cannot start (bad configuration, missing secret); retried periodically.
+    Failed = 2,
+}
+
+/// Counters of one sink, kept by the sink runner.
+#[derive(Default, Debug)]
+pub struct SinkMetrics {
+    /// Items delivered (readings or events).
+    pub delivered: AtomicU64,
+    /// Failed deliveries that will be retried.
+    pub retries: AtomicU64,
+    /// Items dead-lettered.
+    pub dead: AtomicU64,
+    /// Items not yet delivered (refreshed every few seconds).
+    pub backlog: AtomicI64,
+    /// Connection failures.
+    pub errors: AtomicU64,
+    state: std::sync::atomic::AtomicU8,
+}
+
+impl SinkMetrics {
+    /// Current state.
+    pub fn state(&self) -> SinkState {
+        match self.state.load(Ordering::Relaxed) {
+            0 => SinkState::Up,
+            1 => SinkState::Failing,
+            _ => SinkState::Failed,
+        }
+    }
+    /// Set the state.
+    pub fn set_state(&self, s: SinkState) {
+        self.state.store(s as u8, Ordering::Relaxed);
+    }
+}
+
 impl Metrics {
+    /// The counters of sink `name` (created on first use).
+    pub fn sink(&self, name: &'static str) -> Arc<SinkMetrics> {
+        let mut m = self.sinks.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(m.entry(name).or_default())
+    }
+
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
         let l = |v: &AtomicU64| v.load(Ordering::Relaxed);
-        let g = |v: &AtomicI64| v.load(Ordering::Relaxed);
         let mut s = String::new();
         let mut c = |name: &str, help: &str, kind: &str, v: String| {
             s.push_str(&format!(
@@ -112,47 +158,26 @@ impl Metrics {
             polls.to_string(),
         );
         c(
-            "watchpost_influxdb_sent_total",
-            "Readings delivered to InfluxDB.",
+            "watchpost_mqtt_malformed_total",
+            "Malformed messages received on subscribed MQTT topics, dropped.",
             "counter",
-            l(&self.influx_sent).to_string(),
+            l(&self.mqtt_malformed).to_string(),
         );
-        c(
-            "watchpost_influxdb_retries_total",
-            "InfluxDB write retries.",
-            "counter",
-            l(&self.influx_retries).to_string(),
-        );
-        c(
-            "watchpost_influxdb_dead_letter_total",
-            "Readings rejected by InfluxDB as malformed.",
-            "counter",
-            l(&self.influx_dead).to_string(),
-        );
-        c(
-            "watchpost_influxdb_backlog",
-            "Readings not yet delivered to InfluxDB.",
-            "gauge",
-            g(&self.influx_backlog).to_string(),
-        );
-        c(
-            "watchpost_mqtt_sent_total",
-            "Alert events acknowledged by the broker.",
-            "counter",
-            l(&self.mqtt_sent).to_string(),
-        );
-        c(
-            "watchpost_mqtt_backlog",
-            "Alert events not yet acknowledged.",
-            "gauge",
-            g(&self.mqtt_backlog).to_string(),
-        );
-        c(
-            "watchpost_mqtt_connection_errors_total",
-            "MQTT connection failures.",
-            "counter",
-            l(&self.mqtt_errors).to_string(),
-        );
+        let sinks = self.sinks.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let fams: [Family; 6] = [
+            ("watchpost_sink_delivered_total", "Items (readings or alert events) the far side acknowledged.", "counter", |m| m.delivered.load(Ordering::Relaxed).to_string()),
+            ("watchpost_sink_retries_total", "Failed deliveries that will be retried.", "counter", |m| m.retries.load(Ordering::Relaxed).to_string()),
+            ("watchpost_sink_dead_letter_total", "Items the far side rejected as malformed.", "counter", |m| m.dead.load(Ordering::Relaxed).to_string()),
+            ("watchpost_sink_backlog", "Items not yet delivered.", "gauge", |m| m.backlog.load(Ordering::Relaxed).to_string()),
+            ("watchpost_sink_connection_errors_total", "Connection failures.", "counter", |m| m.errors.load(Ordering::Relaxed).to_string()),
+            ("watchpost_sink_up", "1 when the sink runs and its last delivery succeeded, 0 when it is failing or cannot start.", "gauge", |m| i64::from(m.state() == SinkState::Up).to_string()),
+        ];
+        for (name, help, kind, f) in fams {
+            s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            for (sink, m) in &sinks {
+                s.push_str(&format!("{name}{{sink=\"{sink}\"}} {}\n", f(m)));
+            }
+        }
         s
     }
 }

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
 
 /// Milliseconds since the Unix epoch (UTC). The unit of every timestamp in watchpost.
 #[derive(
@@ -243,4 +244,55 @@ impl Alert {
         s.push_str(&format!(" id={} ts={}", self.id, self.ts));
         s
     }
+}
+
+/// An active alarm in compact form (device shadow, status).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActiveAlert {
+    /// Alert id.
+    pub id: String,
+    /// Class.
+    #[serde(rename = "type")]
+    pub kind: AlertType,
+    /// Sensor id.
+    pub sensor: String,
+    /// Current severity.
+    pub severity: Severity,
+    /// `high`/`low` for threshold alarms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direction: Option<Direction>,
+    /// Raised at.
+    pub since: String,
+}
+
+/// Latest value of one sensor, for the device shadow.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LatestValue {
+    /// Value (absent when not finite).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub v: Option<f64>,
+    /// Sample time (ms since epoch).
+    pub ts: i64,
+    /// Quality.
+    pub q: &'static str,
+}
+
+/// Live gateway state, latest-value-wins (what the device shadow reports).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Live {
+    /// Active alarms.
+    pub alerts: Vec<ActiveAlert>,
+    /// Latest value per sensor.
+    pub sensors: std::collections::BTreeMap<String, LatestValue>,
+}
+
+/// New-data signals for sinks: the newest committed batch id and event seq, and the live state.
+#[derive(Clone)]
+pub struct Signals {
+    /// Newest reading batch id.
+    pub readings: watch::Receiver<i64>,
+    /// Newest alert event seq.
+    pub events: watch::Receiver<i64>,
+    /// Live state for the device shadow.
+    pub live: watch::Receiver<Arc<Live>>,
 }

@@ -1,11 +1,11 @@
 //! Crash test: a child process writing at full speed is killed with SIGKILL at random moments (25 times); after
 //! each restart every committed reading and alert is present, in order, and the store opens cleanly.
 
-mod common;
-use common::*;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use watchpost::model::{Alert, AlertState, AlertType, Reading, Severity, Timestamp};
 use watchpost::store::Store;
 
 #[test]
@@ -13,9 +13,16 @@ fn kill_9_while_writing_loses_nothing_committed() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut last_committed = (0u64, 0u64);
     for round in 0..25 {
-        let mut child = Command::new(bin())
-            .arg("crash-writer")
-            .arg(dir.path())
+        // The writer is this test binary itself, running `crash_writer_child` (below).
+        let mut child = Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--ignored",
+                "--exact",
+                "crash_writer_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("WATCHPOST_CRASH_DIR", dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -24,7 +31,7 @@ fn kill_9_while_writing_loses_nothing_committed() {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
+                if line.starts_with("R ") && tx.send(line).is_err() {
                     break;
                 }
             }
@@ -83,4 +90,57 @@ fn kill_9_while_writing_loses_nothing_committed() {
 fn parse(l: &str) -> (u64, u64) {
     let p: Vec<&str> = l.split_whitespace().collect();
     (p[1].parse().expect("n"), p[3].parse().expect("n"))
+}
+
+/// The writer the crash test kills: appends readings (value = sequence number) and an alert every 10th batch as
+/// fast as possible, printing `R <readings> E <events>` after each commit. Run only by the test above.
+#[test]
+#[ignore = "a child process of kill_9_while_writing_loses_nothing_committed"]
+fn crash_writer_child() {
+    use std::io::Write;
+    let dir = std::env::var_os("WATCHPOST_CRASH_DIR").expect("WATCHPOST_CRASH_DIR");
+    let mut store = Store::open(std::path::Path::new(&dir)).expect("open");
+    let (mut r, mut e) = store.counts().expect("counts");
+    let id: Arc<str> = Arc::from("seq");
+    let mut out = std::io::stdout().lock();
+    // Test harness lines go to stdout too; ours start with "R ".
+    writeln!(out, "R {r} E {e}").expect("stdout");
+    out.flush().expect("stdout");
+    loop {
+        let batch: Vec<Reading> = (0..500)
+            .map(|i| {
+                Reading::new(
+                    Arc::clone(&id),
+                    Timestamp(1_000 + (r + i) as i64),
+                    (r + i) as f64,
+                )
+            })
+            .collect();
+        store
+            .append_readings(&batch, Some("{}"))
+            .expect("append readings");
+        r += 500;
+        if (r / 500) % 10 == 0 {
+            let a = Alert {
+                kind: AlertType::Alert,
+                id: format!("crash:seq:{e}"),
+                state: AlertState::Raised,
+                severity: Severity::Critical,
+                sensor: "seq".into(),
+                device: "crash".into(),
+                location: String::new(),
+                value: Some(e as f64),
+                unit: None,
+                threshold: Some(0.0),
+                direction: None,
+                ts: Timestamp(1_000).rfc3339(),
+                since: Timestamp(1_000).rfc3339(),
+                reason: None,
+            };
+            store.append_alerts(&[a], None).expect("append alert");
+            e += 1;
+        }
+        writeln!(out, "R {r} E {e}").expect("stdout");
+        out.flush().expect("stdout");
+    }
 }

@@ -9,9 +9,11 @@
 //! `WATCHPOST__GATEWAY__DATA_DIR=/tmp/wp`, `WATCHPOST__INFLUXDB__TOKEN=…`). A value that parses as a TOML number or
 //! boolean is taken as such, anything else as a string.
 
+mod secret;
 mod types;
 mod validate;
 
+pub use secret::resolve_secret;
 pub use types::*;
 
 use serde::de::DeserializeOwned;

@@ -18,7 +18,7 @@
 
 use crate::config::{Limits, SensorConfig, ValidRange};
 use crate::model::{
-    Alert, AlertState, AlertType, Direction, Quality, Reading, Severity, Timestamp,
+    ActiveAlert, Alert, AlertState, AlertType, Direction, Quality, Reading, Severity, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -91,25 +91,6 @@ pub struct Active {
     /// Limit that raised it (faults: the violated bound).
     #[serde(default)]
     pub threshold: Option<f64>,
-}
-
-/// An active alarm in compact form (device shadow, status).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ActiveAlert {
-    /// Alert id.
-    pub id: String,
-    /// Class.
-    #[serde(rename = "type")]
-    pub kind: AlertType,
-    /// Sensor id.
-    pub sensor: String,
-    /// Current severity.
-    pub severity: Severity,
-    /// `high`/`low` for threshold alarms.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub direction: Option<Direction>,
-    /// Raised at.
-    pub since: String,
 }
 
 /// State of one direction of one sensor.

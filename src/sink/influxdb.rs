@@ -4,18 +4,16 @@
 //! advances the cursor only on 2xx. Error semantics (Telegraf's): 429/503/5xx and network errors → retry with
 //! jittered exponential backoff, honouring `Retry-After`; 413 → split the request and send the halves;
 //! 400/422 → dead-letter the stored batches (kept, counted, shown by `buffer status`) and move on;
-//! 401/403/404 → ERROR naming the cause, keep the data, retry slowly.
+//! 401/403/404 → ERROR naming the cause, keep the data, retry slowly. The cursor, retries and dead letters are
+//! the [`super::runner`]'s: this module only encodes, posts and classifies.
 
 use super::lineproto::Encoder;
-use super::{resolve_secret, Backoff, SinkCtl};
-use crate::app::Signals;
-use crate::config::{Config, InfluxConfig};
-use crate::metrics::SharedMetrics;
-use crate::store::{Batch, Store, Stream};
+use super::{Items, SinkError};
+use crate::config::{resolve_secret, Config, InfluxConfig};
+use crate::store::Stream;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const SINK: &str = "influxdb";
 
@@ -171,193 +169,91 @@ fn encoder(i: &InfluxConfig, cfg: &Config) -> Encoder {
     Encoder::new(&i.measurement, &i.precision, common, per)
 }
 
-async fn open_store(cfg: &Config, ctl: &SinkCtl) -> Option<Store> {
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-    loop {
-        match tokio::task::block_in_place(|| Store::open_existing(&cfg.gateway.data_dir)) {
-            Ok(s) => return Some(s),
-            Err(e) => tracing::warn!(error = %e, "InfluxDB sink cannot open the store yet."),
-        }
-        tokio::select! {
-            _ = ctl.stop.cancelled() => return None,
-            _ = tokio::time::sleep(backoff.next_delay()) => {}
-        }
+/// The InfluxDB sink: encodes reading batches as line protocol and posts them.
+pub struct InfluxSink {
+    client: Client,
+    enc: Encoder,
+    max_items: usize,
+    max_rate: u64,
+}
+
+/// Builds an [`InfluxSink`] (resolving the token) for the runner.
+pub struct Build {
+    icfg: InfluxConfig,
+    cfg: Config,
+}
+
+impl InfluxSink {
+    /// What the runner needs to build the sink.
+    pub fn build(icfg: InfluxConfig, cfg: Config) -> Build {
+        Build { icfg, cfg }
     }
 }
 
-/// Run the sink until stopped (or, when draining, until caught up).
-pub async fn run(
-    icfg: InfluxConfig,
-    cfg: Config,
-    mut signals: Signals,
-    metrics: SharedMetrics,
-    ctl: SinkCtl,
-) {
-    let client = match Client::new(&icfg) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "InfluxDB sink disabled; readings stay in the local store.");
-            return;
-        }
-    };
-    let Some(mut store) = open_store(&cfg, &ctl).await else {
-        return;
-    };
-    let mut enc = encoder(&icfg, &cfg);
-    let mut cursor = store.cursor(SINK, Stream::Readings).unwrap_or(0);
-    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
-    let max_bytes = icfg.batch_size.0 as usize;
-    let mut last_progress = Instant::now();
-    let mut sent_since = 0u64;
-    let rate_start = Instant::now();
-    let mut rate_sent = 0u64;
-    tracing::info!(url = %icfg.url, cursor, "InfluxDB sink started.");
-    loop {
-        if ctl.stop.is_cancelled() {
-            break;
-        }
-        // Collect stored batches up to the byte budget.
-        let mut batches: Vec<Batch> = Vec::new();
-        let mut body_len = 0usize;
-        let mut lines: Vec<String> = Vec::new();
-        let mut after = cursor;
-        'fill: loop {
-            let got = match store.batches_after(after, 16) {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::error!(error = %e, "InfluxDB sink cannot read the store.");
-                    break 'fill;
-                }
-            };
-            if got.is_empty() {
-                break;
-            }
-            for b in got {
-                after = b.id;
-                let mut s = String::with_capacity(b.readings.len() * 80);
-                for r in &b.readings {
-                    enc.line(&mut s, r);
-                }
-                body_len += s.len();
-                lines.push(s);
-                batches.push(b);
-                if body_len >= max_bytes {
-                    break 'fill;
-                }
-            }
-        }
-        if batches.is_empty() {
-            metrics.influx_backlog.store(0, Ordering::Relaxed);
-            if ctl.drain.is_cancelled() {
-                break;
-            }
-            tokio::select! {
-                _ = ctl.stop.cancelled() => break,
-                _ = ctl.drain.cancelled() => {}
-                _ = signals.readings.changed() => {}
-                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-            }
-            continue;
-        }
-        let n_readings: u64 = batches.iter().map(|b| b.readings.len() as u64).sum();
-        // Each stored batch is one chunk of lines; a chunk holds many lines and 413 splits by chunk first.
-        let split: Vec<&str> = lines.iter().flat_map(|s| s.split_inclusive('\n')).collect();
-        let last_id = batches.last().map(|b| b.id).unwrap_or(cursor);
-        let outcome = tokio::select! {
-            _ = ctl.stop.cancelled() => break,
-            o = client.send(&split) => o,
+impl super::runner::SinkBuild<InfluxSink> for Build {
+    fn name(&self) -> &'static str {
+        SINK
+    }
+    fn build(&mut self) -> Result<InfluxSink, SinkError> {
+        let client = Client::new(&self.icfg).map_err(|reason| SinkError::Refused { reason })?;
+        tracing::info!(url = %self.icfg.url, "InfluxDB sink ready.");
+        Ok(InfluxSink {
+            client,
+            enc: encoder(&self.icfg, &self.cfg),
+            // ~64 bytes per line before gzip: a chunk of about `batch_size` bytes.
+            max_items: (self.icfg.batch_size.0 as usize / 64).max(1),
+            max_rate: self.icfg.max_rate,
+        })
+    }
+}
+
+impl super::Sink for InfluxSink {
+    fn name(&self) -> &'static str {
+        SINK
+    }
+    fn stream(&self) -> Stream {
+        Stream::Readings
+    }
+    fn max_items(&self) -> usize {
+        self.max_items
+    }
+    fn max_rate(&self) -> Option<u64> {
+        (self.max_rate > 0).then_some(self.max_rate)
+    }
+    async fn deliver(&mut self, items: &Items) -> Result<(), SinkError> {
+        let Items::Readings(batches) = items else {
+            return Ok(());
         };
-        match outcome {
-            Outcome::Ok => {
-                if let Err(e) = store.ack(SINK, Stream::Readings, last_id) {
-                    tracing::error!(error = %e, "Cannot save the InfluxDB cursor; the batch will be re-sent (idempotent).");
-                }
-                cursor = last_id;
-                backoff.reset();
-                metrics.influx_sent.fetch_add(n_readings, Ordering::Relaxed);
-                sent_since += n_readings;
-                rate_sent += n_readings;
+        // Each stored batch is one chunk of lines; 413 splits by line.
+        let mut body = String::new();
+        for b in batches {
+            for r in &b.readings {
+                self.enc.line(&mut body, r);
             }
-            Outcome::Malformed(msg) | Outcome::TooLargeLine(msg) => {
-                tracing::warn!(batches = batches.len(), readings = n_readings, server = %msg,
-                    "InfluxDB rejected the data as malformed; dead-lettering it (kept in the store) and moving on.");
-                for b in &batches {
-                    if let Err(e) = store.dead_letter(SINK, Stream::Readings, b.id, &msg) {
-                        tracing::error!(error = %e, "Cannot record the dead letter.");
-                    }
-                }
-                metrics.influx_dead.fetch_add(n_readings, Ordering::Relaxed);
-                cursor = last_id;
+        }
+        let lines: Vec<&str> = body.split_inclusive('\n').collect();
+        match self.client.send(&lines).await {
+            Outcome::Ok => Ok(()),
+            Outcome::Malformed(reason) | Outcome::TooLargeLine(reason) => {
+                Err(SinkError::Rejected { reason })
             }
-            Outcome::TooLarge => continue,
+            Outcome::TooLarge => Err(SinkError::Retry {
+                after: None,
+                reason: "HTTP 413".into(),
+            }),
             Outcome::Auth(code, text) => {
                 let cause = match code {
                     401 => "the token is missing or wrong",
                     403 => "the token may not write to this bucket",
                     _ => "the org or bucket does not exist (or the URL is not an InfluxDB v2 write API)",
                 };
-                tracing::error!(status = code, server = %text, "InfluxDB refused the write: {cause}. Data is kept; retrying in 60s.");
-                metrics.influx_retries.fetch_add(1, Ordering::Relaxed);
-                tokio::select! {
-                    _ = ctl.stop.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_secs(60)) => {}
-                }
-                continue;
+                Err(SinkError::Refused {
+                    reason: format!(
+                        "InfluxDB refused the write (HTTP {code}): {cause}; server said: {text}"
+                    ),
+                })
             }
-            Outcome::Retry(after, why) => {
-                let wait = after.unwrap_or_else(|| backoff.next_delay());
-                tracing::warn!(reason = %why, retry_in_ms = wait.as_millis() as u64, "InfluxDB write failed; will retry.");
-                metrics.influx_retries.fetch_add(1, Ordering::Relaxed);
-                if ctl.drain.is_cancelled() {
-                    break;
-                }
-                tokio::select! {
-                    _ = ctl.stop.cancelled() => break,
-                    _ = tokio::time::sleep(wait) => {}
-                }
-                continue;
-            }
-        }
-        // Progress while draining a backlog, and pacing.
-        if last_progress.elapsed() >= Duration::from_secs(5) {
-            let remaining = store
-                .status(
-                    &[(SINK.to_string(), Stream::Readings)],
-                    crate::model::Timestamp::now(),
-                )
-                .ok()
-                .and_then(|s| s.sinks.first().map(|x| x.pending))
-                .unwrap_or(0);
-            metrics
-                .influx_backlog
-                .store(remaining as i64, Ordering::Relaxed);
-            if remaining > 0 {
-                let rate = sent_since as f64 / last_progress.elapsed().as_secs_f64();
-                let eta = if rate > 0.0 {
-                    remaining as f64 / rate
-                } else {
-                    f64::INFINITY
-                };
-                tracing::info!(
-                    sent = sent_since,
-                    remaining,
-                    rate_per_s = rate as u64,
-                    eta_s = eta as u64,
-                    "Draining InfluxDB backlog."
-                );
-            }
-            last_progress = Instant::now();
-            sent_since = 0;
-        }
-        if icfg.max_rate > 0 {
-            let should_take = Duration::from_secs_f64(rate_sent as f64 / icfg.max_rate as f64);
-            let elapsed = rate_start.elapsed();
-            if should_take > elapsed {
-                tokio::select! {
-                    _ = ctl.stop.cancelled() => break,
-                    _ = tokio::time::sleep(should_take - elapsed) => {}
-                }
-            }
+            Outcome::Retry(after, reason) => Err(SinkError::Retry { after, reason }),
         }
     }
 }

@@ -1,18 +1,113 @@
-//! Sinks: each reads the store after its own cursor and advances it only after the far side acknowledged.
-//! Sinks are independent tasks: a dead time-series server never delays an MQTT alert.
+//! Sinks: deliver what the store holds to the outside world, each at its own pace.
+//!
+//! Every sink is a [`Sink`] driven by the one [`runner`]: the runner owns the sink's cursor in the store, fetches
+//! the next chunk after it, hands it to [`Sink::deliver`], and advances the cursor only when the far side
+//! acknowledged. A sink only turns a chunk into a delivery and says how it went ([`SinkError`]): retry later,
+//! dead-letter the chunk, or a configuration/auth problem. A dead time-series server never delays an MQTT alert:
+//! each sink has its own task, cursor and backoff.
+//!
+//! Adding a sink: one module with a type implementing [`Sink`], a `consumers` entry and a `spawn_all` arm.
 
 #[cfg(feature = "influxdb")]
 pub mod influxdb;
 pub mod lineproto;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
+pub mod runner;
 
-use crate::app::Signals;
 use crate::config::Config;
 use crate::metrics::SharedMetrics;
+use crate::model::{Alert, Signals};
+use crate::store::{Batch, Consumer, Stream};
+use std::collections::HashMap;
+use std::future::Future;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// How a delivery failed. The runner decides what happens next; the sink only classifies.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Transient (network, 5xx, 429, broker gone): keep the data, retry with backoff or after `after`.
+    #[error("{reason}")]
+    Retry {
+        /// The far side asked for this wait (e.g. `Retry-After`).
+        after: Option<Duration>,
+        /// What happened.
+        reason: String,
+    },
+    /// The far side says the data itself is bad (e.g. HTTP 400): dead-letter the chunk and move on.
+    #[error("{reason}")]
+    Rejected {
+        /// The far side's message.
+        reason: String,
+    },
+    /// Configuration or credentials are wrong (401/403/404, TLS setup): keep the data, ERROR, retry slowly.
+    #[error("{reason}")]
+    Refused {
+        /// What is wrong and what to check.
+        reason: String,
+    },
+}
+
+/// The items of one delivery, read from the store after the sink's cursor.
+#[derive(Debug)]
+pub enum Items {
+    /// Reading batches (stream `readings`).
+    Readings(Vec<Batch>),
+    /// Alert events with their sequence numbers (stream `events`).
+    Events(Vec<(i64, Alert)>),
+}
+
+impl Items {
+    /// Readings or events held.
+    pub fn count(&self) -> u64 {
+        match self {
+            Items::Readings(b) => b.iter().map(|b| b.readings.len() as u64).sum(),
+            Items::Events(e) => e.len() as u64,
+        }
+    }
+    /// Store positions (batch ids or event seqs), oldest first.
+    pub fn positions(&self) -> Vec<i64> {
+        match self {
+            Items::Readings(b) => b.iter().map(|b| b.id).collect(),
+            Items::Events(e) => e.iter().map(|(s, _)| *s).collect(),
+        }
+    }
+    fn is_empty(&self) -> bool {
+        match self {
+            Items::Readings(b) => b.is_empty(),
+            Items::Events(e) => e.is_empty(),
+        }
+    }
+}
+
+/// A sink: turns chunks of stored items into deliveries. See the module docs.
+pub trait Sink: Send + 'static {
+    /// Name (cursor key in the store, metrics label, log field).
+    fn name(&self) -> &'static str;
+    /// The stream this sink consumes.
+    fn stream(&self) -> Stream;
+    /// Most items (readings or events) to hand over in one delivery.
+    fn max_items(&self) -> usize;
+    /// Items per second this sink may deliver at most (pacing), if limited.
+    fn max_rate(&self) -> Option<u64> {
+        None
+    }
+    /// Resolves when a delivery could succeed (e.g. the MQTT session is connected).
+    fn ready(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+    /// Deliver one chunk; `Ok` means the far side acknowledged all of it.
+    fn deliver(&mut self, items: &Items) -> impl Future<Output = Result<(), SinkError>> + Send;
+    /// Called once when the runner stops (drained or stopped): say goodbye to the far side.
+    fn close(self) -> impl Future<Output = ()> + Send
+    where
+        Self: Sized,
+    {
+        async {}
+    }
+}
 
 /// Control tokens of the sink tasks.
 #[derive(Clone, Default)]
@@ -23,6 +118,47 @@ pub struct SinkCtl {
     pub stop: CancellationToken,
 }
 
+impl SinkCtl {
+    fn child(&self) -> SinkCtl {
+        SinkCtl {
+            drain: self.drain.child_token(),
+            stop: self.stop.child_token(),
+        }
+    }
+}
+
+/// The sinks configured in `cfg` and the stream each consumes.
+pub fn consumers(cfg: &Config) -> Vec<Consumer> {
+    let mut v = Vec::new();
+    if cfg.influxdb.is_some() {
+        v.push(("influxdb".to_string(), Stream::Readings));
+    }
+    if cfg.mqtt.is_some() {
+        v.push(("mqtt".to_string(), Stream::Events));
+    }
+    v
+}
+
+/// What a sink's configuration is, for deciding whether a reload restarts it.
+fn fingerprints(cfg: &Config) -> HashMap<&'static str, String> {
+    let mut m = HashMap::new();
+    let tags: Vec<_> = cfg.sensor.iter().map(|s| (&s.id, &s.tags)).collect();
+    if let Some(i) = &cfg.influxdb {
+        let fp = serde_json::to_string(&(i, &cfg.gateway.id, &cfg.gateway.location, &tags));
+        m.insert("influxdb", fp.unwrap_or_default());
+    }
+    if let Some(q) = &cfg.mqtt {
+        let fp = serde_json::to_string(&(q, &cfg.gateway.id, &cfg.gateway.location));
+        m.insert("mqtt", fp.unwrap_or_default());
+    }
+    m
+}
+
+/// The sink tasks running now, by name.
+pub struct RunningSinks {
+    running: HashMap<&'static str, (String, SinkCtl, tokio::task::JoinHandle<()>)>,
+}
+
 /// Start every configured sink.
 pub fn spawn_all(
     cfg: &Config,
@@ -30,38 +166,108 @@ pub fn spawn_all(
     metrics: &SharedMetrics,
     ctl: &SinkCtl,
     tracker: &TaskTracker,
-) {
-    #[cfg(feature = "influxdb")]
-    if let Some(i) = &cfg.influxdb {
-        tracker.spawn(influxdb::run(
-            i.clone(),
-            cfg.clone(),
-            signals.clone(),
-            metrics.clone(),
-            ctl.clone(),
-        ));
+) -> RunningSinks {
+    let mut running = HashMap::new();
+    for (name, fp) in fingerprints(cfg) {
+        let c = ctl.child();
+        if let Some(h) = spawn_one(name, cfg, signals, metrics, &c, tracker) {
+            running.insert(name, (fp, c, h));
+        }
     }
-    #[cfg(not(feature = "influxdb"))]
-    if cfg.influxdb.is_some() {
-        tracing::error!("InfluxDB support is not compiled into this build.");
+    RunningSinks { running }
+}
+
+fn spawn_one(
+    name: &'static str,
+    cfg: &Config,
+    signals: &Signals,
+    metrics: &SharedMetrics,
+    ctl: &SinkCtl,
+    tracker: &TaskTracker,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let _ = (cfg, signals, metrics, ctl, tracker);
+    match name {
+        #[cfg(feature = "influxdb")]
+        "influxdb" => {
+            let i = cfg.influxdb.clone()?;
+            let build = influxdb::InfluxSink::build(i, cfg.clone());
+            Some(tracker.spawn(runner::run(
+                build,
+                cfg.gateway.data_dir.clone(),
+                signals.clone(),
+                metrics.clone(),
+                ctl.clone(),
+            )))
+        }
+        #[cfg(feature = "mqtt")]
+        "mqtt" => {
+            let m = cfg.mqtt.clone()?;
+            let build = mqtt::AlertFeed::build(
+                m,
+                cfg.clone(),
+                signals.clone(),
+                metrics.clone(),
+                ctl.stop.clone(),
+            );
+            Some(tracker.spawn(runner::run(
+                build,
+                cfg.gateway.data_dir.clone(),
+                signals.clone(),
+                metrics.clone(),
+                ctl.clone(),
+            )))
+        }
+        other => {
+            tracing::error!(
+                sink = other,
+                "This sink is not compiled into this build; its data stays in the local store."
+            );
+            metrics
+                .sink(other)
+                .set_state(crate::metrics::SinkState::Failed);
+            None
+        }
     }
-    #[cfg(feature = "mqtt")]
-    if let Some(m) = &cfg.mqtt {
-        tracker.spawn(mqtt::run(
-            m.clone(),
-            cfg.clone(),
-            signals.clone(),
-            metrics.clone(),
-            ctl.clone(),
-        ));
+}
+
+impl RunningSinks {
+    /// Apply a reload: restart exactly the sinks whose configuration changed, start new ones, stop removed ones.
+    /// Returns how many were (re)started. A stopped sink's cursor stays in the store, so nothing pending is lost.
+    pub async fn reload(
+        &mut self,
+        old: &Config,
+        new: &Config,
+        signals: &Signals,
+        metrics: &SharedMetrics,
+        ctl: &SinkCtl,
+        tracker: &TaskTracker,
+    ) -> usize {
+        let _ = old;
+        let want = fingerprints(new);
+        let mut started = 0;
+        let names: Vec<&'static str> = self.running.keys().copied().collect();
+        for name in names {
+            if want.get(name) == self.running.get(name).map(|(fp, _, _)| fp) {
+                continue;
+            }
+            if let Some((_, c, h)) = self.running.remove(name) {
+                tracing::info!(sink = name, "Sink configuration changed; restarting it.");
+                c.stop.cancel();
+                let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
+            }
+        }
+        for (name, fp) in want {
+            if self.running.contains_key(name) {
+                continue;
+            }
+            let c = ctl.child();
+            if let Some(h) = spawn_one(name, new, signals, metrics, &c, tracker) {
+                self.running.insert(name, (fp, c, h));
+                started += 1;
+            }
+        }
+        started
     }
-    #[cfg(not(feature = "mqtt"))]
-    if cfg.mqtt.is_some() {
-        tracing::error!(
-            "MQTT support is not compiled into this build; alerts stay in the local store."
-        );
-    }
-    let _ = (signals, metrics, ctl);
 }
 
 /// Let sinks deliver for up to `deadline`, then stop them.
@@ -77,65 +283,4 @@ pub async fn drain(ctl: &SinkCtl, tracker: &TaskTracker, deadline: Duration) {
     }
     ctl.stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(1), tracker.wait()).await;
-}
-
-/// Jittered exponential backoff.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    base: Duration,
-    max: Duration,
-    attempt: u32,
-}
-
-impl Backoff {
-    /// From `base` doubling up to `max`.
-    pub fn new(base: Duration, max: Duration) -> Self {
-        Backoff {
-            base,
-            max,
-            attempt: 0,
-        }
-    }
-    /// Next delay (full jitter between 50 % and 100 %).
-    pub fn next_delay(&mut self) -> Duration {
-        let exp = self.base.saturating_mul(1u32 << self.attempt.min(16));
-        self.attempt += 1;
-        let d = exp.min(self.max);
-        d.mul_f64(0.5 + fastrand::f64() * 0.5)
-    }
-    /// After a success.
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-}
-
-/// Resolve a secret given inline, by file, environment variable or systemd credential.
-pub fn resolve_secret(
-    inline: &Option<String>,
-    file: &Option<std::path::PathBuf>,
-    env: &Option<String>,
-    credential: &Option<String>,
-) -> Result<Option<String>, String> {
-    if let Some(s) = inline {
-        return Ok(Some(s.clone()));
-    }
-    if let Some(f) = file {
-        return std::fs::read_to_string(f)
-            .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_string()))
-            .map_err(|e| format!("cannot read secret file {}: {e}", f.display()));
-    }
-    if let Some(v) = env {
-        return std::env::var(v)
-            .map(Some)
-            .map_err(|_| format!("environment variable {v} is not set"));
-    }
-    if let Some(c) = credential {
-        let dir = std::env::var("CREDENTIALS_DIRECTORY")
-            .map_err(|_| format!("credential {c:?} requested but CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the unit)"))?;
-        let p = std::path::Path::new(&dir).join(c);
-        return std::fs::read_to_string(&p)
-            .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_string()))
-            .map_err(|e| format!("cannot read credential {}: {e}", p.display()));
-    }
-    Ok(None)
 }

@@ -19,7 +19,7 @@ use super::decode::{decode, DataType, WordOrder};
 use crate::config::{ModbusConfig, SensorConfig};
 use crate::metrics::SharedMetrics;
 use crate::model::{Reading, Timestamp};
-use crate::sink::Backoff;
+use crate::util::Backoff;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

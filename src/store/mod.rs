@@ -21,6 +21,9 @@
 //! blobs ([`codec`]), ~3–5 bytes per reading; alerts are JSON rows.
 
 pub mod codec;
+mod shared;
+
+pub use shared::SharedStore;
 
 use crate::model::{Alert, Reading, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -113,6 +116,9 @@ pub struct SinkStatus {
     pub oldest_age_s: Option<f64>,
     /// Items the far side rejected as malformed.
     pub dead_letters: u64,
+    /// What the daemon last recorded about this sink (`running`, `cannot start: …`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
 }
 
 /// `buffer status`.
@@ -421,6 +427,29 @@ impl Store {
         Ok(())
     }
 
+    /// Items of `stream` after `pos` (readings, or events): a sink's backlog.
+    pub fn pending(&self, stream: Stream, pos: i64) -> Result<u64, StoreError> {
+        let sql = match stream {
+            Stream::Readings => "SELECT coalesce(sum(count), 0) FROM batches WHERE id > ?1",
+            Stream::Events => "SELECT count(*) FROM events WHERE seq > ?1",
+        };
+        let n: i64 = self.conn.query_row(sql, [pos], |r| r.get(0))?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// Record how a sink is doing (shown by `buffer status`).
+    pub fn set_sink_state(
+        &self,
+        sink: &str,
+        state: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.set_meta(
+            &format!("sink_state.{sink}"),
+            &format!("{state} (since {})", now.rfc3339()),
+        )
+    }
+
     /// Record that the far side rejected item `pos` as malformed, and move the cursor past it.
     pub fn dead_letter(
         &mut self,
@@ -639,6 +668,7 @@ impl Store {
                 pending: pending as u64,
                 oldest_age_s: oldest_ts.map(|t| (now.0 - t).max(0) as f64 / 1000.0),
                 dead_letters: dead as u64,
+                state: self.meta(&format!("sink_state.{sink}"))?,
             });
         }
         Ok(Status {

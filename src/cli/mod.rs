@@ -6,6 +6,9 @@ use crate::model::Timestamp;
 use crate::store::Store;
 use crate::telemetry::{self, LogFormat};
 use clap::{Parser, Subcommand, ValueEnum};
+
+#[cfg(feature = "mqtt")]
+mod alerts;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tokio::sync::mpsc;
@@ -92,7 +95,8 @@ enum Cmd {
         #[arg(long)]
         no_color: bool,
     },
-    /// Measure pipeline and store throughput, bytes per reading, on this machine.
+    /// Measure against live servers (built with `--features bench`).
+    #[cfg(feature = "bench")]
     Bench {
         /// Readings to push through.
         #[arg(long, default_value_t = 2_000_000)]
@@ -106,12 +110,6 @@ enum Cmd {
         /// Measure the backlog drain to an InfluxDB v2 write API at this URL (http://HOST:PORT).
         #[arg(long)]
         influxdb: Option<String>,
-    },
-    /// (testing) Write readings and alerts as fast as possible, printing what is committed.
-    #[command(hide = true)]
-    CrashWriter {
-        /// Data directory.
-        dir: PathBuf,
     },
 }
 
@@ -199,6 +197,7 @@ pub fn main() -> ExitCode {
                 }
             }
         }
+        #[cfg(feature = "bench")]
         Some(Cmd::Bench {
             readings,
             mqtt,
@@ -243,7 +242,7 @@ pub fn main() -> ExitCode {
                 return ExitCode::from(2);
             };
             let color = !no_color && std::io::IsTerminal::is_terminal(&std::io::stdout());
-            let o = crate::sink::mqtt::ViewOptions {
+            let o = alerts::ViewOptions {
                 broker,
                 gateway,
                 prefix,
@@ -255,7 +254,7 @@ pub fn main() -> ExitCode {
                 count,
                 color,
             };
-            match rt.block_on(crate::sink::mqtt::view(o)) {
+            match rt.block_on(alerts::view(o)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("watchpost alerts: {e}");
@@ -263,7 +262,6 @@ pub fn main() -> ExitCode {
                 }
             }
         }
-        Some(Cmd::CrashWriter { dir }) => crate::bench::crash_writer(&dir),
         Some(Cmd::Read { sensors, json }) => {
             let Some(cfg) = load_or_exit(cli.config.as_deref()) else {
                 return ExitCode::from(1);
@@ -301,6 +299,7 @@ pub fn main() -> ExitCode {
     }
 }
 
+#[cfg(feature = "bench")]
 fn bench_exit(r: Result<(), Box<dyn std::error::Error>>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -332,8 +331,10 @@ fn run_daemon(path: PathBuf, cfg: Config) -> ExitCode {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One async thread is plenty on a 1–4 core gateway: nothing blocks it (the store writer has its own thread,
+    // sink store reads run on the blocking pool, which keeps at most four threads).
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(4)
         .enable_all()
         .build()
     {
@@ -408,7 +409,7 @@ fn buffer(cmd: BufferCmd, cfg: &Config) -> ExitCode {
     let now = Timestamp::now();
     match cmd {
         BufferCmd::Status { json } => {
-            let st = match store.status(&crate::app::consumers(cfg), now) {
+            let st = match store.status(&crate::sink::consumers(cfg), now) {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("watchpost buffer status: {e}");
@@ -459,6 +460,9 @@ fn buffer(cmd: BufferCmd, cfg: &Config) -> ExitCode {
                         .unwrap_or_else(|| "-".into()),
                     s.dead_letters
                 );
+                if let Some(state) = &s.state {
+                    println!("     {:<10}  state: {state}", "");
+                }
             }
             ExitCode::SUCCESS
         }

@@ -1,0 +1,395 @@
+//! Ingest: the one thread that owns the store's writer connection.
+//!
+//! Sources send readings into a bounded channel; this thread validates them, evaluates alarms ([`Engine`]),
+//! commits alert transitions at once (fsync'd) and reading batches every `flush_interval`, enforces the size cap
+//! and prunes delivered data. It runs on its own OS thread with a small current-thread runtime for its timers,
+//! so an fsync or a busy store never stalls a Modbus timeout or an MQTT keep-alive on the async workers.
+//! After each commit it bumps the [`Signals`] the sinks wait on.
+
+use crate::config::Config;
+use crate::metrics::SharedMetrics;
+use crate::model::{
+    Alert, AlertState, AlertType, LatestValue, Live, Quality, Reading, Signals, Timestamp,
+};
+use crate::pipeline::Engine;
+use crate::sink;
+use crate::store::Store;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+/// A BUFFER_OVERFLOW episode ends (the alert clears) after this long without drops.
+const OVERFLOW_CLEAR_AFTER: Duration = Duration::from_secs(600);
+/// Readings held in memory while the disk refuses writes, before the oldest are dropped.
+const MAX_PENDING: usize = 1_000_000;
+/// Readings taken from the channel in one go before alerts are committed.
+const TAKE_AT_ONCE: usize = 4096;
+
+/// The running ingest thread.
+pub struct Ingest {
+    /// New configurations (SIGHUP), applied between readings.
+    pub reload: mpsc::Sender<Config>,
+    /// What the sinks wait on.
+    pub signals: Signals,
+    stop: CancellationToken,
+    done: oneshot::Receiver<()>,
+}
+
+impl Ingest {
+    /// Open the store, restore the alarm state and start the thread. Fails if the store cannot be opened.
+    pub async fn start(
+        cfg: Config,
+        readings: mpsc::Receiver<Reading>,
+        metrics: SharedMetrics,
+    ) -> anyhow::Result<Ingest> {
+        let (ready_tx, ready_rx) = oneshot::channel::<Result<Signals, String>>();
+        let (done_tx, done) = oneshot::channel();
+        let (reload, reload_rx) = mpsc::channel(4);
+        let stop = CancellationToken::new();
+        let stop2 = stop.clone();
+        std::thread::Builder::new()
+            .name("watchpost-ingest".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(format!("cannot start the ingest runtime: {e}")));
+                        return;
+                    }
+                };
+                match Writer::open(cfg, metrics) {
+                    Ok((w, signals)) => {
+                        let _ = ready_tx.send(Ok(signals));
+                        rt.block_on(w.run(readings, reload_rx, stop2));
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+                let _ = done_tx.send(());
+            })?;
+        let signals = ready_rx
+            .await
+            .map_err(|_| anyhow::anyhow!("the ingest thread ended before the store was open"))?
+            .map_err(|e| anyhow::anyhow!(e))?;
+        Ok(Ingest {
+            reload,
+            signals,
+            stop,
+            done,
+        })
+    }
+
+    /// Commit everything still queued, mark the store clean and end the thread.
+    pub async fn finish(self) {
+        self.stop.cancel();
+        let _ = self.done.await;
+    }
+}
+
+/// The state of the ingest thread.
+struct Writer {
+    cfg: Config,
+    store: Store,
+    engine: Engine,
+    pending: Vec<Reading>,
+    unsaved_alerts: Vec<Alert>,
+    metrics: SharedMetrics,
+    readings_tx: watch::Sender<i64>,
+    events_tx: watch::Sender<i64>,
+    live_tx: watch::Sender<Arc<Live>>,
+    /// The open BUFFER_OVERFLOW alert and when readings were last dropped.
+    overflow: Option<(Alert, Instant)>,
+    alerts: Vec<Alert>,
+}
+
+impl Writer {
+    fn open(cfg: Config, metrics: SharedMetrics) -> Result<(Writer, Signals), String> {
+        let started = Timestamp::now();
+        let dir = cfg.gateway.data_dir.clone();
+        let store = Store::open(&dir)
+            .map_err(|e| format!("cannot open the store in {}: {e}", dir.display()))?;
+        let mut engine = Engine::new(&cfg.gateway.id, &cfg.gateway.location, &cfg.sensor, started);
+        match store.engine_state() {
+            Ok(Some(st)) => {
+                if let Err(e) = engine.restore(&st, started) {
+                    tracing::warn!(error = %e, "Saved alarm state is unreadable; starting with no active alarms.");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => return Err(format!("cannot read the saved alarm state: {e}")),
+        }
+        let mut store = store;
+        if let Err(e) = store.prune(&sink::consumers(&cfg), cfg.buffer.retention.0, started) {
+            tracing::warn!(error = %e, "Pruning delivered data failed.");
+        }
+        let (readings_tx, readings) = watch::channel(0i64);
+        let (events_tx, events) = watch::channel(0i64);
+        let (live_tx, live) = watch::channel(Arc::new(Live::default()));
+        let w = Writer {
+            cfg,
+            store,
+            engine,
+            pending: Vec::new(),
+            unsaved_alerts: Vec::new(),
+            metrics,
+            readings_tx,
+            events_tx,
+            live_tx,
+            overflow: None,
+            alerts: Vec::new(),
+        };
+        Ok((
+            w,
+            Signals {
+                readings,
+                events,
+                live,
+            },
+        ))
+    }
+
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Reading>,
+        mut reload: mpsc::Receiver<Config>,
+        stop: CancellationToken,
+    ) {
+        let started_at = Instant::now();
+        let mut first_reading = true;
+        let mut flush = tokio::time::interval(self.cfg.buffer.flush_interval.0);
+        flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut housekeeping = tokio::time::interval(Duration::from_secs(60));
+        housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let watchdog = sd_watchdog();
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                Some(new) = reload.recv() => self.reconfigure(new),
+                Some(r) = rx.recv() => {
+                    if first_reading {
+                        first_reading = false;
+                        tracing::info!(after_ms = started_at.elapsed().as_secs_f64() * 1e3, sensor = %r.sensor, "First reading.");
+                    }
+                    self.accept(r);
+                    // Take what is already queued without yielding, up to a batch.
+                    for _ in 0..TAKE_AT_ONCE {
+                        match rx.try_recv() {
+                            Ok(r) => self.accept(r),
+                            Err(_) => break,
+                        }
+                    }
+                    self.commit_alerts();
+                    if self.pending.len() >= self.cfg.buffer.batch_max_readings {
+                        self.flush();
+                        self.commit_alerts();
+                    }
+                }
+                _ = flush.tick() => {
+                    self.flush();
+                    self.commit_alerts();
+                }
+                _ = tick.tick() => {
+                    let mut out = std::mem::take(&mut self.alerts);
+                    self.engine.tick(Timestamp::now(), &mut out);
+                    self.alerts = out;
+                    self.check_overflow_cleared();
+                    self.commit_alerts();
+                    if watchdog {
+                        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                    }
+                }
+                _ = housekeeping.tick() => {
+                    let cons = sink::consumers(&self.cfg);
+                    if let Err(e) = self.store.prune(&cons, self.cfg.buffer.retention.0, Timestamp::now()) {
+                        tracing::warn!(error = %e, "Pruning delivered data failed.");
+                    }
+                }
+            }
+        }
+        // The sources have stopped: commit what they sent.
+        while let Ok(r) = rx.try_recv() {
+            self.accept(r);
+        }
+        self.commit_alerts();
+        self.flush();
+        self.commit_alerts();
+        if let Err(e) = self.store.mark_clean() {
+            tracing::warn!(error = %e, "Could not mark the store as cleanly closed.");
+        }
+        tracing::info!("Readings committed.");
+    }
+
+    fn reconfigure(&mut self, new: Config) {
+        self.flush();
+        let removed = self.engine.reconfigure(&new.sensor, Timestamp::now());
+        self.alerts.extend(removed);
+        self.cfg = new;
+        // Sensors removed by the reload leave the live state (and so the device shadow).
+        let cfg = &self.cfg;
+        self.live_tx.send_modify(|live| {
+            let mut l = (**live).clone();
+            l.sensors
+                .retain(|k, _| cfg.sensor.iter().any(|s| s.id == *k));
+            *live = Arc::new(l);
+        });
+        self.commit_alerts();
+    }
+
+    fn accept(&mut self, mut r: Reading) {
+        self.engine.evaluate(&mut r, &mut self.alerts);
+        self.metrics.readings.fetch_add(1, Ordering::Relaxed);
+        if r.quality != Quality::Good {
+            self.metrics.readings_bad.fetch_add(1, Ordering::Relaxed);
+        }
+        self.pending.push(r);
+    }
+
+    /// Commit alert transitions before anything publishes them; keep them in memory if the disk refuses.
+    fn commit_alerts(&mut self) {
+        if self.alerts.is_empty() && self.unsaved_alerts.is_empty() {
+            return;
+        }
+        for a in &self.alerts {
+            tracing::info!(target: "watchpost::alert", alert_id = %a.id, sensor = %a.sensor, "{}", a.summary());
+        }
+        self.metrics
+            .alerts
+            .fetch_add(self.alerts.len() as u64, Ordering::Relaxed);
+        self.unsaved_alerts.append(&mut self.alerts);
+        let snap = self.engine.snapshot();
+        match self.store.append_alerts(&self.unsaved_alerts, Some(&snap)) {
+            Ok(seqs) => {
+                self.unsaved_alerts.clear();
+                if let Some(last) = seqs.last() {
+                    self.events_tx.send_replace(*last);
+                }
+            }
+            Err(e) => {
+                self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, held = self.unsaved_alerts.len(), "Cannot commit alert events; holding them in memory and retrying.");
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        self.publish_live();
+        let snap = self.engine.snapshot();
+        match self.store.append_readings(&self.pending, Some(&snap)) {
+            Ok(id) => {
+                self.pending.clear();
+                self.metrics.flushes.fetch_add(1, Ordering::Relaxed);
+                if let Some(id) = id {
+                    self.readings_tx.send_replace(id);
+                }
+            }
+            Err(e) => {
+                self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, held = self.pending.len(), "Cannot commit readings; holding them in memory and retrying.");
+                if e.is_full() {
+                    // Make room: drop the oldest stored readings (alerts are kept).
+                    let used = self.store.used_bytes().unwrap_or(0);
+                    self.enforce_cap(used / 10 * 9);
+                }
+                if self.pending.len() > MAX_PENDING {
+                    let n = self.pending.len() - MAX_PENDING;
+                    self.pending.drain(..n);
+                    self.metrics.dropped.fetch_add(n as u64, Ordering::Relaxed);
+                    tracing::warn!(dropped = n, "Memory buffer full while the disk refuses writes; dropped the oldest readings.");
+                }
+                return;
+            }
+        }
+        let max = self.cfg.buffer.max_size.0;
+        self.enforce_cap(max);
+    }
+
+    /// Clear the BUFFER_OVERFLOW alert once nothing was dropped for `OVERFLOW_CLEAR_AFTER`.
+    fn check_overflow_cleared(&mut self) {
+        if let Some((a, last)) = &self.overflow {
+            if last.elapsed() >= OVERFLOW_CLEAR_AFTER {
+                let mut c = a.clone();
+                c.state = AlertState::Cleared;
+                c.ts = Timestamp::now().rfc3339();
+                c.reason = Some(format!(
+                    "no readings dropped for {}",
+                    humantime::format_duration(OVERFLOW_CLEAR_AFTER)
+                ));
+                self.alerts.push(c);
+                self.overflow = None;
+            }
+        }
+    }
+
+    /// Update the live state from the readings about to be flushed and the active alarms.
+    fn publish_live(&mut self) {
+        let mut live = (**self.live_tx.borrow()).clone();
+        for r in self.pending.iter().filter(|r| self.engine.knows(&r.sensor)) {
+            live.sensors.insert(
+                r.sensor.to_string(),
+                LatestValue {
+                    v: r.value.is_finite().then_some(r.value),
+                    ts: r.ts.0,
+                    q: r.quality.as_str(),
+                },
+            );
+        }
+        live.alerts = self.engine.active();
+        self.live_tx.send_if_modified(|old| {
+            if **old == live {
+                false
+            } else {
+                *old = Arc::new(live);
+                true
+            }
+        });
+    }
+
+    fn enforce_cap(&mut self, max: u64) {
+        match self.store.enforce_cap(max) {
+            Ok(Some(d)) => {
+                self.metrics
+                    .dropped
+                    .fetch_add(d.readings, Ordering::Relaxed);
+                tracing::warn!(readings = d.readings, batches = d.batches, from = %d.first, to = %d.last,
+                    max_size = max, "Buffer cap reached: dropped the oldest readings.");
+                match self.overflow.as_mut() {
+                    Some((_, last)) => *last = Instant::now(),
+                    None => {
+                        let reason = format!(
+                            "buffer cap of {} bytes reached: dropped {} readings from {} to {}",
+                            max, d.readings, d.first, d.last
+                        );
+                        let a = self.engine.gateway_alert(
+                            AlertType::BufferOverflow,
+                            AlertState::Raised,
+                            Timestamp::now(),
+                            reason,
+                        );
+                        self.overflow = Some((a.clone(), Instant::now()));
+                        self.alerts.push(a);
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "Cannot enforce the buffer cap."),
+        }
+    }
+}
+
+fn sd_watchdog() -> bool {
+    let mut usec = 0;
+    sd_notify::watchdog_enabled(false, &mut usec)
+}

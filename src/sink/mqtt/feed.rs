@@ -1,0 +1,150 @@
+//! The alert feed: the MQTT [`Sink`]. Each alert event becomes two QoS 1 publishes, the retained state on
+//! `alerts/{sensor}` and the ordered `events` feed; a chunk is delivered when the broker acknowledged all of them.
+
+use super::session::{Cmd, Msg, Session};
+use super::shadow::Shadow;
+use super::{options, Topics};
+use crate::config::{Config, MqttConfig};
+use crate::metrics::SharedMetrics;
+use crate::model::Signals;
+use crate::sink::runner::SinkBuild;
+use crate::sink::{Items, Sink, SinkError};
+use crate::store::Stream;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+const SINK: &str = "mqtt";
+
+/// The MQTT alert feed (see the module docs).
+pub struct AlertFeed {
+    cmds: mpsc::Sender<Cmd>,
+    connected: watch::Receiver<bool>,
+    topics: Topics,
+    max_items: usize,
+    stop: CancellationToken,
+    session: tokio::task::JoinHandle<()>,
+}
+
+/// Builds an [`AlertFeed`] and starts its connection.
+pub struct Build {
+    m: MqttConfig,
+    cfg: Config,
+    signals: Signals,
+    metrics: SharedMetrics,
+    stop: CancellationToken,
+}
+
+impl AlertFeed {
+    /// What the runner needs to build the feed; the connection stops with `stop`.
+    pub fn build(
+        m: MqttConfig,
+        cfg: Config,
+        signals: Signals,
+        metrics: SharedMetrics,
+        stop: CancellationToken,
+    ) -> Build {
+        Build {
+            m,
+            cfg,
+            signals,
+            metrics,
+            stop,
+        }
+    }
+}
+
+impl SinkBuild<AlertFeed> for Build {
+    fn name(&self) -> &'static str {
+        SINK
+    }
+    fn build(&mut self) -> Result<AlertFeed, SinkError> {
+        crate::install_crypto_provider();
+        let opts = options(&self.m, &self.cfg).map_err(|reason| SinkError::Refused { reason })?;
+        let max_items = usize::from(self.m.max_inflight.max(1));
+        let (cmds, rx) = mpsc::channel(4);
+        let (connected_tx, connected) = watch::channel(false);
+        let stop = self.stop.child_token();
+        let session = Session {
+            opts,
+            cfg: self.cfg.clone(),
+            topics: Topics::new(&self.m.topic_prefix, &self.cfg.gateway.id),
+            shadow: self
+                .m
+                .shadow
+                .as_ref()
+                .map(|s| Shadow::new(s, &self.cfg.gateway.id)),
+            live: self.signals.live.clone(),
+            metrics: self.metrics.clone(),
+            sink: self.metrics.sink(SINK),
+            connected: connected_tx,
+            // A full chunk (two publishes per event) plus status and shadow requests.
+            queue: 2 * max_items + 64,
+        };
+        let session = tokio::spawn(session.run(rx, stop.clone()));
+        tracing::info!(url = %self.m.url, "MQTT sink started.");
+        Ok(AlertFeed {
+            cmds,
+            connected,
+            topics: Topics::new(&self.m.topic_prefix, &self.cfg.gateway.id),
+            max_items,
+            stop,
+            session,
+        })
+    }
+}
+
+impl Sink for AlertFeed {
+    fn name(&self) -> &'static str {
+        SINK
+    }
+    fn stream(&self) -> Stream {
+        Stream::Events
+    }
+    fn max_items(&self) -> usize {
+        self.max_items
+    }
+    async fn ready(&mut self) {
+        let _ = self.connected.wait_for(|c| *c).await;
+    }
+    async fn deliver(&mut self, items: &Items) -> Result<(), SinkError> {
+        let Items::Events(events) = items else {
+            return Ok(());
+        };
+        let mut msgs = Vec::with_capacity(events.len() * 2);
+        for (seq, a) in events {
+            // A retained empty payload would delete the alert state on the broker: never publish one.
+            let payload = serde_json::to_vec(a).map_err(|e| SinkError::Rejected {
+                reason: format!("event {seq} cannot be encoded: {e}"),
+            })?;
+            msgs.push(Msg {
+                topic: self.topics.alert(&a.sensor),
+                payload: payload.clone(),
+                retain: true,
+            });
+            msgs.push(Msg {
+                topic: self.topics.events(),
+                payload,
+                retain: false,
+            });
+        }
+        let (done, rx) = oneshot::channel();
+        let gone = || SinkError::Retry {
+            after: None,
+            reason: "the MQTT session ended".into(),
+        };
+        self.cmds
+            .send(Cmd::Deliver { msgs, done })
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+    async fn close(self) {
+        let (done, rx) = oneshot::channel();
+        if self.cmds.send(Cmd::Close { done }).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), rx).await;
+        }
+        self.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.session).await;
+    }
+}

@@ -1,0 +1,222 @@
+//! MQTT sink (rumqttc, MQTT 3.1.1): alerts, gateway status and the AWS IoT Device Shadow.
+//!
+//! Topics (design.md §2):
+//! * `{prefix}/{gateway}/alerts/{sensor}` — QoS 1, retained: the latest alert state of that sensor;
+//! * `{prefix}/{gateway}/events` — QoS 1: every alert transition in order;
+//! * `{prefix}/{gateway}/status` — retained `{"state":"online"|"offline",…}`; `offline` is also the will.
+//!
+//! Delivery: alert events are read from the store after the sink's cursor; the cursor advances only when the
+//! broker acknowledged (PUBACK) both publishes of an event and of every earlier one. The store is the source of
+//! truth, not the client: after any connection loss the client is rebuilt and everything unacknowledged is
+//! published again from the store (at-least-once, in order). Publishing is paced by `max_inflight`.
+//!
+//! Device shadow (classic or named): subscribes to `update/accepted|rejected|delta` and `get/accepted|rejected`
+//! before publishing, sends `get` after each connect, reports active alerts, latest sensor values and gateway
+//! health at most every `min_interval` and only when changed; offline periods coalesce naturally (only the
+//! newest state is kept). Messages with a lower `version` than seen are dropped; on `409` it re-gets and retries;
+//! `desired` state is logged and reported back as not applied; the document is kept under 8 KB by trimming sensors
+//! (never alerts); at most 10 shadow requests are in flight.
+
+mod feed;
+mod session;
+pub mod shadow;
+
+pub use feed::AlertFeed;
+
+use crate::config::{resolve_secret, Config, MqttConfig};
+use crate::model::Timestamp;
+use rumqttc::{LastWill, MqttOptions, QoS, TlsConfiguration, Transport};
+use shadow::SHADOW_MAX_INFLIGHT;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Host and port from `mqtt://host:port` / `mqtts://host:port`.
+pub fn parse_url(url: &str) -> Result<(bool, String, u16), String> {
+    let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("mqtt://") {
+        (false, r)
+    } else {
+        return Err(format!(
+            "{url:?}: expected mqtt://host:port or mqtts://host:port"
+        ));
+    };
+    let rest = rest.trim_end_matches('/');
+    let default = if tls { 8883 } else { 1883 };
+    let (host, port) = if let Some(stripped) = rest.strip_prefix('[') {
+        let end = stripped
+            .find(']')
+            .ok_or_else(|| format!("{url:?}: unterminated IPv6 address"))?;
+        let host = &stripped[..end];
+        let port = stripped[end + 1..]
+            .strip_prefix(':')
+            .map(|p| p.parse::<u16>())
+            .transpose();
+        (
+            host.to_string(),
+            port.map_err(|e| format!("{url:?}: bad port: {e}"))?
+                .unwrap_or(default),
+        )
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) => (
+                h.to_string(),
+                p.parse().map_err(|e| format!("{url:?}: bad port: {e}"))?,
+            ),
+            None => (rest.to_string(), default),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("{url:?}: missing host"));
+    }
+    Ok((tls, host, port))
+}
+
+/// Build the rustls client config (ring provider): CA file or the Mozilla roots, optional client certificate.
+pub fn tls_config(
+    ca_file: Option<&std::path::Path>,
+    cert_file: Option<&std::path::Path>,
+    key_file: Option<&std::path::Path>,
+    alpn: &[String],
+) -> Result<rustls::ClientConfig, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(ca) => {
+            let certs = CertificateDer::pem_file_iter(ca)
+                .map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
+            for c in certs {
+                let c = c.map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
+                roots
+                    .add(c)
+                    .map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("TLS: {e}"))?
+    .with_root_certificates(roots);
+    let mut cfg = match (cert_file, key_file) {
+        (Some(c), Some(k)) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(c)
+                .map_err(|e| format!("cert_file {}: {e}", c.display()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("cert_file {}: {e}", c.display()))?;
+            let key = PrivateKeyDer::from_pem_file(k)
+                .map_err(|e| format!("key_file {}: {e}", k.display()))?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| format!("client certificate: {e}"))?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    cfg.alpn_protocols = alpn.iter().map(|a| a.as_bytes().to_vec()).collect();
+    Ok(cfg)
+}
+
+/// Topic names of one gateway.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    /// `{prefix}/{gateway}`
+    pub base: String,
+}
+
+impl Topics {
+    /// For `prefix` and gateway id.
+    pub fn new(prefix: &str, gateway: &str) -> Self {
+        Topics {
+            base: format!("{}/{gateway}", prefix.trim_end_matches('/')),
+        }
+    }
+    /// Retained per-sensor alert topic.
+    pub fn alert(&self, sensor: &str) -> String {
+        format!("{}/alerts/{sensor}", self.base)
+    }
+    /// Ordered event feed.
+    pub fn events(&self) -> String {
+        format!("{}/events", self.base)
+    }
+    /// Retained status.
+    pub fn status(&self) -> String {
+        format!("{}/status", self.base)
+    }
+}
+
+fn status_payload(cfg: &Config, online: bool) -> String {
+    serde_json::json!({
+        "state": if online { "online" } else { "offline" },
+        "device": cfg.gateway.id,
+        "location": cfg.gateway.location,
+        "version": env!("CARGO_PKG_VERSION"),
+        "ts": Timestamp::now().rfc3339(),
+    })
+    .to_string()
+}
+
+fn options(m: &MqttConfig, cfg: &Config) -> Result<MqttOptions, String> {
+    let (tls, host, port) = parse_url(&m.url)?;
+    let client_id = m
+        .client_id
+        .clone()
+        .unwrap_or_else(|| cfg.gateway.id.clone());
+    let mut o = MqttOptions::new(client_id, host, port);
+    o.set_keep_alive(m.keep_alive.0.max(Duration::from_secs(5)));
+    o.set_clean_session(!m.persistent_session);
+    o.set_inflight(
+        m.max_inflight
+            .saturating_mul(2)
+            .max(SHADOW_MAX_INFLIGHT as u16 + 4),
+    );
+    o.set_max_packet_size(256 * 1024, 256 * 1024);
+    let topics = Topics::new(&m.topic_prefix, &cfg.gateway.id);
+    o.set_last_will(LastWill::new(
+        topics.status(),
+        status_payload(cfg, false),
+        QoS::AtLeastOnce,
+        true,
+    ));
+    let password = resolve_secret(&m.password, &m.password_file, &m.password_env, &None)?;
+    if let Some(u) = &m.username {
+        o.set_credentials(u.clone(), password.unwrap_or_default());
+    }
+    if tls {
+        let c = tls_config(
+            m.ca_file.as_deref(),
+            m.cert_file.as_deref(),
+            m.key_file.as_deref(),
+            &m.alpn,
+        )?;
+        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            Arc::new(c),
+        )));
+    }
+    Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            parse_url("mqtt://127.0.0.1:1884"),
+            Ok((false, "127.0.0.1".into(), 1884))
+        );
+        assert_eq!(
+            parse_url("mqtts://broker.example"),
+            Ok((true, "broker.example".into(), 8883))
+        );
+        assert_eq!(
+            parse_url("mqtt://[::1]:1883"),
+            Ok((false, "::1".into(), 1883))
+        );
+        assert!(parse_url("http://x").is_err());
+        assert!(parse_url("mqtt://:1").is_err());
+    }
+}

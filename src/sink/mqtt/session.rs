@@ -1,0 +1,272 @@
+//! The MQTT connection: one task owns the rumqttc event loop and polls it all the time (keep-alive, incoming
+//! shadow messages), publishes gateway status and the device shadow, and carries out deliveries for the alert
+//! feed. A delivery completes when the broker acknowledged (PUBACK) every publish in it; any connection loss
+//! fails the deliveries in flight (the runner re-sends them from the store) and rebuilds the client.
+
+use super::shadow::{Out, Shadow};
+use super::{status_payload, Topics};
+use crate::config::Config;
+use crate::metrics::{SharedMetrics, SinkMetrics};
+use crate::model::{Live, Timestamp};
+use crate::sink::SinkError;
+use crate::util::Backoff;
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+/// One publish of a delivery.
+pub(super) struct Msg {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub retain: bool,
+}
+
+/// What the alert feed asks of the session.
+pub(super) enum Cmd {
+    /// Publish these (QoS 1, in order) and answer when all are acknowledged.
+    Deliver {
+        msgs: Vec<Msg>,
+        done: oneshot::Sender<Result<(), SinkError>>,
+    },
+    /// Publish `offline`, disconnect cleanly and end.
+    Close { done: oneshot::Sender<()> },
+}
+
+/// Tracks which delivery each QoS 1 publish belongs to.
+#[derive(Default)]
+struct Acks {
+    /// Publishes requested, pkid not yet known: `Some(delivery)` for delivery publishes.
+    queued: VecDeque<Option<u64>>,
+    /// pkid → delivery.
+    inflight: HashMap<u16, Option<u64>>,
+    /// delivery → (publishes not yet acknowledged, who waits).
+    waiting: HashMap<u64, (usize, oneshot::Sender<Result<(), SinkError>>)>,
+    next_id: u64,
+}
+
+impl Acks {
+    /// Fail every delivery in flight (connection lost) and forget all publishes.
+    fn reset(&mut self, why: &str) {
+        for (_, (_, done)) in self.waiting.drain() {
+            let _ = done.send(Err(SinkError::Retry {
+                after: None,
+                reason: why.to_string(),
+            }));
+        }
+        self.queued.clear();
+        self.inflight.clear();
+    }
+    fn start(&mut self, publishes: usize, done: oneshot::Sender<Result<(), SinkError>>) -> u64 {
+        self.next_id += 1;
+        self.waiting.insert(self.next_id, (publishes, done));
+        self.next_id
+    }
+    fn fail(&mut self, id: u64, why: &str) {
+        if let Some((_, done)) = self.waiting.remove(&id) {
+            let _ = done.send(Err(SinkError::Retry {
+                after: None,
+                reason: why.to_string(),
+            }));
+        }
+    }
+    fn queued(&mut self, delivery: Option<u64>) {
+        self.queued.push_back(delivery);
+    }
+    fn sent(&mut self, pkid: u16) {
+        if let Some(d) = self.queued.pop_front() {
+            self.inflight.insert(pkid, d);
+        }
+    }
+    /// A PUBACK: true when it completed a delivery.
+    fn acked(&mut self, pkid: u16) -> bool {
+        let Some(Some(id)) = self.inflight.remove(&pkid) else {
+            return false;
+        };
+        let complete = match self.waiting.get_mut(&id) {
+            Some((n, _)) => {
+                *n = n.saturating_sub(1);
+                *n == 0
+            }
+            None => false,
+        };
+        if complete {
+            if let Some((_, done)) = self.waiting.remove(&id) {
+                let _ = done.send(Ok(()));
+            }
+        }
+        complete
+    }
+}
+
+/// The connection task's state.
+pub(super) struct Session {
+    pub opts: MqttOptions,
+    pub cfg: Config,
+    pub topics: Topics,
+    pub shadow: Option<Shadow>,
+    pub live: watch::Receiver<Arc<Live>>,
+    pub metrics: SharedMetrics,
+    pub sink: Arc<SinkMetrics>,
+    pub connected: watch::Sender<bool>,
+    pub queue: usize,
+}
+
+impl Session {
+    pub async fn run(mut self, mut cmds: mpsc::Receiver<Cmd>, stop: CancellationToken) {
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        let mut acks = Acks::default();
+        let mut first_error = true;
+        'conn: loop {
+            let (client, mut ev) = AsyncClient::new(self.opts.clone(), self.queue);
+            // Alerts are small and latency matters: no Nagle.
+            let mut net = rumqttc::NetworkOptions::new();
+            net.set_tcp_nodelay(true);
+            net.set_connection_timeout(10);
+            ev.network_options = net;
+            let mut connected = false;
+            let mut shadow_tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break 'conn,
+                    cmd = cmds.recv() => match cmd {
+                        None => break 'conn,
+                        Some(Cmd::Deliver { msgs, done }) => {
+                            if !connected {
+                                let _ = done.send(Err(SinkError::Retry { after: None, reason: "not connected to the broker".into() }));
+                                continue;
+                            }
+                            let id = acks.start(msgs.len(), done);
+                            for m in msgs {
+                                if client.try_publish(m.topic, QoS::AtLeastOnce, m.retain, m.payload).is_err() {
+                                    acks.fail(id, "MQTT request queue full");
+                                    break;
+                                }
+                                acks.queued(Some(id));
+                            }
+                        }
+                        Some(Cmd::Close { done }) => {
+                            if connected {
+                                let _ = client.try_publish(self.topics.status(), QoS::AtLeastOnce, true, status_payload(&self.cfg, false));
+                                let _ = client.try_disconnect();
+                                let _ = tokio::time::timeout(Duration::from_millis(1000), async {
+                                    while let Ok(e) = ev.poll().await {
+                                        if matches!(e, Event::Outgoing(Outgoing::Disconnect)) {
+                                            break;
+                                        }
+                                    }
+                                })
+                                .await;
+                            }
+                            let _ = done.send(());
+                            break 'conn;
+                        }
+                    },
+                    _ = shadow_tick.tick(), if connected && self.shadow.is_some() => {
+                        if let Some(sh) = self.shadow.as_mut() {
+                            let live = self.live.borrow().clone();
+                            let backlog = (
+                                self.metrics.sink("influxdb").backlog.load(Ordering::Relaxed),
+                                self.sink.backlog.load(Ordering::Relaxed),
+                            );
+                            if let Some(o) = sh.maybe_update(&live, backlog, Timestamp::now()) {
+                                publish_untracked(&client, o, &mut acks);
+                            }
+                        }
+                    }
+                    e = ev.poll() => match e {
+                        Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                            connected = true;
+                            first_error = true;
+                            backoff.reset();
+                            self.connected.send_replace(true);
+                            tracing::info!(session_present = ack.session_present, "MQTT connected.");
+                            let status = Out { topic: self.topics.status(), payload: status_payload(&self.cfg, true), retain: true };
+                            publish_untracked(&client, status, &mut acks);
+                            if let Some(sh) = self.shadow.as_mut() {
+                                for t in sh.subscriptions() {
+                                    let _ = client.try_subscribe(t, QoS::AtLeastOnce);
+                                }
+                                let o = sh.on_connect();
+                                publish_untracked(&client, o, &mut acks);
+                            }
+                        }
+                        Ok(Event::Outgoing(Outgoing::Publish(pkid))) => acks.sent(pkid),
+                        Ok(Event::Incoming(Packet::PubAck(a))) => {
+                            acks.acked(a.pkid);
+                        }
+                        Ok(Event::Incoming(Packet::Publish(p))) => {
+                            if let Some(sh) = self.shadow.as_mut() {
+                                for o in sh.handle(&p.topic, &p.payload, &self.metrics) {
+                                    publish_untracked(&client, o, &mut acks);
+                                }
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            self.sink.errors.fetch_add(1, Ordering::Relaxed);
+                            self.connected.send_replace(false);
+                            acks.reset("MQTT connection lost");
+                            let wait = backoff.next_delay();
+                            if first_error {
+                                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "MQTT connection lost or refused; alerts stay in the store and will be re-sent.");
+                                first_error = false;
+                            } else {
+                                tracing::debug!(error = %e, "MQTT reconnect failed.");
+                            }
+                            tokio::select! {
+                                _ = stop.cancelled() => break 'conn,
+                                _ = tokio::time::sleep(wait) => {}
+                            }
+                            continue 'conn;
+                        }
+                    }
+                }
+            }
+        }
+        self.connected.send_replace(false);
+        acks.reset("MQTT session ended");
+    }
+}
+
+fn publish_untracked(client: &AsyncClient, o: Out, acks: &mut Acks) {
+    if client
+        .try_publish(o.topic, QoS::AtLeastOnce, o.retain, o.payload)
+        .is_ok()
+    {
+        acks.queued(None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delivery_completes_only_when_every_publish_is_acknowledged() {
+        let mut a = Acks::default();
+        a.queued(None); // status
+        let (tx1, mut rx1) = oneshot::channel();
+        let (tx2, mut rx2) = oneshot::channel();
+        let d1 = a.start(2, tx1);
+        a.queued(Some(d1));
+        a.queued(Some(d1));
+        let d2 = a.start(2, tx2);
+        a.queued(Some(d2));
+        a.queued(Some(d2));
+        for pkid in 1..=5 {
+            a.sent(pkid);
+        }
+        assert!(!a.acked(1), "the status publish completes nothing");
+        assert!(!a.acked(4));
+        assert!(a.acked(5), "delivery 2 complete");
+        assert!(matches!(rx2.try_recv(), Ok(Ok(()))));
+        assert!(!a.acked(2));
+        assert!(rx1.try_recv().is_err(), "delivery 1 still waits for pkid 3");
+        a.reset("lost");
+        assert!(matches!(rx1.try_recv(), Ok(Err(SinkError::Retry { .. }))));
+    }
+}

@@ -1,0 +1,349 @@
+//! The sink runner: everything every sink needs, written once.
+//!
+//! For one sink it: builds the sink (retrying a sink that cannot start, visibly: ERROR log, `watchpost_sink_up`
+//! 0, state in `buffer status`); loads the cursor (a failed read is retried, never taken as 0, which would
+//! re-deliver the whole retention window); fetches the next chunk after the cursor on the blocking pool;
+//! delivers it; on success advances the cursor; on [`SinkError::Rejected`] records dead letters and moves on;
+//! on [`SinkError::Retry`] backs off (jittered, honouring `after`); on [`SinkError::Refused`] logs an ERROR and
+//! retries slowly. It keeps the backlog gauge fresh, logs progress while draining a backlog, paces to
+//! `max_rate`, and stops when told to (`stop`) or once caught up after `drain`.
+
+use super::{Items, Sink, SinkCtl, SinkError};
+use crate::metrics::{SharedMetrics, SinkMetrics, SinkState};
+use crate::model::{Signals, Timestamp};
+use crate::store::{SharedStore, Store, StoreError, Stream};
+use crate::util::Backoff;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Wait after a configuration or credentials error.
+const REFUSED_WAIT: Duration = Duration::from_secs(60);
+/// How often the backlog gauge and the drain progress are refreshed.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// Reading batches read per store query while filling a chunk.
+const BATCHES_PER_QUERY: usize = 16;
+
+/// Run one sink until stopped (or, when draining, until caught up). `build` makes the sink; it is called again
+/// (every minute) while it fails.
+pub async fn run<S, B>(
+    build: B,
+    data_dir: PathBuf,
+    mut signals: Signals,
+    metrics: SharedMetrics,
+    ctl: SinkCtl,
+) where
+    S: Sink,
+    B: SinkBuild<S>,
+{
+    let name = build.name();
+    let m = metrics.sink(name);
+    let Some(store) = open_store(name, &data_dir, &ctl).await else {
+        return;
+    };
+    let mut build = build;
+    let mut sink = loop {
+        match build.build() {
+            Ok(s) => break s,
+            Err(e) => {
+                m.set_state(SinkState::Failed);
+                let why = e.to_string();
+                tracing::error!(sink = name, error = %why, "The sink cannot start; its data stays in the local store. Retrying in 60s.");
+                record_state(&store, name, format!("cannot start: {why}")).await;
+                tokio::select! {
+                    _ = ctl.stop.cancelled() => return,
+                    _ = ctl.drain.cancelled() => return,
+                    _ = tokio::time::sleep(REFUSED_WAIT) => {}
+                }
+            }
+        }
+    };
+    m.set_state(SinkState::Up);
+    record_state(&store, name, "running".into()).await;
+    let stream = sink.stream();
+    let mut cursor = {
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        loop {
+            match store.call(move |s| s.cursor(name, stream)).await {
+                Ok(c) => break c,
+                Err(e) => {
+                    tracing::error!(sink = name, error = %e, "Cannot read the sink's cursor; retrying (never restarting from the beginning).");
+                    tokio::select! {
+                        _ = ctl.stop.cancelled() => return,
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    }
+                }
+            }
+        }
+    };
+    tracing::info!(sink = name, cursor, "Sink started.");
+    let mut r = Runner {
+        name,
+        stream,
+        m,
+        store,
+        backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(60)),
+        last_progress: Instant::now(),
+        sent_since: 0,
+    };
+    let rate_start = Instant::now();
+    let mut rate_sent = 0u64;
+    r.refresh_backlog(cursor, false).await;
+    loop {
+        if ctl.stop.is_cancelled() {
+            break;
+        }
+        let limit = sink.max_items().max(1);
+        let items = match r.fetch(cursor, limit).await {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::error!(sink = name, error = %e, "Cannot read the store; retrying.");
+                let d = r.backoff.next_delay();
+                if !r.wait(&ctl, d).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        if items.is_empty() {
+            r.m.backlog.store(0, Ordering::Relaxed);
+            if ctl.drain.is_cancelled() {
+                break;
+            }
+            let changed = match stream {
+                Stream::Readings => &mut signals.readings,
+                Stream::Events => &mut signals.events,
+            };
+            tokio::select! {
+                _ = ctl.stop.cancelled() => break,
+                _ = ctl.drain.cancelled() => {}
+                _ = changed.changed() => {}
+                _ = tokio::time::sleep(PROGRESS_EVERY) => {}
+            }
+            continue;
+        }
+        // Wait until a delivery can succeed (e.g. MQTT connected); while draining, do not wait for a peer that
+        // is away: what is left stays in the store.
+        tokio::select! {
+            _ = ctl.stop.cancelled() => break,
+            _ = sink.ready() => {}
+            _ = tokio::time::sleep(PROGRESS_EVERY), if ctl.drain.is_cancelled() => break,
+            _ = tokio::time::sleep(PROGRESS_EVERY) => {
+                r.refresh_backlog(cursor, false).await;
+                continue;
+            }
+        }
+        let n = items.count();
+        let positions = items.positions();
+        let Some(&last) = positions.last() else {
+            continue;
+        };
+        let outcome = tokio::select! {
+            _ = ctl.stop.cancelled() => break,
+            o = sink.deliver(&items) => o,
+        };
+        match outcome {
+            Ok(()) => {
+                if let Err(e) = r.store.call(move |s| s.ack(name, stream, last)).await {
+                    tracing::error!(sink = name, error = %e, "Cannot save the cursor; the data will be re-sent.");
+                }
+                cursor = last;
+                r.delivered(n);
+                rate_sent += n;
+            }
+            Err(SinkError::Rejected { reason }) => {
+                tracing::warn!(sink = name, items = n, server = %reason,
+                    "The far side rejected the data as malformed; dead-lettering it (kept in the store) and moving on.");
+                let res = r
+                    .store
+                    .call(move |s| {
+                        for p in positions {
+                            s.dead_letter(name, stream, p, &reason)?;
+                        }
+                        Ok(())
+                    })
+                    .await;
+                if let Err(e) = res {
+                    tracing::error!(sink = name, error = %e, "Cannot record the dead letter; retrying the chunk.");
+                    continue;
+                }
+                r.m.dead.fetch_add(n, Ordering::Relaxed);
+                cursor = last;
+            }
+            Err(SinkError::Refused { reason }) => {
+                r.failing().await;
+                r.m.retries.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(sink = name, error = %reason, "The far side refused the delivery; data is kept; retrying in 60s.");
+                r.refresh_backlog(cursor, false).await;
+                if ctl.drain.is_cancelled() || !r.wait(&ctl, REFUSED_WAIT).await {
+                    break;
+                }
+                continue;
+            }
+            Err(SinkError::Retry { after, reason }) => {
+                r.failing().await;
+                let wait = after.unwrap_or_else(|| r.backoff.next_delay());
+                r.m.retries.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(sink = name, reason = %reason, retry_in_ms = wait.as_millis() as u64, "Delivery failed; will retry.");
+                r.refresh_backlog(cursor, false).await;
+                if ctl.drain.is_cancelled() || !r.wait(&ctl, wait).await {
+                    break;
+                }
+                continue;
+            }
+        }
+        if r.last_progress.elapsed() >= PROGRESS_EVERY {
+            r.refresh_backlog(cursor, true).await;
+        }
+        if let Some(max) = sink.max_rate().filter(|m| *m > 0) {
+            let should_take = Duration::from_secs_f64(rate_sent as f64 / max as f64);
+            let elapsed = rate_start.elapsed();
+            if should_take > elapsed && !r.wait(&ctl, should_take - elapsed).await {
+                break;
+            }
+        }
+    }
+    sink.close().await;
+}
+
+/// How a sink is made; called again while it fails.
+pub trait SinkBuild<S>: Send + 'static {
+    /// The sink's name (known before it is built).
+    fn name(&self) -> &'static str;
+    /// Make the sink.
+    fn build(&mut self) -> Result<S, SinkError>;
+}
+
+struct Runner {
+    name: &'static str,
+    stream: Stream,
+    m: Arc<SinkMetrics>,
+    store: SharedStore,
+    backoff: Backoff,
+    last_progress: Instant,
+    sent_since: u64,
+}
+
+impl Runner {
+    /// Up to about `limit` items after `cursor`, oldest first.
+    async fn fetch(&self, cursor: i64, limit: usize) -> Result<Items, StoreError> {
+        match self.stream {
+            Stream::Events => {
+                let ev = self
+                    .store
+                    .call(move |s| s.events_after(cursor, limit))
+                    .await?;
+                Ok(Items::Events(ev))
+            }
+            Stream::Readings => {
+                let b = self
+                    .store
+                    .call(move |s| {
+                        let mut out = Vec::new();
+                        let mut n = 0;
+                        let mut after = cursor;
+                        loop {
+                            let got = s.batches_after(after, BATCHES_PER_QUERY)?;
+                            if got.is_empty() {
+                                break;
+                            }
+                            for b in got {
+                                after = b.id;
+                                n += b.readings.len();
+                                out.push(b);
+                                if n >= limit {
+                                    return Ok(out);
+                                }
+                            }
+                        }
+                        Ok(out)
+                    })
+                    .await?;
+                Ok(Items::Readings(b))
+            }
+        }
+    }
+
+    fn delivered(&mut self, n: u64) {
+        self.m.delivered.fetch_add(n, Ordering::Relaxed);
+        self.sent_since += n;
+        self.backoff.reset();
+        if self.m.state() != SinkState::Up {
+            self.m.set_state(SinkState::Up);
+            tracing::info!(sink = self.name, "Deliveries succeed again.");
+        }
+    }
+
+    async fn failing(&mut self) {
+        if self.m.state() == SinkState::Up {
+            self.m.set_state(SinkState::Failing);
+        }
+    }
+
+    /// Sleep `d` unless stopped; false when stopped.
+    async fn wait(&self, ctl: &SinkCtl, d: Duration) -> bool {
+        tokio::select! {
+            _ = ctl.stop.cancelled() => false,
+            _ = tokio::time::sleep(d) => true,
+        }
+    }
+
+    /// Refresh the backlog gauge; with `log`, report drain progress (rate and ETA over the last period).
+    async fn refresh_backlog(&mut self, cursor: i64, log: bool) {
+        let (name, stream) = (self.name, self.stream);
+        let pending = self
+            .store
+            .call(move |s| s.pending(stream, cursor))
+            .await
+            .unwrap_or(0);
+        self.m.backlog.store(pending as i64, Ordering::Relaxed);
+        if log && pending > 0 {
+            let secs = self.last_progress.elapsed().as_secs_f64();
+            let rate = self.sent_since as f64 / secs.max(1e-3);
+            let eta = if rate > 0.0 {
+                pending as f64 / rate
+            } else {
+                f64::INFINITY
+            };
+            tracing::info!(
+                sink = name,
+                sent = self.sent_since,
+                remaining = pending,
+                rate_per_s = rate as u64,
+                eta_s = eta as u64,
+                "Draining backlog."
+            );
+        }
+        if log {
+            self.last_progress = Instant::now();
+            self.sent_since = 0;
+        }
+    }
+}
+
+async fn open_store(name: &str, dir: &std::path::Path, ctl: &SinkCtl) -> Option<SharedStore> {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    loop {
+        match SharedStore::open_existing(dir.to_path_buf()).await {
+            Ok(s) => return Some(s),
+            Err(e) => {
+                tracing::warn!(sink = name, error = %e, "The sink cannot open the store yet.")
+            }
+        }
+        tokio::select! {
+            _ = ctl.stop.cancelled() => return None,
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+        }
+    }
+}
+
+async fn record_state(store: &SharedStore, name: &'static str, state: String) {
+    let now = Timestamp::now();
+    let res = store
+        .call(move |s: &mut Store| s.set_sink_state(name, &state, now))
+        .await;
+    if let Err(e) = res {
+        tracing::debug!(sink = name, error = %e, "Cannot record the sink state.");
+    }
+}
