@@ -19,6 +19,7 @@ pub mod sink;
 pub mod source;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod util;
 
 pub use app::run;

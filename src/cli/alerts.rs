@@ -1,7 +1,7 @@
 //! `watchpost alerts`: a terminal viewer of a gateway's alerts on the broker (any MQTT subscriber would do).
 
 use crate::model::Alert;
-use crate::sink::mqtt::{parse_url, tls_config};
+use crate::sink::mqtt::parse_url;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -60,7 +60,7 @@ pub async fn view(o: ViewOptions) -> Result<(), String> {
         opts.set_credentials(u.clone(), o.password.clone().unwrap_or_default());
     }
     if tls {
-        let c = tls_config(
+        let c = crate::tls::client_config(
             o.ca_file.as_deref(),
             o.cert_file.as_deref(),
             o.key_file.as_deref(),

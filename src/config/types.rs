@@ -176,6 +176,9 @@ pub struct InfluxConfig {
     /// Gzip the body.
     #[serde(default = "default_true")]
     pub gzip: bool,
+    /// PEM file with the CA certificate(s) to trust for `https://` (default: the system trust store).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// Extra tags on every point.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,

@@ -58,7 +58,9 @@ impl Client {
             &cfg.token_env,
             &cfg.token_credential,
         )?;
+        let tls = crate::tls::client_config(cfg.ca_file.as_deref(), None, None, &[])?;
         let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
             .connect_timeout(Duration::from_secs(5))
             .timeout(cfg.timeout.0)
             .user_agent(concat!("watchpost/", env!("CARGO_PKG_VERSION")))

@@ -72,53 +72,6 @@ pub fn parse_url(url: &str) -> Result<(bool, String, u16), String> {
     Ok((tls, host, port))
 }
 
-/// Build the rustls client config (ring provider): CA file or the Mozilla roots, optional client certificate.
-pub fn tls_config(
-    ca_file: Option<&std::path::Path>,
-    cert_file: Option<&std::path::Path>,
-    key_file: Option<&std::path::Path>,
-    alpn: &[String],
-) -> Result<rustls::ClientConfig, String> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_file {
-        Some(ca) => {
-            let certs = CertificateDer::pem_file_iter(ca)
-                .map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
-            for c in certs {
-                let c = c.map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
-                roots
-                    .add(c)
-                    .map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
-            }
-        }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| format!("TLS: {e}"))?
-    .with_root_certificates(roots);
-    let mut cfg = match (cert_file, key_file) {
-        (Some(c), Some(k)) => {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(c)
-                .map_err(|e| format!("cert_file {}: {e}", c.display()))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| format!("cert_file {}: {e}", c.display()))?;
-            let key = PrivateKeyDer::from_pem_file(k)
-                .map_err(|e| format!("key_file {}: {e}", k.display()))?;
-            builder
-                .with_client_auth_cert(certs, key)
-                .map_err(|e| format!("client certificate: {e}"))?
-        }
-        _ => builder.with_no_client_auth(),
-    };
-    cfg.alpn_protocols = alpn.iter().map(|a| a.as_bytes().to_vec()).collect();
-    Ok(cfg)
-}
-
 /// Topic names of one gateway.
 #[derive(Debug, Clone)]
 pub struct Topics {
@@ -185,7 +138,7 @@ fn options(m: &MqttConfig, cfg: &Config) -> Result<MqttOptions, String> {
         o.set_credentials(u.clone(), password.unwrap_or_default());
     }
     if tls {
-        let c = tls_config(
+        let c = crate::tls::client_config(
             m.ca_file.as_deref(),
             m.cert_file.as_deref(),
             m.key_file.as_deref(),
