@@ -117,11 +117,16 @@ impl Writer {
             .map_err(|e| format!("cannot open the store in {}: {e}", dir.display()))?;
         let mut engine = Engine::new(&cfg.gateway.id, &cfg.gateway.location, &cfg.sensor, started);
         match store.engine_state() {
-            Ok(Some(st)) => {
-                if let Err(e) = engine.restore(&st, started) {
-                    tracing::warn!(error = %e, "Saved alarm state is unreadable; starting with no active alarms.");
+            Ok(Some(st)) => match engine.restore(&st, started) {
+                Ok(r) => tracing::debug!(
+                    sensors = r.sensors,
+                    unreadable = r.unreadable.len(),
+                    "Alarm state restored."
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "Saved alarm state is unreadable; starting with no active alarms.")
                 }
-            }
+            },
             Ok(None) => {}
             Err(e) => return Err(format!("cannot read the saved alarm state: {e}")),
         }

@@ -1,4 +1,5 @@
-//! The pure pipeline: validation and the alarm engine.
+//! The pure pipeline: validation ([`validate`]), the alarm state machine ([`alarm`]) and what survives a
+//! restart ([`snapshot`]), behind one [`Engine`] per gateway.
 //!
 //! `Engine::evaluate(reading)` and `Engine::tick(now)` change state and return alert transitions; they do no I/O
 //! and never read the clock (time comes from the reading or the caller), so every rule is a table test.
@@ -20,10 +21,16 @@ use crate::config::{Limits, SensorConfig, ValidRange};
 use crate::model::{
     ActiveAlert, Alert, AlertState, AlertType, Direction, Quality, Reading, Severity, Timestamp,
 };
-use serde::{Deserialize, Serialize};
+use alarm::{At, Emitter, Ids};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+pub mod alarm;
+pub mod snapshot;
+mod validate;
+
+pub use alarm::{Active, DirState, SensorState};
 
 /// Compiled rules of one sensor.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,90 +86,29 @@ impl SensorRules {
     }
 }
 
-/// An active alarm.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Active {
-    /// Current severity.
-    pub severity: Severity,
-    /// When it was raised.
-    pub since: Timestamp,
-    /// Alert id.
-    pub id: String,
-    /// Limit that raised it (faults: the violated bound).
-    #[serde(default)]
-    pub threshold: Option<f64>,
-}
-
-/// State of one direction of one sensor.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DirState {
-    /// Active alarm.
-    pub active: Option<Active>,
-    /// Since when each level's condition (index: 0 warning, 1 critical) has held.
-    pub true_since: [Option<Timestamp>; 2],
-    /// Since when each level's condition has been false.
-    pub false_since: [Option<Timestamp>; 2],
-}
-
-/// Persisted state of one sensor.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SensorState {
-    /// Last good sample time.
-    pub last_good: Option<Timestamp>,
-    /// Reference for spike detection.
-    pub last_value: Option<(Timestamp, f64)>,
-    /// Consecutive spikes.
-    pub spikes: u32,
-    /// Value and since when it has not changed (stuck detection).
-    pub same_since: Option<(f64, Timestamp)>,
-    /// High alarms.
-    pub high: DirState,
-    /// Low alarms.
-    pub low: DirState,
-    /// Active SENSOR_FAULT.
-    pub fault: Option<Active>,
-    /// Active SENSOR_OFFLINE.
-    pub offline: Option<Active>,
-}
-
 struct Entry {
     rules: Arc<SensorRules>,
     state: SensorState,
 }
 
-/// Everything that must survive a restart.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Snapshot {
-    counter: u64,
-    sensors: HashMap<String, SensorState>,
-}
-
 /// The alarm engine for all sensors of a gateway.
 pub struct Engine {
-    device: String,
     location: String,
+    ids: Ids,
     sensors: HashMap<Arc<str>, Entry>,
-    counter: u64,
     started: Timestamp,
 }
-
-fn level_idx(s: Severity) -> usize {
-    match s {
-        Severity::Warning => 0,
-        Severity::Critical => 1,
-    }
-}
-
-const LEVELS: [Severity; 2] = [Severity::Warning, Severity::Critical];
 
 impl Engine {
     /// A fresh engine. `now` starts the staleness clock of sensors that never reported.
     pub fn new(device: &str, location: &str, sensors: &[SensorConfig], now: Timestamp) -> Self {
         let mut e = Engine {
-            device: device.to_string(),
             location: location.to_string(),
+            ids: Ids {
+                device: device.to_string(),
+                counter: 0,
+            },
             sensors: HashMap::new(),
-            counter: 0,
             started: now,
         };
         e.reconfigure(sensors, now);
@@ -202,6 +148,22 @@ impl Engine {
         v
     }
 
+    fn emitter<'a>(
+        ids: &'a mut Ids,
+        location: &'a str,
+        sensor: &'a str,
+        rules: &'a SensorRules,
+        out: &'a mut Vec<Alert>,
+    ) -> Emitter<'a> {
+        Emitter {
+            ids,
+            location,
+            sensor,
+            rules,
+            out,
+        }
+    }
+
     /// Apply a new sensor list. State of sensors that remain is kept; removed sensors' active alarms are cleared
     /// (returned as transitions).
     pub fn reconfigure(&mut self, sensors: &[SensorConfig], now: Timestamp) -> Vec<Alert> {
@@ -219,20 +181,20 @@ impl Engine {
         }
         let removed: Vec<(Arc<str>, Entry)> = self.sensors.drain().collect();
         for (id, e) in removed {
+            let mut em = Self::emitter(&mut self.ids, &self.location, &id, &e.rules, &mut out);
             let st = e.state;
+            let why = || At {
+                ts: now,
+                reason: Some("sensor removed from the configuration".into()),
+                ..At::default()
+            };
             for (dir, d) in [(Direction::High, st.high), (Direction::Low, st.low)] {
                 if let Some(a) = d.active {
-                    out.push(self.alert(
-                        &id,
-                        &e.rules,
-                        AlertType::Alert,
-                        AlertState::Cleared,
-                        &a,
-                        None,
-                        Some(dir),
-                        now,
-                        Some("sensor removed from the configuration".into()),
-                    ));
+                    let at = At {
+                        direction: Some(dir),
+                        ..why()
+                    };
+                    em.emit(AlertType::Alert, AlertState::Cleared, &a, at);
                 }
             }
             for (kind, a) in [
@@ -240,96 +202,12 @@ impl Engine {
                 (AlertType::SensorOffline, st.offline),
             ] {
                 if let Some(a) = a {
-                    out.push(self.alert(
-                        &id,
-                        &e.rules,
-                        kind,
-                        AlertState::Cleared,
-                        &a,
-                        None,
-                        None,
-                        now,
-                        Some("sensor removed from the configuration".into()),
-                    ));
+                    em.emit(kind, AlertState::Cleared, &a, why());
                 }
             }
         }
         self.sensors = next;
         out
-    }
-
-    /// Serialize the persistent state (active alarms, pending delays, counters).
-    pub fn snapshot(&self) -> String {
-        let snap = Snapshot {
-            counter: self.counter,
-            sensors: self
-                .sensors
-                .iter()
-                .map(|(k, e)| (k.to_string(), e.state.clone()))
-                .collect(),
-        };
-        serde_json::to_string(&snap).unwrap_or_default()
-    }
-
-    /// Restore state saved by [`Engine::snapshot`]; unknown sensors are ignored. `now` restarts the staleness
-    /// clock (downtime does not count as the sensor being silent).
-    pub fn restore(&mut self, json: &str, now: Timestamp) -> Result<(), serde_json::Error> {
-        let snap: Snapshot = serde_json::from_str(json)?;
-        self.counter = self.counter.max(snap.counter);
-        for (k, st) in snap.sensors {
-            if let Some(e) = self.sensors.get_mut(k.as_str()) {
-                e.state = st;
-            }
-        }
-        self.started = now;
-        Ok(())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn alert(
-        &self,
-        sensor: &str,
-        rules: &SensorRules,
-        kind: AlertType,
-        state: AlertState,
-        a: &Active,
-        value: Option<f64>,
-        direction: Option<Direction>,
-        ts: Timestamp,
-        reason: Option<String>,
-    ) -> Alert {
-        Alert {
-            kind,
-            id: a.id.clone(),
-            state,
-            severity: a.severity,
-            sensor: sensor.to_string(),
-            device: self.device.clone(),
-            location: self.location.clone(),
-            value: value.filter(|v| v.is_finite()),
-            unit: rules.unit.clone(),
-            threshold: a.threshold,
-            direction,
-            ts: ts.rfc3339(),
-            since: a.since.rfc3339(),
-            reason,
-        }
-    }
-
-    fn new_active(
-        &mut self,
-        sensor: &str,
-        severity: Severity,
-        since: Timestamp,
-        threshold: Option<f64>,
-    ) -> Active {
-        self.counter += 1;
-        Active {
-            severity,
-            since,
-            id: format!("{}:{}:{}", self.device, sensor, self.counter),
-            threshold,
-        }
     }
 
     /// Validate one reading (sets its quality) and evaluate thresholds. Transitions are appended to `out`.
@@ -340,88 +218,19 @@ impl Engine {
             return;
         };
         let rules = Arc::clone(&entry.rules);
-        let mut st = std::mem::take(&mut entry.state);
-        self.evaluate_inner(r, &rules, &mut st, out);
-        if let Some(entry) = self.sensors.get_mut(&r.sensor) {
-            entry.state = st;
-        }
-    }
-
-    fn evaluate_inner(
-        &mut self,
-        r: &mut Reading,
-        rules: &SensorRules,
-        st: &mut SensorState,
-        out: &mut Vec<Alert>,
-    ) {
-        let v = r.value;
-        let now = r.ts;
-        // 1. Validation.
-        let mut fault: Option<(String, Option<f64>, Option<Direction>)> = None;
-        if !v.is_finite() {
-            r.quality = Quality::Invalid;
-            fault = Some((format!("value is {v}"), None, None));
-        } else if let Some(range) = rules.valid {
-            if let Some(min) = range.min.filter(|m| v < *m) {
-                r.quality = Quality::OutOfRange;
-                fault = Some((
-                    format!("value {v} below valid.min {min}"),
-                    Some(min),
-                    Some(Direction::Low),
-                ));
-            } else if let Some(max) = range.max.filter(|m| v > *m) {
-                r.quality = Quality::OutOfRange;
-                fault = Some((
-                    format!("value {v} above valid.max {max}"),
-                    Some(max),
-                    Some(Direction::High),
-                ));
-            }
-        }
-        if fault.is_none() {
-            if let Some(limit) = rules.stuck_after {
-                match st.same_since {
-                    Some((same, since)) if same == v => {
-                        if now.since(since) >= limit {
-                            r.quality = Quality::Stuck;
-                            fault = Some((
-                                format!(
-                                    "value stuck at {v} for {}",
-                                    humantime::format_duration(now.since(since))
-                                ),
-                                None,
-                                None,
-                            ));
-                        }
-                    }
-                    _ => st.same_since = Some((v, now)),
-                }
-            }
-        }
-        if fault.is_none() {
-            if let (Some(rate), Some((pt, pv))) = (rules.max_rate, st.last_value) {
-                let dt = (now.0 - pt.0) as f64 / 1000.0;
-                if dt > 0.0 && ((v - pv).abs() / dt) > rate && st.spikes < 3 {
-                    r.quality = Quality::Spike;
-                    st.spikes += 1;
-                }
-            }
-        }
-        if let Some((reason, bound, dir)) = fault {
+        let st = &mut entry.state;
+        let (v, now) = (r.value, r.ts);
+        let fault = validate::check(r, &rules, st);
+        let mut em = Self::emitter(&mut self.ids, &self.location, &r.sensor, &rules, out);
+        if let Some(f) = fault {
             if st.fault.is_none() {
-                let a = self.new_active(&r.sensor, Severity::Warning, now, bound);
-                out.push(self.alert(
-                    &r.sensor,
-                    rules,
-                    AlertType::SensorFault,
-                    AlertState::Raised,
-                    &a,
-                    Some(v),
-                    dir,
-                    now,
-                    Some(reason),
-                ));
-                st.fault = Some(a);
+                let at = At {
+                    value: Some(v),
+                    direction: f.direction,
+                    ts: now,
+                    reason: Some(f.reason),
+                };
+                st.fault = Some(em.raise(AlertType::SensorFault, Severity::Warning, f.bound, at));
             }
         }
         if r.quality != Quality::Good {
@@ -435,216 +244,54 @@ impl Engine {
         st.spikes = 0;
         st.last_value = Some((now, v));
         st.last_good = Some(now);
+        let good_again = |reason: &str| At {
+            value: Some(v),
+            ts: now,
+            reason: Some(reason.into()),
+            ..At::default()
+        };
         if let Some(a) = st.fault.take() {
-            out.push(self.alert(
-                &r.sensor,
-                rules,
+            em.emit(
                 AlertType::SensorFault,
                 AlertState::Cleared,
                 &a,
-                Some(v),
-                None,
-                now,
-                Some("good readings again".into()),
-            ));
+                good_again("good readings again"),
+            );
         }
         if let Some(a) = st.offline.take() {
-            out.push(self.alert(
-                &r.sensor,
-                rules,
+            em.emit(
                 AlertType::SensorOffline,
                 AlertState::Cleared,
                 &a,
-                Some(v),
-                None,
-                now,
-                Some("readings again".into()),
-            ));
+                good_again("readings again"),
+            );
         }
-        // 2. Thresholds.
-        for dir in [Direction::High, Direction::Low] {
-            let d = match dir {
-                Direction::High => &mut st.high,
-                Direction::Low => &mut st.low,
-            };
-            let mut ds = std::mem::take(d);
-            self.eval_direction(&r.sensor, rules, dir, &mut ds, v, now, out);
-            match dir {
-                Direction::High => st.high = ds,
-                Direction::Low => st.low = ds,
-            }
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn eval_direction(
-        &mut self,
-        sensor: &str,
-        rules: &SensorRules,
-        dir: Direction,
-        d: &mut DirState,
-        v: f64,
-        now: Timestamp,
-        out: &mut Vec<Alert>,
-    ) {
-        let active_sev = d.active.as_ref().map(|a| a.severity);
-        // Condition per level, with hysteresis for levels at or below the active one.
-        let mut cond = [false; 2];
-        for sev in LEVELS {
-            let Some(limit) = rules.limit(dir, sev) else {
-                continue;
-            };
-            let held = active_sev.is_some_and(|a| a >= sev);
-            let db = if held { rules.deadband } else { 0.0 };
-            cond[level_idx(sev)] = match dir {
-                Direction::High => v >= limit - db && (held || v >= limit),
-                Direction::Low => v <= limit + db && (held || v <= limit),
-            };
-        }
-        for (i, held) in cond.iter().enumerate() {
-            if *held {
-                d.false_since[i] = None;
-                d.true_since[i].get_or_insert(now);
-            } else {
-                d.true_since[i] = None;
-                d.false_since[i].get_or_insert(now);
-            }
-        }
-        // Raise or escalate: the highest level above the active one whose condition held for `delay`.
-        let rank = |s: Option<Severity>| s.map(|s| level_idx(s) as i32).unwrap_or(-1);
-        for sev in [Severity::Critical, Severity::Warning] {
-            let i = level_idx(sev);
-            if rank(Some(sev)) <= rank(active_sev) {
-                continue;
-            }
-            let Some(t) = d.true_since[i] else { continue };
-            if now.since(t) < rules.delay {
-                continue;
-            }
-            let threshold = rules.limit(dir, sev);
-            match d.active.as_mut() {
-                None => {
-                    let a = self.new_active(sensor, sev, now, threshold);
-                    out.push(self.alert(
-                        sensor,
-                        rules,
-                        AlertType::Alert,
-                        AlertState::Raised,
-                        &a,
-                        Some(v),
-                        Some(dir),
-                        now,
-                        None,
-                    ));
-                    d.active = Some(a);
-                }
-                Some(a) => {
-                    a.severity = sev;
-                    a.threshold = threshold;
-                    let a = a.clone();
-                    out.push(self.alert(
-                        sensor,
-                        rules,
-                        AlertType::Alert,
-                        AlertState::Escalated,
-                        &a,
-                        Some(v),
-                        Some(dir),
-                        now,
-                        None,
-                    ));
-                }
-            }
-            return;
-        }
-        // Deescalate or clear: the active level's condition has been false for `off_delay`.
-        let Some(a_sev) = active_sev else { return };
-        let Some(f) = d.false_since[level_idx(a_sev)] else {
-            return;
-        };
-        if now.since(f) < rules.off_delay {
-            return;
-        }
-        let lower = if a_sev == Severity::Critical && cond[0] {
-            Some(Severity::Warning)
-        } else {
-            None
-        };
-        match lower {
-            Some(sev) => {
-                if let Some(a) = d.active.as_mut() {
-                    a.severity = sev;
-                    a.threshold = rules.limit(dir, sev);
-                    let a = a.clone();
-                    out.push(self.alert(
-                        sensor,
-                        rules,
-                        AlertType::Alert,
-                        AlertState::Deescalated,
-                        &a,
-                        Some(v),
-                        Some(dir),
-                        now,
-                        None,
-                    ));
-                }
-            }
-            None => {
-                if let Some(a) = d.active.take() {
-                    out.push(self.alert(
-                        sensor,
-                        rules,
-                        AlertType::Alert,
-                        AlertState::Cleared,
-                        &a,
-                        Some(v),
-                        Some(dir),
-                        now,
-                        None,
-                    ));
-                }
-                d.true_since = [None, None];
-            }
-        }
+        em.threshold(Direction::High, &mut st.high, v, now);
+        em.threshold(Direction::Low, &mut st.low, v, now);
     }
 
     /// Time-driven checks (staleness). Call about once a second with the wall clock.
     pub fn tick(&mut self, now: Timestamp, out: &mut Vec<Alert>) {
-        let ids: Vec<Arc<str>> = self
-            .sensors
-            .iter()
-            .filter(|(_, e)| e.state.offline.is_none())
-            .filter(|(_, e)| {
-                let since = e.state.last_good.unwrap_or(self.started).max(self.started);
-                now.since(since) >= e.rules.stale_after
-            })
-            .map(|(k, _)| Arc::clone(k))
-            .collect();
-        for id in ids {
-            let Some(e) = self.sensors.get(&id) else {
+        let started = self.started;
+        for (id, e) in self.sensors.iter_mut() {
+            if e.state.offline.is_some() {
                 continue;
-            };
-            let rules = Arc::clone(&e.rules);
-            let last = e.state.last_good;
-            let a = self.new_active(&id, Severity::Warning, now, None);
-            let reason = match last {
+            }
+            let since = e.state.last_good.unwrap_or(started).max(started);
+            if now.since(since) < e.rules.stale_after {
+                continue;
+            }
+            let reason = match e.state.last_good {
                 Some(t) => format!("no good reading since {}", t.rfc3339()),
                 None => "no good reading since start".to_string(),
             };
-            out.push(self.alert(
-                &id,
-                &rules,
-                AlertType::SensorOffline,
-                AlertState::Raised,
-                &a,
-                None,
-                None,
-                now,
-                Some(reason),
-            ));
-            if let Some(e) = self.sensors.get_mut(&id) {
-                e.state.offline = Some(a);
-            }
+            let mut em = Self::emitter(&mut self.ids, &self.location, id, &e.rules, out);
+            let at = At {
+                ts: now,
+                reason: Some(reason),
+                ..At::default()
+            };
+            e.state.offline = Some(em.raise(AlertType::SensorOffline, Severity::Warning, None, at));
         }
     }
 
@@ -656,14 +303,14 @@ impl Engine {
         now: Timestamp,
         reason: String,
     ) -> Alert {
-        self.counter += 1;
+        let a = self.ids.next("_gateway", Severity::Warning, now, None);
         Alert {
             kind,
-            id: format!("{}:_gateway:{}", self.device, self.counter),
+            id: a.id,
             state,
             severity: Severity::Warning,
             sensor: "_gateway".into(),
-            device: self.device.clone(),
+            device: self.ids.device.clone(),
             location: self.location.clone(),
             value: None,
             unit: None,

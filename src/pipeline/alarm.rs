@@ -1,0 +1,216 @@
+//! The alarm state machine of one sensor side (high or low), ISA-18.2 style: levels with deadband, on-delay and
+//! off-delay; raise, escalate, deescalate, clear. Pure: the caller passes the time and collects the transitions.
+
+use super::SensorRules;
+use crate::model::{Alert, AlertState, AlertType, Direction, Severity, Timestamp};
+use serde::{Deserialize, Serialize};
+
+/// An active alarm.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Active {
+    /// Current severity.
+    pub severity: Severity,
+    /// When it was raised.
+    pub since: Timestamp,
+    /// Alert id.
+    pub id: String,
+    /// Limit that raised it (faults: the violated bound).
+    #[serde(default)]
+    pub threshold: Option<f64>,
+}
+
+/// State of one direction of one sensor.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DirState {
+    /// Active alarm.
+    pub active: Option<Active>,
+    /// Since when each level's condition (index: 0 warning, 1 critical) has held.
+    pub true_since: [Option<Timestamp>; 2],
+    /// Since when each level's condition has been false.
+    pub false_since: [Option<Timestamp>; 2],
+}
+
+/// Persisted state of one sensor.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SensorState {
+    /// Last good sample time.
+    pub last_good: Option<Timestamp>,
+    /// Reference for spike detection.
+    pub last_value: Option<(Timestamp, f64)>,
+    /// Consecutive spikes.
+    pub spikes: u32,
+    /// Value and since when it has not changed (stuck detection).
+    pub same_since: Option<(f64, Timestamp)>,
+    /// High alarms.
+    pub high: DirState,
+    /// Low alarms.
+    pub low: DirState,
+    /// Active SENSOR_FAULT.
+    pub fault: Option<Active>,
+    /// Active SENSOR_OFFLINE.
+    pub offline: Option<Active>,
+}
+
+pub(super) fn level_idx(s: Severity) -> usize {
+    match s {
+        Severity::Warning => 0,
+        Severity::Critical => 1,
+    }
+}
+
+const LEVELS: [Severity; 2] = [Severity::Warning, Severity::Critical];
+
+/// Alert ids: `{device}:{sensor}:{n}` with one counter per gateway, persisted so ids never repeat.
+#[derive(Debug, Clone)]
+pub(super) struct Ids {
+    pub device: String,
+    pub counter: u64,
+}
+
+impl Ids {
+    /// A new active alarm with the next id.
+    pub fn next(
+        &mut self,
+        sensor: &str,
+        severity: Severity,
+        since: Timestamp,
+        threshold: Option<f64>,
+    ) -> Active {
+        self.counter += 1;
+        Active {
+            severity,
+            since,
+            id: format!("{}:{}:{}", self.device, sensor, self.counter),
+            threshold,
+        }
+    }
+}
+
+/// What a transition is about and when: turns an [`Active`] into the [`Alert`] message.
+pub(super) struct Emitter<'a> {
+    pub ids: &'a mut Ids,
+    pub location: &'a str,
+    pub sensor: &'a str,
+    pub rules: &'a SensorRules,
+    pub out: &'a mut Vec<Alert>,
+}
+
+/// The circumstances of one transition.
+#[derive(Default)]
+pub(super) struct At {
+    pub value: Option<f64>,
+    pub direction: Option<Direction>,
+    pub ts: Timestamp,
+    pub reason: Option<String>,
+}
+
+impl Emitter<'_> {
+    /// Push the message for `a` changing to `state`.
+    pub fn emit(&mut self, kind: AlertType, state: AlertState, a: &Active, at: At) {
+        self.out.push(Alert {
+            kind,
+            id: a.id.clone(),
+            state,
+            severity: a.severity,
+            sensor: self.sensor.to_string(),
+            device: self.ids.device.clone(),
+            location: self.location.to_string(),
+            value: at.value.filter(|v| v.is_finite()),
+            unit: self.rules.unit.clone(),
+            threshold: a.threshold,
+            direction: at.direction,
+            ts: at.ts.rfc3339(),
+            since: a.since.rfc3339(),
+            reason: at.reason,
+        });
+    }
+
+    /// Raise a new alarm: allocate its id and push the `raised` message.
+    pub fn raise(
+        &mut self,
+        kind: AlertType,
+        severity: Severity,
+        threshold: Option<f64>,
+        at: At,
+    ) -> Active {
+        let a = self.ids.next(self.sensor, severity, at.ts, threshold);
+        self.emit(kind, AlertState::Raised, &a, at);
+        a
+    }
+
+    /// Evaluate one side (high or low) of the threshold alarm with a good value `v` at `now`.
+    pub fn threshold(&mut self, dir: Direction, d: &mut DirState, v: f64, now: Timestamp) {
+        let rules = self.rules;
+        let at = || At {
+            value: Some(v),
+            direction: Some(dir),
+            ts: now,
+            reason: None,
+        };
+        let active_sev = d.active.as_ref().map(|a| a.severity);
+        // Condition per level, with hysteresis for levels at or below the active one.
+        let mut cond = [false; 2];
+        for sev in LEVELS {
+            let Some(limit) = rules.limit(dir, sev) else {
+                continue;
+            };
+            let held = active_sev.is_some_and(|a| a >= sev);
+            let db = if held { rules.deadband } else { 0.0 };
+            cond[level_idx(sev)] = match dir {
+                Direction::High => v >= limit - db && (held || v >= limit),
+                Direction::Low => v <= limit + db && (held || v <= limit),
+            };
+        }
+        for (i, held) in cond.iter().enumerate() {
+            if *held {
+                d.false_since[i] = None;
+                d.true_since[i].get_or_insert(now);
+            } else {
+                d.true_since[i] = None;
+                d.false_since[i].get_or_insert(now);
+            }
+        }
+        // Raise or escalate: the highest level above the active one whose condition held for `delay`.
+        let rank = |s: Option<Severity>| s.map(|s| level_idx(s) as i32).unwrap_or(-1);
+        for sev in [Severity::Critical, Severity::Warning] {
+            let i = level_idx(sev);
+            if rank(Some(sev)) <= rank(active_sev) {
+                continue;
+            }
+            let Some(t) = d.true_since[i] else { continue };
+            if now.since(t) < rules.delay {
+                continue;
+            }
+            let threshold = rules.limit(dir, sev);
+            match d.active.as_mut() {
+                None => d.active = Some(self.raise(AlertType::Alert, sev, threshold, at())),
+                Some(a) => {
+                    a.severity = sev;
+                    a.threshold = threshold;
+                    let a = a.clone();
+                    self.emit(AlertType::Alert, AlertState::Escalated, &a, at());
+                }
+            }
+            return;
+        }
+        // Deescalate or clear: the active level's condition has been false for `off_delay`.
+        let Some(a_sev) = active_sev else { return };
+        let Some(f) = d.false_since[level_idx(a_sev)] else {
+            return;
+        };
+        if now.since(f) < rules.off_delay {
+            return;
+        }
+        if a_sev == Severity::Critical && cond[0] {
+            if let Some(a) = d.active.as_mut() {
+                a.severity = Severity::Warning;
+                a.threshold = rules.limit(dir, Severity::Warning);
+                let a = a.clone();
+                self.emit(AlertType::Alert, AlertState::Deescalated, &a, at());
+            }
+        } else if let Some(a) = d.active.take() {
+            self.emit(AlertType::Alert, AlertState::Cleared, &a, at());
+            d.true_since = [None, None];
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! What of the alarm engine survives a restart: active alarms, pending delays, the id counter.
+//!
+//! The snapshot is versioned and restored sensor by sensor: a sensor whose saved state cannot be read by this
+//! version starts fresh (logged), the others keep their alarms. Version 1 is the unversioned form of 0.1.
+
+use super::alarm::SensorState;
+use super::Engine;
+use crate::model::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// The snapshot format written by this version.
+pub const SNAPSHOT_VERSION: u32 = 2;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Snapshot<S> {
+    #[serde(default = "v1")]
+    version: u32,
+    counter: u64,
+    sensors: HashMap<String, S>,
+}
+
+fn v1() -> u32 {
+    1
+}
+
+/// What [`Engine::restore`] did.
+#[derive(Debug, Default, PartialEq)]
+pub struct Restored {
+    /// Sensors whose state was restored.
+    pub sensors: usize,
+    /// Sensors whose saved state could not be read (they start fresh).
+    pub unreadable: Vec<String>,
+}
+
+impl Engine {
+    /// Serialize the persistent state (active alarms, pending delays, counters).
+    pub fn snapshot(&self) -> String {
+        let snap = Snapshot {
+            version: SNAPSHOT_VERSION,
+            counter: self.ids.counter,
+            sensors: self
+                .sensors
+                .iter()
+                .map(|(k, e)| (k.to_string(), &e.state))
+                .collect(),
+        };
+        serde_json::to_string(&snap).unwrap_or_default()
+    }
+
+    /// Restore state saved by [`Engine::snapshot`] (this or an earlier version); unknown sensors are ignored.
+    /// `now` restarts the staleness clock (downtime does not count as the sensor being silent). Fails only when
+    /// the document is not a snapshot at all or is from a newer version.
+    pub fn restore(&mut self, json: &str, now: Timestamp) -> Result<Restored, String> {
+        let snap: Snapshot<serde_json::Value> =
+            serde_json::from_str(json).map_err(|e| format!("not an alarm snapshot: {e}"))?;
+        if snap.version > SNAPSHOT_VERSION {
+            return Err(format!(
+                "the alarm snapshot is version {}, newer than this watchpost understands ({SNAPSHOT_VERSION})",
+                snap.version
+            ));
+        }
+        self.ids.counter = self.ids.counter.max(snap.counter);
+        let mut done = Restored::default();
+        for (k, v) in snap.sensors {
+            let Some(e) = self.sensors.get_mut(k.as_str()) else {
+                continue;
+            };
+            match serde_json::from_value::<SensorState>(v) {
+                Ok(st) => {
+                    e.state = st;
+                    done.sensors += 1;
+                }
+                Err(err) => {
+                    tracing::warn!(sensor = %k, error = %err, "Saved alarm state of this sensor is unreadable; it starts with no active alarms.");
+                    done.unreadable.push(k);
+                }
+            }
+        }
+        self.started = now;
+        Ok(done)
+    }
+}
