@@ -48,7 +48,8 @@ pub async fn run_with_metrics(
     metrics: SharedMetrics,
 ) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::channel::<Reading>(CHANNEL);
-    let ingest = Ingest::start(cfg.clone(), rx, Arc::clone(&metrics)).await?;
+    let ingest =
+        Ingest::start(cfg.clone(), sink::consumers(&cfg), rx, Arc::clone(&metrics)).await?;
 
     let sources = TaskTracker::new();
     let sources_token = CancellationToken::new();
@@ -107,7 +108,7 @@ pub async fn run_with_metrics(
                 if new.gateway.data_dir != cfg.gateway.data_dir || new.gateway.id != cfg.gateway.id {
                     tracing::warn!("gateway.id and gateway.data_dir changes take effect only after a restart.");
                 }
-                if ingest.reload.send(new.clone()).await.is_err() {
+                if ingest.reload.send((new.clone(), sink::consumers(&new))).await.is_err() {
                     tracing::error!("The ingest thread is gone; cannot apply the new configuration.");
                 }
                 tracing::info!(sensors = new.sensor.len(), groups_restarted = restarted, sinks_restarted, "Configuration reloaded.");

@@ -38,8 +38,8 @@ pub fn read(cfg: &Config, only: &[String], json: bool) -> ExitCode {
     let mut failed = 0;
     for s in selected {
         let unit = s.unit.as_deref().unwrap_or("");
-        if s.source.simulated.is_some() {
-            let v = crate::source::simulated::Simulated::new(&s.source).sample(Timestamp::now());
+        if let crate::config::SourceConfig::Simulated(src) = &s.source {
+            let v = crate::source::simulated::Simulated::new(src).sample(Timestamp::now());
             if !json {
                 match v {
                     Some(v) => println!("{:<24} {v} {unit}  (simulated)", s.id),
@@ -54,12 +54,10 @@ pub fn read(cfg: &Config, only: &[String], json: bool) -> ExitCode {
             continue;
         }
         #[cfg(feature = "modbus")]
-        if let Some(bus) = s
-            .source
-            .modbus
-            .as_ref()
-            .and_then(|b| cfg.modbus.iter().find(|m| &m.name == b))
-        {
+        if let Some(bus) = match &s.source {
+            crate::config::SourceConfig::Modbus(m) => cfg.modbus.iter().find(|b| b.name == m.bus),
+            _ => None,
+        } {
             use crate::source::modbus;
             let Some(p) = modbus::Point::from_config(s, bus) else {
                 eprintln!("{:<24} invalid register map", s.id);
@@ -140,7 +138,7 @@ pub fn scan_modbus(
     count: u16,
     timeout: &str,
 ) -> ExitCode {
-    use crate::source::decode::{decode, DataType, WordOrder};
+    use crate::source::modbus::decode::{decode, DataType, WordOrder};
     use crate::source::modbus::{self, Table};
     let units = match parse_units(units) {
         Ok(u) => u,
@@ -213,7 +211,7 @@ pub fn scan_modbus(
                     );
                 }
                 Err(modbus::ReadError::Timeout) => {}
-                Err(modbus::ReadError::Transport(e)) => {
+                Err(e @ (modbus::ReadError::Transport(_) | modbus::ReadError::Config(_))) => {
                     eprintln!("unit {unit}: {e}; reconnecting");
                     match modbus::connect(url, timeout.max(std::time::Duration::from_secs(2))).await
                     {

@@ -12,8 +12,7 @@ use crate::model::{
     Alert, AlertState, AlertType, LatestValue, Live, Quality, Reading, Signals, Timestamp,
 };
 use crate::pipeline::Engine;
-use crate::sink;
-use crate::store::Store;
+use crate::store::{Consumer, Store};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,8 +29,8 @@ const TAKE_AT_ONCE: usize = 4096;
 
 /// The running ingest thread.
 pub struct Ingest {
-    /// New configurations (SIGHUP), applied between readings.
-    pub reload: mpsc::Sender<Config>,
+    /// New configurations (SIGHUP) with the sinks they configure, applied between readings.
+    pub reload: mpsc::Sender<(Config, Vec<Consumer>)>,
     /// What the sinks wait on.
     pub signals: Signals,
     stop: CancellationToken,
@@ -40,8 +39,10 @@ pub struct Ingest {
 
 impl Ingest {
     /// Open the store, restore the alarm state and start the thread. Fails if the store cannot be opened.
+    /// `consumers` are the configured sinks: data they have not passed is never pruned.
     pub async fn start(
         cfg: Config,
+        consumers: Vec<Consumer>,
         readings: mpsc::Receiver<Reading>,
         metrics: SharedMetrics,
     ) -> anyhow::Result<Ingest> {
@@ -63,7 +64,7 @@ impl Ingest {
                         return;
                     }
                 };
-                match Writer::open(cfg, metrics) {
+                match Writer::open(cfg, consumers, metrics) {
                     Ok((w, signals)) => {
                         let _ = ready_tx.send(Ok(signals));
                         rt.block_on(w.run(readings, reload_rx, stop2));
@@ -96,6 +97,7 @@ impl Ingest {
 /// The state of the ingest thread.
 struct Writer {
     cfg: Config,
+    consumers: Vec<Consumer>,
     store: Store,
     engine: Engine,
     pending: Vec<Reading>,
@@ -110,7 +112,11 @@ struct Writer {
 }
 
 impl Writer {
-    fn open(cfg: Config, metrics: SharedMetrics) -> Result<(Writer, Signals), String> {
+    fn open(
+        cfg: Config,
+        consumers: Vec<Consumer>,
+        metrics: SharedMetrics,
+    ) -> Result<(Writer, Signals), String> {
         let started = Timestamp::now();
         let dir = cfg.gateway.data_dir.clone();
         let store = Store::open(&dir)
@@ -131,7 +137,7 @@ impl Writer {
             Err(e) => return Err(format!("cannot read the saved alarm state: {e}")),
         }
         let mut store = store;
-        if let Err(e) = store.prune(&sink::consumers(&cfg), cfg.buffer.retention.0, started) {
+        if let Err(e) = store.prune(&consumers, cfg.buffer.retention.0, started) {
             tracing::warn!(error = %e, "Pruning delivered data failed.");
         }
         let (readings_tx, readings) = watch::channel(0i64);
@@ -139,6 +145,7 @@ impl Writer {
         let (live_tx, live) = watch::channel(Arc::new(Live::default()));
         let w = Writer {
             cfg,
+            consumers,
             store,
             engine,
             pending: Vec::new(),
@@ -163,7 +170,7 @@ impl Writer {
     async fn run(
         mut self,
         mut rx: mpsc::Receiver<Reading>,
-        mut reload: mpsc::Receiver<Config>,
+        mut reload: mpsc::Receiver<(Config, Vec<Consumer>)>,
         stop: CancellationToken,
     ) {
         let started_at = Instant::now();
@@ -179,7 +186,10 @@ impl Writer {
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => break,
-                Some(new) = reload.recv() => self.reconfigure(new),
+                Some((new, consumers)) = reload.recv() => {
+                    self.consumers = consumers;
+                    self.reconfigure(new);
+                }
                 Some(r) = rx.recv() => {
                     if first_reading {
                         first_reading = false;
@@ -214,8 +224,7 @@ impl Writer {
                     }
                 }
                 _ = housekeeping.tick() => {
-                    let cons = sink::consumers(&self.cfg);
-                    if let Err(e) = self.store.prune(&cons, self.cfg.buffer.retention.0, Timestamp::now()) {
+                    if let Err(e) = self.store.prune(&self.consumers, self.cfg.buffer.retention.0, Timestamp::now()) {
                         tracing::warn!(error = %e, "Pruning delivered data failed.");
                     }
                 }

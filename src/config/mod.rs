@@ -10,10 +10,12 @@
 //! boolean is taken as such, anything else as a string.
 
 mod secret;
+mod source;
 mod types;
 mod validate;
 
 pub use secret::resolve_secret;
+pub use source::*;
 pub use types::*;
 
 use serde::de::DeserializeOwned;
@@ -370,7 +372,16 @@ fn section<T: DeserializeOwned>(
                     serde_path_to_error::Segment::Unknown => {}
                 }
             }
-            let msg = e.inner().message().trim().to_string();
+            let mut msg = e.inner().message().trim().to_string();
+            // Checks that name a key inside the table they validate say "`key`: message" (see `source`).
+            if let Some(rest) = msg.strip_prefix('`') {
+                if let Some((k, m)) = rest.split_once("`: ") {
+                    if !k.is_empty() && !k.contains(' ') {
+                        path = path.key(k);
+                        msg = m.to_string();
+                    }
+                }
+            }
             // Point at the offending key itself for unknown fields.
             if let Some(rest) = msg.strip_prefix("unknown field `") {
                 if let Some(end) = rest.find('`') {

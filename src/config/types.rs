@@ -335,65 +335,6 @@ pub struct ValidRange {
     pub max: Option<f64>,
 }
 
-/// Where a sensor's values come from. Exactly one of `simulated`, `modbus` is set.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
-#[serde(deny_unknown_fields)]
-pub struct SourceConfig {
-    /// Simulated waveform: `sine`, `ramp`, `random_walk`, `square`, `script`, `constant`.
-    pub simulated: Option<String>,
-    /// Name of a `[[modbus]]` section.
-    pub modbus: Option<String>,
-
-    // ---- simulated ----
-    /// Centre (sine), start (ramp, random walk), value (constant).
-    pub offset: Option<f64>,
-    /// Sine amplitude.
-    pub amplitude: Option<f64>,
-    /// Sine/square period.
-    pub period: Option<Dur>,
-    /// Step per sample (ramp, random walk).
-    pub step: Option<f64>,
-    /// Square wave low/high levels; ramp/random walk bounds.
-    pub min: Option<f64>,
-    /// Upper bound / high level.
-    pub max: Option<f64>,
-    /// Uniform noise amplitude.
-    pub noise: Option<f64>,
-    /// Random seed (deterministic output).
-    pub seed: Option<u64>,
-    /// Scripted values (`nan`, `inf` allowed); used in order.
-    pub values: Option<Vec<f64>>,
-    /// Indexes in `values` at which the sensor stays silent (no reading).
-    pub silent: Option<Vec<usize>>,
-    /// Repeat the script (default true); when false the sensor goes silent at its end.
-    pub repeat: Option<bool>,
-    /// Probability of a NaN sample.
-    pub nan_probability: Option<f64>,
-    /// Round values to this many decimals (like a real ADC).
-    pub decimals: Option<u32>,
-
-    // ---- modbus ----
-    /// Unit (slave) id.
-    pub unit: Option<u8>,
-    /// `coil`, `discrete`, `input`, `holding`.
-    pub table: Option<String>,
-    /// Register address.
-    pub address: Option<u16>,
-    /// Data type.
-    #[serde(rename = "type")]
-    pub data_type: Option<String>,
-    /// Word/byte order: `abcd`, `cdab`, `badc`, `dcba` (and 64-bit `abcdefgh`, …).
-    pub word_order: Option<String>,
-    /// Bit index for `type = "bit"`.
-    pub bit: Option<u8>,
-    /// Register count for `type = "string"`.
-    pub length: Option<u16>,
-    /// value = raw * scale + offset_value.
-    pub scale: Option<f64>,
-    /// Added after scaling.
-    pub add: Option<f64>,
-}
-
 /// `[[sensor]]`
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -401,7 +342,7 @@ pub struct SensorConfig {
     /// Unique id.
     pub id: String,
     /// Where values come from.
-    pub source: SourceConfig,
+    pub source: super::SourceConfig,
     /// Poll interval.
     #[serde(default = "default_interval")]
     pub interval: Dur,

@@ -1,50 +1,9 @@
 //! Semantic checks that serde cannot express. Every check pushes an [`Issue`] and goes on, so the user sees all
 //! problems at once.
 
-use super::{Config, Issue, KeyPath, Limits, Seg, SensorConfig};
+use super::{Config, Issue, KeyPath, Limits, Seg, SensorConfig, SourceConfig};
 use std::collections::HashMap;
 use std::time::Duration;
-
-const SIM_KINDS: &[&str] = &[
-    "sine",
-    "ramp",
-    "random_walk",
-    "square",
-    "script",
-    "constant",
-];
-const SIM_KEYS: &[&str] = &[
-    "offset",
-    "amplitude",
-    "period",
-    "step",
-    "min",
-    "max",
-    "noise",
-    "seed",
-    "values",
-    "silent",
-    "repeat",
-    "nan_probability",
-    "decimals",
-];
-const MODBUS_KEYS: &[&str] = &[
-    "unit",
-    "table",
-    "address",
-    "type",
-    "word_order",
-    "bit",
-    "length",
-    "scale",
-    "add",
-];
-/// Modbus register tables accepted in `source.table`.
-pub const MODBUS_TABLES: &[&str] = &["coil", "discrete", "input", "holding"];
-/// Modbus data types accepted in `source.type`.
-pub const MODBUS_TYPES: &[&str] = &[
-    "bool", "bit", "u16", "i16", "u32", "i32", "u64", "i64", "f32", "f64",
-];
 
 fn topic_safe(s: &str) -> bool {
     !s.is_empty()
@@ -137,10 +96,10 @@ pub(crate) fn validate(cfg: &Config, issues: &mut Vec<Issue>) {
             ));
         }
     }
-    let mut bus_names: HashMap<&str, usize> = HashMap::new();
+    let mut bus_names: HashMap<&str, (usize, bool)> = HashMap::new();
     for (i, m) in cfg.modbus.iter().enumerate() {
         let base = KeyPath(vec![Seg::Key("modbus".into()), Seg::Index(i)]);
-        if let Some(prev) = bus_names.insert(m.name.as_str(), i) {
+        if let Some((prev, _)) = bus_names.insert(m.name.as_str(), (i, m.one_based)) {
             issues.push(Issue::new(
                 base.key("name"),
                 format!("duplicate name {:?} (also modbus[{prev}])", m.name),
@@ -184,7 +143,7 @@ pub(crate) fn validate(cfg: &Config, issues: &mut Vec<Issue>) {
 fn validate_sensor(
     s: &SensorConfig,
     base: &KeyPath,
-    buses: &HashMap<&str, usize>,
+    buses: &HashMap<&str, (usize, bool)>,
     issues: &mut Vec<Issue>,
 ) {
     if s.interval.0 < Duration::from_millis(10) {
@@ -214,142 +173,32 @@ fn validate_sensor(
             ));
         }
     }
-    // --- source ---
-    let src = &s.source;
-    let sp = base.key("source");
-    let kinds = [src.simulated.is_some(), src.modbus.is_some()];
-    match kinds.iter().filter(|b| **b).count() {
-        0 => issues.push(Issue::new(
-            sp.clone(),
-            "needs one of `simulated = \"sine\"` or `modbus = \"<name of a [[modbus]] section>\"`",
-        )),
-        1 => {}
-        _ => issues.push(Issue::new(
-            sp.clone(),
-            "give only one of `simulated` and `modbus`",
-        )),
-    }
-    let src_json = serde_json::to_value(src).unwrap_or_default();
-    let set_keys: Vec<String> = src_json
-        .as_object()
-        .map(|o| {
-            o.iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, _)| k.clone())
-                .collect()
-        })
-        .unwrap_or_default();
-    if let Some(kind) = &src.simulated {
-        if !SIM_KINDS.contains(&kind.as_str()) {
-            issues.push(Issue::new(
-                sp.key("simulated"),
-                format!(
-                    "unknown waveform {kind:?}; expected one of: {}",
-                    SIM_KINDS.join(", ")
-                ),
-            ));
-        }
-        for k in &set_keys {
-            if MODBUS_KEYS.contains(&k.as_str()) {
+    // --- source (the kind's own keys were checked when it was read; see `source.rs`) ---
+    if let SourceConfig::Modbus(m) = &s.source {
+        let sp = base.key("source");
+        match buses.get(m.bus.as_str()) {
+            None => {
+                let mut names: Vec<&&str> = buses.keys().collect();
+                names.sort();
+                let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
                 issues.push(Issue::new(
-                    sp.key(k),
-                    "is a Modbus setting; it does not apply to a simulated source",
+                    sp.key("modbus"),
+                    format!(
+                        "no [[modbus]] section named {:?} (defined: {})",
+                        m.bus,
+                        if names.is_empty() {
+                            "none".to_string()
+                        } else {
+                            names.join(", ")
+                        }
+                    ),
                 ));
             }
-        }
-        if kind == "script" && src.values.as_ref().is_none_or(|v| v.is_empty()) {
-            issues.push(Issue::new(
-                sp.clone(),
-                "a script source needs `values = [ … ]`",
-            ));
-        }
-        if matches!(kind.as_str(), "sine" | "square") {
-            if let Some(p) = src.period {
-                if p.0.is_zero() {
-                    issues.push(Issue::new(sp.key("period"), "must be greater than zero"));
-                }
-            }
-        }
-        if let Some(np) = src.nan_probability {
-            if !(0.0..=1.0).contains(&np) {
-                issues.push(Issue::new(
-                    sp.key("nan_probability"),
-                    "must be between 0 and 1",
-                ));
-            }
-        }
-    }
-    if let Some(bus) = &src.modbus {
-        if !buses.contains_key(bus.as_str()) {
-            let mut names: Vec<&&str> = buses.keys().collect();
-            names.sort();
-            let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-            issues.push(Issue::new(
-                sp.key("modbus"),
-                format!(
-                    "no [[modbus]] section named {bus:?} (defined: {})",
-                    if names.is_empty() {
-                        "none".to_string()
-                    } else {
-                        names.join(", ")
-                    }
-                ),
-            ));
-        }
-        for k in &set_keys {
-            if SIM_KEYS.contains(&k.as_str()) {
-                issues.push(Issue::new(
-                    sp.key(k),
-                    "is a simulated-source setting; it does not apply to Modbus",
-                ));
-            }
-        }
-        match &src.table {
-            None => issues.push(Issue::new(
-                sp.clone(),
-                format!("missing `table` (one of {})", MODBUS_TABLES.join(", ")),
+            Some(&(_, one_based)) if one_based && m.address == 0 => issues.push(Issue::new(
+                sp.key("address"),
+                "is 0, but this bus counts addresses from 1 (`one_based = true`): the first register is 1",
             )),
-            Some(t) if !MODBUS_TABLES.contains(&t.as_str()) => issues.push(Issue::new(
-                sp.key("table"),
-                format!(
-                    "unknown table {t:?}; expected one of: {}",
-                    MODBUS_TABLES.join(", ")
-                ),
-            )),
-            _ => {}
-        }
-        if src.address.is_none() {
-            issues.push(Issue::new(sp.clone(), "missing `address`"));
-        }
-        let ty = src.data_type.as_deref().unwrap_or("u16");
-        if !MODBUS_TYPES.contains(&ty) {
-            issues.push(Issue::new(
-                sp.key("type"),
-                format!(
-                    "unknown type {ty:?}; expected one of: {}",
-                    MODBUS_TYPES.join(", ")
-                ),
-            ));
-        }
-        if let Some(wo) = &src.word_order {
-            if crate::source::decode::WordOrder::parse(wo).is_none() {
-                issues.push(Issue::new(
-                    sp.key("word_order"),
-                    format!("unknown order {wo:?}; expected abcd, cdab, badc, dcba (or the 8-letter forms for 64-bit types)"),
-                ));
-            }
-        }
-        if ty == "bit" && src.bit.is_none_or(|b| b > 15) {
-            issues.push(Issue::new(
-                sp.clone(),
-                "type = \"bit\" needs `bit` between 0 and 15",
-            ));
-        }
-        if ty == "string" && src.length.is_none_or(|l| l == 0) {
-            issues.push(Issue::new(
-                sp.clone(),
-                "type = \"string\" needs `length` (registers) of at least 1",
-            ));
+            Some(_) => {}
         }
     }
     // --- ranges and thresholds ---

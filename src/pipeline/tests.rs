@@ -2,15 +2,15 @@
 //! samples and the expected transitions `(seconds, type, state, severity)`.
 
 use super::*;
-use crate::config::{Dur, SourceConfig};
+use crate::config::{Dur, SimulatedSource, SourceConfig, Waveform};
 
 fn sensor() -> SensorConfig {
     SensorConfig {
         id: "t".into(),
-        source: SourceConfig {
-            simulated: Some("constant".into()),
+        source: SourceConfig::Simulated(SimulatedSource {
+            waveform: Waveform::Constant,
             ..Default::default()
-        },
+        }),
         interval: Dur(Duration::from_secs(1)),
         unit: Some("°C".into()),
         valid: Some(ValidRange {

@@ -1,20 +1,56 @@
-//! Sources: where readings come from. Sources only read; the runner owns the schedule.
+//! Sources: where readings come from. A source only reads; it sends each reading into the ingest channel.
 //!
 //! Sensors are grouped by what they share: each simulated sensor is its own group; all sensors of one
 //! `[[modbus]]` device or RTU line form one group served by one task (a bus is used by one request at a time).
 //! On reload, only groups whose configuration changed are restarted.
+//!
+//! Adding a source kind: a variant of [`crate::config::SourceConfig`], a module here with an
+//! `async fn run(…, tx, token)`, and one arm in [`groups`] and [`spawn`].
 
-pub mod decode;
 #[cfg(feature = "modbus")]
 pub mod modbus;
 pub mod simulated;
 
-use crate::config::{Config, SensorConfig};
+use crate::config::{Config, SensorConfig, SimulatedSource, SourceConfig};
+use crate::metrics::SharedMetrics;
 use crate::model::Reading;
 use std::collections::BTreeMap;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// Why a read failed. The kind decides what the source does next.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// No answer within the timeout: retry, then back off the device.
+    #[error("timeout")]
+    Timeout,
+    /// The device answered with an exception: it is alive, do not reconnect.
+    #[error("exception {0} ({name})", name = exception_name(*.0))]
+    Exception(u8),
+    /// Transport or protocol failure (connection refused or reset, garbage frame): reconnect.
+    #[error("{0}")]
+    Transport(String),
+    /// The configuration cannot work (e.g. a serial option): retrying slowly, logged as an error.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Name of a Modbus exception code.
+pub fn exception_name(code: u8) -> &'static str {
+    match code {
+        1 => "Illegal Function",
+        2 => "Illegal Data Address",
+        3 => "Illegal Data Value",
+        4 => "Server Device Failure",
+        5 => "Acknowledge",
+        6 => "Server Device Busy",
+        8 => "Memory Parity Error",
+        10 => "Gateway Path Unavailable",
+        11 => "Gateway Target Device Failed to Respond",
+        _ => "Unknown Exception",
+    }
+}
 
 /// A unit of source scheduling: one task.
 pub struct Group {
@@ -26,7 +62,7 @@ pub struct Group {
 }
 
 enum GroupKind {
-    Simulated(Box<SensorConfig>),
+    Simulated(Box<SensorConfig>, SimulatedSource),
     #[cfg(feature = "modbus")]
     Modbus(crate::config::ModbusConfig, Vec<SensorConfig>),
 }
@@ -36,14 +72,13 @@ pub fn groups(cfg: &Config) -> Vec<Group> {
     let mut out = Vec::new();
     let mut by_bus: BTreeMap<String, Vec<SensorConfig>> = BTreeMap::new();
     for s in &cfg.sensor {
-        if s.source.simulated.is_some() {
-            out.push(Group {
+        match &s.source {
+            SourceConfig::Simulated(src) => out.push(Group {
                 key: format!("sim:{}", s.id),
                 fingerprint: serde_json::to_string(&(&s.source, &s.interval)).unwrap_or_default(),
-                kind: GroupKind::Simulated(Box::new(s.clone())),
-            });
-        } else if let Some(bus) = &s.source.modbus {
-            by_bus.entry(bus.clone()).or_default().push(s.clone());
+                kind: GroupKind::Simulated(Box::new(s.clone()), src.clone()),
+            }),
+            SourceConfig::Modbus(m) => by_bus.entry(m.bus.clone()).or_default().push(s.clone()),
         }
     }
     for (bus, sensors) in by_bus {
@@ -71,11 +106,11 @@ pub fn spawn(
     tx: mpsc::Sender<Reading>,
     token: CancellationToken,
     tracker: &TaskTracker,
-    metrics: &crate::metrics::SharedMetrics,
+    metrics: &SharedMetrics,
 ) {
     match group.kind {
-        GroupKind::Simulated(s) => {
-            tracker.spawn(simulated::run(*s, tx, token));
+        GroupKind::Simulated(s, src) => {
+            tracker.spawn(simulated::run(*s, src, tx, token));
         }
         #[cfg(feature = "modbus")]
         GroupKind::Modbus(m, sensors) => {

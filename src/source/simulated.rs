@@ -4,7 +4,7 @@
 //! `silent` indexes where the sensor sends nothing). `nan_probability` injects NaN; `decimals` rounds like an ADC.
 //! Time-based waveforms (sine, square) are functions of the wall clock, so a restart continues the curve.
 
-use crate::config::{SensorConfig, SourceConfig};
+use crate::config::{SensorConfig, SimulatedSource, Waveform};
 use crate::model::{Reading, Timestamp};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -13,36 +13,16 @@ use tokio_util::sync::CancellationToken;
 
 /// A simulated signal generator.
 pub struct Simulated {
-    cfg: SourceConfig,
-    kind: Kind,
+    cfg: SimulatedSource,
     rng: fastrand::Rng,
     n: u64,
     level: f64,
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Kind {
-    Sine,
-    Ramp,
-    RandomWalk,
-    Square,
-    Script,
-    Constant,
-}
-
 impl Simulated {
     /// Build from a validated source config.
-    pub fn new(cfg: &SourceConfig) -> Self {
-        let kind = match cfg.simulated.as_deref() {
-            Some("ramp") => Kind::Ramp,
-            Some("random_walk") => Kind::RandomWalk,
-            Some("square") => Kind::Square,
-            Some("script") => Kind::Script,
-            Some("constant") => Kind::Constant,
-            _ => Kind::Sine,
-        };
+    pub fn new(cfg: &SimulatedSource) -> Self {
         Simulated {
-            kind,
             rng: fastrand::Rng::with_seed(cfg.seed.unwrap_or(1)),
             n: 0,
             level: cfg.offset.unwrap_or(0.0),
@@ -61,20 +41,20 @@ impl Simulated {
             .unwrap_or(60_000.0)
             .max(1.0);
         let phase = (now.0 as f64 % period_ms) / period_ms;
-        let mut v = match self.kind {
-            Kind::Sine => {
+        let mut v = match self.cfg.waveform {
+            Waveform::Sine => {
                 c.offset.unwrap_or(0.0)
                     + c.amplitude.unwrap_or(1.0) * (std::f64::consts::TAU * phase).sin()
             }
-            Kind::Square => {
+            Waveform::Square => {
                 if phase < 0.5 {
                     c.min.unwrap_or(0.0)
                 } else {
                     c.max.unwrap_or(1.0)
                 }
             }
-            Kind::Constant => c.offset.unwrap_or(0.0),
-            Kind::Ramp => {
+            Waveform::Constant => c.offset.unwrap_or(0.0),
+            Waveform::Ramp => {
                 let mut v = c.offset.unwrap_or(0.0) + n as f64 * c.step.unwrap_or(1.0);
                 if let (Some(lo), Some(hi)) = (c.min, c.max) {
                     if hi > lo {
@@ -83,7 +63,7 @@ impl Simulated {
                 }
                 v
             }
-            Kind::RandomWalk => {
+            Waveform::RandomWalk => {
                 if n > 0 {
                     self.level += c.step.unwrap_or(1.0) * (self.rng.f64() * 2.0 - 1.0);
                 }
@@ -95,7 +75,7 @@ impl Simulated {
                 }
                 self.level
             }
-            Kind::Script => {
+            Waveform::Script => {
                 let vals = c.values.as_deref().unwrap_or(&[]);
                 if vals.is_empty() {
                     return None;
@@ -130,9 +110,14 @@ impl Simulated {
 }
 
 /// Poll one simulated sensor until `token` is cancelled.
-pub async fn run(s: SensorConfig, tx: mpsc::Sender<Reading>, token: CancellationToken) {
+pub async fn run(
+    s: SensorConfig,
+    src: SimulatedSource,
+    tx: mpsc::Sender<Reading>,
+    token: CancellationToken,
+) {
     let id: Arc<str> = Arc::from(s.id.as_str());
-    let mut sim = Simulated::new(&s.source);
+    let mut sim = Simulated::new(&src);
     let mut tick = tokio::time::interval(s.interval.0);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -154,9 +139,15 @@ pub async fn run(s: SensorConfig, tx: mpsc::Sender<Reading>, token: Cancellation
 mod tests {
     use super::*;
 
-    fn src(kind: &str) -> SourceConfig {
-        SourceConfig {
-            simulated: Some(kind.into()),
+    fn src(kind: &str) -> SimulatedSource {
+        let waveform = match kind {
+            "random_walk" => Waveform::RandomWalk,
+            "script" => Waveform::Script,
+            "square" => Waveform::Square,
+            _ => Waveform::Sine,
+        };
+        SimulatedSource {
+            waveform,
             ..Default::default()
         }
     }

@@ -2,7 +2,7 @@
 //!
 //! Sinks and the metrics/status readers hold a [`SharedStore`]: one connection (opened with
 //! [`Store::open_existing`]) behind a mutex, used one call at a time from `spawn_blocking`. The writer
-//! connection belongs to the ingest thread alone (see `crate::ingest`).
+//! connection belongs to the ingest thread alone.
 
 use super::{Store, StoreError};
 use std::path::PathBuf;

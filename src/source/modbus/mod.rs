@@ -15,11 +15,15 @@
 //!   the old notation is address 0). With `one_based = true` the config uses 1-based register numbers and
 //!   watchpost subtracts one.
 
-use super::decode::{decode, DataType, WordOrder};
+pub mod decode;
+
+use super::SourceError;
 use crate::config::{ModbusConfig, SensorConfig};
+use crate::config::{ModbusSource, SourceConfig};
 use crate::metrics::SharedMetrics;
 use crate::model::{Reading, Timestamp};
 use crate::util::Backoff;
+use decode::{decode, DataType, WordOrder};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -30,57 +34,9 @@ use tokio_modbus::client::Context;
 use tokio_modbus::prelude::*;
 use tokio_util::sync::CancellationToken;
 
-/// Register table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Table {
-    /// Coils (0x01).
-    Coil,
-    /// Discrete inputs (0x02).
-    Discrete,
-    /// Input registers (0x04).
-    Input,
-    /// Holding registers (0x03).
-    Holding,
-}
+pub use crate::config::Table;
 
-impl Table {
-    /// From the config name.
-    pub fn parse(s: &str) -> Option<Table> {
-        Some(match s {
-            "coil" | "coils" => Table::Coil,
-            "discrete" | "discrete_input" => Table::Discrete,
-            "input" | "input_register" => Table::Input,
-            "holding" | "holding_register" => Table::Holding,
-            _ => return None,
-        })
-    }
-    fn is_bits(self) -> bool {
-        matches!(self, Table::Coil | Table::Discrete)
-    }
-    fn max_count(self) -> u16 {
-        if self.is_bits() {
-            2000
-        } else {
-            125
-        }
-    }
-}
-
-/// Name of a Modbus exception code.
-pub fn exception_name(code: u8) -> &'static str {
-    match code {
-        1 => "Illegal Function",
-        2 => "Illegal Data Address",
-        3 => "Illegal Data Value",
-        4 => "Server Device Failure",
-        5 => "Acknowledge",
-        6 => "Server Device Busy",
-        8 => "Memory Parity Error",
-        10 => "Gateway Path Unavailable",
-        11 => "Gateway Target Device Failed to Respond",
-        _ => "Unknown Exception",
-    }
-}
+pub use super::exception_name;
 
 /// One sensor's register map, compiled.
 #[derive(Debug, Clone)]
@@ -106,33 +62,27 @@ pub struct Point {
 }
 
 impl Point {
-    /// Compile from a validated sensor config.
+    /// Compile from a validated sensor config (`None` for a sensor that is not on Modbus).
     pub fn from_config(s: &SensorConfig, bus: &ModbusConfig) -> Option<Point> {
-        let src = &s.source;
-        let table = Table::parse(src.table.as_deref()?)?;
-        let ty = DataType::parse(
-            src.data_type
-                .as_deref()
-                .unwrap_or(if table.is_bits() { "bool" } else { "u16" }),
-            src.bit,
-        )?;
-        let mut address = src.address?;
-        if bus.one_based {
-            address = address.checked_sub(1)?;
-        }
+        let SourceConfig::Modbus(src) = &s.source else {
+            return None;
+        };
+        let src: &ModbusSource = src;
+        // `validate` refuses address 0 on a one-based bus.
+        let address = if bus.one_based {
+            src.address.checked_sub(1)?
+        } else {
+            src.address
+        };
         Some(Point {
             id: Arc::from(s.id.as_str()),
-            unit: src.unit.unwrap_or(1),
-            table,
+            unit: src.unit,
+            table: src.table,
             address,
-            ty,
-            order: src
-                .word_order
-                .as_deref()
-                .and_then(WordOrder::parse)
-                .unwrap_or(WordOrder::ABCD),
-            scale: src.scale.unwrap_or(1.0),
-            add: src.add.unwrap_or(0.0),
+            ty: src.data_type,
+            order: src.word_order,
+            scale: src.scale,
+            add: src.add,
             interval: s.interval.0,
         })
     }
@@ -212,41 +162,22 @@ pub fn split<'a>(req: &'a Request, words: &[u16]) -> Vec<(&'a Point, Vec<u16>, O
         .collect()
 }
 
-/// Outcome of one request.
-#[derive(Debug)]
-pub enum ReadError {
-    /// No answer within the timeout.
-    Timeout,
-    /// The device answered with an exception.
-    Exception(u8),
-    /// Transport or protocol failure: reconnect.
-    Transport(String),
-}
-
-impl std::fmt::Display for ReadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ReadError::Timeout => write!(f, "timeout"),
-            ReadError::Exception(c) => write!(f, "exception {c} ({})", exception_name(*c)),
-            ReadError::Transport(e) => write!(f, "{e}"),
-        }
-    }
-}
+pub use super::SourceError as ReadError;
 
 /// Connect to a `[[modbus]]` endpoint.
-pub async fn connect(url: &str, timeout: Duration) -> Result<Context, String> {
+pub async fn connect(url: &str, timeout: Duration) -> Result<Context, SourceError> {
     if let Some(rest) = url.strip_prefix("tcp://") {
         let addr =
             tokio::time::timeout(timeout, tokio::net::lookup_host(rest.trim_end_matches('/')))
                 .await
-                .map_err(|_| format!("{url}: name lookup timed out"))?
-                .map_err(|e| format!("{url}: {e}"))?
+                .map_err(|_| SourceError::Timeout)?
+                .map_err(|e| SourceError::Transport(format!("{url}: {e}")))?
                 .next()
-                .ok_or_else(|| format!("{url}: no address"))?;
+                .ok_or_else(|| SourceError::Transport(format!("{url}: no address")))?;
         let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr))
             .await
-            .map_err(|_| format!("{url}: connect timed out"))?
-            .map_err(|e| format!("{url}: {e}"))?;
+            .map_err(|_| SourceError::Timeout)?
+            .map_err(|e| SourceError::Transport(format!("{url}: {e}")))?;
         let _ = stream.set_nodelay(true);
         Ok(tokio_modbus::client::tcp::attach(stream))
     } else if let Some(rest) = url.strip_prefix("rtu://") {
@@ -258,33 +189,49 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<Context, String> {
         for kv in query.split('&').filter(|s| !s.is_empty()) {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
             match k {
-                "baud" => baud = v.parse().map_err(|_| format!("{url}: bad baud {v:?}"))?,
+                "baud" => {
+                    baud = v
+                        .parse()
+                        .map_err(|_| SourceError::Config(format!("{url}: bad baud {v:?}")))?
+                }
                 "parity" => {
                     parity = match v {
                         "N" | "n" | "none" => tokio_serial::Parity::None,
                         "E" | "e" | "even" => tokio_serial::Parity::Even,
                         "O" | "o" | "odd" => tokio_serial::Parity::Odd,
-                        _ => return Err(format!("{url}: parity must be N, E or O")),
+                        _ => {
+                            return Err(SourceError::Config(format!(
+                                "{url}: parity must be N, E or O"
+                            )))
+                        }
                     }
                 }
                 "data_bits" => {
                     data_bits = match v {
                         "7" => tokio_serial::DataBits::Seven,
                         "8" => tokio_serial::DataBits::Eight,
-                        _ => return Err(format!("{url}: data_bits must be 7 or 8")),
+                        _ => {
+                            return Err(SourceError::Config(format!(
+                                "{url}: data_bits must be 7 or 8"
+                            )))
+                        }
                     }
                 }
                 "stop_bits" => {
                     stop_bits = match v {
                         "1" => tokio_serial::StopBits::One,
                         "2" => tokio_serial::StopBits::Two,
-                        _ => return Err(format!("{url}: stop_bits must be 1 or 2")),
+                        _ => {
+                            return Err(SourceError::Config(format!(
+                                "{url}: stop_bits must be 1 or 2"
+                            )))
+                        }
                     }
                 }
                 _ => {
-                    return Err(format!(
+                    return Err(SourceError::Config(format!(
                         "{url}: unknown option {k:?} (baud, parity, data_bits, stop_bits)"
-                    ))
+                    )))
                 }
             }
         }
@@ -294,12 +241,12 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<Context, String> {
                 .data_bits(data_bits)
                 .stop_bits(stop_bits),
         )
-        .map_err(|e| format!("{path}: {e}"))?;
+        .map_err(|e| SourceError::Transport(format!("{path}: {e}")))?;
         Ok(tokio_modbus::client::rtu::attach(port))
     } else {
-        Err(format!(
+        Err(SourceError::Config(format!(
             "{url}: expected tcp://HOST:PORT or rtu:///dev/ttyX?baud=…"
-        ))
+        )))
     }
 }
 
@@ -384,7 +331,11 @@ pub async fn run(
                 Err(e) => {
                     metrics.source_errors.fetch_add(1, Ordering::Relaxed);
                     let wait = conn_backoff.next_delay();
-                    tracing::warn!(bus = %bus.name, error = %e, retry_in_ms = wait.as_millis() as u64, "Modbus connection failed.");
+                    if matches!(e, SourceError::Config(_)) {
+                        tracing::error!(bus = %bus.name, error = %e, retry_in_ms = wait.as_millis() as u64, "Modbus connection cannot work with this configuration.");
+                    } else {
+                        tracing::warn!(bus = %bus.name, error = %e, retry_in_ms = wait.as_millis() as u64, "Modbus connection failed.");
+                    }
                     tokio::select! {
                         _ = token.cancelled() => break,
                         _ = tokio::time::sleep(wait) => {}
@@ -481,7 +432,7 @@ pub async fn run(
                             ctx = None;
                         }
                     }
-                    ReadError::Transport(_) => {
+                    ReadError::Transport(_) | ReadError::Config(_) => {
                         ctx = None;
                     }
                 }
