@@ -88,7 +88,6 @@ fn events_in_order_retained_state_for_late_subscribers_and_schema() {
         return;
     };
     let sub = Sub::start(broker.port, "early", true, &["watchpost/gw1/#"]);
-    std::thread::sleep(Duration::from_millis(300));
     let data = dir.path().join("data");
     let cfg = dir.path().join("w.toml");
     std::fs::write(
@@ -123,7 +122,8 @@ fn events_in_order_retained_state_for_late_subscribers_and_schema() {
     for (p, _) in sub
         .on("/events")
         .iter()
-        .chain(sub.on("/alerts/oil_temp").iter())
+        .chain(sub.on("/alerts/oil_temp/high").iter())
+        .filter(|(p, _)| !p.is_empty())
     {
         let v: serde_json::Value = serde_json::from_str(p).expect("json");
         assert!(validator.is_valid(&v), "schema violation: {p}");
@@ -135,10 +135,10 @@ fn events_in_order_retained_state_for_late_subscribers_and_schema() {
         broker.port,
         "late",
         true,
-        &["watchpost/gw1/alerts/+", "watchpost/gw1/status"],
+        &["watchpost/gw1/alerts/#", "watchpost/gw1/status"],
     );
     let retained = wait_for(Duration::from_secs(10), "retained alert", || {
-        let r = late.on("/alerts/oil_temp");
+        let r = late.on("/alerts/oil_temp/high");
         (!r.is_empty()).then_some(r)
     });
     assert!(retained[0].1, "retained flag");
@@ -224,7 +224,6 @@ fn broker_outage_and_kill_9_lose_no_alert() {
         false,
         &["watchpost/gw1/events"],
     );
-    std::thread::sleep(Duration::from_millis(500));
     let data = dir.path().join("data");
     let cfg = dir.path().join("w.toml");
     let sensor = r#"
@@ -307,7 +306,6 @@ fn tls_mutual_tls_and_passwords() {
         return;
     };
     let sub = Sub::start(broker.port, "watcher", true, &["watchpost/+/status"]);
-    std::thread::sleep(Duration::from_millis(300));
     let pwfile = dir.path().join("mqtt.password");
     std::fs::write(&pwfile, "s3cret\n").expect("w");
     let cases = [
@@ -400,7 +398,6 @@ fn device_shadow_protocol() {
             "$aws/things/press-3/shadow/get",
         ],
     );
-    std::thread::sleep(Duration::from_millis(300));
     let data = dir.path().join("data");
     let cfg = dir.path().join("w.toml");
     let mqtt = format!("url = \"mqtt://127.0.0.1:{}\"\n[mqtt.shadow]\nthing = \"press-3\"\nmin_interval = \"200ms\"", broker.port);
@@ -478,4 +475,62 @@ fn device_shadow_protocol() {
     assert!(d.child.try_wait().expect("w").is_none(), "survived garbage");
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait_exit(Duration::from_secs(10)), Some(0));
+}
+
+#[test]
+fn clearing_one_alarm_never_hides_another_on_the_same_sensor() {
+    // CRITICAL high is raised, the sensor goes silent (SENSOR_OFFLINE raised) and comes back still at 100
+    // (SENSOR_OFFLINE cleared, CRITICAL still active). The retained topics, the viewer and the store agree: one
+    // active alarm, the CRITICAL.
+    let dir = tempfile::tempdir().expect("tmp");
+    let Some(broker) = Mosquitto::start(dir.path(), "", false) else {
+        return;
+    };
+    let feed = Sub::start(broker.port, "feed", true, &["watchpost/gw1/events"]);
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("w.toml");
+    let values: Vec<String> = std::iter::repeat_n("100.0".to_string(), 113).collect();
+    let silent: Vec<String> = (3..13).map(|i| i.to_string()).collect();
+    let sensor = format!(
+        "[[sensor]]\nid = \"press\"\ninterval = \"100ms\"\nstale_after = \"500ms\"\ncritical = {{ high = 95.0 }}\n\
+         source = {{ simulated = \"script\", values = [{}], silent = [{}], repeat = false }}\n",
+        values.join(", "),
+        silent.join(", ")
+    );
+    std::fs::write(
+        &cfg,
+        config(&data, &format!("url = \"mqtt://127.0.0.1:{}\"", broker.port), &sensor),
+    )
+    .expect("w");
+    let _d = start_daemon(&cfg, dir.path());
+    wait_for(Duration::from_secs(20), "offline raised and cleared", || {
+        let kinds: Vec<(String, String)> = feed
+            .on("/events")
+            .iter()
+            .map(|(p, _)| {
+                let v: serde_json::Value = serde_json::from_str(p).expect("json");
+                (v["type"].as_str().unwrap_or("").to_string(), v["state"].as_str().unwrap_or("").to_string())
+            })
+            .collect();
+        (kinds.contains(&("SENSOR_OFFLINE".into(), "cleared".into()))).then_some(())
+    });
+    let late = Sub::start(broker.port, "late", true, &["watchpost/gw1/alerts/#"]);
+    let retained = wait_for(Duration::from_secs(10), "retained CRITICAL", || {
+        let r = late.on("/alerts/press/high");
+        (!r.is_empty()).then_some(r)
+    });
+    assert!(retained[0].1 && retained[0].0.contains("\"severity\":\"CRITICAL\""), "{retained:?}");
+    // The cleared OFFLINE left no retained message behind.
+    assert!(late.on("/alerts/press/offline").is_empty(), "{:?}", late.on("/alerts/press/offline"));
+    let (_, out, _) = run_cli(&[
+        "alerts",
+        "--broker",
+        &format!("mqtt://127.0.0.1:{}", broker.port),
+        "--gateway",
+        "gw1",
+        "--count",
+        "0",
+    ]);
+    assert!(out.contains("active alerts: 1"), "{out}");
+    assert!(out.contains("CRITICAL ALERT raised sensor=press"), "{out}");
 }

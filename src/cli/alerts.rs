@@ -74,7 +74,7 @@ pub async fn view(o: ViewOptions) -> Result<(), String> {
     let gw = o.gateway.clone().unwrap_or_else(|| "+".into());
     let prefix = o.prefix.trim_end_matches('/');
     client
-        .subscribe(format!("{prefix}/{gw}/alerts/+"), QoS::AtLeastOnce)
+        .subscribe(format!("{prefix}/{gw}/alerts/#"), QoS::AtLeastOnce)
         .await
         .map_err(|e| e.to_string())?;
     client
@@ -105,6 +105,11 @@ pub async fn view(o: ViewOptions) -> Result<(), String> {
                     settle.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(700));
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if p.payload.is_empty() {
+                        // An alarm cleared: its retained state was removed.
+                        active.remove(&p.topic);
+                        continue;
+                    }
                     let Ok(a) = serde_json::from_slice::<Alert>(&p.payload) else {
                         eprintln!("(ignored a malformed message on {})", p.topic);
                         continue;

@@ -35,6 +35,9 @@ pub struct DirState {
 pub struct SensorState {
     /// Last good sample time.
     pub last_good: Option<Timestamp>,
+    /// Last time any reading arrived, good or bad (SENSOR_OFFLINE means silence, not bad values).
+    #[serde(default)]
+    pub last_seen: Option<Timestamp>,
     /// Reference for spike detection.
     pub last_value: Option<(Timestamp, f64)>,
     /// Consecutive spikes.

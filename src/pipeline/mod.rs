@@ -14,8 +14,8 @@
 //!   pending on-delay and never clear an active alarm;
 //! * one active alarm per sensor and direction; its id (`device:sensor:n`) stays the same from raise to clear.
 //!
-//! Validation raises `SENSOR_FAULT` (NaN/∞, outside `valid`, stuck) and `SENSOR_OFFLINE` (no good reading for
-//! `stale_after`); both clear with the next good reading.
+//! Validation raises `SENSOR_FAULT` (NaN/∞, outside `valid`, stuck; clears with the next good reading);
+//! `SENSOR_OFFLINE` means silence (no reading at all for `stale_after`) and clears with the next reading.
 
 use crate::config::{Limits, SensorConfig, ValidRange};
 use crate::model::{
@@ -222,6 +222,17 @@ impl Engine {
         let (v, now) = (r.value, r.ts);
         let fault = validate::check(r, &rules, st);
         let mut em = Self::emitter(&mut self.ids, &self.location, &r.sensor, &rules, out);
+        // Any reading, good or bad, means the sensor answers: OFFLINE ends here; bad values are FAULT's business.
+        st.last_seen = Some(now);
+        if let Some(a) = st.offline.take() {
+            let at = At {
+                value: Some(v),
+                ts: now,
+                reason: Some("readings again".into()),
+                ..At::default()
+            };
+            em.emit(AlertType::SensorOffline, AlertState::Cleared, &a, at);
+        }
         if let Some(f) = fault {
             if st.fault.is_none() {
                 let at = At {
@@ -258,14 +269,6 @@ impl Engine {
                 good_again("good readings again"),
             );
         }
-        if let Some(a) = st.offline.take() {
-            em.emit(
-                AlertType::SensorOffline,
-                AlertState::Cleared,
-                &a,
-                good_again("readings again"),
-            );
-        }
         em.threshold(Direction::High, &mut st.high, v, now);
         em.threshold(Direction::Low, &mut st.low, v, now);
     }
@@ -277,13 +280,13 @@ impl Engine {
             if e.state.offline.is_some() {
                 continue;
             }
-            let since = e.state.last_good.unwrap_or(started).max(started);
+            let since = e.state.last_seen.unwrap_or(started).max(started);
             if now.since(since) < e.rules.stale_after {
                 continue;
             }
-            let reason = match e.state.last_good {
-                Some(t) => format!("no good reading since {}", t.rfc3339()),
-                None => "no good reading since start".to_string(),
+            let reason = match e.state.last_seen {
+                Some(t) => format!("no reading since {}", t.rfc3339()),
+                None => "no reading since start".to_string(),
             };
             let mut em = Self::emitter(&mut self.ids, &self.location, id, &e.rules, out);
             let at = At {

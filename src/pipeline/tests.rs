@@ -372,3 +372,26 @@ fn an_old_snapshot_restores_sensor_by_sensor() {
     // The next alarm id continues after the saved counter.
     assert!(e.snapshot().contains(r#""version":2"#));
 }
+
+#[test]
+fn a_sensor_answering_with_bad_values_is_faulty_not_offline() {
+    // 500 with valid.max = 250, every second for 30 s (stale_after = 10 s): SENSOR_FAULT once, never OFFLINE.
+    let s = sensor();
+    let mut e = Engine::new("gw", "", std::slice::from_ref(&s), Timestamp(0));
+    let mut out = Vec::new();
+    for sec in 1..=30 {
+        let mut r = Reading::new(Arc::from("t"), Timestamp(sec * 1000), 500.0);
+        e.evaluate(&mut r, &mut out);
+        e.tick(Timestamp(sec * 1000 + 500), &mut out);
+    }
+    let kinds: Vec<_> = out.iter().map(|a| (a.kind, a.state)).collect();
+    assert_eq!(kinds, vec![(AlertType::SensorFault, Raised)]);
+    // Silence does raise OFFLINE, and a bad reading ends it (the sensor answers again) while FAULT stays.
+    e.tick(Timestamp(45_000), &mut out);
+    assert_eq!((out[1].kind, out[1].state), (AlertType::SensorOffline, Raised));
+    let mut r = Reading::new(Arc::from("t"), Timestamp(46_000), f64::NAN);
+    e.evaluate(&mut r, &mut out);
+    assert_eq!(out.len(), 3);
+    assert_eq!((out[2].kind, out[2].state), (AlertType::SensorOffline, Cleared));
+    assert_eq!(e.active().len(), 1, "FAULT still active");
+}

@@ -333,6 +333,9 @@ impl Drop for Mosquitto {
 pub struct Sub {
     pub msgs: std::sync::Arc<std::sync::Mutex<Vec<(String, String, bool)>>>,
     pub client: rumqttc::Client,
+    /// SUBACKs received (or, on a resumed session, the number of topics).
+    subscribed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    topics: usize,
 }
 
 impl Sub {
@@ -346,15 +349,23 @@ impl Sub {
         let m2 = std::sync::Arc::clone(&msgs);
         let c2 = client.clone();
         let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+        let n_topics = topics.len();
+        let subscribed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let s2 = std::sync::Arc::clone(&subscribed);
         std::thread::spawn(move || {
             for ev in conn.iter() {
                 match ev {
                     Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(ack))) => {
-                        if !ack.session_present {
+                        if ack.session_present {
+                            s2.store(topics.len(), std::sync::atomic::Ordering::SeqCst);
+                        } else {
                             for t in &topics {
                                 let _ = c2.try_subscribe(t.clone(), rumqttc::QoS::AtLeastOnce);
                             }
                         }
+                    }
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
+                        s2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     }
                     Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
                         if let Ok(mut m) = m2.lock() {
@@ -371,7 +382,20 @@ impl Sub {
                 }
             }
         });
-        Sub { msgs, client }
+        let sub = Sub {
+            msgs,
+            client,
+            subscribed,
+            topics: n_topics,
+        };
+        sub.wait_subscribed();
+        sub
+    }
+    /// Wait until the broker acknowledged every subscription (SUBACK), so nothing published after this is missed.
+    pub fn wait_subscribed(&self) {
+        wait_for(Duration::from_secs(10), "SUBACK", || {
+            (self.subscribed.load(std::sync::atomic::Ordering::SeqCst) >= self.topics).then_some(())
+        });
     }
     pub fn on(&self, topic_suffix: &str) -> Vec<(String, bool)> {
         self.msgs

@@ -1,12 +1,13 @@
 //! The alert feed: the MQTT [`Sink`]. Each alert event becomes two QoS 1 publishes, the retained state on
-//! `alerts/{sensor}` and the ordered `events` feed; a chunk is delivered when the broker acknowledged all of them.
+//! `alerts/{sensor}/{alarm}` (removed by an empty retained message when the alarm clears) and the ordered `events`
+//! feed; a chunk is delivered when the broker acknowledged all of them.
 
 use super::session::{Cmd, Msg, Session};
 use super::shadow::Shadow;
 use super::{options, Topics};
 use crate::config::{Config, MqttConfig};
 use crate::metrics::SharedMetrics;
-use crate::model::Signals;
+use crate::model::{AlertState, Signals};
 use crate::sink::runner::SinkBuild;
 use crate::sink::{Items, Sink, SinkError};
 use crate::store::Stream;
@@ -117,9 +118,16 @@ impl Sink for AlertFeed {
             let payload = serde_json::to_vec(a).map_err(|e| SinkError::Rejected {
                 reason: format!("event {seq} cannot be encoded: {e}"),
             })?;
+            // The retained topic holds the alarm while it is active; the clear removes it (empty retained
+            // message), so `alerts/#` shows exactly the active alarms. The clear itself is on the event feed.
+            let retained = if a.state == AlertState::Cleared {
+                Vec::new()
+            } else {
+                payload.clone()
+            };
             msgs.push(Msg {
-                topic: self.topics.alert(&a.sensor),
-                payload: payload.clone(),
+                topic: self.topics.alert(a),
+                payload: retained,
                 retain: true,
             });
             msgs.push(Msg {

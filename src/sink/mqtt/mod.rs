@@ -1,7 +1,8 @@
 //! MQTT sink (rumqttc, MQTT 3.1.1): alerts, gateway status and the AWS IoT Device Shadow.
 //!
 //! Topics (design.md §2):
-//! * `{prefix}/{gateway}/alerts/{sensor}` — QoS 1, retained: the latest alert state of that sensor;
+//! * `{prefix}/{gateway}/alerts/{sensor}/{alarm}` — QoS 1, retained while the alarm is active (`alarm`: `high`,
+//!   `low`, `fault`, `offline`, `overflow`); its clear publishes an empty retained message, which removes it;
 //! * `{prefix}/{gateway}/events` — QoS 1: every alert transition in order;
 //! * `{prefix}/{gateway}/status` — retained `{"state":"online"|"offline",…}`; `offline` is also the will.
 //!
@@ -24,7 +25,7 @@ pub mod shadow;
 pub use feed::AlertFeed;
 
 use crate::config::{resolve_secret, Config, MqttConfig};
-use crate::model::Timestamp;
+use crate::model::{Alert, AlertType, Direction, Timestamp};
 use rumqttc::{LastWill, MqttOptions, QoS, TlsConfiguration, Transport};
 use shadow::SHADOW_MAX_INFLIGHT;
 use std::sync::Arc;
@@ -86,9 +87,17 @@ impl Topics {
             base: format!("{}/{gateway}", prefix.trim_end_matches('/')),
         }
     }
-    /// Retained per-sensor alert topic.
-    pub fn alert(&self, sensor: &str) -> String {
-        format!("{}/alerts/{sensor}", self.base)
+    /// Retained topic of one alarm: `alerts/{sensor}/{alarm}`, `alarm` being `high`, `low`, `fault`, `offline`
+    /// or `overflow`. One topic per alarm, so clearing one alarm never hides another active on the same sensor.
+    pub fn alert(&self, a: &Alert) -> String {
+        let alarm = match (a.kind, a.direction) {
+            (AlertType::Alert, Some(Direction::Low)) => "low",
+            (AlertType::Alert, _) => "high",
+            (AlertType::SensorFault, _) => "fault",
+            (AlertType::SensorOffline, _) => "offline",
+            (AlertType::BufferOverflow, _) => "overflow",
+        };
+        format!("{}/alerts/{}/{alarm}", self.base, a.sensor)
     }
     /// Ordered event feed.
     pub fn events(&self) -> String {
