@@ -31,17 +31,14 @@ warning = {{ high = {warning_high} }}
 }
 
 fn events(data: &Path) -> Vec<watchpost::model::Alert> {
-    Store::open_existing(data)
-        .and_then(|s| s.all_events())
-        .map(|v| v.into_iter().map(|(_, a)| a).collect())
-        .unwrap_or_default()
+    with_store(data, Vec::new(), |s| s.all_events())
+        .into_iter()
+        .map(|(_, a)| a)
+        .collect()
 }
 
 fn readings(data: &Path) -> u64 {
-    Store::open_existing(data)
-        .and_then(|s| s.counts())
-        .map(|c| c.0)
-        .unwrap_or(0)
+    with_store(data, 0, |s| s.counts().map(|c| c.0))
 }
 
 #[test]
@@ -188,15 +185,9 @@ fn size_cap_drops_oldest_readings_once_alerted_and_keeps_alerts() {
         (overflow(&data) >= 1).then_some(())
     });
     // Keep running over the cap for a while: still one overflow alert, the store stays near the cap.
-    let before = Store::open_existing(&data)
-        .and_then(|s| s.dropped_readings())
-        .unwrap_or(0);
+    let before = with_store(&data, 0, |s| s.dropped_readings());
     wait_for(Duration::from_secs(30), "more drops", || {
-        (Store::open_existing(&data)
-            .and_then(|s| s.dropped_readings())
-            .unwrap_or(0)
-            > before)
-            .then_some(())
+        (with_store(&data, 0, |s| s.dropped_readings()) > before).then_some(())
     });
     assert_eq!(overflow(&data), 1, "raised once per episode");
     assert!(d
@@ -221,15 +212,38 @@ fn second_signal_exits_at_once() {
     let dir = tempfile::tempdir().expect("tmp");
     let data = dir.path().join("data");
     let cfg = dir.path().join("watchpost.toml");
-    std::fs::write(&cfg, config(&data, 60.0)).expect("write");
+    // A time-series server that is not there keeps the sink busy, so the orderly shutdown waits out its 3 s drain
+    // deadline: the second signal must cut it short.
+    let text = config(&data, 60.0).replace(
+        "[buffer]",
+        &format!(
+            "[influxdb]\nurl = \"http://127.0.0.1:{}\"\norg = \"o\"\nbucket = \"b\"\n\n[buffer]",
+            free_port()
+        ),
+    );
+    std::fs::write(&cfg, text).expect("write");
     let mut d = start_daemon(&cfg, dir.path());
     wait_for(Duration::from_secs(10), "started", || {
         d.log().contains("watchpost started").then_some(())
     });
     d.signal(libc::SIGINT);
+    wait_for(Duration::from_secs(5), "orderly shutdown begun", || {
+        d.log().contains("Giving sinks time to drain").then_some(())
+    });
+    let t = std::time::Instant::now();
     d.signal(libc::SIGINT);
     let code = d.wait_exit(Duration::from_secs(5));
-    assert!(code.is_some(), "exited");
+    assert_eq!(
+        code,
+        Some(2),
+        "the second signal exits at once with 2: {}",
+        d.log()
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "before the drain deadline"
+    );
+    assert!(d.log().contains("Second signal: exiting at once."));
 }
 
 #[test]

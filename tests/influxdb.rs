@@ -42,10 +42,7 @@ tags = { "line no" = "3,4" }
 "#;
 
 fn stored(data: &Path) -> u64 {
-    Store::open_existing(data)
-        .and_then(|s| s.counts())
-        .map(|c| c.0)
-        .unwrap_or(0)
+    with_store(data, 0, |s| s.counts().map(|c| c.0))
 }
 
 #[test]

@@ -35,7 +35,10 @@ warning = {{ high = 5.0 }}
 async fn until(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while !f() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -57,13 +60,20 @@ async fn runs_reloads_and_stops_on_a_current_thread_runtime() {
         Arc::clone(&metrics),
     ));
     until("readings and an alert", || {
-        metrics.readings.load(Ordering::Relaxed) >= 20 && metrics.alerts.load(Ordering::Relaxed) >= 1
+        metrics.readings.load(Ordering::Relaxed) >= 20
+            && metrics.alerts.load(Ordering::Relaxed) >= 1
     })
     .await;
-    until("a committed batch", || metrics.flushes.load(Ordering::Relaxed) >= 1).await;
+    until("a committed batch", || {
+        metrics.flushes.load(Ordering::Relaxed) >= 1
+    })
+    .await;
     // Reload: a second sensor appears and is polled.
     let second = "[[sensor]]\nid = \"other\"\ninterval = \"20ms\"\nsource = { simulated = \"constant\", offset = 1.0 }\n";
-    reload_tx.send(config(dir.path(), second)).await.expect("reload");
+    reload_tx
+        .send(config(dir.path(), second))
+        .await
+        .expect("reload");
     let before = metrics.readings.load(Ordering::Relaxed);
     until("readings of both sensors", || {
         metrics.readings.load(Ordering::Relaxed) >= before + 40

@@ -5,7 +5,6 @@ mod common;
 use common::*;
 use std::path::Path;
 use std::time::Duration;
-use watchpost::store::Store;
 
 fn config(data: &Path, mqtt: &str, sensors: &str) -> String {
     format!(
@@ -39,21 +38,15 @@ critical = { high = 95.0 }
 "#;
 
 fn store_events(data: &Path) -> Vec<(String, String)> {
-    Store::open_existing(data)
-        .and_then(|s| s.all_events())
-        .map(|v| {
-            v.into_iter()
-                .map(|(_, a)| {
-                    (
-                        a.id,
-                        serde_json::to_value(a.state)
-                            .map(|s| s.to_string())
-                            .unwrap_or_default(),
-                    )
-                })
-                .collect()
+    with_store(data, Vec::new(), |s| s.all_events())
+        .into_iter()
+        .map(|(_, a)| {
+            (
+                a.id,
+                serde_json::to_value(a.state).expect("state").to_string(),
+            )
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 fn ids_states(msgs: &[(String, bool)]) -> Vec<(String, String)> {
@@ -499,29 +492,47 @@ fn clearing_one_alarm_never_hides_another_on_the_same_sensor() {
     );
     std::fs::write(
         &cfg,
-        config(&data, &format!("url = \"mqtt://127.0.0.1:{}\"", broker.port), &sensor),
+        config(
+            &data,
+            &format!("url = \"mqtt://127.0.0.1:{}\"", broker.port),
+            &sensor,
+        ),
     )
     .expect("w");
     let _d = start_daemon(&cfg, dir.path());
-    wait_for(Duration::from_secs(20), "offline raised and cleared", || {
-        let kinds: Vec<(String, String)> = feed
-            .on("/events")
-            .iter()
-            .map(|(p, _)| {
-                let v: serde_json::Value = serde_json::from_str(p).expect("json");
-                (v["type"].as_str().unwrap_or("").to_string(), v["state"].as_str().unwrap_or("").to_string())
-            })
-            .collect();
-        (kinds.contains(&("SENSOR_OFFLINE".into(), "cleared".into()))).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(20),
+        "offline raised and cleared",
+        || {
+            let kinds: Vec<(String, String)> = feed
+                .on("/events")
+                .iter()
+                .map(|(p, _)| {
+                    let v: serde_json::Value = serde_json::from_str(p).expect("json");
+                    (
+                        v["type"].as_str().unwrap_or("").to_string(),
+                        v["state"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect();
+            (kinds.contains(&("SENSOR_OFFLINE".into(), "cleared".into()))).then_some(())
+        },
+    );
     let late = Sub::start(broker.port, "late", true, &["watchpost/gw1/alerts/#"]);
     let retained = wait_for(Duration::from_secs(10), "retained CRITICAL", || {
         let r = late.on("/alerts/press/high");
         (!r.is_empty()).then_some(r)
     });
-    assert!(retained[0].1 && retained[0].0.contains("\"severity\":\"CRITICAL\""), "{retained:?}");
+    assert!(
+        retained[0].1 && retained[0].0.contains("\"severity\":\"CRITICAL\""),
+        "{retained:?}"
+    );
     // The cleared OFFLINE left no retained message behind.
-    assert!(late.on("/alerts/press/offline").is_empty(), "{:?}", late.on("/alerts/press/offline"));
+    assert!(
+        late.on("/alerts/press/offline").is_empty(),
+        "{:?}",
+        late.on("/alerts/press/offline")
+    );
     let (_, out, _) = run_cli(&[
         "alerts",
         "--broker",

@@ -388,10 +388,16 @@ fn a_sensor_answering_with_bad_values_is_faulty_not_offline() {
     assert_eq!(kinds, vec![(AlertType::SensorFault, Raised)]);
     // Silence does raise OFFLINE, and a bad reading ends it (the sensor answers again) while FAULT stays.
     e.tick(Timestamp(45_000), &mut out);
-    assert_eq!((out[1].kind, out[1].state), (AlertType::SensorOffline, Raised));
+    assert_eq!(
+        (out[1].kind, out[1].state),
+        (AlertType::SensorOffline, Raised)
+    );
     let mut r = Reading::new(Arc::from("t"), Timestamp(46_000), f64::NAN);
     e.evaluate(&mut r, &mut out);
     assert_eq!(out.len(), 3);
-    assert_eq!((out[2].kind, out[2].state), (AlertType::SensorOffline, Cleared));
+    assert_eq!(
+        (out[2].kind, out[2].state),
+        (AlertType::SensorOffline, Cleared)
+    );
     assert_eq!(e.active().len(), 1, "FAULT still active");
 }

@@ -5,6 +5,27 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The store in `data`, or `None` while the daemon has not created it yet. Any other error fails the test: a
+/// helper that turned errors into "empty" would let "nothing here" assertions pass for the wrong reason.
+pub fn store(data: &Path) -> Option<watchpost::store::Store> {
+    if !data.join(watchpost::store::DB_FILE).exists() {
+        return None;
+    }
+    Some(watchpost::store::Store::open_existing(data).expect("the store opens"))
+}
+
+/// Run `f` on the store; `default` while it does not exist yet; store errors fail the test.
+pub fn with_store<T>(
+    data: &Path,
+    default: T,
+    f: impl FnOnce(&mut watchpost::store::Store) -> Result<T, watchpost::store::StoreError>,
+) -> T {
+    match store(data) {
+        Some(mut s) => f(&mut s).expect("store query"),
+        None => default,
+    }
+}
+
 /// Path of the built binary.
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_watchpost"))
@@ -98,8 +119,7 @@ pub fn run_cli(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-/// Find an executable on PATH (tests that need a server skip with a loud message when it is missing outside CI,
-/// and fail in CI).
+/// Find an executable on PATH.
 pub fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|p| {
         std::env::split_paths(&p)
@@ -108,16 +128,14 @@ pub fn which(name: &str) -> Option<PathBuf> {
     })
 }
 
+/// A server the test needs. A test that cannot run fails with the install hint: it never passes silently.
 pub fn require(name: &str) -> Option<PathBuf> {
     match which(name) {
         Some(p) => Some(p),
-        None if std::env::var_os("CI").is_some() => {
-            panic!("{name} is required in CI (see .ci/run)")
-        }
-        None => {
-            eprintln!("SKIPPED: {name} not installed (run .ci/run or install it)");
-            None
-        }
+        None => panic!(
+            "{name} is not installed: this test needs the real server. `bash .ci/run` installs every test server \
+             (Debian packages victoria-metrics, mosquitto, mosquitto-clients, openssl, socat; pymodbus in a venv)."
+        ),
     }
 }
 
@@ -422,11 +440,10 @@ pub fn python() -> Option<PathBuf> {
     if venv.is_file() {
         return Some(venv);
     }
-    if std::env::var_os("CI").is_some() {
-        panic!("pymodbus venv missing (see .ci/run)");
-    }
-    eprintln!("SKIPPED: no pymodbus venv (run .ci/run)");
-    None
+    panic!(
+        "no Python with pymodbus: this test needs a real Modbus peer. `bash .ci/run` creates the venv \
+         (/var/cache/watchpost/venv) or set WATCHPOST_TEST_PYTHON."
+    )
 }
 
 /// A pymodbus server (TCP port or RTU tty) serving `map`.

@@ -316,8 +316,17 @@ pub async fn run(
         .collect();
     // Per-unit backoff: a silent unit is polled less often.
     let mut unit_backoff: HashMap<u8, (u32, Instant)> = HashMap::new();
-    let mut conn_backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+    // A refused TCP connection is cheap to retry: at most 2 s between attempts, so a returning device is read again
+    // within seconds whatever the outage length. A serial port that cannot be opened backs off up to 30 s.
+    let conn_cap = if rtu {
+        Duration::from_secs(30)
+    } else {
+        Duration::from_secs(2)
+    };
+    let mut conn_backoff = Backoff::new(Duration::from_millis(200), conn_cap);
     let mut ctx: Option<Context> = None;
+    // The connection was lost (refused, reset): timeouts seen before say nothing about the units.
+    let mut lost = false;
     loop {
         if token.is_cancelled() {
             break;
@@ -327,9 +336,17 @@ pub async fn run(
                 Ok(c) => {
                     ctx = Some(c);
                     conn_backoff.reset();
+                    if lost && !rtu {
+                        unit_backoff.clear();
+                        for s in &mut slots {
+                            s.due = s.due.min(Instant::now());
+                        }
+                    }
+                    lost = false;
                 }
                 Err(e) => {
                     metrics.source_errors.fetch_add(1, Ordering::Relaxed);
+                    lost = true;
                     let wait = conn_backoff.next_delay();
                     if matches!(e, SourceError::Config(_)) {
                         tracing::error!(bus = %bus.name, error = %e, retry_in_ms = wait.as_millis() as u64, "Modbus connection cannot work with this configuration.");
@@ -434,6 +451,7 @@ pub async fn run(
                     }
                     ReadError::Transport(_) | ReadError::Config(_) => {
                         ctx = None;
+                        lost = true;
                     }
                 }
             }
