@@ -13,14 +13,27 @@ fn ser_dur<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
     s.serialize_str(&humantime::format_duration(*d).to_string())
 }
 
+impl Dur {
+    /// The longest duration any key accepts (100 years).
+    pub const MAX: Duration = Duration::from_secs(100 * 365 * 86_400);
+}
+
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(s.trim()).map(Dur).map_err(|e| {
+        let d = humantime::parse_duration(s.trim()).map_err(|e| {
             serde::de::Error::custom(format!(
                 "invalid duration {s:?}: {e} (write e.g. \"500ms\", \"5s\", \"2m\", \"7d\")"
             ))
-        })
+        })?;
+        // No timer, clock or date computation may overflow, whatever the file says; each key has its own, smaller
+        // limit in `validate`.
+        if d > Dur::MAX {
+            return Err(serde::de::Error::custom(format!(
+                "duration {s:?} is too long: at most 100 years"
+            )));
+        }
+        Ok(Dur(d))
     }
 }
 
@@ -33,11 +46,19 @@ impl<'de> Deserialize<'de> for Size {
         let s = String::deserialize(d)?;
         s.trim()
             .parse::<bytesize::ByteSize>()
-            .map(|b| Size(b.as_u64()))
             .map_err(|e| {
                 serde::de::Error::custom(format!(
                     "invalid size {s:?}: {e} (write e.g. \"512MiB\", \"1GiB\")"
                 ))
+            })
+            .and_then(|b| {
+                if b.as_u64() > 1 << 50 {
+                    Err(serde::de::Error::custom(format!(
+                        "size {s:?} is too large: at most 1PiB"
+                    )))
+                } else {
+                    Ok(Size(b.as_u64()))
+                }
             })
     }
 }

@@ -26,6 +26,58 @@ pub(crate) fn validate(cfg: &Config, issues: &mut Vec<Issue>) {
             "must be greater than zero",
         ));
     }
+    // Upper bounds with the unit a user would think in: beyond these a value is a typo, not a choice.
+    const DAY: u64 = 86_400;
+    let mut at_most = |path: KeyPath, d: Duration, max_s: u64, what: &str| {
+        if d > Duration::from_secs(max_s) {
+            issues.push(Issue::new(path, format!("must be at most {what}")));
+        }
+    };
+    at_most(
+        p("buffer.flush_interval"),
+        cfg.buffer.flush_interval.0,
+        3600,
+        "1h",
+    );
+    at_most(
+        p("buffer.retention"),
+        cfg.buffer.retention.0,
+        3650 * DAY,
+        "3650d (10 years)",
+    );
+    if let Some(i) = &cfg.influxdb {
+        at_most(p("influxdb.timeout"), i.timeout.0, 600, "10m");
+    }
+    if let Some(m) = &cfg.mqtt {
+        at_most(
+            p("mqtt.keep_alive"),
+            m.keep_alive.0,
+            65_535,
+            "65535s (the MQTT limit)",
+        );
+        if let Some(sh) = &m.shadow {
+            at_most(p("mqtt.shadow.min_interval"), sh.min_interval.0, DAY, "1d");
+        }
+    }
+    for (i, m) in cfg.modbus.iter().enumerate() {
+        let base = KeyPath(vec![Seg::Key("modbus".into()), Seg::Index(i)]);
+        at_most(base.key("timeout"), m.timeout.0, 60, "1m");
+        at_most(base.key("frame_delay"), m.frame_delay.0, 1, "1s");
+    }
+    for (i, s) in cfg.sensor.iter().enumerate() {
+        let base = KeyPath(vec![Seg::Key("sensor".into()), Seg::Index(i)]);
+        at_most(base.key("interval"), s.interval.0, DAY, "1d");
+        for (k, d) in [
+            ("stale_after", s.stale_after),
+            ("stuck_after", s.stuck_after),
+            ("delay", s.delay),
+            ("off_delay", s.off_delay),
+        ] {
+            if let Some(d) = d {
+                at_most(base.key(k), d.0, 30 * DAY, "30d");
+            }
+        }
+    }
     if cfg.buffer.max_size.0 < 1 << 20 {
         issues.push(Issue::new(p("buffer.max_size"), "must be at least 1MiB"));
     }
