@@ -15,7 +15,7 @@
 use crate::config::Config;
 use crate::ingest::Ingest;
 use crate::metrics::{Metrics, SharedMetrics};
-use crate::model::Reading;
+use crate::model::Readings;
 use crate::{sink, source};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,8 +26,8 @@ use tokio_util::task::TaskTracker;
 
 /// How long sinks may keep delivering after the sources stopped.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(3);
-/// Readings queued between the sources and the ingest thread.
-const CHANNEL: usize = 8192;
+/// Polls (batches of readings) queued between the sources and the ingest thread.
+const CHANNEL: usize = 1024;
 
 /// Run the daemon until `shutdown` is cancelled. New configs arriving on `reload` are applied live.
 ///
@@ -47,7 +47,7 @@ pub async fn run_with_metrics(
     mut reload: mpsc::Receiver<Config>,
     metrics: SharedMetrics,
 ) -> anyhow::Result<()> {
-    let (tx, rx) = mpsc::channel::<Reading>(CHANNEL);
+    let (tx, rx) = mpsc::channel::<Readings>(CHANNEL);
     let ingest =
         Ingest::start(cfg.clone(), sink::consumers(&cfg), rx, Arc::clone(&metrics)).await?;
 
@@ -62,7 +62,11 @@ pub async fn run_with_metrics(
 
     let sinks = TaskTracker::new();
     let sinks_ctl = sink::SinkCtl::default();
-    let mut running_sinks = sink::spawn_all(&cfg, &ingest.signals, &metrics, &sinks_ctl, &sinks);
+    let reader = crate::store::SharedStore::open_existing(cfg.gateway.data_dir.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open the store for the sinks: {e}"))?;
+    let mut running_sinks =
+        sink::spawn_all(&cfg, &reader, &ingest.signals, &metrics, &sinks_ctl, &sinks);
     if let Some(m) = &cfg.metrics {
         sinks.spawn(crate::metrics::serve(
             m.listen.clone(),
@@ -100,11 +104,10 @@ pub async fn run_with_metrics(
                     restarted += 1;
                 }
                 let sinks_restarted = running_sinks.reload(&cfg, &new, &ingest.signals, &metrics, &sinks_ctl, &sinks).await;
-                if serde_json::to_string(&new.metrics).ok() != serde_json::to_string(&cfg.metrics).ok()
-                    || new.buffer.flush_interval.0 != cfg.buffer.flush_interval.0
-                {
-                    tracing::warn!("Changes to [metrics] and buffer.flush_interval take effect only after a restart.");
+                if serde_json::to_string(&new.metrics).ok() != serde_json::to_string(&cfg.metrics).ok() {
+                    tracing::warn!("Changes to [metrics] take effect only after a restart.");
                 }
+                log_sensor_changes(&cfg, &new);
                 if new.gateway.data_dir != cfg.gateway.data_dir || new.gateway.id != cfg.gateway.id {
                     tracing::warn!("gateway.id and gateway.data_dir changes take effect only after a restart.");
                 }
@@ -130,4 +133,29 @@ pub async fn run_with_metrics(
     sink::drain(&sinks_ctl, &sinks, DRAIN_DEADLINE).await;
     tracing::info!("watchpost stopped.");
     Ok(())
+}
+
+/// One line per kind of sensor change a reload brings, so the journal says what a SIGHUP did.
+fn log_sensor_changes(old: &Config, new: &Config) {
+    let ids = |c: &Config| {
+        c.sensor
+            .iter()
+            .map(|s| s.id.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let (o, n) = (ids(old), ids(new));
+    let added: Vec<_> = n.difference(&o).collect();
+    let removed: Vec<_> = o.difference(&n).collect();
+    let changed: Vec<_> = new
+        .sensor
+        .iter()
+        .filter(|s| old.sensor.iter().any(|p| p.id == s.id && p != *s))
+        .map(|s| &s.id)
+        .collect();
+    if !(added.is_empty() && removed.is_empty() && changed.is_empty()) {
+        tracing::info!(added = ?added, removed = ?removed, changed = ?changed, "Sensors changed by the reload.");
+    }
+    if serde_json::to_string(&new.buffer).ok() != serde_json::to_string(&old.buffer).ok() {
+        tracing::info!("[buffer] changed by the reload; applied.");
+    }
 }

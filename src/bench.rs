@@ -51,7 +51,7 @@ pub fn workload(n: usize, start: i64) -> Vec<Reading> {
 
 /// A raised CRITICAL alert `{device}:{sensor}:{n}` with value `n`, for benchmarks.
 fn raised_alert(device: &str, sensor: &str, n: u64) -> Alert {
-    let now = Timestamp::now().rfc3339();
+    let now = Timestamp::now();
     Alert {
         kind: AlertType::Alert,
         id: format!("{device}:{sensor}:{n}"),
@@ -64,7 +64,7 @@ fn raised_alert(device: &str, sensor: &str, n: u64) -> Alert {
         unit: None,
         threshold: Some(1.0),
         direction: Some(Direction::High),
-        ts: now.clone(),
+        ts: now,
         since: now,
         reason: None,
     }
@@ -244,7 +244,8 @@ pub fn run_mqtt(url: &str, backlog: usize) -> Result<(), Box<dyn std::error::Err
         });
         tokio::time::sleep(Duration::from_millis(300)).await;
         let tracker = tokio_util::task::TaskTracker::new();
-        let _sinks = crate::sink::spawn_all(&cfg, &signals, &metrics, &ctl, &tracker);
+        let reader = crate::store::SharedStore::open_existing(cfg.gateway.data_dir.clone()).await?;
+        let _sinks = crate::sink::spawn_all(&cfg, &reader, &signals, &metrics, &ctl, &tracker);
         tokio::time::sleep(Duration::from_millis(500)).await;
         let alert = |n: usize| raised_alert("bench", "s", n as u64);
         let mut lat = Vec::new();
@@ -398,7 +399,8 @@ pub fn run_influx(url: &str, n: usize) -> Result<(), Box<dyn std::error::Error>>
     let (t0, c0) = (Instant::now(), cpu_time());
     rt.block_on(async {
         let tracker = tokio_util::task::TaskTracker::new();
-        let _sinks = crate::sink::spawn_all(&cfg, &signals, &metrics, &ctl, &tracker);
+        let reader = crate::store::SharedStore::open_existing(cfg.gateway.data_dir.clone()).await?;
+        let _sinks = crate::sink::spawn_all(&cfg, &reader, &signals, &metrics, &ctl, &tracker);
         while metrics
             .sink("influxdb")
             .delivered
@@ -413,7 +415,8 @@ pub fn run_influx(url: &str, n: usize) -> Result<(), Box<dyn std::error::Error>>
         ctl.stop.cancel();
         tracker.close();
         tracker.wait().await;
-    });
+        Ok::<(), Box<dyn std::error::Error>>(())
+    })?;
     let (el, cpu) = (t0.elapsed(), cpu_time() - c0);
     let sent = metrics
         .sink("influxdb")

@@ -9,7 +9,7 @@
 use crate::config::Config;
 use crate::metrics::SharedMetrics;
 use crate::model::{
-    Alert, AlertState, AlertType, LatestValue, Live, Quality, Reading, Signals, Timestamp,
+    Alert, AlertState, AlertType, LatestValue, Live, Quality, Reading, Readings, Signals, Timestamp,
 };
 use crate::pipeline::Engine;
 use crate::store::{Consumer, Store};
@@ -24,8 +24,8 @@ use tokio_util::sync::CancellationToken;
 const OVERFLOW_CLEAR_AFTER: Duration = Duration::from_secs(600);
 /// Readings held in memory while the disk refuses writes, before the oldest are dropped.
 const MAX_PENDING: usize = 1_000_000;
-/// Readings taken from the channel in one go before alerts are committed.
-const TAKE_AT_ONCE: usize = 4096;
+/// Polls taken from the channel in one go before alerts are committed.
+const TAKE_AT_ONCE: usize = 256;
 
 /// The running ingest thread.
 pub struct Ingest {
@@ -43,7 +43,7 @@ impl Ingest {
     pub async fn start(
         cfg: Config,
         consumers: Vec<Consumer>,
-        readings: mpsc::Receiver<Reading>,
+        readings: mpsc::Receiver<Readings>,
         metrics: SharedMetrics,
     ) -> anyhow::Result<Ingest> {
         let (ready_tx, ready_rx) = oneshot::channel::<Result<Signals, String>>();
@@ -140,6 +140,15 @@ impl Writer {
         if let Err(e) = store.prune(&consumers, cfg.buffer.retention.0, started) {
             tracing::warn!(error = %e, "Pruning delivered data failed.");
         }
+        // A BUFFER_OVERFLOW left open by the last run stays open: its clear comes ten minutes after the last drop,
+        // counted from now.
+        let overflow = match store.overflow_alert() {
+            Ok(a) => a.map(|a| (a, Instant::now())),
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot read the saved BUFFER_OVERFLOW state.");
+                None
+            }
+        };
         let (readings_tx, readings) = watch::channel(0i64);
         let (events_tx, events) = watch::channel(0i64);
         let (live_tx, live) = watch::channel(Arc::new(Live::default()));
@@ -154,7 +163,7 @@ impl Writer {
             readings_tx,
             events_tx,
             live_tx,
-            overflow: None,
+            overflow,
             alerts: Vec::new(),
         };
         Ok((
@@ -169,7 +178,7 @@ impl Writer {
 
     async fn run(
         mut self,
-        mut rx: mpsc::Receiver<Reading>,
+        mut rx: mpsc::Receiver<Readings>,
         mut reload: mpsc::Receiver<(Config, Vec<Consumer>)>,
         stop: CancellationToken,
     ) {
@@ -188,18 +197,25 @@ impl Writer {
                 _ = stop.cancelled() => break,
                 Some((new, consumers)) = reload.recv() => {
                     self.consumers = consumers;
+                    let period = new.buffer.flush_interval.0;
+                    if period != self.cfg.buffer.flush_interval.0 {
+                        flush = tokio::time::interval(period);
+                        flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                    }
                     self.reconfigure(new);
                 }
-                Some(r) = rx.recv() => {
+                Some(batch) = rx.recv() => {
                     if first_reading {
                         first_reading = false;
-                        tracing::info!(after_ms = started_at.elapsed().as_secs_f64() * 1e3, sensor = %r.sensor, "First reading.");
+                        if let Some(r) = batch.first() {
+                            tracing::info!(after_ms = started_at.elapsed().as_secs_f64() * 1e3, sensor = %r.sensor, "First reading.");
+                        }
                     }
-                    self.accept(r);
-                    // Take what is already queued without yielding, up to a batch.
+                    self.accept_all(batch);
+                    // Take what is already queued without yielding, up to a bound.
                     for _ in 0..TAKE_AT_ONCE {
                         match rx.try_recv() {
-                            Ok(r) => self.accept(r),
+                            Ok(b) => self.accept_all(b),
                             Err(_) => break,
                         }
                     }
@@ -231,8 +247,8 @@ impl Writer {
             }
         }
         // The sources have stopped: commit what they sent.
-        while let Ok(r) = rx.try_recv() {
-            self.accept(r);
+        while let Ok(b) = rx.try_recv() {
+            self.accept_all(b);
         }
         self.commit_alerts();
         self.flush();
@@ -257,6 +273,12 @@ impl Writer {
             *live = Arc::new(l);
         });
         self.commit_alerts();
+    }
+
+    fn accept_all(&mut self, batch: Readings) {
+        for r in batch {
+            self.accept(r);
+        }
     }
 
     fn accept(&mut self, mut r: Reading) {
@@ -336,13 +358,16 @@ impl Writer {
             if last.elapsed() >= OVERFLOW_CLEAR_AFTER {
                 let mut c = a.clone();
                 c.state = AlertState::Cleared;
-                c.ts = Timestamp::now().rfc3339();
+                c.ts = Timestamp::now();
                 c.reason = Some(format!(
                     "no readings dropped for {}",
                     humantime::format_duration(OVERFLOW_CLEAR_AFTER)
                 ));
                 self.alerts.push(c);
                 self.overflow = None;
+                if let Err(e) = self.store.set_overflow_alert(None) {
+                    tracing::warn!(error = %e, "Cannot save the BUFFER_OVERFLOW state.");
+                }
             }
         }
     }
@@ -392,6 +417,9 @@ impl Writer {
                             Timestamp::now(),
                             reason,
                         );
+                        if let Err(e) = self.store.set_overflow_alert(Some(&a)) {
+                            tracing::warn!(error = %e, "Cannot save the BUFFER_OVERFLOW state.");
+                        }
                         self.overflow = Some((a.clone(), Instant::now()));
                         self.alerts.push(a);
                     }
@@ -406,4 +434,47 @@ impl Writer {
 fn sd_watchdog() -> bool {
     let mut usec = 0;
     sd_notify::watchdog_enabled(false, &mut usec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(dir: &std::path::Path) -> Config {
+        let toml = format!(
+            "[gateway]\nid = \"gw\"\ndata_dir = \"{}\"\n[[sensor]]\nid = \"t\"\nsource = {{ simulated = \"sine\" }}\n",
+            dir.display()
+        );
+        crate::config::parse_str(&toml, std::path::Path::new("t.toml"), &[]).expect("config")
+    }
+
+    #[test]
+    fn an_open_buffer_overflow_survives_a_restart_and_still_clears() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let metrics = SharedMetrics::default();
+        let (mut w, _signals) =
+            Writer::open(cfg(dir.path()), Vec::new(), metrics.clone()).expect("open");
+        // Readings that overflow a 1-byte cap: the oldest batch is dropped and BUFFER_OVERFLOW is raised.
+        for i in 0..3 {
+            w.pending
+                .push(Reading::new(Arc::from("t"), Timestamp(1000 + i), 1.0));
+            w.flush();
+        }
+        w.enforce_cap(1);
+        w.commit_alerts();
+        let raised = w.overflow.as_ref().map(|(a, _)| a.clone()).expect("raised");
+        drop(w);
+        let (mut w, _signals) = Writer::open(cfg(dir.path()), Vec::new(), metrics).expect("reopen");
+        let (restored, _) = w.overflow.clone().expect("still open after the restart");
+        assert_eq!(restored.id, raised.id);
+        // Ten minutes without drops later, the clear comes under the same id.
+        w.overflow = Some((restored, Instant::now() - OVERFLOW_CLEAR_AFTER));
+        w.check_overflow_cleared();
+        assert_eq!(w.alerts.len(), 1);
+        assert_eq!(
+            (w.alerts[0].state, w.alerts[0].id.as_str()),
+            (AlertState::Cleared, raised.id.as_str())
+        );
+        assert!(w.store.overflow_alert().expect("meta").is_none());
+    }
 }

@@ -24,14 +24,64 @@ impl Timestamp {
     pub fn since(self, other: Timestamp) -> Duration {
         Duration::from_millis(self.0.saturating_sub(other.0).max(0) as u64)
     }
-    /// RFC 3339 with milliseconds, e.g. `2026-11-27T10:00:00.123Z`.
+    /// RFC 3339 with milliseconds, e.g. `2026-11-27T10:00:00.123Z`. Never panics: times outside the years
+    /// 0000–9999 (which RFC 3339 cannot write) are clamped to its first or last millisecond.
     pub fn rfc3339(self) -> String {
-        let st = if self.0 >= 0 {
-            UNIX_EPOCH + Duration::from_millis(self.0 as u64)
-        } else {
-            UNIX_EPOCH - Duration::from_millis(self.0.unsigned_abs())
-        };
-        humantime::format_rfc3339_millis(st).to_string()
+        // 0000-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z in ms since the epoch.
+        const MIN: i64 = -62_167_219_200_000;
+        const MAX: i64 = 253_402_300_799_999;
+        let ms = self.0.clamp(MIN, MAX);
+        let days = ms.div_euclid(86_400_000);
+        let rem = ms.rem_euclid(86_400_000);
+        let (y, m, d) = civil_from_days(days);
+        format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+            rem / 3_600_000,
+            rem / 60_000 % 60,
+            rem / 1000 % 60,
+            rem % 1000
+        )
+    }
+
+    /// Parse RFC 3339 (`2026-11-27T10:00:00.123Z`, other offsets too).
+    pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
+        let t = humantime::parse_rfc3339_weak(s).ok()?;
+        Some(match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => Timestamp(i64::try_from(d.as_millis()).ok()?),
+            Err(e) => Timestamp(-i64::try_from(e.duration().as_millis()).ok()?),
+        })
+    }
+}
+
+/// Year, month, day of a day count since 1970-01-01 (proleptic Gregorian; H. Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Serde for alert times: an RFC 3339 string on the wire and in the store, a [`Timestamp`] in memory.
+pub mod rfc3339 {
+    use super::Timestamp;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Write as RFC 3339.
+    pub fn serialize<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.rfc3339())
+    }
+
+    /// Read RFC 3339.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
+        let s = String::deserialize(d)?;
+        Timestamp::parse_rfc3339(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("not an RFC 3339 time: {s:?}")))
     }
 }
 
@@ -164,6 +214,10 @@ pub enum Direction {
     Low,
 }
 
+/// What a source sends into the ingest channel: the readings of one poll (one request, one sensor), so the
+/// ingest thread wakes once per poll, not once per value.
+pub type Readings = Vec<Reading>;
+
 /// An alert transition: the payload published on MQTT, mailed and stored (design.md §2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
@@ -194,10 +248,12 @@ pub struct Alert {
     /// `high` or `low`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub direction: Option<Direction>,
-    /// When the transition happened (sample time).
-    pub ts: String,
-    /// When the alert was first raised.
-    pub since: String,
+    /// When the transition happened (sample time); RFC 3339 on the wire.
+    #[serde(with = "rfc3339")]
+    pub ts: Timestamp,
+    /// When the alert was first raised; RFC 3339 on the wire.
+    #[serde(with = "rfc3339")]
+    pub since: Timestamp,
     /// Human-readable cause for faults, offline and overflow alerts.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reason: Option<String>,
@@ -295,4 +351,37 @@ pub struct Signals {
     pub events: watch::Receiver<i64>,
     /// Live state for the device shadow.
     pub live: watch::Receiver<Arc<Live>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_is_exact_and_never_panics() {
+        assert_eq!(Timestamp(0).rfc3339(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            Timestamp(1_795_773_600_123).rfc3339(),
+            "2026-11-27T10:00:00.123Z"
+        );
+        assert_eq!(
+            Timestamp(951_782_400_000).rfc3339(),
+            "2000-02-29T00:00:00.000Z"
+        );
+        assert_eq!(Timestamp(-1).rfc3339(), "1969-12-31T23:59:59.999Z");
+        assert_eq!(Timestamp(i64::MIN).rfc3339(), "0000-01-01T00:00:00.000Z");
+        assert_eq!(Timestamp(i64::MAX).rfc3339(), "9999-12-31T23:59:59.999Z");
+        for ms in [
+            0,
+            1,
+            -1,
+            1_795_773_600_123,
+            -86_400_001,
+            253_402_300_799_999,
+        ] {
+            let t = Timestamp(ms);
+            assert_eq!(Timestamp::parse_rfc3339(&t.rfc3339()), Some(t), "{ms}");
+        }
+        assert_eq!(Timestamp::parse_rfc3339("yesterday"), None);
+    }
 }

@@ -133,8 +133,8 @@ fn crash_writer_child() {
                 unit: None,
                 threshold: Some(0.0),
                 direction: None,
-                ts: Timestamp(1_000).rfc3339(),
-                since: Timestamp(1_000).rfc3339(),
+                ts: Timestamp(1_000),
+                since: Timestamp(1_000),
                 reason: None,
             };
             store.append_alerts(&[a], None).expect("append alert");

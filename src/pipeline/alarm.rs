@@ -122,8 +122,8 @@ impl Emitter<'_> {
             unit: self.rules.unit.clone(),
             threshold: a.threshold,
             direction: at.direction,
-            ts: at.ts.rfc3339(),
-            since: a.since.rfc3339(),
+            ts: at.ts,
+            since: a.since,
             reason: at.reason,
         });
     }

@@ -319,8 +319,8 @@ impl Engine {
             unit: None,
             threshold: None,
             direction: None,
-            ts: now.rfc3339(),
-            since: now.rfc3339(),
+            ts: now,
+            since: now,
             reason: Some(reason),
         }
     }

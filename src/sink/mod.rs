@@ -18,7 +18,7 @@ pub mod runner;
 use crate::config::Config;
 use crate::metrics::SharedMetrics;
 use crate::model::{Alert, Signals};
-use crate::store::{Batch, Consumer, Stream};
+use crate::store::{Batch, Consumer, SharedStore, Stream};
 use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
@@ -157,11 +157,13 @@ fn fingerprints(cfg: &Config) -> HashMap<&'static str, String> {
 /// The sink tasks running now, by name.
 pub struct RunningSinks {
     running: HashMap<&'static str, (String, SinkCtl, tokio::task::JoinHandle<()>)>,
+    store: SharedStore,
 }
 
-/// Start every configured sink.
+/// Start every configured sink. They share `store`, one reader connection (sinks read one chunk at a time).
 pub fn spawn_all(
     cfg: &Config,
+    store: &SharedStore,
     signals: &Signals,
     metrics: &SharedMetrics,
     ctl: &SinkCtl,
@@ -170,22 +172,26 @@ pub fn spawn_all(
     let mut running = HashMap::new();
     for (name, fp) in fingerprints(cfg) {
         let c = ctl.child();
-        if let Some(h) = spawn_one(name, cfg, signals, metrics, &c, tracker) {
+        if let Some(h) = spawn_one(name, cfg, store, signals, metrics, &c, tracker) {
             running.insert(name, (fp, c, h));
         }
     }
-    RunningSinks { running }
+    RunningSinks {
+        running,
+        store: store.clone(),
+    }
 }
 
 fn spawn_one(
     name: &'static str,
     cfg: &Config,
+    store: &SharedStore,
     signals: &Signals,
     metrics: &SharedMetrics,
     ctl: &SinkCtl,
     tracker: &TaskTracker,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    let _ = (cfg, signals, metrics, ctl, tracker);
+    let _ = (cfg, store, signals, metrics, ctl, tracker);
     match name {
         #[cfg(feature = "influxdb")]
         "influxdb" => {
@@ -193,7 +199,7 @@ fn spawn_one(
             let build = influxdb::InfluxSink::build(i, cfg.clone());
             Some(tracker.spawn(runner::run(
                 build,
-                cfg.gateway.data_dir.clone(),
+                store.clone(),
                 signals.clone(),
                 metrics.clone(),
                 ctl.clone(),
@@ -211,7 +217,7 @@ fn spawn_one(
             );
             Some(tracker.spawn(runner::run(
                 build,
-                cfg.gateway.data_dir.clone(),
+                store.clone(),
                 signals.clone(),
                 metrics.clone(),
                 ctl.clone(),
@@ -261,7 +267,7 @@ impl RunningSinks {
                 continue;
             }
             let c = ctl.child();
-            if let Some(h) = spawn_one(name, new, signals, metrics, &c, tracker) {
+            if let Some(h) = spawn_one(name, new, &self.store, signals, metrics, &c, tracker) {
                 self.running.insert(name, (fp, c, h));
                 started += 1;
             }

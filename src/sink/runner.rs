@@ -13,7 +13,6 @@ use crate::metrics::{SharedMetrics, SinkMetrics, SinkState};
 use crate::model::{Signals, Timestamp};
 use crate::store::{SharedStore, Store, StoreError, Stream};
 use crate::util::Backoff;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,7 +28,7 @@ const BATCHES_PER_QUERY: usize = 16;
 /// (every minute) while it fails.
 pub async fn run<S, B>(
     build: B,
-    data_dir: PathBuf,
+    store: SharedStore,
     mut signals: Signals,
     metrics: SharedMetrics,
     ctl: SinkCtl,
@@ -39,9 +38,6 @@ pub async fn run<S, B>(
 {
     let name = build.name();
     let m = metrics.sink(name);
-    let Some(store) = open_store(name, &data_dir, &ctl).await else {
-        return;
-    };
     let mut build = build;
     let mut sink = loop {
         match build.build() {
@@ -318,22 +314,6 @@ impl Runner {
         if log {
             self.last_progress = Instant::now();
             self.sent_since = 0;
-        }
-    }
-}
-
-async fn open_store(name: &str, dir: &std::path::Path, ctl: &SinkCtl) -> Option<SharedStore> {
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-    loop {
-        match SharedStore::open_existing(dir.to_path_buf()).await {
-            Ok(s) => return Some(s),
-            Err(e) => {
-                tracing::warn!(sink = name, error = %e, "The sink cannot open the store yet.")
-            }
-        }
-        tokio::select! {
-            _ = ctl.stop.cancelled() => return None,
-            _ = tokio::time::sleep(backoff.next_delay()) => {}
         }
     }
 }

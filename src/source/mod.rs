@@ -13,7 +13,7 @@ pub mod simulated;
 
 use crate::config::{Config, SensorConfig, SimulatedSource, SourceConfig};
 use crate::metrics::SharedMetrics;
-use crate::model::Reading;
+use crate::model::Readings;
 use std::collections::BTreeMap;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -103,7 +103,7 @@ pub fn groups(cfg: &Config) -> Vec<Group> {
 /// Start a group's task on `tracker`; it stops when `token` is cancelled.
 pub fn spawn(
     group: Group,
-    tx: mpsc::Sender<Reading>,
+    tx: mpsc::Sender<Readings>,
     token: CancellationToken,
     tracker: &TaskTracker,
     metrics: &SharedMetrics,

@@ -5,7 +5,7 @@
 //! Time-based waveforms (sine, square) are functions of the wall clock, so a restart continues the curve.
 
 use crate::config::{SensorConfig, SimulatedSource, Waveform};
-use crate::model::{Reading, Timestamp};
+use crate::model::{Reading, Readings, Timestamp};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
@@ -113,7 +113,7 @@ impl Simulated {
 pub async fn run(
     s: SensorConfig,
     src: SimulatedSource,
-    tx: mpsc::Sender<Reading>,
+    tx: mpsc::Sender<Readings>,
     token: CancellationToken,
 ) {
     let id: Arc<str> = Arc::from(s.id.as_str());
@@ -126,7 +126,7 @@ pub async fn run(
             _ = tick.tick() => {
                 let now = Timestamp::now();
                 if let Some(v) = sim.sample(now) {
-                    if tx.send(Reading::new(Arc::clone(&id), now, v)).await.is_err() {
+                    if tx.send(vec![Reading::new(Arc::clone(&id), now, v)]).await.is_err() {
                         break;
                     }
                 }

@@ -193,6 +193,8 @@ impl Store {
             // Sink and CLI connections only move cursors: losing the last few moves to a power cut means a
             // re-delivery (at-least-once), never a loss, so they skip the fsync per commit.
             conn.pragma_update(None, "synchronous", "NORMAL")?;
+            // Readers go through the data once, in order: a small cache is enough.
+            conn.pragma_update(None, "cache_size", "-128")?;
         }
         conn.execute_batch(SCHEMA)?;
         let mut s = Store {
@@ -260,6 +262,28 @@ impl Store {
     /// The saved alarm-engine state.
     pub fn engine_state(&self) -> Result<Option<String>, StoreError> {
         self.meta("engine_state")
+    }
+
+    /// The open BUFFER_OVERFLOW alert, if the last run left one active (its clear must still come).
+    pub fn overflow_alert(&self) -> Result<Option<Alert>, StoreError> {
+        Ok(self
+            .meta("overflow_alert")?
+            .and_then(|j| serde_json::from_str(&j).ok()))
+    }
+
+    /// Remember (or, with `None`, forget) the open BUFFER_OVERFLOW alert across restarts.
+    pub fn set_overflow_alert(&self, a: Option<&Alert>) -> Result<(), StoreError> {
+        match a {
+            Some(a) => {
+                let j = serde_json::to_string(a).map_err(|e| StoreError::Io(e.into()))?;
+                self.set_meta("overflow_alert", &j)
+            }
+            None => {
+                self.conn
+                    .execute("DELETE FROM meta WHERE key = 'overflow_alert'", [])?;
+                Ok(())
+            }
+        }
     }
 
     fn sensor_idx(&mut self, name: &Arc<str>) -> Result<u32, StoreError> {
@@ -348,11 +372,7 @@ impl Store {
                 .ok()
                 .and_then(|v| v.as_str().map(String::from))
                 .unwrap_or_default();
-            let ts = humantime::parse_rfc3339(&a.ts)
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or_else(|| Timestamp::now().0);
+            let ts = a.ts.0;
             tx.execute(
                 "INSERT INTO events (ts, sensor, kind, state, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![ts, a.sensor, kind, state, payload],

@@ -38,8 +38,8 @@ fn alert(n: i64) -> Alert {
         unit: None,
         threshold: None,
         direction: None,
-        ts: Timestamp(n).rfc3339(),
-        since: Timestamp(n).rfc3339(),
+        ts: Timestamp(n),
+        since: Timestamp(n),
         reason: None,
     }
 }

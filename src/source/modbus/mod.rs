@@ -21,7 +21,7 @@ use super::SourceError;
 use crate::config::{ModbusConfig, SensorConfig};
 use crate::config::{ModbusSource, SourceConfig};
 use crate::metrics::SharedMetrics;
-use crate::model::{Reading, Timestamp};
+use crate::model::{Reading, Readings, Timestamp};
 use crate::util::Backoff;
 use decode::{decode, DataType, WordOrder};
 use std::collections::HashMap;
@@ -293,7 +293,7 @@ struct Slot {
 pub async fn run(
     bus: ModbusConfig,
     sensors: Vec<SensorConfig>,
-    tx: mpsc::Sender<Reading>,
+    tx: mpsc::Sender<Readings>,
     token: CancellationToken,
     metrics: SharedMetrics,
 ) {
@@ -412,16 +412,12 @@ pub async fn run(
                 slot.last_error = None;
                 unit_backoff.remove(&unit);
                 let ts = Timestamp::now();
-                for (p, _, v) in split(&slot.req, &words) {
-                    if let Some(v) = v {
-                        if tx
-                            .send(Reading::new(Arc::clone(&p.id), ts, v))
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
+                let batch: Readings = split(&slot.req, &words)
+                    .into_iter()
+                    .filter_map(|(p, _, v)| Some(Reading::new(Arc::clone(&p.id), ts, v?)))
+                    .collect();
+                if !batch.is_empty() && tx.send(batch).await.is_err() {
+                    return;
                 }
             }
             Err(e) => {
