@@ -43,14 +43,72 @@ impl Timestamp {
         )
     }
 
-    /// Parse RFC 3339 (`2026-11-27T10:00:00.123Z`, other offsets too).
+    /// Parse RFC 3339 (`2026-11-27T10:00:00.123Z`, `…+01:00`; fractions beyond milliseconds are cut).
     pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
-        let t = humantime::parse_rfc3339_weak(s).ok()?;
-        Some(match t.duration_since(UNIX_EPOCH) {
-            Ok(d) => Timestamp(i64::try_from(d.as_millis()).ok()?),
-            Err(e) => Timestamp(-i64::try_from(e.duration().as_millis()).ok()?),
-        })
+        let b = s.as_bytes();
+        let num = |r: std::ops::Range<usize>| -> Option<i64> {
+            let t = s.get(r)?;
+            t.bytes()
+                .all(|c| c.is_ascii_digit())
+                .then(|| t.parse().ok())?
+        };
+        if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+            return None;
+        }
+        if b[13] != b':' || b[16] != b':' {
+            return None;
+        }
+        let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+            return None;
+        }
+        let mut i = 19;
+        let mut ms = 0i64;
+        if b.get(i) == Some(&b'.') {
+            let start = i + 1;
+            i = start;
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            let frac = s.get(start..i)?;
+            if frac.is_empty() {
+                return None;
+            }
+            let three: String = frac.chars().chain("000".chars()).take(3).collect();
+            ms = three.parse().ok()?;
+        }
+        let offset_min = match s.get(i..)? {
+            "Z" | "z" => 0,
+            o if o.is_ascii()
+                && o.len() == 6
+                && matches!(&o[..1], "+" | "-")
+                && &o[3..4] == ":" =>
+            {
+                let v = num(i + 1..i + 3)? * 60 + num(i + 4..i + 6)?;
+                if &o[..1] == "-" {
+                    -v
+                } else {
+                    v
+                }
+            }
+            _ => return None,
+        };
+        let days = days_from_civil(y, mo, d);
+        let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset_min * 60;
+        Some(Timestamp(secs * 1000 + ms))
     }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// Year, month, day of a day count since 1970-01-01 (proleptic Gregorian; H. Hinnant's `civil_from_days`).
@@ -383,5 +441,10 @@ mod tests {
             assert_eq!(Timestamp::parse_rfc3339(&t.rfc3339()), Some(t), "{ms}");
         }
         assert_eq!(Timestamp::parse_rfc3339("yesterday"), None);
+        assert_eq!(
+            Timestamp::parse_rfc3339("2026-11-27T11:00:00.123456+01:00"),
+            Some(Timestamp(1_795_773_600_123))
+        );
+        assert_eq!(Timestamp::parse_rfc3339("2026-13-27T11:00:00Z"), None);
     }
 }
