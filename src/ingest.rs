@@ -149,8 +149,12 @@ impl Writer {
                 None
             }
         };
-        let (readings_tx, readings) = watch::channel(0i64);
-        let (events_tx, events) = watch::channel(0i64);
+        // The signals start at what the store holds, so a sink knows at once whether it has anything to do.
+        let (newest_batch, newest_event) = store
+            .newest()
+            .map_err(|e| format!("cannot read the store: {e}"))?;
+        let (readings_tx, readings) = watch::channel(newest_batch);
+        let (events_tx, events) = watch::channel(newest_event);
         let (live_tx, live) = watch::channel(Arc::new(Live::default()));
         let w = Writer {
             cfg,
@@ -240,6 +244,12 @@ impl Writer {
                     }
                 }
                 _ = housekeeping.tick() => {
+                    // Give freed heap pages back to the system (glibc keeps them otherwise).
+                    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+                    // SAFETY: malloc_trim only releases free memory; it is thread-safe.
+                    unsafe {
+                        libc::malloc_trim(0);
+                    }
                     if let Err(e) = self.store.prune(&self.consumers, self.cfg.buffer.retention.0, Timestamp::now()) {
                         tracing::warn!(error = %e, "Pruning delivered data failed.");
                     }

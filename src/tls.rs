@@ -54,3 +54,14 @@ pub fn client_config(
     cfg.alpn_protocols = alpn.iter().map(|a| a.as_bytes().to_vec()).collect();
     Ok(cfg)
 }
+
+/// A client config that trusts nothing, for clients that never speak TLS (plain `http://`): building it loads no
+/// certificates, which keeps a gateway without TLS from holding the system trust store in memory.
+pub fn no_tls() -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth())
+}

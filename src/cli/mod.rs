@@ -325,11 +325,11 @@ fn load_or_exit(path: Option<&Path>) -> Option<Config> {
 }
 
 fn run_daemon(path: PathBuf, cfg: Config) -> ExitCode {
-    // glibc gives every thread its own malloc arena; two are plenty for this daemon and keep RSS small.
+    // glibc gives every thread its own malloc arena; one is plenty at gateway rates and keeps RSS small.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only tunes the allocator; called before any other thread exists.
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
     // One async thread is plenty on a 1–4 core gateway: nothing blocks it (the store writer has its own thread,
     // sink store reads run on the blocking pool, which keeps at most four threads).

@@ -58,9 +58,15 @@ impl Client {
             &cfg.token_env,
             &cfg.token_credential,
         )?;
-        let tls = crate::tls::client_config(cfg.ca_file.as_deref(), None, None, &[])?;
+        let tls = if cfg.url.starts_with("https://") {
+            crate::tls::client_config(cfg.ca_file.as_deref(), None, None, &[])?
+        } else {
+            crate::tls::no_tls()?
+        };
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
+            // A write API does not redirect; following one could leave the configured server and its TLS.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
             .timeout(cfg.timeout.0)
             .user_agent(concat!("watchpost/", env!("CARGO_PKG_VERSION")))

@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 const REFUSED_WAIT: Duration = Duration::from_secs(60);
 /// How often the backlog gauge and the drain progress are refreshed.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// While caught up, look at the store anyway this often (a cap drop or an external edit changes nothing we
+/// track).
+const IDLE_CHECK: Duration = Duration::from_secs(60);
 /// Reading batches read per store query while filling a chunk.
 const BATCHES_PER_QUERY: usize = 16;
 
@@ -86,10 +89,31 @@ pub async fn run<S, B>(
     let rate_start = Instant::now();
     let mut rate_sent = 0u64;
     r.refresh_backlog(cursor, false).await;
+    let mut look_anyway = true;
     loop {
         if ctl.stop.is_cancelled() {
             break;
         }
+        let newest = match stream {
+            Stream::Readings => *signals.readings.borrow_and_update(),
+            Stream::Events => *signals.events.borrow_and_update(),
+        };
+        // Caught up as far as the ingest thread has committed: wait for news instead of asking the store.
+        if cursor >= newest && !look_anyway && !ctl.drain.is_cancelled() {
+            r.m.backlog.store(0, Ordering::Relaxed);
+            let changed = match stream {
+                Stream::Readings => &mut signals.readings,
+                Stream::Events => &mut signals.events,
+            };
+            tokio::select! {
+                _ = ctl.stop.cancelled() => break,
+                _ = ctl.drain.cancelled() => {}
+                _ = changed.changed() => {}
+                _ = tokio::time::sleep(IDLE_CHECK) => look_anyway = true,
+            }
+            continue;
+        }
+        look_anyway = false;
         let limit = sink.max_items().max(1);
         let items = match r.fetch(cursor, limit).await {
             Ok(i) => i,

@@ -504,6 +504,17 @@ impl Store {
         Ok(out)
     }
 
+    /// The newest reading batch id and alert event seq held (0 when none).
+    pub fn newest(&self) -> Result<(i64, i64), StoreError> {
+        let b: i64 = self
+            .conn
+            .query_row("SELECT coalesce(max(id), 0) FROM batches", [], |r| r.get(0))?;
+        let e: i64 = self
+            .conn
+            .query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))?;
+        Ok((b, e))
+    }
+
     /// Number of readings and events held.
     pub fn counts(&self) -> Result<(u64, u64), StoreError> {
         let r: i64 =
