@@ -24,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 const OVERFLOW_CLEAR_AFTER: Duration = Duration::from_secs(600);
 /// Readings held in memory while the disk refuses writes, before the oldest are dropped.
 const MAX_PENDING: usize = 1_000_000;
+/// How often staleness is checked (and the systemd watchdog is fed).
+const TICK: Duration = Duration::from_secs(1);
 /// Polls taken from the channel in one go before alerts are committed.
 const TAKE_AT_ONCE: usize = 256;
 
@@ -188,10 +190,12 @@ impl Writer {
     ) {
         let started_at = Instant::now();
         let mut first_reading = true;
-        let mut flush = tokio::time::interval(self.cfg.buffer.flush_interval.0);
-        flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // One timer for the flush and the once-a-second alarm tick (one wake-up a second with the defaults).
+        let beat_of = |flush: Duration| flush.min(TICK);
+        let mut beat = tokio::time::interval(beat_of(self.cfg.buffer.flush_interval.0));
+        beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last_flush = Instant::now();
+        let mut last_tick = Instant::now();
         let mut housekeeping = tokio::time::interval(Duration::from_secs(60));
         housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let watchdog = sd_watchdog();
@@ -203,8 +207,8 @@ impl Writer {
                     self.consumers = consumers;
                     let period = new.buffer.flush_interval.0;
                     if period != self.cfg.buffer.flush_interval.0 {
-                        flush = tokio::time::interval(period);
-                        flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                        beat = tokio::time::interval(beat_of(period));
+                        beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
                     }
                     self.reconfigure(new);
                 }
@@ -229,19 +233,24 @@ impl Writer {
                         self.commit_alerts();
                     }
                 }
-                _ = flush.tick() => {
-                    self.flush();
-                    self.commit_alerts();
-                }
-                _ = tick.tick() => {
-                    let mut out = std::mem::take(&mut self.alerts);
-                    self.engine.tick(Timestamp::now(), &mut out);
-                    self.alerts = out;
-                    self.check_overflow_cleared();
-                    self.commit_alerts();
-                    if watchdog {
-                        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                _ = beat.tick() => {
+                    // A small slack so a beat that fires a hair early still counts.
+                    let slack = Duration::from_millis(5);
+                    if last_flush.elapsed() + slack >= self.cfg.buffer.flush_interval.0 {
+                        last_flush = Instant::now();
+                        self.flush();
                     }
+                    if last_tick.elapsed() + slack >= TICK {
+                        last_tick = Instant::now();
+                        let mut out = std::mem::take(&mut self.alerts);
+                        self.engine.tick(Timestamp::now(), &mut out);
+                        self.alerts = out;
+                        self.check_overflow_cleared();
+                        if watchdog {
+                            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                        }
+                    }
+                    self.commit_alerts();
                 }
                 _ = housekeeping.tick() => {
                     // Give freed heap pages back to the system (glibc keeps them otherwise).

@@ -132,6 +132,17 @@ const UPSERT_META: &str = "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONF
 const UPSERT_CURSOR: &str = "INSERT INTO cursors (sink, stream, pos) VALUES (?1, ?2, ?3)
      ON CONFLICT(sink, stream) DO UPDATE SET pos = max(pos, excluded.pos)";
 
+/// The alarm snapshot, zstd-compressed: JSON of every sensor's state is repetitive (100 sensors ≈ 35 kB → ≈ 2 kB),
+/// and it is written with every commit, so this keeps each commit to a page or two.
+fn save_engine_state(tx: &rusqlite::Transaction<'_>, st: &str) -> Result<(), StoreError> {
+    let z = zstd::bulk::compress(st.as_bytes(), 1)?;
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('engine_state_z', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        params![z],
+    )?;
+    Ok(())
+}
+
 fn connect(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(10))?;
@@ -261,7 +272,24 @@ impl Store {
 
     /// The saved alarm-engine state.
     pub fn engine_state(&self) -> Result<Option<String>, StoreError> {
-        self.meta("engine_state")
+        let z: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'engine_state_z'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match z {
+            Some(z) => {
+                let raw = zstd::stream::decode_all(z.as_slice())?;
+                String::from_utf8(raw)
+                    .map(Some)
+                    .map_err(|e| StoreError::Io(std::io::Error::other(e)))
+            }
+            // Written by 0.1, uncompressed.
+            None => self.meta("engine_state"),
+        }
     }
 
     /// The open BUFFER_OVERFLOW alert, if the last run left one active (its clear must still come).
@@ -348,7 +376,7 @@ impl Store {
             id = Some(tx.last_insert_rowid());
         }
         if let Some(st) = engine_state {
-            tx.execute(UPSERT_META, params!["engine_state", st])?;
+            save_engine_state(&tx, st)?;
         }
         tx.commit()?;
         Ok(id)
@@ -380,7 +408,7 @@ impl Store {
             seqs.push(tx.last_insert_rowid());
         }
         if let Some(st) = engine_state {
-            tx.execute(UPSERT_META, params!["engine_state", st])?;
+            save_engine_state(&tx, st)?;
         }
         tx.commit()?;
         Ok(seqs)
