@@ -158,6 +158,9 @@ enum BufferCmd {
         /// Output format.
         #[arg(long, value_enum, default_value = "lp")]
         format: ExportFormat,
+        /// Line-protocol timestamp precision (default: `[influxdb] precision`, else ms).
+        #[arg(long, value_parser = ["s", "ms", "us", "ns"])]
+        precision: Option<String>,
     },
 }
 
@@ -470,56 +473,27 @@ fn buffer(cmd: BufferCmd, cfg: &Config) -> ExitCode {
             since,
             sensor,
             format,
+            precision,
         } => {
             let since_ts = match since.as_deref().map(humantime::parse_duration) {
                 None => Timestamp(i64::MIN),
-                Some(Ok(d)) => Timestamp(now.0 - d.as_millis() as i64),
+                Some(Ok(d)) => Timestamp(
+                    now.0
+                        .saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+                ),
                 Some(Err(e)) => {
                     eprintln!("watchpost buffer export: --since: {e} (write e.g. 30m, 2h, 7d)");
                     return ExitCode::from(1);
                 }
             };
-            use std::io::Write;
-            let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::new(stdout.lock());
-            let mut enc = crate::sink::lineproto::Encoder::new(
-                "sensor",
-                "ms",
-                [
-                    ("device".to_string(), cfg.gateway.id.clone()),
-                    ("location".to_string(), cfg.gateway.location.clone()),
-                ]
-                .into_iter()
-                .collect(),
-                Default::default(),
-            );
-            if matches!(format, ExportFormat::Csv) {
-                let _ = writeln!(out, "ts,sensor,value,quality");
-            }
-            let mut line = String::new();
-            let res = store.export(since_ts, sensor.as_deref(), |r| {
-                line.clear();
-                match format {
-                    ExportFormat::Lp => enc.line(&mut line, r),
-                    ExportFormat::Csv => {
-                        let s = if r.sensor.contains([',', '"']) {
-                            format!("\"{}\"", r.sensor.replace('"', "\"\""))
-                        } else {
-                            r.sensor.to_string()
-                        };
-                        line = format!(
-                            "{},{},{},{}\n",
-                            r.ts.rfc3339(),
-                            s,
-                            r.value,
-                            r.quality.as_str()
-                        );
-                    }
-                }
-                let _ = out.write_all(line.as_bytes());
-            });
-            let _ = out.flush();
-            match res {
+            match export(
+                &mut store,
+                cfg,
+                since_ts,
+                sensor.as_deref(),
+                format,
+                precision.as_deref(),
+            ) {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("watchpost buffer export: {e}");
@@ -528,4 +502,67 @@ fn buffer(cmd: BufferCmd, cfg: &Config) -> ExitCode {
             }
         }
     }
+}
+
+/// Write stored readings to stdout: line protocol exactly as the InfluxDB sink sends it (so a gap can be
+/// back-filled with `influx write`), or CSV. A write error (a full disk, a closed pipe) fails the command.
+fn export(
+    store: &mut Store,
+    cfg: &Config,
+    since: Timestamp,
+    sensor: Option<&str>,
+    format: ExportFormat,
+    precision: Option<&str>,
+) -> Result<u64, String> {
+    use std::io::Write;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut enc = crate::sink::lineproto::Encoder::from_config(cfg, precision);
+    let header = match format {
+        ExportFormat::Lp => {
+            let p = precision
+                .or(cfg.influxdb.as_ref().map(|i| i.precision.as_str()))
+                .unwrap_or("ms");
+            format!("# watchpost export, precision={p} (influx write --precision {p})\n")
+        }
+        ExportFormat::Csv => "ts,sensor,value,quality\n".to_string(),
+    };
+    out.write_all(header.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut line = String::new();
+    let mut failed: Option<std::io::Error> = None;
+    let n = store
+        .export(since, sensor, |r| {
+            if failed.is_some() {
+                return;
+            }
+            line.clear();
+            match format {
+                ExportFormat::Lp => enc.line(&mut line, r),
+                ExportFormat::Csv => {
+                    let s = if r.sensor.contains([',', '"', '\n', '\r']) {
+                        format!("\"{}\"", r.sensor.replace('"', "\"\""))
+                    } else {
+                        r.sensor.to_string()
+                    };
+                    line = format!(
+                        "{},{},{},{}\n",
+                        r.ts.rfc3339(),
+                        s,
+                        r.value,
+                        r.quality.as_str()
+                    );
+                }
+            }
+            if let Err(e) = out.write_all(line.as_bytes()) {
+                failed = Some(e);
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    if let Some(e) = failed {
+        return Err(format!("cannot write the output: {e}"));
+    }
+    out.flush()
+        .map_err(|e| format!("cannot write the output: {e}"))?;
+    Ok(n)
 }

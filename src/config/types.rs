@@ -205,6 +205,29 @@ pub struct InfluxConfig {
     pub tags: BTreeMap<String, String>,
 }
 
+impl InfluxConfig {
+    /// Every key at its default (no server): the data model `buffer export` uses without `[influxdb]`.
+    pub fn defaults() -> InfluxConfig {
+        InfluxConfig {
+            url: String::new(),
+            org: String::new(),
+            bucket: String::new(),
+            token: None,
+            token_file: None,
+            token_env: None,
+            token_credential: None,
+            measurement: default_measurement(),
+            precision: default_precision(),
+            batch_size: default_batch_bytes(),
+            max_rate: 0,
+            timeout: default_http_timeout(),
+            gzip: true,
+            ca_file: None,
+            tags: BTreeMap::new(),
+        }
+    }
+}
+
 fn default_measurement() -> String {
     "sensor".into()
 }

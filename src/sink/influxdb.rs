@@ -11,7 +11,6 @@ use super::lineproto::Encoder;
 use super::{Items, SinkError};
 use crate::config::{resolve_secret, Config, InfluxConfig};
 use crate::store::Stream;
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
@@ -164,19 +163,6 @@ impl Client {
     }
 }
 
-fn encoder(i: &InfluxConfig, cfg: &Config) -> Encoder {
-    let mut common = i.tags.clone();
-    common.insert("device".into(), cfg.gateway.id.clone());
-    common.insert("location".into(), cfg.gateway.location.clone());
-    let per: BTreeMap<String, BTreeMap<String, String>> = cfg
-        .sensor
-        .iter()
-        .filter(|s| !s.tags.is_empty())
-        .map(|s| (s.id.clone(), s.tags.clone()))
-        .collect();
-    Encoder::new(&i.measurement, &i.precision, common, per)
-}
-
 /// The InfluxDB sink: encodes reading batches as line protocol and posts them.
 pub struct InfluxSink {
     client: Client,
@@ -207,7 +193,7 @@ impl super::runner::SinkBuild<InfluxSink> for Build {
         tracing::info!(url = %self.icfg.url, "InfluxDB sink ready.");
         Ok(InfluxSink {
             client,
-            enc: encoder(&self.icfg, &self.cfg),
+            enc: Encoder::from_config(&self.cfg, None),
             // ~64 bytes per line before gzip: a chunk of about `batch_size` bytes.
             max_items: (self.icfg.batch_size.0 as usize / 64).max(1),
             max_rate: self.icfg.max_rate,

@@ -1,12 +1,16 @@
-//! InfluxDB line protocol encoding, escaping per the spec: measurement escapes `,` and space; tag keys, tag
-//! values and field keys escape `,`, `=` and space; string field values escape `"` and `\`. Backslashes in names
-//! are doubled so a trailing backslash cannot escape the separator. Newlines cannot be represented and become
-//! spaces. Empty tag values are omitted (line protocol forbids them).
+//! InfluxDB line protocol encoding, escaping exactly as InfluxDB's own parsers read it back: the measurement
+//! escapes `,` and space; tag keys, tag values and field keys escape `,`, `=` and space; string field values escape
+//! `"` and `\`. Any other backslash is written as it is (the parsers keep a `\` before an ordinary character).
+//! What no parser reads back the same — control characters, a trailing `\`, a `\` before space, `,`, `=` or `\`
+//! (InfluxDB 1.x keeps `\\`, InfluxDB 3 reads it as `\`), an
+//! empty or `#`-led measurement, `_`-led names — is refused by `check-config` ([`problem`]), so it never gets here.
+//! Empty tag values are omitted (line protocol forbids them).
 //!
 //! Data model: one measurement (default `sensor`) with tags `device`, `location`, `sensor` and configured tags;
 //! field `value` (float); field `quality` (string) only when the quality is not good; NaN/∞ readings carry only
 //! `quality`. Timestamp = sample time at the configured precision, so replays overwrite instead of duplicating.
 
+use crate::config::{Config, InfluxConfig};
 use crate::model::{Quality, Reading};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -14,8 +18,8 @@ use std::fmt::Write;
 fn esc(out: &mut String, s: &str, extra: &[char]) {
     for c in s.chars() {
         match c {
-            '\n' | '\r' => out.push(' '),
-            '\\' => out.push_str("\\\\"),
+            // Refused by `check-config`; kept off the wire even if a store from elsewhere carries one.
+            c if c.is_control() => out.push(' '),
             c if extra.contains(&c) => {
                 out.push('\\');
                 out.push(c);
@@ -23,6 +27,23 @@ fn esc(out: &mut String, s: &str, extra: &[char]) {
             c => out.push(c),
         }
     }
+}
+
+/// Why `s` cannot be written as a line-protocol name (measurement, tag key or value) that every InfluxDB parser
+/// reads back as `s`; `None` when it can.
+pub fn problem(s: &str) -> Option<&'static str> {
+    if s.chars().any(char::is_control) {
+        return Some(
+            "contains a control character (newline, tab, …), which line protocol cannot carry",
+        );
+    }
+    if s.ends_with('\\') {
+        return Some("ends with a backslash, which would escape the separator after it");
+    }
+    if s.contains("\\ ") || s.contains("\\,") || s.contains("\\=") || s.contains("\\\\") {
+        return Some("has a backslash before a space, comma, equals sign or another backslash, which InfluxDB's parsers do not read back the same");
+    }
+    None
 }
 
 /// Escape a measurement name.
@@ -58,6 +79,29 @@ pub struct Encoder {
 }
 
 impl Encoder {
+    /// The encoder of the `[influxdb]` sink: its measurement, precision and tags, the gateway's `device` and
+    /// `location`, each sensor's `tags`. Without `[influxdb]`, the defaults (measurement `sensor`). `precision`
+    /// overrides the configured one (`buffer export --precision`).
+    pub fn from_config(cfg: &Config, precision: Option<&str>) -> Encoder {
+        let default = InfluxConfig::defaults();
+        let i = cfg.influxdb.as_ref().unwrap_or(&default);
+        let mut common = i.tags.clone();
+        common.insert("device".into(), cfg.gateway.id.clone());
+        common.insert("location".into(), cfg.gateway.location.clone());
+        let per: BTreeMap<String, BTreeMap<String, String>> = cfg
+            .sensor
+            .iter()
+            .filter(|s| !s.tags.is_empty())
+            .map(|s| (s.id.clone(), s.tags.clone()))
+            .collect();
+        Encoder::new(
+            &i.measurement,
+            precision.unwrap_or(&i.precision),
+            common,
+            per,
+        )
+    }
+
     /// `precision` is one of `s`, `ms`, `us`, `ns`.
     pub fn new(
         measurement_name: &str,
@@ -151,7 +195,7 @@ mod tests {
         e.line(&mut out, &r);
         assert_eq!(
             out,
-            "my\\ meas\\,x,device=gw\\ 1,location=a\\,b\\=c,sensor=t\\\\emp\\ \"1\" value=21.5 1700000000123\n"
+            "my\\ meas\\,x,device=gw\\ 1,location=a\\,b\\=c,sensor=t\\emp\\ \"1\" value=21.5 1700000000123\n"
         );
         let mut out = String::new();
         let bad = Reading {

@@ -478,12 +478,24 @@ impl Store {
     /// Up to `limit` reading batches with id > `after`, oldest first. Batches that fail to decode are returned
     /// empty (and logged) so a cursor can move past them.
     pub fn batches_after(&mut self, after: i64, limit: usize) -> Result<Vec<Batch>, StoreError> {
+        self.batches_where(after, Timestamp(i64::MIN), limit)
+    }
+
+    /// Up to `limit` reading batches with id > `after` whose newest sample is at or after `since`, oldest first.
+    pub(crate) fn batches_where(
+        &mut self,
+        after: i64,
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Batch>, StoreError> {
         let raw: Vec<(i64, Vec<u8>)> = {
             let mut stmt = self.conn.prepare_cached(
-                "SELECT id, data FROM batches WHERE id > ?1 ORDER BY id LIMIT ?2",
+                "SELECT id, data FROM batches WHERE id > ?1 AND last_ts >= ?2 ORDER BY id LIMIT ?3",
             )?;
-            let rows =
-                stmt.query_map(params![after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = stmt.query_map(params![after, since.0, limit], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
             rows.collect::<Result<_, _>>()?
         };
         let mut out = Vec::with_capacity(raw.len());

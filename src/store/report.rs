@@ -120,18 +120,12 @@ impl Store {
         let mut after = 0;
         let mut n = 0;
         loop {
-            let ids: Vec<i64> = {
-                let mut stmt = self.conn.prepare_cached(
-                    "SELECT id FROM batches WHERE id > ?1 AND last_ts >= ?2 ORDER BY id LIMIT 256",
-                )?;
-                let rows = stmt.query_map(params![after, since.0], |r| r.get(0))?;
-                rows.collect::<Result<_, _>>()?
+            // Only the batches that can hold readings at or after `since`, in id order.
+            let batches = self.batches_where(after, since, 256)?;
+            let Some(last) = batches.last().map(|b| b.id) else {
+                break;
             };
-            let Some(&last) = ids.last() else { break };
-            for b in self.batches_after(after, 256)? {
-                if b.id > last {
-                    break;
-                }
+            for b in &batches {
                 for r in &b.readings {
                     if r.ts >= since && sensor.is_none_or(|s| &*r.sensor == s) {
                         f(r);
