@@ -22,8 +22,11 @@ use tokio_util::sync::CancellationToken;
 
 /// A BUFFER_OVERFLOW episode ends (the alert clears) after this long without drops.
 const OVERFLOW_CLEAR_AFTER: Duration = Duration::from_secs(600);
-/// Readings held in memory while the disk refuses writes, before the oldest are dropped.
-const MAX_PENDING: usize = 1_000_000;
+/// Readings held in memory while the disk refuses writes, before the oldest are dropped (≈ 40 bytes each:
+/// ≈ 8 MB, within a small gateway's budget).
+const MAX_PENDING: usize = 200_000;
+/// Alert transitions held in memory while the disk refuses writes (≈ 300 bytes each: ≈ 3 MB).
+const MAX_UNSAVED_ALERTS: usize = 10_000;
 /// How often staleness is checked (and the systemd watchdog is fed).
 const TICK: Duration = Duration::from_secs(1);
 /// Polls taken from the channel in one go before alerts are committed.
@@ -332,6 +335,14 @@ impl Writer {
             Err(e) => {
                 self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, held = self.unsaved_alerts.len(), "Cannot commit alert events; holding them in memory and retrying.");
+                if self.unsaved_alerts.len() > MAX_UNSAVED_ALERTS {
+                    let n = self.unsaved_alerts.len() - MAX_UNSAVED_ALERTS;
+                    self.unsaved_alerts.drain(..n);
+                    self.metrics
+                        .dropped_alerts
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                    tracing::error!(dropped = n, "Memory for unsaved alerts is full while the disk refuses writes; dropped the oldest alert events.");
+                }
             }
         }
     }

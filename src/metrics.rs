@@ -26,6 +26,8 @@ pub struct Metrics {
     pub poll_latency_us: AtomicU64,
     /// Number of polls.
     pub polls: AtomicU64,
+    /// Alert events dropped because the disk refused writes for too long (memory bound).
+    pub dropped_alerts: AtomicU64,
     /// Malformed messages received on subscribed MQTT topics (shadow), dropped.
     pub mqtt_malformed: AtomicU64,
     /// Per-sink counters, by sink name.
@@ -156,6 +158,12 @@ impl Metrics {
             "Polls.",
             "counter",
             polls.to_string(),
+        );
+        c(
+            "watchpost_alerts_dropped_total",
+            "Alert events dropped while the disk refused writes (memory bound reached).",
+            "counter",
+            l(&self.dropped_alerts).to_string(),
         );
         c(
             "watchpost_mqtt_malformed_total",

@@ -212,14 +212,17 @@ fn second_signal_exits_at_once() {
     let dir = tempfile::tempdir().expect("tmp");
     let data = dir.path().join("data");
     let cfg = dir.path().join("watchpost.toml");
-    // A time-series server that is not there keeps the sink busy, so the orderly shutdown waits out its 3 s drain
-    // deadline: the second signal must cut it short.
+    // A time-series server that accepts and never answers keeps a delivery in flight, so the orderly shutdown
+    // waits out its 3 s drain deadline: the second signal must cut it short.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let held: Vec<_> = silent.incoming().take(20).collect();
+        drop(held);
+    });
     let text = config(&data, 60.0).replace(
         "[buffer]",
-        &format!(
-            "[influxdb]\nurl = \"http://127.0.0.1:{}\"\norg = \"o\"\nbucket = \"b\"\n\n[buffer]",
-            free_port()
-        ),
+        &format!("[influxdb]\nurl = \"http://127.0.0.1:{port}\"\norg = \"o\"\nbucket = \"b\"\n\n[buffer]"),
     );
     std::fs::write(&cfg, text).expect("write");
     let mut d = start_daemon(&cfg, dir.path());

@@ -449,6 +449,12 @@ fn buffer(cmd: BufferCmd, cfg: &Config) -> ExitCode {
             );
             println!("alert events:     {}", st.events);
             println!("dropped (cap):    {}", st.dropped_readings);
+            if st.corrupt_batches > 0 {
+                println!(
+                    "corrupt batches:  {} (skipped; see the log)",
+                    st.corrupt_batches
+                );
+            }
             if st.sinks.is_empty() {
                 println!("sinks:            none configured (data stays local; see `watchpost buffer export`)");
             }

@@ -328,7 +328,7 @@ impl Store {
         Ok(idx)
     }
 
-    fn sensor_name(&mut self, idx: u32) -> Arc<str> {
+    fn sensor_name(&mut self, idx: u32) -> Option<Arc<str>> {
         if self
             .names
             .get(idx as usize)
@@ -337,10 +337,7 @@ impl Store {
         {
             let _ = self.load_sensors();
         }
-        self.names
-            .get(idx as usize)
-            .and_then(|n| n.clone())
-            .unwrap_or_else(|| Arc::from(format!("sensor#{idx}")))
+        self.names.get(idx as usize).and_then(|n| n.clone())
     }
 
     /// Commit a batch of readings (and the engine state) in one transaction. Returns the batch id.
@@ -501,19 +498,39 @@ impl Store {
         let mut out = Vec::with_capacity(raw.len());
         for (id, data) in raw {
             let readings = match codec::decode(&data) {
-                Some(rows) => rows
-                    .into_iter()
-                    .map(|r| Reading {
-                        sensor: self.sensor_name(r.sensor),
-                        ts: r.ts,
-                        value: r.value,
-                        quality: r.quality,
-                    })
-                    .collect(),
+                Some(rows) => {
+                    let n = rows.len();
+                    let named: Vec<Reading> = rows
+                        .into_iter()
+                        .filter_map(|r| {
+                            Some(Reading {
+                                sensor: self.sensor_name(r.sensor)?,
+                                ts: r.ts,
+                                value: r.value,
+                                quality: r.quality,
+                            })
+                        })
+                        .collect();
+                    if named.len() < n {
+                        // Never invent a name (it would reach InfluxDB as a new series).
+                        tracing::error!(
+                            batch = id,
+                            dropped = n - named.len(),
+                            "Readings of a stored batch name no known sensor; they are skipped."
+                        );
+                    }
+                    named
+                }
                 None => {
                     tracing::error!(
                         batch = id,
                         "A stored reading batch is corrupt and is skipped."
+                    );
+                    // Counted for `buffer status`; a failure to count must not stop delivery.
+                    let _ = self.conn.execute(
+                        "INSERT INTO meta (key, value) VALUES ('corrupt_batches', '1')
+                         ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+                        [],
                     );
                     Vec::new()
                 }

@@ -45,6 +45,8 @@ pub struct Status {
     pub newest_reading: Option<String>,
     /// Readings dropped by the size cap since the store was created.
     pub dropped_readings: u64,
+    /// Corrupt reading batches met (and skipped) by sinks or export.
+    pub corrupt_batches: u64,
     /// Per sink.
     pub sinks: Vec<SinkStatus>,
 }
@@ -106,6 +108,10 @@ impl Store {
             oldest_reading: oldest.map(|t| Timestamp(t).rfc3339()),
             newest_reading: newest.map(|t| Timestamp(t).rfc3339()),
             dropped_readings: self.dropped_readings()?,
+            corrupt_batches: self
+                .meta("corrupt_batches")?
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
             sinks,
         })
     }

@@ -173,7 +173,10 @@ impl Session {
                                 self.sink.backlog.load(Ordering::Relaxed),
                             );
                             if let Some(o) = sh.maybe_update(&live, backlog, Timestamp::now()) {
-                                publish_untracked(&client, o, &mut acks);
+                                if !publish_untracked(&client, o.clone(), &mut acks) {
+                                    // Not queued: the shadow must not believe it was sent.
+                                    sh.unsent(&o);
+                                }
                             }
                         }
                     }
@@ -232,13 +235,15 @@ impl Session {
     }
 }
 
-fn publish_untracked(client: &AsyncClient, o: Out, acks: &mut Acks) {
-    if client
+/// Queue a publish nobody waits for (status, shadow); false when the request queue was full.
+fn publish_untracked(client: &AsyncClient, o: Out, acks: &mut Acks) -> bool {
+    let ok = client
         .try_publish(o.topic, QoS::AtLeastOnce, o.retain, o.payload)
-        .is_ok()
-    {
+        .is_ok();
+    if ok {
         acks.queued(None);
     }
+    ok
 }
 
 #[cfg(test)]

@@ -190,6 +190,23 @@ impl Shadow {
         })
     }
 
+    /// `o` (from [`Shadow::maybe_update`]) could not be queued: forget it was sent, so the next tick sends again.
+    pub fn unsent(&mut self, o: &Out) {
+        if let Some(t) = serde_json::from_str::<serde_json::Value>(&o.payload)
+            .ok()
+            .and_then(|v| {
+                v.get("clientToken")
+                    .and_then(|t| t.as_str())
+                    .map(String::from)
+            })
+        {
+            self.pending.remove(&t);
+        }
+        self.last_doc = None;
+        self.last_sent = None;
+        self.dirty = true;
+    }
+
     /// Handle a message on a shadow topic; returns publishes to make (e.g. a re-`get` after 409).
     pub fn handle(&mut self, topic: &str, payload: &[u8], metrics: &SharedMetrics) -> Vec<Out> {
         let Some(kind) = topic
@@ -308,6 +325,13 @@ mod tests {
         assert!(v["state"]["reported"]["gateway"]["version"].is_string());
         // Unchanged: no second update.
         assert!(s.maybe_update(&live, (0, 0), Timestamp(1)).is_none());
+        // An update that could not be queued is sent again on the next tick.
+        s.unsent(&up);
+        let again = s
+            .maybe_update(&live, (0, 0), Timestamp(1))
+            .expect("re-sent after unsent");
+        assert!(s.maybe_update(&live, (0, 0), Timestamp(1)).is_none());
+        let _ = again;
         // Garbage is survived.
         assert!(s
             .handle("$aws/things/t1/shadow/update/delta", b"{not json", &m)
