@@ -407,20 +407,52 @@ fn device_shadow_protocol() {
             )
             .expect("publish");
     };
-    // get after connect.
-    let get = wait_for(Duration::from_secs(10), "get", || {
+    // The test plays AWS: it answers every get and update by clientToken; the first update gets a 409.
+    let token_of = |p: &str| {
+        serde_json::from_str::<serde_json::Value>(p).expect("j")["clientToken"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut answered_gets = 0;
+    let mut answered_updates = 0;
+    let mut version = 1u64;
+    let mut answer = |aws: &Sub| {
+        let gets = aws.on("/get");
+        for (p, _) in gets.iter().skip(answered_gets) {
+            let t = token_of(p);
+            assert!(!t.is_empty() && t.len() <= 64);
+            publish(
+                "get/accepted",
+                &format!(
+                    r#"{{"state":{{"reported":{{}}}},"version":{version},"clientToken":"{t}"}}"#
+                ),
+            );
+        }
+        answered_gets = gets.len();
+        let ups = aws.on("/update");
+        for (p, _) in ups.iter().skip(answered_updates) {
+            let t = token_of(p);
+            if answered_updates == 0 {
+                publish(
+                    "update/rejected",
+                    &format!(r#"{{"code":409,"message":"Version conflict","clientToken":"{t}"}}"#),
+                );
+            } else {
+                version += 1;
+                publish(
+                    "update/accepted",
+                    &format!(r#"{{"state":{{}},"version":{version},"clientToken":"{t}"}}"#),
+                );
+            }
+            answered_updates += 1;
+        }
+    };
+    // get after connect (and SUBACK), answered; then the first update, which gets a 409.
+    wait_for(Duration::from_secs(10), "get", || {
         aws.on("/get").first().cloned()
     });
-    let token = serde_json::from_str::<serde_json::Value>(&get.0).expect("j")["clientToken"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
-    assert!(!token.is_empty() && token.len() <= 64);
-    publish(
-        "get/accepted",
-        &format!(r#"{{"state":{{"reported":{{}}}},"version":1,"clientToken":"{token}"}}"#),
-    );
-    // First update: reject with 409 → watchpost re-gets and sends again.
+    answer(&aws);
     let up = wait_for(Duration::from_secs(10), "update", || {
         aws.on("/update").first().cloned()
     });
@@ -429,19 +461,25 @@ fn device_shadow_protocol() {
         v["state"]["reported"]["gateway"]["version"].is_string(),
         "{v}"
     );
-    assert!(v["state"]["reported"]["alerts"].is_array());
-    let tok = v["clientToken"].as_str().unwrap_or("").to_string();
-    publish(
-        "update/rejected",
-        &format!(r#"{{"code":409,"message":"Version conflict","clientToken":"{tok}"}}"#),
+    assert_eq!(
+        v["version"], 1,
+        "optimistic locking with the version from the get"
     );
+    assert!(v["state"]["reported"]["alerts"]["active"].is_u64(), "{v}");
+    assert_eq!(
+        v["state"]["reported"]["alerts"]["all"],
+        "watchpost/gw1/alerts/#"
+    );
+    answer(&aws);
+    // 409 → watchpost re-gets, and sends again once the get is answered.
     wait_for(Duration::from_secs(10), "re-get after 409", || {
         (aws.on("/get").len() >= 2).then_some(())
     });
-    let n = aws.on("/update").len();
+    answer(&aws);
     wait_for(Duration::from_secs(10), "update after 409", || {
-        (aws.on("/update").len() > n).then_some(())
+        (aws.on("/update").len() >= 2).then_some(())
     });
+    answer(&aws);
     // Garbage, an old version, then a real delta.
     publish("update/delta", "{{{ not json");
     publish("update/delta", r#"{"state":"nonsense","version":2}"#);
@@ -451,6 +489,7 @@ fn device_shadow_protocol() {
         r#"{"state":{"warning_high":70},"version":5}"#,
     );
     let reported = wait_for(Duration::from_secs(10), "not-applied report", || {
+        answer(&aws);
         aws.on("/update")
             .into_iter()
             .map(|(p, _)| p)

@@ -70,11 +70,10 @@ impl SinkBuild<AlertFeed> for Build {
             opts,
             cfg: self.cfg.clone(),
             topics: Topics::new(&self.m.topic_prefix, &self.cfg.gateway.id),
-            shadow: self
-                .m
-                .shadow
-                .as_ref()
-                .map(|s| Shadow::new(s, &self.cfg.gateway.id)),
+            shadow: self.m.shadow.as_ref().map(|s| {
+                let all = Topics::new(&self.m.topic_prefix, &self.cfg.gateway.id).alerts_all();
+                Shadow::new(s, &self.cfg.gateway.id, &all)
+            }),
             live: self.signals.live.clone(),
             metrics: self.metrics.clone(),
             sink: self.metrics.sink(SINK),

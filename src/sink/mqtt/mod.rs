@@ -99,6 +99,10 @@ impl Topics {
         };
         format!("{}/alerts/{}/{alarm}", self.base, a.sensor)
     }
+    /// The filter that matches every retained alarm of this gateway.
+    pub fn alerts_all(&self) -> String {
+        format!("{}/alerts/#", self.base)
+    }
     /// Ordered event feed.
     pub fn events(&self) -> String {
         format!("{}/events", self.base)

@@ -128,6 +128,7 @@ impl Session {
             net.set_connection_timeout(10);
             ev.network_options = net;
             let mut connected = false;
+            let mut suback_wait = 0usize;
             let mut shadow_tick = tokio::time::interval(Duration::from_millis(250));
             loop {
                 tokio::select! {
@@ -190,11 +191,23 @@ impl Session {
                             let status = Out { topic: self.topics.status(), payload: status_payload(&self.cfg, true), retain: true };
                             publish_untracked(&client, status, &mut acks);
                             if let Some(sh) = self.shadow.as_mut() {
+                                // The get goes out once the broker confirmed every subscription (SUBACK), so its
+                                // answer cannot be missed.
+                                suback_wait = 0;
                                 for t in sh.subscriptions() {
-                                    let _ = client.try_subscribe(t, QoS::AtLeastOnce);
+                                    if client.try_subscribe(t, QoS::AtLeastOnce).is_ok() {
+                                        suback_wait += 1;
+                                    }
                                 }
-                                let o = sh.on_connect();
-                                publish_untracked(&client, o, &mut acks);
+                            }
+                        }
+                        Ok(Event::Incoming(Packet::SubAck(_))) => {
+                            suback_wait = suback_wait.saturating_sub(1);
+                            if suback_wait == 0 {
+                                if let Some(sh) = self.shadow.as_mut() {
+                                    let o = sh.on_connect();
+                                    publish_untracked(&client, o, &mut acks);
+                                }
                             }
                         }
                         Ok(Event::Outgoing(Outgoing::Publish(pkid))) => acks.sent(pkid),

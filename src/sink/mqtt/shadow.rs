@@ -1,30 +1,88 @@
 //! The AWS IoT Device Shadow client as a state machine: no I/O, it returns the publishes to make.
+//!
+//! It follows the AWS shadow service's rules (developerguide "Device Shadow service documents" and "…MQTT topics"):
+//! * **Requests are ours or not at all.** Every get/update carries a `clientToken` (≤ 64 bytes, unique across
+//!   restarts: device prefix, boot id, counter); `accepted`/`rejected` answers without one of our in-flight tokens
+//!   belong to another client and are ignored. Any answer frees its slot; unanswered requests expire after 30 s.
+//! * **Optimistic locking.** Updates carry the `version` last seen in an answer to us, so a concurrent writer gives
+//!   409, answered by a re-`get` and a retry. The version is forgotten on reconnect and on 404 (a deleted and
+//!   recreated shadow starts again at 1); versions above 2^53 are not believed.
+//! * **The first update waits for the `get` answer** (or 5 s), so it knows the version and what the stored
+//!   document holds. At most one update is in flight.
+//! * **The stored document stays small.** AWS merges updates (`null` deletes a key), so sensors that no longer fit
+//!   or were removed are reported as `null`, and the reported document is kept under a byte budget (7 kB; shrunk by
+//!   a quarter after a 413) so reported + desired stay under the 8 kB state limit. Alerts are summarised: counts
+//!   per severity, the most severe few, and the MQTT topic where every active alarm is retained.
+//! * **Rejections are retried:** 429 and 400 with exponential back-off (1 s … 60 s), 413 with a smaller document,
+//!   409 and 404 after a re-`get`. Nothing is recorded as sent until `update/accepted`.
+//! * **`desired` is acknowledged, not echoed:** `reported.config = {applied: false, version, keys}` names at most 20
+//!   top-level keys, so a deep or large `desired` never makes the reported document invalid.
 
 use crate::config::ShadowConfig;
 use crate::metrics::SharedMetrics;
-use crate::model::{Live, Timestamp};
-use std::collections::{BTreeMap, HashMap};
+use crate::model::{ActiveAlert, Live, Severity, Timestamp};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-/// Largest reported-state document (AWS IoT limit is 8 KB of state).
-pub const SHADOW_MAX_BYTES: usize = 8000;
+/// Largest reported document before any 413 (AWS allows 8 kB of desired + reported state).
+pub const SHADOW_BUDGET: usize = 7000;
 /// Shadow requests allowed in flight.
 pub const SHADOW_MAX_INFLIGHT: usize = 10;
+/// Alerts listed in full in the document (the rest are counted).
+const TOP_ALERTS: usize = 10;
+/// Versions above this are not believed (JSON numbers lose precision beyond 2^53).
+const MAX_VERSION: u64 = (1 << 53) - 1;
+/// Largest shadow message handled; bigger ones are dropped and counted.
+pub const SHADOW_MAX_MESSAGE: usize = 64 * 1024;
+const REQUEST_EXPIRY: Duration = Duration::from_secs(30);
+const GET_WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Get,
+    Update,
+}
+
+#[derive(Debug, Clone)]
+struct Req {
+    kind: Kind,
+    sent: Instant,
+    /// Update: the change-detection key and the sensors the document holds.
+    key: Option<String>,
+    sensors: BTreeSet<String>,
+}
+
+/// A desired state we acknowledge without applying.
+#[derive(Debug, Clone, PartialEq)]
+struct DeltaAck {
+    version: Option<u64>,
+    keys: Vec<String>,
+}
 
 /// Device shadow state machine (no I/O: returns the publishes to make).
 pub struct Shadow {
     base: String,
+    alerts_topic: String,
     min_interval: Duration,
-    last_sent: Option<Instant>,
-    last_doc: Option<String>,
-    version: u64,
-    pending: HashMap<String, Instant>,
+    prefix: String,
+    boot: String,
     counter: u64,
+    version: Option<u64>,
+    got: bool,
+    get_sent: Option<Instant>,
+    in_flight: HashMap<String, Req>,
+    cloud_sensors: BTreeSet<String>,
+    last_doc: Option<String>,
+    last_sent: Option<Instant>,
     dirty: bool,
-    desired: Option<serde_json::Value>,
+    retry_at: Option<Instant>,
+    failures: u32,
+    budget: usize,
+    delta: Option<DeltaAck>,
     started: Instant,
-    device: String,
+    deltas_logged: Option<Instant>,
+    deltas_quiet: u64,
 }
 
 /// A publish the shadow wants.
@@ -38,25 +96,51 @@ pub struct Out {
     pub retain: bool,
 }
 
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn version_of(v: &serde_json::Value) -> Option<u64> {
+    v.get("version")
+        .and_then(serde_json::Value::as_u64)
+        .filter(|v| *v <= MAX_VERSION)
+}
+
 impl Shadow {
-    /// For a thing (and optional named shadow).
-    pub fn new(c: &ShadowConfig, device: &str) -> Self {
+    /// For a thing (and optional named shadow). `alerts_topic` is where every active alarm is retained.
+    pub fn new(c: &ShadowConfig, device: &str, alerts_topic: &str) -> Self {
         let base = match &c.name {
             Some(n) => format!("$aws/things/{}/shadow/name/{n}", c.thing),
             None => format!("$aws/things/{}/shadow", c.thing),
         };
         Shadow {
             base,
+            alerts_topic: alerts_topic.to_string(),
             min_interval: c.min_interval.0,
-            last_sent: None,
-            last_doc: None,
-            version: 0,
-            pending: HashMap::new(),
+            // 32 bytes of the id + '-' + 8 hex + '-' + a counter of at most 20 digits ≤ 62 bytes.
+            prefix: cut(device, 32).to_string(),
+            boot: format!("{:08x}", fastrand::u32(..)),
             counter: 0,
+            version: None,
+            got: false,
+            get_sent: None,
+            in_flight: HashMap::new(),
+            cloud_sensors: BTreeSet::new(),
+            last_doc: None,
+            last_sent: None,
             dirty: true,
-            desired: None,
+            retry_at: None,
+            failures: 0,
+            budget: SHADOW_BUDGET,
+            delta: None,
             started: Instant::now(),
-            device: device.to_string(),
+            deltas_logged: None,
+            deltas_quiet: 0,
         }
     }
 
@@ -74,23 +158,32 @@ impl Shadow {
         .collect()
     }
 
-    fn token(&mut self, kind: &str) -> String {
+    fn token(&mut self) -> String {
         self.counter += 1;
-        // ≤ 64 bytes: kind, a counter and at most 40 bytes of the device id.
-        let dev: String = self.device.chars().take(40).collect();
-        format!("{dev}-{kind}-{}", self.counter)
+        format!("{}-{}-{}", self.prefix, self.boot, self.counter)
     }
 
-    /// After (re)connect: clear in-flight requests and `get` the shadow.
+    /// After (re)connect and SUBACK: forget what the connection knew and `get` the shadow.
     pub fn on_connect(&mut self) -> Out {
-        self.pending.clear();
+        self.in_flight.clear();
+        self.version = None;
         self.dirty = true;
         self.get()
     }
 
     fn get(&mut self) -> Out {
-        let t = self.token("get");
-        self.pending.insert(t.clone(), Instant::now());
+        self.got = false;
+        self.get_sent = Some(Instant::now());
+        let t = self.token();
+        self.in_flight.insert(
+            t.clone(),
+            Req {
+                kind: Kind::Get,
+                sent: Instant::now(),
+                key: None,
+                sensors: BTreeSet::new(),
+            },
+        );
         Out {
             topic: format!("{}/get", self.base),
             payload: serde_json::json!({ "clientToken": t }).to_string(),
@@ -98,60 +191,92 @@ impl Shadow {
         }
     }
 
-    /// The reported document for `live`, trimmed to fit; returns (json of reported, trimmed sensor count).
-    pub fn reported(
+    /// The reported document for `live` within `budget` bytes: (document, sensors included, change key).
+    fn reported(
         &self,
         live: &Live,
         backlog: (i64, i64),
         now: Timestamp,
-    ) -> (serde_json::Value, usize) {
-        let mut sensors: BTreeMap<&String, &crate::model::LatestValue> =
-            live.sensors.iter().collect();
-        let mut trimmed = 0;
-        loop {
-            let mut doc = serde_json::json!({
-                "alerts": live.alerts,
-                "sensors": sensors,
-                "gateway": {
-                    "version": env!("CARGO_PKG_VERSION"),
-                    "uptime_s": self.started.elapsed().as_secs(),
-                    "backlog": { "influxdb": backlog.0, "mqtt": backlog.1 },
-                },
-                "lastUpdate": now.rfc3339(),
+    ) -> (serde_json::Value, BTreeSet<String>, String) {
+        let mut doc = serde_json::json!({
+            "alerts": alert_summary(&live.alerts, &self.alerts_topic, TOP_ALERTS),
+            "gateway": {
+                "version": env!("CARGO_PKG_VERSION"),
+                "uptime_s": self.started.elapsed().as_secs(),
+                "backlog": { "influxdb": backlog.0, "mqtt": backlog.1 },
+            },
+            "lastUpdate": now.rfc3339(),
+        });
+        if let Some(d) = &self.delta {
+            doc["config"] = serde_json::json!({
+                "applied": false,
+                "version": d.version,
+                "keys": d.keys,
+                "reason": "remote configuration is not supported by this version; edit the config file",
             });
-            if let Some(d) = &self.desired {
-                doc["config"] = serde_json::json!({
-                    "applied": false,
-                    "reason": "remote configuration is not supported by this version; edit the config file",
-                    "desired": d,
-                });
+        }
+        // Alerts shrink (fewer listed) before the base document may exceed half the budget.
+        let mut top = TOP_ALERTS;
+        while doc.to_string().len() > self.budget / 2 && top > 0 {
+            top /= 2;
+            doc["alerts"] = alert_summary(&live.alerts, &self.alerts_topic, top);
+        }
+        // Sensors in name order while they fit (sizes summed once each: linear in the number of sensors); the
+        // ones the stored document holds but this one does not are deleted with `null`.
+        let base_len = doc.to_string().len() + r#","sensors":{}"#.len();
+        let mut used = base_len;
+        let mut sensors = serde_json::Map::new();
+        let mut included = BTreeSet::new();
+        for (name, value) in &live.sensors {
+            let entry = serde_json::to_string(value).unwrap_or_default();
+            let cost = serde_json::to_string(name).map(|s| s.len()).unwrap_or(0) + 2 + entry.len();
+            if used + cost > self.budget {
+                break;
             }
-            let len = doc.to_string().len();
-            if len <= SHADOW_MAX_BYTES || sensors.is_empty() {
-                return (doc, trimmed);
-            }
-            let last = sensors.keys().next_back().copied();
-            if let Some(k) = last {
-                sensors.remove(k);
-                trimmed += 1;
+            used += cost;
+            if let Ok(v) = serde_json::to_value(value) {
+                sensors.insert(name.clone(), v);
+                included.insert(name.clone());
             }
         }
+        for gone in self.cloud_sensors.difference(&included) {
+            sensors.insert(gone.clone(), serde_json::Value::Null);
+        }
+        doc["sensors"] = serde_json::Value::Object(sensors);
+        let mut key = doc.clone();
+        if let Some(o) = key.as_object_mut() {
+            o.remove("lastUpdate");
+            if let Some(g) = o.get_mut("gateway").and_then(|g| g.as_object_mut()) {
+                g.remove("uptime_s");
+            }
+        }
+        (doc, included, key.to_string())
     }
 
-    /// An update to publish now, if due and changed.
+    /// An update to publish now, if due, changed and allowed.
     pub fn maybe_update(
         &mut self,
         live: &Live,
         backlog: (i64, i64),
         now: Timestamp,
     ) -> Option<Out> {
-        if self.pending.len() >= SHADOW_MAX_INFLIGHT {
-            // Requests lost with a connection are forgotten after a minute.
-            self.pending
-                .retain(|_, t| t.elapsed() < Duration::from_secs(60));
-            if self.pending.len() >= SHADOW_MAX_INFLIGHT {
-                return None;
+        let t0 = Instant::now();
+        self.in_flight
+            .retain(|_, r| t0.duration_since(r.sent) < REQUEST_EXPIRY);
+        if !self.got {
+            // The first update waits for the get answer (or gives up waiting).
+            match self.get_sent {
+                Some(t) if t.elapsed() >= GET_WAIT => self.got = true,
+                _ => return None,
             }
+        }
+        if self.in_flight.values().any(|r| r.kind == Kind::Update)
+            || self.in_flight.len() >= SHADOW_MAX_INFLIGHT
+        {
+            return None;
+        }
+        if self.retry_at.is_some_and(|t| t0 < t) {
+            return None;
         }
         if self
             .last_sent
@@ -159,33 +284,37 @@ impl Shadow {
         {
             return None;
         }
-        let (reported, trimmed) = self.reported(live, backlog, now);
-        let mut key = reported.clone();
-        if let Some(o) = key.as_object_mut() {
-            o.remove("lastUpdate");
-            if let Some(g) = o.get_mut("gateway").and_then(|g| g.as_object_mut()) {
-                g.remove("uptime_s");
-            }
-        }
-        let key = key.to_string();
+        let (reported, included, key) = self.reported(live, backlog, now);
         if !self.dirty && self.last_doc.as_deref() == Some(key.as_str()) {
             return None;
         }
-        if trimmed > 0 {
-            tracing::warn!(
-                trimmed,
-                "Shadow document over 8 KB: left out the last sensors (alerts are always kept)."
+        if included.len() < live.sensors.len() {
+            tracing::debug!(
+                left_out = live.sensors.len() - included.len(),
+                budget = self.budget,
+                "Shadow document at its size budget: some sensors left out (see the retained MQTT topics)."
             );
         }
-        let t = self.token("upd");
-        self.pending.insert(t.clone(), Instant::now());
-        self.last_sent = Some(Instant::now());
-        self.last_doc = Some(key);
+        let t = self.token();
+        let mut payload =
+            serde_json::json!({ "state": { "reported": reported }, "clientToken": t });
+        if let Some(v) = self.version {
+            payload["version"] = serde_json::json!(v);
+        }
+        self.in_flight.insert(
+            t,
+            Req {
+                kind: Kind::Update,
+                sent: t0,
+                key: Some(key),
+                sensors: included,
+            },
+        );
+        self.last_sent = Some(t0);
         self.dirty = false;
         Some(Out {
             topic: format!("{}/update", self.base),
-            payload: serde_json::json!({ "state": { "reported": reported }, "clientToken": t })
-                .to_string(),
+            payload: payload.to_string(),
             retain: false,
         })
     }
@@ -200,11 +329,46 @@ impl Shadow {
                     .map(String::from)
             })
         {
-            self.pending.remove(&t);
+            self.in_flight.remove(&t);
         }
-        self.last_doc = None;
         self.last_sent = None;
         self.dirty = true;
+    }
+
+    fn back_off(&mut self) {
+        self.failures = self.failures.saturating_add(1);
+        let secs = 1u64 << self.failures.min(6);
+        self.retry_at = Some(Instant::now() + Duration::from_secs(secs.min(60)));
+        self.dirty = true;
+    }
+
+    fn note_delta(&mut self, state: &serde_json::Value, version: Option<u64>) {
+        let keys: Vec<String> = state
+            .as_object()
+            .map(|o| o.keys().take(20).map(|k| cut(k, 64).to_string()).collect())
+            .unwrap_or_default();
+        let ack = DeltaAck { version, keys };
+        if self.delta.as_ref() != Some(&ack) {
+            self.delta = Some(ack);
+            self.dirty = true;
+        }
+        // One line a minute at most, with how many were not logged.
+        let now = Instant::now();
+        if self
+            .deltas_logged
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60))
+        {
+            tracing::info!(
+                keys = ?self.delta.as_ref().map(|d| &d.keys),
+                version,
+                not_logged = self.deltas_quiet,
+                "Shadow desired state differs; remote configuration is not applied by this version."
+            );
+            self.deltas_logged = Some(now);
+            self.deltas_quiet = 0;
+        } else {
+            self.deltas_quiet += 1;
+        }
     }
 
     /// Handle a message on a shadow topic; returns publishes to make (e.g. a re-`get` after 409).
@@ -215,176 +379,149 @@ impl Shadow {
         else {
             return Vec::new();
         };
-        let v: serde_json::Value = match serde_json::from_slice(payload) {
-            Ok(v) => v,
-            Err(e) => {
-                metrics.mqtt_malformed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(topic, error = %e, "Ignoring a malformed shadow message.");
-                return Vec::new();
-            }
-        };
-        if let Some(ver) = v.get("version").and_then(|x| x.as_u64()) {
-            if ver < self.version {
-                tracing::debug!(
-                    topic,
-                    version = ver,
-                    seen = self.version,
-                    "Dropping an out-of-date shadow message."
-                );
-                return Vec::new();
-            }
-            self.version = ver;
+        if payload.len() > SHADOW_MAX_MESSAGE {
+            metrics.mqtt_malformed.fetch_add(1, Ordering::Relaxed);
+            return Vec::new();
         }
-        let token = v
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) else {
+            metrics.mqtt_malformed.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(topic, "Ignoring a malformed shadow message.");
+            return Vec::new();
+        };
+        let version = version_of(&v);
+        if kind == "update/delta" {
+            let state = v.get("state").cloned().unwrap_or(serde_json::Value::Null);
+            if !state.is_object() || v.get("version").is_some() && version.is_none() {
+                metrics.mqtt_malformed.fetch_add(1, Ordering::Relaxed);
+                return Vec::new();
+            }
+            if let (Some(known), Some(ver)) = (self.version, version) {
+                if ver < known {
+                    tracing::debug!(
+                        version = ver,
+                        known,
+                        "Dropping an out-of-date shadow delta."
+                    );
+                    return Vec::new();
+                }
+            }
+            self.note_delta(&state, version);
+            return Vec::new();
+        }
+        // Answers: only to our own requests.
+        let Some(req) = v
             .get("clientToken")
             .and_then(|t| t.as_str())
-            .map(String::from);
-        if let Some(t) = &token {
-            if kind.ends_with("accepted") || kind.ends_with("rejected") {
-                self.pending.remove(t);
-            }
-        }
+            .and_then(|t| self.in_flight.remove(t))
+        else {
+            return Vec::new();
+        };
         match kind {
-            "update/rejected" | "get/rejected" => {
+            "get/accepted" => {
+                self.got = true;
+                self.version = version.or(self.version);
+                self.cloud_sensors = v
+                    .pointer("/state/reported/sensors")
+                    .and_then(|s| s.as_object())
+                    .map(|o| o.keys().cloned().collect())
+                    .unwrap_or_default();
+                if let Some(d) = v.pointer("/state/delta").filter(|d| d.is_object()) {
+                    let d = d.clone();
+                    self.note_delta(&d, version);
+                }
+                self.dirty = true;
+                Vec::new()
+            }
+            "get/rejected" => {
+                self.got = true;
+                let code = v.get("code").and_then(|c| c.as_i64()).unwrap_or(0);
+                if code == 404 {
+                    tracing::info!("No shadow document yet; the next update creates it.");
+                    self.version = None;
+                    self.cloud_sensors.clear();
+                } else {
+                    tracing::warn!(code, "Shadow get rejected.");
+                }
+                self.dirty = true;
+                Vec::new()
+            }
+            "update/accepted" => {
+                self.version = version.or(self.version);
+                self.last_doc = req.key;
+                self.cloud_sensors = req.sensors;
+                self.failures = 0;
+                self.retry_at = None;
+                Vec::new()
+            }
+            "update/rejected" => {
                 let code = v.get("code").and_then(|c| c.as_i64()).unwrap_or(0);
                 let msg = v.get("message").and_then(|m| m.as_str()).unwrap_or("");
-                if kind == "get/rejected" && code == 404 {
-                    tracing::info!(
-                        "No shadow document yet; it will be created by the next update."
-                    );
-                    self.dirty = true;
-                    return Vec::new();
-                }
                 tracing::warn!(
-                    topic = kind,
                     code,
-                    message = msg,
-                    "Shadow request rejected."
+                    message = cut(msg, 200),
+                    "Shadow update rejected; it will be sent again."
                 );
-                if code == 409 {
-                    self.dirty = true;
-                    self.last_sent = None;
-                    return vec![self.get()];
-                }
-                Vec::new()
-            }
-            "update/delta" => {
-                let state = v.get("state").cloned().unwrap_or(serde_json::Value::Null);
-                if !state.is_object() {
-                    tracing::warn!("Ignoring a shadow delta without a state object.");
-                    return Vec::new();
-                }
-                tracing::info!(desired = %state, "Shadow delta received; remote configuration is not applied by this version.");
-                self.desired = Some(state);
                 self.dirty = true;
-                self.last_sent = None;
-                Vec::new()
-            }
-            "get/accepted" => {
-                if let Some(d) = v.pointer("/state/delta") {
-                    if d.is_object() {
-                        tracing::info!(desired = %d, "Shadow has desired state that differs; not applied by this version.");
-                        self.desired = Some(d.clone());
+                match code {
+                    // Someone else changed it (409), or it was deleted (404): learn the version and the stored
+                    // document again, then retry.
+                    409 | 404 => {
+                        self.version = None;
+                        if code == 404 {
+                            self.cloud_sensors.clear();
+                        }
+                        self.last_sent = None;
+                        vec![self.get()]
+                    }
+                    413 => {
+                        self.budget = (self.budget * 3 / 4).max(1000);
+                        self.last_sent = None;
+                        Vec::new()
+                    }
+                    _ => {
+                        self.back_off();
+                        Vec::new()
                     }
                 }
-                Vec::new()
             }
             _ => Vec::new(),
         }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::ShadowConfig;
-    use crate::model::Live;
-    use std::sync::Arc;
-
-    #[test]
-    fn shadow_versions_tokens_409_and_garbage() {
-        let cfg = ShadowConfig {
-            thing: "t1".into(),
-            name: None,
-            min_interval: crate::config::Dur(Duration::from_millis(0)),
-        };
-        let m: SharedMetrics = Arc::default();
-        let mut s = Shadow::new(&cfg, "gw");
-        assert_eq!(
-            s.subscriptions()[0],
-            "$aws/things/t1/shadow/update/accepted"
-        );
-        let get = s.on_connect();
-        assert_eq!(get.topic, "$aws/things/t1/shadow/get");
-        let live = Live::default();
-        let up = s
-            .maybe_update(&live, (0, 0), Timestamp(0))
-            .expect("first update");
-        let v: serde_json::Value = serde_json::from_str(&up.payload).expect("json");
-        assert!(v["clientToken"].as_str().is_some_and(|t| t.len() <= 64));
-        assert!(v["state"]["reported"]["gateway"]["version"].is_string());
-        // Unchanged: no second update.
-        assert!(s.maybe_update(&live, (0, 0), Timestamp(1)).is_none());
-        // An update that could not be queued is sent again on the next tick.
-        s.unsent(&up);
-        let again = s
-            .maybe_update(&live, (0, 0), Timestamp(1))
-            .expect("re-sent after unsent");
-        assert!(s.maybe_update(&live, (0, 0), Timestamp(1)).is_none());
-        let _ = again;
-        // Garbage is survived.
-        assert!(s
-            .handle("$aws/things/t1/shadow/update/delta", b"{not json", &m)
-            .is_empty());
-        // 409 → re-get and a new update.
-        let out = s.handle(
-            "$aws/things/t1/shadow/update/rejected",
-            br#"{"code":409,"message":"Version conflict","version":5}"#,
-            &m,
-        );
-        assert_eq!(out[0].topic, "$aws/things/t1/shadow/get");
-        assert!(s.maybe_update(&live, (0, 0), Timestamp(2)).is_some());
-        // Old version dropped.
-        s.handle(
-            "$aws/things/t1/shadow/update/delta",
-            br#"{"version":3,"state":{"x":1}}"#,
-            &m,
-        );
-        assert!(s.desired.is_none());
-        s.handle(
-            "$aws/things/t1/shadow/update/delta",
-            br#"{"version":6,"state":{"x":1}}"#,
-            &m,
-        );
-        assert!(s.desired.is_some());
-        let up = s
-            .maybe_update(&live, (0, 0), Timestamp(3))
-            .expect("reports not applied");
-        assert!(up.payload.contains("\"applied\":false"));
-    }
-
-    #[test]
-    fn shadow_document_is_trimmed_to_8kb_keeping_alerts() {
-        let cfg = ShadowConfig {
-            thing: "t".into(),
-            name: Some("gw".into()),
-            min_interval: crate::config::Dur(Duration::ZERO),
-        };
-        let s = Shadow::new(&cfg, "gw");
-        let mut live = Live::default();
-        for i in 0..500 {
-            live.sensors.insert(
-                format!("sensor_{i:04}"),
-                crate::model::LatestValue {
-                    v: Some(i as f64),
-                    ts: 1,
-                    q: "good",
-                },
-            );
-        }
-        let (doc, trimmed) = s.reported(&live, (0, 0), Timestamp(0));
-        assert!(trimmed > 0);
-        assert!(doc.to_string().len() <= SHADOW_MAX_BYTES);
-        assert!(doc["alerts"].is_array());
-    }
+/// Counts per severity, the most severe `top` alarms (critical first, oldest first), and where all are retained.
+fn alert_summary(alerts: &[ActiveAlert], topic: &str, top: usize) -> serde_json::Value {
+    let critical = alerts
+        .iter()
+        .filter(|a| a.severity == Severity::Critical)
+        .count();
+    let mut sorted: Vec<&ActiveAlert> = alerts.iter().collect();
+    sorted.sort_by(|a, b| {
+        (b.severity == Severity::Critical)
+            .cmp(&(a.severity == Severity::Critical))
+            .then(a.since.cmp(&b.since))
+    });
+    let listed: Vec<serde_json::Value> = sorted
+        .iter()
+        .take(top)
+        .map(|a| {
+            serde_json::json!({
+                "id": cut(&a.id, 96),
+                "type": a.kind,
+                "sensor": cut(&a.sensor, 64),
+                "severity": a.severity,
+                "since": a.since,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "active": alerts.len(),
+        "critical": critical,
+        "warning": alerts.len() - critical,
+        "top": listed,
+        "all": topic,
+    })
 }
+
+#[cfg(test)]
+mod tests;
