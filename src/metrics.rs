@@ -200,13 +200,29 @@ pub async fn serve(listen: String, metrics: SharedMetrics, token: CancellationTo
         }
     };
     tracing::info!(listen = %listen, "Metrics endpoint listening.");
+    // At most a few scrapes at once; beyond that connections wait in the backlog.
+    let slots = Arc::new(tokio::sync::Semaphore::new(8));
     loop {
+        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+            break;
+        };
         tokio::select! {
             _ = token.cancelled() => break,
             acc = listener.accept() => {
-                let Ok((mut sock, _)) = acc else { continue };
+                let mut sock = match acc {
+                    Ok((sock, _)) => sock,
+                    Err(e) => {
+                        // Out of file descriptors (EMFILE) and the like: wait instead of spinning.
+                        tracing::warn!(error = %e, "Metrics endpoint cannot accept a connection.");
+                        tokio::select! {
+                            _ = token.cancelled() => break,
+                            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
+                        }
+                    }
+                };
                 let m = Arc::clone(&metrics);
                 tokio::spawn(async move {
+                    let _permit = permit;
                     let mut buf = [0u8; 1024];
                     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), sock.read(&mut buf)).await;
                     let body = m.render();

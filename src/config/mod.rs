@@ -149,14 +149,29 @@ impl Issue {
 
 /// Read, parse and validate a config file, applying environment overrides from the process environment.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let src = std::fs::read_to_string(path).map_err(|e| {
+    let fail = |message: String| {
         ConfigErrors(vec![ConfigError {
             file: path.to_path_buf(),
             pos: None,
             path: String::new(),
-            message: format!("cannot read the config file: {e}"),
+            message,
         }])
-    })?;
+    };
+    // A regular file of reasonable size: a FIFO would block, /dev/zero would never end.
+    const MAX_CONFIG: u64 = 4 << 20;
+    let meta =
+        std::fs::metadata(path).map_err(|e| fail(format!("cannot read the config file: {e}")))?;
+    if !meta.is_file() {
+        return Err(fail("is not a regular file".into()));
+    }
+    if meta.len() > MAX_CONFIG {
+        return Err(fail(format!(
+            "is {} bytes; a config file is at most 4 MiB",
+            meta.len()
+        )));
+    }
+    let src = std::fs::read_to_string(path)
+        .map_err(|e| fail(format!("cannot read the config file: {e}")))?;
     let env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| k.starts_with("WATCHPOST__"))
         .collect();
@@ -242,7 +257,36 @@ fn apply_env(table: &mut toml::Table, var: &str, val: &str) -> Option<String> {
     if keys.iter().any(|k| k.is_empty()) {
         return None;
     }
+    // Keys that are text by nature stay text whatever they look like: `PASSWORD=73914562` is a password, not a
+    // number (and a type error would print the secret).
+    const TEXT_KEYS: &[&str] = &[
+        "password",
+        "token",
+        "username",
+        "client_id",
+        "id",
+        "location",
+        "thing",
+        "name",
+        "org",
+        "bucket",
+        "measurement",
+        "url",
+        "topic_prefix",
+        "listen",
+        "data_dir",
+        "token_file",
+        "token_env",
+        "password_file",
+        "password_env",
+        "token_credential",
+        "ca_file",
+        "cert_file",
+        "key_file",
+    ];
+    let text = keys.last().is_some_and(|k| TEXT_KEYS.contains(&k.as_str()));
     let value = match toml::from_str::<toml::Table>(&format!("v = {val}")) {
+        _ if text => toml::Value::String(val.to_string()),
         Ok(mut t) => match t.remove("v") {
             Some(
                 v @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_)),
@@ -474,6 +518,22 @@ mod tests {
         let p = KeyPath::parse("sensor[2].critical.high");
         assert_eq!(p.to_string(), "sensor[2].critical.high");
         assert_eq!(p.0.len(), 4);
+    }
+
+    #[test]
+    fn numeric_secrets_from_the_environment_stay_text() {
+        let src =
+            "[gateway]\nid = \"gw\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\nusername = \"u\"\n";
+        let env = vec![(
+            "WATCHPOST__MQTT__PASSWORD".to_string(),
+            "73914562".to_string(),
+        )];
+        let cfg =
+            parse_str(src, Path::new("w.toml"), &env).expect("a numeric password is accepted");
+        assert_eq!(
+            cfg.mqtt.and_then(|m| m.password).as_deref(),
+            Some("73914562")
+        );
     }
 
     #[test]

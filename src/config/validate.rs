@@ -122,6 +122,29 @@ pub(crate) fn validate(cfg: &Config, issues: &mut Vec<Issue>) {
             ));
         }
     }
+    if let Some(m) = &cfg.metrics {
+        if m.listen.parse::<std::net::SocketAddr>().is_err() {
+            issues.push(Issue::new(
+                p("metrics.listen"),
+                format!(
+                    "{:?} is not an address:port such as \"127.0.0.1:9898\" or \"[::1]:9898\"",
+                    m.listen
+                ),
+            ));
+        }
+    }
+    if let Some(sh) = cfg.mqtt.as_ref().and_then(|m| m.shadow.as_ref()) {
+        for (k, v) in [("thing", Some(&sh.thing)), ("name", sh.name.as_ref())] {
+            if let Some(v) = v {
+                if !topic_safe(v) || v.len() > 128 {
+                    issues.push(Issue::new(
+                        p("mqtt.shadow").key(k),
+                        "must be 1–128 characters without '/', '+', '#' or control characters (it is part of the shadow topics)",
+                    ));
+                }
+            }
+        }
+    }
     if let Some(m) = &cfg.mqtt {
         if !(m.url.starts_with("mqtt://") || m.url.starts_with("mqtts://")) {
             issues.push(Issue::new(

@@ -49,6 +49,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// SQLite says the file is damaged or not a database at all.
+    pub fn is_corrupt(&self) -> bool {
+        matches!(self, StoreError::Sql(rusqlite::Error::SqliteFailure(e, _))
+            if matches!(e.code, rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase))
+    }
+
     /// The disk (or a file-size limit) is full.
     pub fn is_full(&self) -> bool {
         match self {
@@ -113,6 +119,8 @@ pub struct Store {
     names: Vec<Option<Arc<str>>>,
     /// The previous run did not shut down cleanly.
     pub was_unclean: bool,
+    /// The writer's advisory lock on the data directory (released when the store is dropped).
+    lock: Option<std::fs::File>,
 }
 
 const SCHEMA: &str = "
@@ -143,6 +151,28 @@ fn save_engine_state(tx: &rusqlite::Transaction<'_>, st: &str) -> Result<(), Sto
     Ok(())
 }
 
+/// One writer per data directory: an advisory lock (`flock`) on `watchpost.lock`, held while the store is open.
+/// A second daemon on the same directory is refused with a clear message instead of racing the first.
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join("watchpost.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    // SAFETY: flock on a file descriptor we own; no memory is shared.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r != 0 {
+        return Err(StoreError::Io(std::io::Error::other(format!(
+            "another watchpost is using {} (lock file {}); run one daemon per data_dir",
+            dir.display(),
+            path.display()
+        ))));
+    }
+    Ok(f)
+}
+
 fn connect(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(10))?;
@@ -157,10 +187,13 @@ impl Store {
     /// Open (or create) the store in `dir` for writing, recovering from a corrupt file by moving it aside.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)?;
+        let lock = lock_data_dir(dir)?;
         let path = dir.join(DB_FILE);
-        match Self::open_inner(&path, true) {
+        let opened = match Self::open_inner(&path, true) {
             Ok(s) => Ok(s),
-            Err(e) if path.exists() => {
+            // Only a file SQLite calls corrupt (or not a database) is moved aside; a lock, a permission problem or
+            // a full disk is reported and the file is left alone.
+            Err(e) if path.exists() && e.is_corrupt() => {
                 let aside = dir.join(format!("{DB_FILE}.corrupt-{}", Timestamp::now().0 / 1000));
                 tracing::error!(path = %path.display(), moved_to = %aside.display(), error = %e,
                     "The store cannot be opened; moving it aside and starting with a fresh store.");
@@ -180,7 +213,10 @@ impl Store {
                 Self::open_inner(&path, true)
             }
             Err(e) => Err(e),
-        }
+        };
+        let mut s = opened?;
+        s.lock = Some(lock);
+        Ok(s)
     }
 
     /// Open an existing store for reading and cursor updates (sinks, CLI). Does not create or recover it.
@@ -214,6 +250,7 @@ impl Store {
             ids: HashMap::new(),
             names: Vec::new(),
             was_unclean: false,
+            lock: None,
         };
         if writer {
             let clean = s.meta("clean_shutdown")?;

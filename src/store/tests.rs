@@ -186,7 +186,8 @@ fn torn_wal_tail_is_discarded_and_committed_data_kept() {
             .expect("a");
         }
         s.append_alerts(&[alert(1)], None).expect("alert");
-        // Simulate a crash: no clean close, the WAL keeps the commits.
+        // Simulate a crash: no clean close, the WAL keeps the commits (the lock goes with the process).
+        drop(s.lock.take());
         std::mem::forget(s);
     }
     let wal = dir.path().join(format!("{DB_FILE}-wal"));
@@ -238,5 +239,64 @@ fn a_corrupt_batch_is_skipped_counted_and_shown() {
     assert_eq!(
         st.corrupt_batches, 2,
         "met once by the sink read, once by export"
+    );
+}
+
+#[test]
+fn a_second_writer_is_refused_and_a_locked_file_is_never_moved_aside() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut s = Store::open(dir.path()).expect("open");
+    s.append_alerts(&[alert(1)], None).expect("alert");
+    let second = Store::open(dir.path())
+        .err()
+        .expect("a second writer is refused");
+    assert!(
+        second.to_string().contains("another watchpost is using"),
+        "{second}"
+    );
+    drop(s);
+    // An administrator's sqlite3 session holds the write lock while the daemon starts: the daemon waits (busy
+    // timeout) and opens the same file; nothing is moved aside, nothing lost.
+    let admin = rusqlite::Connection::open(dir.path().join(DB_FILE)).expect("admin");
+    admin.execute_batch("BEGIN IMMEDIATE").expect("lock");
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        admin.execute_batch("COMMIT").expect("unlock");
+    });
+    let s = Store::open(dir.path()).expect("opens once the lock is released");
+    release.join().expect("admin");
+    assert_eq!(s.counts().expect("counts").1, 1, "the alert is still there");
+    let aside = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().contains("corrupt"));
+    assert!(!aside, "nothing moved aside");
+}
+
+#[test]
+fn a_store_locked_beyond_the_busy_timeout_is_reported_not_moved_aside() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut s = Store::open(dir.path()).expect("open");
+    s.append_alerts(&[alert(1)], None).expect("alert");
+    s.mark_clean().expect("clean");
+    drop(s);
+    let admin = rusqlite::Connection::open(dir.path().join(DB_FILE)).expect("admin");
+    admin.execute_batch("BEGIN EXCLUSIVE").expect("lock");
+    let err = Store::open(dir.path())
+        .err()
+        .expect("a lock held past the busy timeout is an error");
+    assert!(!err.is_corrupt(), "{err}");
+    admin.execute_batch("COMMIT").expect("unlock");
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.contains("corrupt")), "{names:?}");
+    let s = Store::open(dir.path()).expect("opens after the lock is gone");
+    assert_eq!(
+        s.counts().expect("counts").1,
+        1,
+        "alert ids and backlog kept"
     );
 }

@@ -138,7 +138,9 @@ fn options(m: &MqttConfig, cfg: &Config) -> Result<MqttOptions, String> {
             .saturating_mul(2)
             .max(SHADOW_MAX_INFLIGHT as u16 + 4),
     );
-    o.set_max_packet_size(256 * 1024, 256 * 1024);
+    // Incoming: large enough that an oversized retained message on a subscribed topic (hostile or misconfigured
+    // peer) is received and dropped by the shadow (≤ 64 kB handled) instead of breaking the connection in a loop.
+    o.set_max_packet_size(4 << 20, 256 * 1024);
     let topics = Topics::new(&m.topic_prefix, &cfg.gateway.id);
     o.set_last_will(LastWill::new(
         topics.status(),
