@@ -39,7 +39,8 @@ pub fn urlencode(s: &str) -> String {
         .collect()
 }
 
-/// The HTTP side of the sink.
+/// The HTTP side of the sink (cheap to clone: the connection pool is shared).
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     url: String,
@@ -214,19 +215,33 @@ impl super::Sink for InfluxSink {
     fn max_rate(&self) -> Option<u64> {
         (self.max_rate > 0).then_some(self.max_rate)
     }
-    async fn deliver(&mut self, items: &Items) -> Result<(), SinkError> {
-        let Items::Readings(batches) = items else {
-            return Ok(());
-        };
-        // Each stored batch is one chunk of lines; 413 splits by line.
+    fn deliver(
+        &mut self,
+        items: &Items,
+    ) -> impl std::future::Future<Output = Result<(), SinkError>> + Send + 'static {
+        // 413 splits by line.
         let mut body = String::new();
-        for b in batches {
-            for r in &b.readings {
-                self.enc.line(&mut body, r);
+        if let Items::Readings(batches) = items {
+            for b in batches {
+                for r in &b.readings {
+                    self.enc.line(&mut body, r);
+                }
             }
         }
-        let lines: Vec<&str> = body.split_inclusive('\n').collect();
-        match self.client.send(&lines).await {
+        let client = self.client.clone();
+        async move {
+            if body.is_empty() {
+                return Ok(());
+            }
+            let lines: Vec<&str> = body.split_inclusive('\n').collect();
+            classify(client.send(&lines).await)
+        }
+    }
+}
+
+fn classify(outcome: Outcome) -> Result<(), SinkError> {
+    {
+        match outcome {
             Outcome::Ok => Ok(()),
             Outcome::Malformed(reason) | Outcome::TooLargeLine(reason) => {
                 Err(SinkError::Rejected { reason })

@@ -98,8 +98,16 @@ pub trait Sink: Send + 'static {
     fn ready(&mut self) -> impl Future<Output = ()> + Send {
         async {}
     }
-    /// Deliver one chunk; `Ok` means the far side acknowledged all of it.
-    fn deliver(&mut self, items: &Items) -> impl Future<Output = Result<(), SinkError>> + Send;
+    /// Chunks that may be in flight at once (delivered in order; a failure re-sends from the oldest). Default 1.
+    fn window(&self) -> usize {
+        1
+    }
+    /// Start delivering one chunk. The returned future owns what it needs (the runner may hold several); it
+    /// resolves `Ok` when the far side acknowledged all of the chunk.
+    fn deliver(
+        &mut self,
+        items: &Items,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send + 'static;
     /// Called once when the runner stops (drained or stopped): say goodbye to the far side.
     fn close(self) -> impl Future<Output = ()> + Send
     where

@@ -13,6 +13,7 @@ use crate::metrics::{SharedMetrics, SinkMetrics, SinkState};
 use crate::model::{Signals, Timestamp};
 use crate::store::{SharedStore, Store, StoreError, Stream};
 use crate::util::Backoff;
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -90,6 +91,11 @@ pub async fn run<S, B>(
     let mut rate_sent = 0u64;
     r.refresh_backlog(cursor, false).await;
     let mut look_anyway = true;
+    // Deliveries handed to the sink and not yet answered, oldest first; `next` is where the next chunk starts.
+    // A window of more than one keeps the link busy while acknowledgements travel (MQTT PUBACKs).
+    let window = sink.window().max(1);
+    let mut inflight: VecDeque<InFlight> = VecDeque::new();
+    let mut next = cursor;
     loop {
         if ctl.stop.is_cancelled() {
             break;
@@ -98,8 +104,61 @@ pub async fn run<S, B>(
             Stream::Readings => *signals.readings.borrow_and_update(),
             Stream::Events => *signals.events.borrow_and_update(),
         };
-        // Caught up as far as the ingest thread has committed: wait for news instead of asking the store.
-        if cursor >= newest && !look_anyway && !ctl.drain.is_cancelled() {
+        let draining = ctl.drain.is_cancelled();
+        if inflight.len() < window && (next < newest || look_anyway || draining) {
+            look_anyway = false;
+            let limit = sink.max_items().max(1);
+            let items = match r.fetch(next, limit).await {
+                Ok(i) => i,
+                Err(e) => {
+                    tracing::error!(sink = name, error = %e, "Cannot read the store; retrying.");
+                    let d = r.backoff.next_delay();
+                    if inflight.is_empty() && !r.wait(&ctl, d).await {
+                        break;
+                    }
+                    look_anyway = true;
+                    continue;
+                }
+            };
+            if !items.is_empty() {
+                if inflight.is_empty() {
+                    // Wait until a delivery can succeed (e.g. MQTT connected); while draining, do not wait for a
+                    // peer that is away: what is left stays in the store.
+                    tokio::select! {
+                        _ = ctl.stop.cancelled() => break,
+                        _ = sink.ready() => {}
+                        _ = tokio::time::sleep(PROGRESS_EVERY), if draining => break,
+                        _ = tokio::time::sleep(PROGRESS_EVERY) => {
+                            r.refresh_backlog(cursor, false).await;
+                            look_anyway = true;
+                            continue;
+                        }
+                    }
+                }
+                let positions = items.positions();
+                let Some(&last) = positions.last() else {
+                    continue;
+                };
+                let task = tokio::spawn(sink.deliver(&items));
+                inflight.push_back(InFlight {
+                    last,
+                    n: items.count(),
+                    positions,
+                    task,
+                });
+                next = last;
+                continue;
+            }
+            if inflight.is_empty() {
+                // Caught up with what the store holds.
+                r.m.backlog.store(0, Ordering::Relaxed);
+                if draining {
+                    break;
+                }
+            }
+        }
+        let Some(front) = inflight.front_mut() else {
+            // Nothing in flight and nothing new: wait for the ingest thread's next commit.
             r.m.backlog.store(0, Ordering::Relaxed);
             let changed = match stream {
                 Stream::Readings => &mut signals.readings,
@@ -107,62 +166,26 @@ pub async fn run<S, B>(
             };
             tokio::select! {
                 _ = ctl.stop.cancelled() => break,
-                _ = ctl.drain.cancelled() => {}
+                _ = ctl.drain.cancelled(), if !draining => {}
                 _ = changed.changed() => {}
                 _ = tokio::time::sleep(IDLE_CHECK) => look_anyway = true,
             }
             continue;
-        }
-        look_anyway = false;
-        let limit = sink.max_items().max(1);
-        let items = match r.fetch(cursor, limit).await {
-            Ok(i) => i,
-            Err(e) => {
-                tracing::error!(sink = name, error = %e, "Cannot read the store; retrying.");
-                let d = r.backoff.next_delay();
-                if !r.wait(&ctl, d).await {
-                    break;
-                }
-                continue;
-            }
         };
-        if items.is_empty() {
-            r.m.backlog.store(0, Ordering::Relaxed);
-            if ctl.drain.is_cancelled() {
-                break;
-            }
-            let changed = match stream {
-                Stream::Readings => &mut signals.readings,
-                Stream::Events => &mut signals.events,
-            };
-            tokio::select! {
-                _ = ctl.stop.cancelled() => break,
-                _ = ctl.drain.cancelled() => {}
-                _ = changed.changed() => {}
-                _ = tokio::time::sleep(PROGRESS_EVERY) => {}
-            }
-            continue;
-        }
-        // Wait until a delivery can succeed (e.g. MQTT connected); while draining, do not wait for a peer that
-        // is away: what is left stays in the store.
-        tokio::select! {
+        let joined = tokio::select! {
             _ = ctl.stop.cancelled() => break,
-            _ = sink.ready() => {}
-            _ = tokio::time::sleep(PROGRESS_EVERY), if ctl.drain.is_cancelled() => break,
-            _ = tokio::time::sleep(PROGRESS_EVERY) => {
-                r.refresh_backlog(cursor, false).await;
-                continue;
-            }
-        }
-        let n = items.count();
-        let positions = items.positions();
-        let Some(&last) = positions.last() else {
+            j = &mut front.task => j,
+        };
+        let Some(done) = inflight.pop_front() else {
             continue;
         };
-        let outcome = tokio::select! {
-            _ = ctl.stop.cancelled() => break,
-            o = sink.deliver(&items) => o,
-        };
+        let outcome = joined.unwrap_or_else(|e| {
+            Err(SinkError::Retry {
+                after: None,
+                reason: format!("delivery task failed: {e}"),
+            })
+        });
+        let (n, last) = (done.n, done.last);
         match outcome {
             Ok(()) => {
                 if let Err(e) = r.store.call(move |s| s.ack(name, stream, last)).await {
@@ -175,6 +198,7 @@ pub async fn run<S, B>(
             Err(SinkError::Rejected { reason }) => {
                 tracing::warn!(sink = name, items = n, server = %reason,
                     "The far side rejected the data as malformed; dead-lettering it (kept in the store) and moving on.");
+                let positions = done.positions;
                 let res = r
                     .store
                     .call(move |s| {
@@ -186,30 +210,36 @@ pub async fn run<S, B>(
                     .await;
                 if let Err(e) = res {
                     tracing::error!(sink = name, error = %e, "Cannot record the dead letter; retrying the chunk.");
+                    abandon(&mut inflight);
+                    next = cursor;
                     continue;
                 }
                 r.m.dead.fetch_add(n, Ordering::Relaxed);
                 cursor = last;
             }
-            Err(SinkError::Refused { reason }) => {
+            Err(e) => {
+                // Nothing after the cursor counts as delivered: start again from it (at least once).
+                abandon(&mut inflight);
+                next = cursor;
                 r.failing().await;
                 r.m.retries.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(sink = name, error = %reason, "The far side refused the delivery; data is kept; retrying in 60s.");
-                r.refresh_backlog(cursor, false).await;
-                if ctl.drain.is_cancelled() || !r.wait(&ctl, REFUSED_WAIT).await {
-                    break;
-                }
-                continue;
-            }
-            Err(SinkError::Retry { after, reason }) => {
-                r.failing().await;
-                let wait = after.unwrap_or_else(|| r.backoff.next_delay());
-                r.m.retries.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(sink = name, reason = %reason, retry_in_ms = wait.as_millis() as u64, "Delivery failed; will retry.");
+                let wait = match e {
+                    SinkError::Refused { reason } => {
+                        tracing::error!(sink = name, error = %reason, "The far side refused the delivery; data is kept; retrying in 60s.");
+                        REFUSED_WAIT
+                    }
+                    SinkError::Retry { after, reason } => {
+                        let wait = after.unwrap_or_else(|| r.backoff.next_delay());
+                        tracing::warn!(sink = name, reason = %reason, retry_in_ms = wait.as_millis() as u64, "Delivery failed; will retry.");
+                        wait
+                    }
+                    SinkError::Rejected { .. } => Duration::ZERO,
+                };
                 r.refresh_backlog(cursor, false).await;
                 if ctl.drain.is_cancelled() || !r.wait(&ctl, wait).await {
                     break;
                 }
+                look_anyway = true;
                 continue;
             }
         }
@@ -224,7 +254,23 @@ pub async fn run<S, B>(
             }
         }
     }
+    abandon(&mut inflight);
     sink.close().await;
+}
+
+/// A chunk handed to the sink, not yet answered.
+struct InFlight {
+    last: i64,
+    n: u64,
+    positions: Vec<i64>,
+    task: tokio::task::JoinHandle<Result<(), SinkError>>,
+}
+
+/// Stop waiting for deliveries that no longer count (their chunks will be sent again from the cursor).
+fn abandon(inflight: &mut VecDeque<InFlight>) {
+    for f in inflight.drain(..) {
+        f.task.abort();
+    }
 }
 
 /// How a sink is made; called again while it fails.

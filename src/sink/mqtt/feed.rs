@@ -16,6 +16,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 const SINK: &str = "mqtt";
+/// Chunks in flight: several keep the connection busy while PUBACKs travel (a lone small PUBACK can wait for a
+/// delayed TCP ACK behind the broker's Nagle, 40 ms on Linux).
+const WINDOW: usize = 4;
 
 /// The MQTT alert feed (see the module docs).
 pub struct AlertFeed {
@@ -78,8 +81,7 @@ impl SinkBuild<AlertFeed> for Build {
             metrics: self.metrics.clone(),
             sink: self.metrics.sink(SINK),
             connected: connected_tx,
-            // A full chunk (two publishes per event) plus status and shadow requests.
-            queue: 2 * max_items + 64,
+            queue: WINDOW * 2 * max_items + 64,
         };
         let session = tokio::spawn(session.run(rx, stop.clone()));
         tracing::info!(url = %self.m.url, "MQTT sink started.");
@@ -107,44 +109,60 @@ impl Sink for AlertFeed {
     async fn ready(&mut self) {
         let _ = self.connected.wait_for(|c| *c).await;
     }
-    async fn deliver(&mut self, items: &Items) -> Result<(), SinkError> {
-        let Items::Events(events) = items else {
-            return Ok(());
-        };
-        let mut msgs = Vec::with_capacity(events.len() * 2);
-        for (seq, a) in events {
-            // A retained empty payload would delete the alert state on the broker: never publish one.
-            let payload = serde_json::to_vec(a).map_err(|e| SinkError::Rejected {
-                reason: format!("event {seq} cannot be encoded: {e}"),
-            })?;
-            // The retained topic holds the alarm while it is active; the clear removes it (empty retained
-            // message), so `alerts/#` shows exactly the active alarms. The clear itself is on the event feed.
-            let retained = if a.state == AlertState::Cleared {
-                Vec::new()
-            } else {
-                payload.clone()
-            };
-            msgs.push(Msg {
-                topic: self.topics.alert(a),
-                payload: retained,
-                retain: true,
-            });
-            msgs.push(Msg {
-                topic: self.topics.events(),
-                payload,
-                retain: false,
-            });
+    fn window(&self) -> usize {
+        WINDOW
+    }
+    fn deliver(
+        &mut self,
+        items: &Items,
+    ) -> impl std::future::Future<Output = Result<(), SinkError>> + Send + 'static {
+        let mut msgs = Vec::new();
+        let mut bad = None;
+        if let Items::Events(events) = items {
+            msgs.reserve(events.len() * 2);
+            for (seq, a) in events {
+                // A retained empty payload would delete the alert state on the broker: never publish one.
+                let payload = match serde_json::to_vec(a) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        bad = Some(format!("event {seq} cannot be encoded: {e}"));
+                        break;
+                    }
+                };
+                // The retained topic holds the alarm while it is active; the clear removes it (empty retained
+                // message), so `alerts/#` shows exactly the active alarms. The clear itself is on the event feed.
+                let retained = if a.state == AlertState::Cleared {
+                    Vec::new()
+                } else {
+                    payload.clone()
+                };
+                msgs.push(Msg {
+                    topic: self.topics.alert(a),
+                    payload: retained,
+                    retain: true,
+                });
+                msgs.push(Msg {
+                    topic: self.topics.events(),
+                    payload,
+                    retain: false,
+                });
+            }
         }
-        let (done, rx) = oneshot::channel();
-        let gone = || SinkError::Retry {
-            after: None,
-            reason: "the MQTT session ended".into(),
-        };
-        self.cmds
-            .send(Cmd::Deliver { msgs, done })
-            .await
-            .map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())?
+        let cmds = self.cmds.clone();
+        async move {
+            if let Some(reason) = bad {
+                return Err(SinkError::Rejected { reason });
+            }
+            let (done, rx) = oneshot::channel();
+            let gone = || SinkError::Retry {
+                after: None,
+                reason: "the MQTT session ended".into(),
+            };
+            cmds.send(Cmd::Deliver { msgs, done })
+                .await
+                .map_err(|_| gone())?;
+            rx.await.map_err(|_| gone())?
+        }
     }
     async fn close(self) {
         let (done, rx) = oneshot::channel();
