@@ -157,7 +157,7 @@ pub async fn run<S, B>(
                 }
             }
         }
-        let Some(front) = inflight.front_mut() else {
+        if inflight.is_empty() {
             // Nothing in flight and nothing new: wait for the ingest thread's next commit.
             r.m.backlog.store(0, Ordering::Relaxed);
             let changed = match stream {
@@ -171,10 +171,21 @@ pub async fn run<S, B>(
                 _ = tokio::time::sleep(IDLE_CHECK) => look_anyway = true,
             }
             continue;
+        }
+        // Wait for the oldest answer, or for news while there is room in the window (a new alert must not wait
+        // behind the acknowledgement of the previous one).
+        let room = inflight.len() < window;
+        let changed = match stream {
+            Stream::Readings => &mut signals.readings,
+            Stream::Events => &mut signals.events,
+        };
+        let Some(front) = inflight.front_mut() else {
+            continue;
         };
         let joined = tokio::select! {
             _ = ctl.stop.cancelled() => break,
             j = &mut front.task => j,
+            _ = changed.changed(), if room => continue,
         };
         let Some(done) = inflight.pop_front() else {
             continue;
