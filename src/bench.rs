@@ -374,6 +374,8 @@ pub fn run_influx(url: &str, n: usize) -> Result<(), Box<dyn std::error::Error>>
     for chunk in data.chunks(10_000) {
         store.append_readings(chunk, None)?;
     }
+    // Tell the sink what is there, as the ingest thread does after each commit.
+    _idle.0.send_replace(store.newest()?.0);
     // Wire size: encode + gzip the same way the sink does.
     let mut enc = crate::sink::lineproto::Encoder::new(
         "sensor",
