@@ -212,6 +212,11 @@ impl super::Sink for InfluxSink {
     fn max_items(&self) -> usize {
         self.max_items
     }
+    fn window(&self) -> usize {
+        // The next body is read and encoded while the server stores the previous one; writes are idempotent and
+        // acknowledged in order.
+        2
+    }
     fn max_rate(&self) -> Option<u64> {
         (self.max_rate > 0).then_some(self.max_rate)
     }
