@@ -13,6 +13,7 @@ use crate::model::{
 };
 use crate::pipeline::Engine;
 use crate::store::{Consumer, Store};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -114,6 +115,10 @@ struct Writer {
     /// The open BUFFER_OVERFLOW alert and when readings were last dropped.
     overflow: Option<(Alert, Instant)>,
     alerts: Vec<Alert>,
+    /// Newest timestamp written per sensor.
+    last_ts: HashMap<Arc<str>, Timestamp>,
+    /// Wall and monotonic clocks at the last beat, to see the wall clock step.
+    clocks: (Timestamp, Instant),
 }
 
 impl Writer {
@@ -174,6 +179,8 @@ impl Writer {
             live_tx,
             overflow,
             alerts: Vec::new(),
+            last_ts: HashMap::new(),
+            clocks: (Timestamp::now(), Instant::now()),
         };
         Ok((
             w,
@@ -237,6 +244,7 @@ impl Writer {
                     }
                 }
                 _ = beat.tick() => {
+                    self.watch_clock();
                     // A small slack so a beat that fires a hair early still counts.
                     let slack = Duration::from_millis(5);
                     if last_flush.elapsed() + slack >= self.cfg.buffer.flush_interval.0 {
@@ -281,6 +289,20 @@ impl Writer {
         tracing::info!("Readings committed.");
     }
 
+    /// A wall-clock step (more than 2 s off the monotonic clock since the last beat) is logged and the alarm
+    /// engine's timers are moved with it.
+    fn watch_clock(&mut self) {
+        let (wall, mono) = (Timestamp::now(), Instant::now());
+        let (pw, pm) = self.clocks;
+        self.clocks = (wall, mono);
+        let real = i64::try_from(mono.duration_since(pm).as_millis()).unwrap_or(i64::MAX);
+        let step = wall.0.saturating_sub(pw.0).saturating_sub(real);
+        if step.abs() > 2000 {
+            tracing::warn!(step_ms = step, "The wall clock stepped; alarm timers follow it, and each sensor's readings keep increasing timestamps.");
+            self.engine.shift_clock(step);
+        }
+    }
+
     fn reconfigure(&mut self, new: Config) {
         self.flush();
         let removed = self.engine.reconfigure(&new.sensor, Timestamp::now());
@@ -304,6 +326,19 @@ impl Writer {
     }
 
     fn accept(&mut self, mut r: Reading) {
+        // One sensor's readings never share or go back in time (a stepped-back clock): InfluxDB would overwrite.
+        match self.last_ts.get_mut(&r.sensor) {
+            Some(last) => {
+                if r.ts <= *last {
+                    r.ts = Timestamp(last.0.saturating_add(1));
+                    self.metrics.clock_adjusted.fetch_add(1, Ordering::Relaxed);
+                }
+                *last = r.ts;
+            }
+            None => {
+                self.last_ts.insert(Arc::clone(&r.sensor), r.ts);
+            }
+        }
         self.engine.evaluate(&mut r, &mut self.alerts);
         self.metrics.readings.fetch_add(1, Ordering::Relaxed);
         if r.quality != Quality::Good {
@@ -506,5 +541,18 @@ mod tests {
             (AlertState::Cleared, raised.id.as_str())
         );
         assert!(w.store.overflow_alert().expect("meta").is_none());
+    }
+
+    #[test]
+    fn a_stepped_back_clock_never_gives_one_sensor_the_same_or_an_earlier_timestamp() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (mut w, _signals) =
+            Writer::open(cfg(dir.path()), Vec::new(), SharedMetrics::default()).expect("open");
+        for ts in [10_000, 11_000, 5_000, 5_000, 12_000] {
+            w.accept(Reading::new(Arc::from("t"), Timestamp(ts), 1.0));
+        }
+        let ts: Vec<i64> = w.pending.iter().map(|r| r.ts.0).collect();
+        assert_eq!(ts, [10_000, 11_000, 11_001, 11_002, 12_000]);
+        assert_eq!(w.metrics.clock_adjusted.load(Ordering::Relaxed), 2);
     }
 }

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub poll_latency_us: AtomicU64,
     /// Number of polls.
     pub polls: AtomicU64,
+    /// Readings whose timestamp was moved forward so one sensor's timestamps keep increasing (clock stepped back).
+    pub clock_adjusted: AtomicU64,
     /// Alert events dropped because the disk refused writes for too long (memory bound).
     pub dropped_alerts: AtomicU64,
     /// Malformed messages received on subscribed MQTT topics (shadow), dropped.
@@ -158,6 +160,12 @@ impl Metrics {
             "Polls.",
             "counter",
             polls.to_string(),
+        );
+        c(
+            "watchpost_readings_clock_adjusted_total",
+            "Readings stamped 1 ms after the sensor's previous one because the wall clock went back.",
+            "counter",
+            l(&self.clock_adjusted).to_string(),
         );
         c(
             "watchpost_alerts_dropped_total",

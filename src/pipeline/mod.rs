@@ -273,6 +273,34 @@ impl Engine {
         em.threshold(Direction::Low, &mut st.low, v, now);
     }
 
+    /// The wall clock jumped by `delta_ms` (an NTP step, an RTC-less boot): move every timer the engine keeps by
+    /// the same amount, so on-delays, off-delays, staleness and stuck detection measure the time that really
+    /// passed, not the jump.
+    pub fn shift_clock(&mut self, delta_ms: i64) {
+        let shift = |t: &mut Option<Timestamp>| {
+            if let Some(t) = t.as_mut() {
+                t.0 = t.0.saturating_add(delta_ms);
+            }
+        };
+        for e in self.sensors.values_mut() {
+            let st = &mut e.state;
+            shift(&mut st.last_good);
+            shift(&mut st.last_seen);
+            if let Some((t, _)) = st.last_value.as_mut() {
+                t.0 = t.0.saturating_add(delta_ms);
+            }
+            if let Some((_, t)) = st.same_since.as_mut() {
+                t.0 = t.0.saturating_add(delta_ms);
+            }
+            for d in [&mut st.high, &mut st.low] {
+                for t in d.true_since.iter_mut().chain(d.false_since.iter_mut()) {
+                    shift(t);
+                }
+            }
+        }
+        self.started.0 = self.started.0.saturating_add(delta_ms);
+    }
+
     /// Time-driven checks (staleness). Call about once a second with the wall clock.
     pub fn tick(&mut self, now: Timestamp, out: &mut Vec<Alert>) {
         let started = self.started;

@@ -401,3 +401,30 @@ fn a_sensor_answering_with_bad_values_is_faulty_not_offline() {
     );
     assert_eq!(e.active().len(), 1, "FAULT still active");
 }
+
+#[test]
+fn a_clock_step_neither_fires_nor_delays_a_pending_alarm() {
+    let mut s = sensor();
+    s.delay = Some(Dur(Duration::from_secs(10)));
+    let mut e = Engine::new("gw", "", std::slice::from_ref(&s), Timestamp(0));
+    let mut out = Vec::new();
+    let mut at = |e: &mut Engine, ms: i64, out: &mut Vec<Alert>| {
+        let mut r = Reading::new(Arc::from("t"), Timestamp(ms), 90.0);
+        e.evaluate(&mut r, out);
+        e.tick(Timestamp(ms), out);
+    };
+    for sec in 0..5 {
+        at(&mut e, sec * 1000, &mut out);
+    }
+    // NTP steps the clock forward by an hour: no alarm fires at once, no sensor goes OFFLINE.
+    e.shift_clock(3_600_000);
+    at(&mut e, 3_605_000, &mut out);
+    assert!(out.is_empty(), "{out:?}");
+    // The on-delay completes after 10 s of real time.
+    for sec in 6..=10 {
+        at(&mut e, 3_600_000 + sec * 1000, &mut out);
+    }
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].kind, out[0].state), (AlertType::Alert, Raised));
+    assert_eq!(out[0].ts, Timestamp(3_610_000));
+}
