@@ -408,7 +408,7 @@ fn a_clock_step_neither_fires_nor_delays_a_pending_alarm() {
     s.delay = Some(Dur(Duration::from_secs(10)));
     let mut e = Engine::new("gw", "", std::slice::from_ref(&s), Timestamp(0));
     let mut out = Vec::new();
-    let mut at = |e: &mut Engine, ms: i64, out: &mut Vec<Alert>| {
+    let at = |e: &mut Engine, ms: i64, out: &mut Vec<Alert>| {
         let mut r = Reading::new(Arc::from("t"), Timestamp(ms), 90.0);
         e.evaluate(&mut r, out);
         e.tick(Timestamp(ms), out);
