@@ -544,6 +544,32 @@ mod tests {
     }
 
     #[test]
+    fn memory_held_while_the_disk_refuses_writes_is_bounded_and_drops_are_counted() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (mut w, _signals) =
+            Writer::open(cfg(dir.path()), Vec::new(), SharedMetrics::default()).expect("open");
+        w.store.refuse_writes();
+        let a = w.engine.gateway_alert(
+            AlertType::BufferOverflow,
+            AlertState::Raised,
+            Timestamp(1),
+            "x".into(),
+        );
+        w.alerts = vec![a; MAX_UNSAVED_ALERTS + 5];
+        w.commit_alerts();
+        assert_eq!(w.unsaved_alerts.len(), MAX_UNSAVED_ALERTS);
+        assert_eq!(w.metrics.dropped_alerts.load(Ordering::Relaxed), 5);
+        let id: Arc<str> = Arc::from("t");
+        w.pending = (0..MAX_PENDING as i64 + 7)
+            .map(|i| Reading::new(Arc::clone(&id), Timestamp(i), 1.0))
+            .collect();
+        w.flush();
+        assert_eq!(w.pending.len(), MAX_PENDING);
+        assert_eq!(w.pending[0].ts, Timestamp(7), "the oldest are dropped");
+        assert_eq!(w.metrics.dropped.load(Ordering::Relaxed), 7);
+    }
+
+    #[test]
     fn a_stepped_back_clock_never_gives_one_sensor_the_same_or_an_earlier_timestamp() {
         let dir = tempfile::tempdir().expect("tmp");
         let (mut w, _signals) =

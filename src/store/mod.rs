@@ -329,6 +329,12 @@ impl Store {
         }
     }
 
+    /// Make every later write fail, as a disk that refuses writes would (tests).
+    #[cfg(test)]
+    pub(crate) fn refuse_writes(&self) {
+        let _ = self.conn.pragma_update(None, "query_only", "ON");
+    }
+
     /// The open BUFFER_OVERFLOW alert, if the last run left one active (its clear must still come).
     pub fn overflow_alert(&self) -> Result<Option<Alert>, StoreError> {
         Ok(self

@@ -300,3 +300,31 @@ fn a_store_locked_beyond_the_busy_timeout_is_reported_not_moved_aside() {
         "alert ids and backlog kept"
     );
 }
+
+#[test]
+fn readings_of_an_unknown_sensor_index_are_skipped_never_renamed() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut s = Store::open(dir.path()).expect("open");
+    let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
+    s.append_readings(
+        &[
+            Reading::new(Arc::clone(&a), Timestamp(1), 1.0),
+            Reading::new(Arc::clone(&b), Timestamp(2), 2.0),
+        ],
+        None,
+    )
+    .expect("append");
+    // The sensor table lost `b` (damage): its readings are skipped, no `sensor#N` name is invented.
+    s.conn
+        .execute("DELETE FROM sensors WHERE name = 'b'", [])
+        .expect("damage");
+    drop(s);
+    let mut s = Store::open_existing(dir.path()).expect("reopen");
+    let got = s.batches_after(0, 10).expect("read");
+    let names: Vec<String> = got[0]
+        .readings
+        .iter()
+        .map(|r| r.sensor.to_string())
+        .collect();
+    assert_eq!(names, ["a"]);
+}
