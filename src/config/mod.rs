@@ -170,8 +170,26 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             meta.len()
         )));
     }
-    let src = std::fs::read_to_string(path)
-        .map_err(|e| fail(format!("cannot read the config file: {e}")))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| fail(format!("cannot read the config file: {e}")))?;
+    let src = String::from_utf8(bytes).map_err(|e| {
+        // Point at the first bad byte.
+        let ok = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let text = String::from_utf8_lossy(ok);
+        let line = text.matches('\n').count() + 1;
+        let col = text
+            .rsplit('\n')
+            .next()
+            .map(|l| l.chars().count())
+            .unwrap_or(0)
+            + 1;
+        ConfigErrors(vec![ConfigError {
+            file: path.to_path_buf(),
+            pos: Some((line, col)),
+            path: String::new(),
+            message: "is not valid UTF-8 here (a TOML file is UTF-8 text)".into(),
+        }])
+    })?;
     let env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| k.starts_with("WATCHPOST__"))
         .collect();
@@ -255,7 +273,15 @@ pub fn parse_str(src: &str, file: &Path, env: &[(String, String)]) -> Result<Con
                     p,
                     format!("{} (value from environment variable {var})", i.message),
                 ),
-                None => mk(locate(&doc, &i.path).map(pos_of), p, i.message),
+                None => {
+                    // A file-level problem (no key) points at the start of the file.
+                    let at = if i.path.0.is_empty() {
+                        Some(0)
+                    } else {
+                        locate(&doc, &i.path)
+                    };
+                    mk(at.map(pos_of), p, i.message)
+                }
             }
         })
         .collect();
