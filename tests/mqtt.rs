@@ -584,3 +584,61 @@ fn clearing_one_alarm_never_hides_another_on_the_same_sensor() {
     assert!(out.contains("active alerts: 1"), "{out}");
     assert!(out.contains("CRITICAL ALERT raised sensor=press"), "{out}");
 }
+
+#[test]
+fn a_huge_retained_message_on_a_shadow_topic_does_not_stop_alert_delivery() {
+    // Someone left a 900 kB retained message (over the old 256 kB limit) on a topic the shadow subscribes to. It is received and dropped
+    // (counted); the connection stays up and every alert is delivered.
+    let dir = tempfile::tempdir().expect("tmp");
+    let Some(broker) = Mosquitto::start(dir.path(), "", false) else {
+        return;
+    };
+    let big = dir.path().join("big.txt");
+    std::fs::write(&big, vec![b'x'; 900_000]).expect("w");
+    let st = std::process::Command::new(require("mosquitto_pub").expect("mosquitto_pub"))
+        .args([
+            "-p",
+            &broker.port.to_string(),
+            "-t",
+            "$aws/things/press-3/shadow/update/accepted",
+            "-r",
+            "-q",
+            "1",
+            "-f",
+        ])
+        .arg(&big)
+        .status()
+        .expect("mosquitto_pub");
+    assert!(st.success());
+    let check = Sub::start(
+        broker.port,
+        "check",
+        true,
+        &["$aws/things/press-3/shadow/update/accepted"],
+    );
+    wait_for(
+        Duration::from_secs(10),
+        "the 900 kB retained message at the broker",
+        || {
+            check
+                .on("/update/accepted")
+                .iter()
+                .any(|(p, retained)| *retained && p.len() == 900_000)
+                .then_some(())
+        },
+    );
+    let feed = Sub::start(broker.port, "feed", true, &["watchpost/gw1/events"]);
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("w.toml");
+    let mqtt = format!(
+        "url = \"mqtt://127.0.0.1:{}\"\n[mqtt.shadow]\nthing = \"press-3\"\nmin_interval = \"200ms\"",
+        broker.port
+    );
+    std::fs::write(&cfg, config(&data, &mqtt, CYCLE)).expect("w");
+    let d = start_daemon(&cfg, dir.path());
+    wait_for(Duration::from_secs(20), "all 5 alert events", || {
+        (feed.on("/events").len() >= 5).then_some(())
+    });
+    let connects = d.log().matches("MQTT connected.").count();
+    assert_eq!(connects, 1, "no reconnect loop: {}", d.log());
+}
