@@ -11,6 +11,8 @@ pub mod bench;
 pub mod cli;
 pub mod commission;
 pub mod config;
+#[cfg(all(feature = "modbus", feature = "mqtt"))]
+pub mod fuzz;
 pub mod ingest;
 pub mod metrics;
 pub mod model;
