@@ -143,7 +143,16 @@ const MAX_RAW: usize = 64 << 20;
 
 /// Decode a batch; `None` if it is corrupt.
 pub fn decode(data: &[u8]) -> Option<Vec<Row>> {
-    let raw = zstd::bulk::decompress(data, MAX_RAW).ok()?;
+    let mut raw = Vec::new();
+    let decoder = zstd::stream::read::Decoder::new(data).ok()?;
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(decoder, MAX_RAW as u64 + 1),
+        &mut raw,
+    )
+    .ok()?;
+    if raw.len() > MAX_RAW {
+        return None;
+    }
     let mut r = Rd { b: &raw, p: 0 };
     if r.byte()? != 1 {
         return None;
