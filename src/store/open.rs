@@ -1,0 +1,161 @@
+//! Opening the store: the schema, the writer's lock on the data directory, crash recovery (`quick_check` after an
+//! unclean shutdown) and moving a corrupt file aside.
+
+use super::{Store, StoreError, DB_FILE};
+use crate::model::Timestamp;
+use rusqlite::Connection;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS batches (id INTEGER PRIMARY KEY AUTOINCREMENT, first_ts INTEGER NOT NULL,
+    last_ts INTEGER NOT NULL, count INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, ts INTEGER NOT NULL,
+    sensor TEXT NOT NULL, kind TEXT NOT NULL, state TEXT NOT NULL, payload TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sensors (idx INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS cursors (sink TEXT NOT NULL, stream TEXT NOT NULL, pos INTEGER NOT NULL,
+    PRIMARY KEY (sink, stream));
+CREATE TABLE IF NOT EXISTS dead_letters (sink TEXT NOT NULL, stream TEXT NOT NULL, pos INTEGER NOT NULL,
+    ts INTEGER NOT NULL, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+";
+
+/// One writer per data directory: an advisory lock (`flock`) on `watchpost.lock`, held while the store is open.
+/// A second daemon on the same directory is refused with a clear message instead of racing the first.
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join("watchpost.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    // SAFETY: flock on a file descriptor we own; no memory is shared.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r != 0 {
+        return Err(StoreError::Io(std::io::Error::other(format!(
+            "another watchpost is using {} (lock file {}); run one daemon per data_dir",
+            dir.display(),
+            path.display()
+        ))));
+    }
+    Ok(f)
+}
+
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    // Small page cache: gateways have little RAM and the access pattern is append + sequential read.
+    conn.pragma_update(None, "cache_size", "-512")?;
+    Ok(conn)
+}
+
+impl Store {
+    /// Open (or create) the store in `dir` for writing, recovering from a corrupt file by moving it aside.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir)?;
+        let lock = lock_data_dir(dir)?;
+        let path = dir.join(DB_FILE);
+        let opened = match Self::open_inner(&path, true) {
+            Ok(s) => Ok(s),
+            // Only a file SQLite calls corrupt (or not a database) is moved aside; a lock, a permission problem or
+            // a full disk is reported and the file is left alone.
+            Err(e) if path.exists() && e.is_corrupt() => {
+                let aside = dir.join(format!("{DB_FILE}.corrupt-{}", Timestamp::now().0 / 1000));
+                tracing::error!(path = %path.display(), moved_to = %aside.display(), error = %e,
+                    "The store cannot be opened; moving it aside and starting with a fresh store.");
+                std::fs::rename(&path, &aside)?;
+                for ext in ["-wal", "-shm"] {
+                    let side = dir.join(format!("{DB_FILE}{ext}"));
+                    if side.exists() {
+                        let _ = std::fs::rename(
+                            &side,
+                            dir.join(format!(
+                                "{DB_FILE}.corrupt-{}{ext}",
+                                Timestamp::now().0 / 1000
+                            )),
+                        );
+                    }
+                }
+                Self::open_inner(&path, true)
+            }
+            Err(e) => Err(e),
+        };
+        let mut s = opened?;
+        s.lock = Some(lock);
+        Ok(s)
+    }
+
+    /// Open an existing store for reading and cursor updates (sinks, CLI). Does not create or recover it.
+    pub fn open_existing(dir: &Path) -> Result<Store, StoreError> {
+        let path = dir.join(DB_FILE);
+        if !path.exists() {
+            return Err(StoreError::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "no store at {} (has the daemon run with this data_dir?)",
+                    path.display()
+                ),
+            )));
+        }
+        Self::open_inner(&path, false)
+    }
+
+    fn open_inner(path: &Path, writer: bool) -> Result<Store, StoreError> {
+        let conn = connect(path)?;
+        if !writer {
+            // Sink and CLI connections only move cursors: losing the last few moves to a power cut means a
+            // re-delivery (at-least-once), never a loss, so they skip the fsync per commit.
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            // Readers go through the data once, in order: a small cache is enough.
+            conn.pragma_update(None, "cache_size", "-128")?;
+        }
+        conn.execute_batch(SCHEMA)?;
+        let mut s = Store {
+            conn,
+            path: path.to_path_buf(),
+            ids: HashMap::new(),
+            names: Vec::new(),
+            was_unclean: false,
+            lock: None,
+        };
+        if writer {
+            let clean = s.meta("clean_shutdown")?;
+            s.was_unclean = clean.as_deref() == Some("0");
+            if s.was_unclean {
+                let check: String = s
+                    .conn
+                    .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))?;
+                if check != "ok" {
+                    return Err(StoreError::Sql(rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                        Some(format!("integrity check failed: {check}")),
+                    )));
+                }
+                tracing::warn!(path = %path.display(), "The previous run did not shut down cleanly; the store was recovered.");
+            }
+            s.set_meta("clean_shutdown", "0")?;
+        }
+        s.load_sensors()?;
+        Ok(s)
+    }
+
+    pub(super) fn load_sensors(&mut self) -> Result<(), StoreError> {
+        let mut stmt = self.conn.prepare("SELECT idx, name FROM sensors")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (idx, name) = row?;
+            let name: Arc<str> = Arc::from(name);
+            if self.names.len() <= idx as usize {
+                self.names.resize(idx as usize + 1, None);
+            }
+            self.names[idx as usize] = Some(Arc::clone(&name));
+            self.ids.insert(name, idx);
+        }
+        Ok(())
+    }
+}
