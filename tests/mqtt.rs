@@ -642,3 +642,154 @@ fn a_huge_retained_message_on_a_shadow_topic_does_not_stop_alert_delivery() {
     let connects = d.log().matches("MQTT connected.").count();
     assert_eq!(connects, 1, "no reconnect loop: {}", d.log());
 }
+
+/// Per sensor, the sample timestamps VictoriaMetrics holds (a list: duplicates would show).
+fn remote_timestamps(vm: &Vm) -> std::collections::BTreeMap<String, Vec<i64>> {
+    let mut m = std::collections::BTreeMap::new();
+    for s in vm.export(r#"{__name__="sensor_value"}"#) {
+        let sensor = s["metric"]["sensor"].as_str().unwrap_or("").to_string();
+        let ts: &mut Vec<i64> = m.entry(sensor).or_default();
+        ts.extend(
+            s["timestamps"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t.as_i64()),
+        );
+        ts.sort_unstable();
+    }
+    m
+}
+
+#[test]
+fn kill_9_at_random_moments_during_broker_and_timeseries_outages_loses_nothing() {
+    // The fault suite in CI size: 20 kill -9s at random moments, with the broker and the time-series server both
+    // down for 7 of them, alarms flowing the whole time. Counted at the far ends: every stored reading in
+    // VictoriaMetrics once per timestamp, every stored alert event at a persistent subscriber, in order.
+    let dir = tempfile::tempdir().expect("tmp");
+    let Some(mut broker) = Mosquitto::start(dir.path(), "", true) else {
+        return;
+    };
+    let vm_port = free_port();
+    let mut vm = Some(Vm::start(dir.path(), vm_port).expect("victoria-metrics"));
+    let sub = Sub::start(broker.port, "faults", false, &["watchpost/gw1/events"]);
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("w.toml");
+    let sinks = format!(
+        "url = \"mqtt://127.0.0.1:{}\"\n\n[influxdb]\nurl = \"http://127.0.0.1:{vm_port}\"\norg = \"o\"\nbucket = \"b\"",
+        broker.port
+    );
+    let sensors = r#"
+[[sensor]]
+id = "flappy"
+source = { simulated = "square", min = 0.0, max = 100.0, period = "400ms" }
+interval = "50ms"
+warning = { high = 50.0 }
+
+[[sensor]]
+id = "ramp"
+source = { simulated = "ramp", offset = 0.0, step = 1.0 }
+interval = "20ms"
+"#;
+    std::fs::write(&cfg, config(&data, &sinks, sensors)).expect("w");
+    let mut d = start_daemon(&cfg, dir.path());
+    let mut rng = fastrand::Rng::with_seed(20261130);
+    for round in 0..20 {
+        if round == 6 {
+            broker.stop();
+            // A clean stop: VictoriaMetrics keeps the last second of writes in memory and a kill -9 of *it* would
+            // lose what it had already acknowledged.
+            if let Some(mut v) = vm.take() {
+                v.proc.signal(libc::SIGTERM);
+                v.proc.wait_exit(Duration::from_secs(20));
+            }
+        }
+        if round == 13 {
+            broker.restart();
+            vm = Some(Vm::start(dir.path(), vm_port).expect("victoria-metrics back"));
+        }
+        std::thread::sleep(Duration::from_millis(rng.u64(200..1200)));
+        d.signal(libc::SIGKILL);
+        d.wait_exit(Duration::from_secs(5));
+        d = start_daemon(&cfg, dir.path());
+    }
+    // No new data from here on (the reload clears the active alarms: those events must arrive too).
+    std::fs::write(&cfg, config(&data, &sinks, "")).expect("w");
+    wait_for(Duration::from_secs(10), "started", || {
+        d.log().contains("watchpost started").then_some(())
+    });
+    d.signal(libc::SIGHUP);
+    wait_for(Duration::from_secs(10), "reloaded", || {
+        d.log().contains("Configuration reloaded").then_some(())
+    });
+    let vm = vm.expect("vm");
+    let mut local: std::collections::BTreeMap<String, Vec<i64>> = std::collections::BTreeMap::new();
+    with_store(&data, 0, |s| {
+        s.export(watchpost::model::Timestamp(i64::MIN), None, |r| {
+            local.entry(r.sensor.to_string()).or_default().push(r.ts.0)
+        })
+    });
+    let dedup = |m: &std::collections::BTreeMap<String, Vec<i64>>| -> std::collections::BTreeMap<String, std::collections::BTreeSet<i64>> {
+        m.iter().map(|(k, v)| (k.clone(), v.iter().copied().collect())).collect()
+    };
+    let want = dedup(&local);
+    let mut last = Default::default();
+    let ok = (0..450).any(|_| {
+        last = remote_timestamps(&vm);
+        if dedup(&last) == want {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        false
+    });
+    let summary =
+        |m: &std::collections::BTreeMap<String, Vec<i64>>| -> Vec<(String, usize, usize)> {
+            m.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.len(),
+                        v.iter().collect::<std::collections::BTreeSet<_>>().len(),
+                    )
+                })
+                .collect()
+        };
+    if !ok {
+        let (_, status, _) =
+            run_cli(&["buffer", "status", "--config", cfg.to_str().expect("utf8")]);
+        let log: Vec<String> = d
+            .log()
+            .lines()
+            .filter(|l| l.contains("sink=\"influxdb\"") || l.contains("InfluxDB"))
+            .map(String::from)
+            .collect();
+        panic!(
+            "every stored reading in VictoriaMetrics: local {:?}, remote {:?}\n{status}\n{}",
+            summary(&local),
+            summary(&last),
+            log.join("\n")
+        );
+    }
+    assert_eq!(
+        last,
+        local,
+        "once per timestamp: {:?} vs {:?}",
+        summary(&last),
+        summary(&local)
+    );
+    wait_for(
+        Duration::from_secs(60),
+        "every alert event at the subscriber, in order",
+        || {
+            let want = store_events(&data);
+            (ids_states(&sub.on("/events")) == want).then_some(())
+        },
+    );
+    assert!(
+        local.values().map(Vec::len).sum::<usize>() > 500,
+        "{local:?}"
+    );
+    assert!(store_events(&data).len() > 20);
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(Duration::from_secs(10)), Some(0));
+}
