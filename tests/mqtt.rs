@@ -694,7 +694,12 @@ interval = "20ms"
     std::fs::write(&cfg, config(&data, &sinks, sensors)).expect("w");
     let mut d = start_daemon(&cfg, dir.path());
     let mut rng = fastrand::Rng::with_seed(20261130);
-    for round in 0..20 {
+    // `scripts/faults.sh` runs 100 rounds; the outage covers rounds 6..13 either way.
+    let rounds: usize = std::env::var("WATCHPOST_FAULT_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    for round in 0..rounds.max(14) {
         if round == 6 {
             broker.stop();
             // A clean stop: VictoriaMetrics keeps the last second of writes in memory and a kill -9 of *it* would
