@@ -343,3 +343,73 @@ fn json_logs_one_object_per_line() {
     }
     assert_eq!(alert_lines, 1, "one line per alert transition");
 }
+
+#[test]
+fn metrics_endpoint_out_of_file_descriptors_does_not_spin_and_recovers() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("watchpost.toml");
+    let port = free_port();
+    let text = config(&data, 60.0).replace(
+        "[buffer]",
+        &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n\n[buffer]"),
+    );
+    std::fs::write(&cfg, text).expect("write");
+    let log = dir.path().join("fd.log");
+    let mut child = std::process::Command::new(bin());
+    child
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .stdout(std::process::Stdio::null());
+    unsafe {
+        child.pre_exec(|| {
+            // Few file descriptors: a burst of connections runs the daemon out of them (EMFILE on accept).
+            let lim = libc::rlimit {
+                rlim_cur: 40,
+                rlim_max: 40,
+            };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            Ok(())
+        });
+    }
+    let mut d = Proc {
+        child: child.spawn().expect("spawn"),
+        log,
+    };
+    wait_for(Duration::from_secs(10), "metrics", || {
+        http_get(port, "/metrics")
+    });
+    // Slow-loris: 60 connections that never send a request.
+    let held: Vec<std::net::TcpStream> = (0..60)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    let cpu = |pid: i32| -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let f: Vec<&str> = s
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+    };
+    let c0 = cpu(d.pid());
+    std::thread::sleep(Duration::from_secs(3));
+    let used = cpu(d.pid()) - c0;
+    assert!(
+        used < 60,
+        "no busy loop: {used} CPU ticks in 3 s\n{}",
+        d.log()
+    );
+    drop(held);
+    // Once the connections go, scrapes work again and the daemon kept running.
+    wait_for(Duration::from_secs(15), "metrics again", || {
+        http_get(port, "/metrics")
+    });
+    assert!(d.child.try_wait().expect("w").is_none(), "{}", d.log());
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(Duration::from_secs(10)), Some(0));
+}
