@@ -798,3 +798,104 @@ interval = "20ms"
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait_exit(Duration::from_secs(10)), Some(0));
 }
+
+/// A TCP proxy to `target` that cuts every connection through it each `period`; returns its port and how many
+/// connections it has accepted.
+fn cutting_proxy(
+    target: u16,
+    period: Duration,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let live: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>> = Default::default();
+    let (acc, live2) = (
+        std::sync::Arc::clone(&accepted),
+        std::sync::Arc::clone(&live),
+    );
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            acc.fetch_add(1, Ordering::SeqCst);
+            let Ok(up) = std::net::TcpStream::connect(("127.0.0.1", target)) else {
+                continue;
+            };
+            for s in [&c, &up] {
+                if let (Ok(mut v), Ok(s2)) = (live2.lock(), s.try_clone()) {
+                    v.push(s2);
+                }
+            }
+            let pipe = |mut a: std::net::TcpStream, mut b: std::net::TcpStream| {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut a, &mut b);
+                    let _ = b.shutdown(std::net::Shutdown::Both);
+                });
+            };
+            if let (Ok(c2), Ok(u2)) = (c.try_clone(), up.try_clone()) {
+                pipe(c2, up);
+                pipe(u2, c);
+            }
+        }
+    });
+    std::thread::spawn(move || loop {
+        std::thread::sleep(period);
+        if let Ok(mut v) = live.lock() {
+            for s in v.drain(..) {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    });
+    (port, accepted)
+}
+
+#[test]
+fn connections_cut_every_two_seconds_lose_nothing_and_cause_no_reconnect_storm() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let Some(broker) = Mosquitto::start(dir.path(), "", true) else {
+        return;
+    };
+    let sub = Sub::start(broker.port, "cut-sub", false, &["watchpost/gw1/events"]);
+    let (proxy, accepted) = cutting_proxy(broker.port, Duration::from_secs(2));
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("w.toml");
+    let sensor = r#"
+[[sensor]]
+id = "flappy"
+source = { simulated = "square", min = 0.0, max = 100.0, period = "400ms" }
+interval = "50ms"
+warning = { high = 50.0 }
+"#;
+    std::fs::write(
+        &cfg,
+        config(
+            &data,
+            &format!("url = \"mqtt://127.0.0.1:{proxy}\""),
+            sensor,
+        ),
+    )
+    .expect("w");
+    let d = start_daemon(&cfg, dir.path());
+    std::thread::sleep(Duration::from_secs(12));
+    // Stop producing, then everything stored must arrive, in order, through the cuts.
+    std::fs::write(
+        &cfg,
+        config(&data, &format!("url = \"mqtt://127.0.0.1:{proxy}\""), ""),
+    )
+    .expect("w");
+    d.signal(libc::SIGHUP);
+    wait_for(
+        Duration::from_secs(60),
+        "every alert event through the cutting proxy",
+        || {
+            let want = store_events(&data);
+            (want.len() > 20 && ids_states(&sub.on("/events")) == want).then_some(())
+        },
+    );
+    // About one connection per cut (12 s / 2 s), not a storm.
+    let n = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    eprintln!("connections through the proxy: {n}");
+    assert!(
+        (3..=15).contains(&n),
+        "{n} connections in ~12 s with a cut every 2 s"
+    );
+}
