@@ -48,6 +48,9 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
+    // After a checkpoint the WAL file shrinks back to 8 MiB at most: a long outage does not leave a large WAL
+    // (and its shared-memory index) behind on a small card.
+    conn.pragma_update(None, "journal_size_limit", 8 * 1024 * 1024)?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     // Small page cache: gateways have little RAM and the access pattern is append + sequential read.
     conn.pragma_update(None, "cache_size", "-512")?;
