@@ -10,11 +10,7 @@ PY=${WATCHPOST_TEST_PYTHON:-/var/cache/watchpost/venv/bin/python}
 cargo build --release --locked --features bench >/dev/null
 B=$(pwd)/target/release/watchpost
 [ -n "${CARGO_TARGET_DIR:-}" ] && B=$CARGO_TARGET_DIR/release/watchpost
-T=$(mktemp -d)
-PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$T" || true' EXIT
-port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-waitp() { for _ in $(seq 1 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+source scripts/lib.sh
 MQ=$(port); printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\npersistence false\nuser root\n' "$MQ" >"$T/mq.conf"
 mosquitto -c "$T/mq.conf" >"$T/mq.log" 2>&1 & PIDS+=($!); waitp "$MQ"
 VM=$(port); victoria-metrics -httpListenAddr=127.0.0.1:"$VM" -storageDataPath="$T/vm" >"$T/vm.log" 2>&1 & PIDS+=($!); waitp "$VM"

@@ -8,11 +8,7 @@ cd "$(dirname "$0")/.."
 MIN=${1:-10}
 B=${WATCHPOST_BIN:-$(pwd)/target/release/watchpost}
 [ -x "$B" ] || cargo build --release --locked >/dev/null
-T=$(mktemp -d)
-PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$T" || true' EXIT
-port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-waitp() { for _ in $(seq 1 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+source scripts/lib.sh
 MQ=$(port); printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\npersistence false\nuser root\n' "$MQ" >"$T/mq.conf"
 VM=$(port)
 start_mq() { mosquitto -c "$T/mq.conf" >>"$T/mq.log" 2>&1 & MQP=$!; PIDS+=($MQP); waitp "$MQ"; }

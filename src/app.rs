@@ -103,7 +103,7 @@ pub async fn run_with_metrics(
                     source::spawn(g, tx.clone(), t, &sources, &metrics);
                     restarted += 1;
                 }
-                let sinks_restarted = running_sinks.reload(&cfg, &new, &ingest.signals, &metrics, &sinks_ctl, &sinks).await;
+                let sinks_restarted = running_sinks.reload(&new, &ingest.signals, &metrics, &sinks_ctl, &sinks).await;
                 if serde_json::to_string(&new.metrics).ok() != serde_json::to_string(&cfg.metrics).ok() {
                     tracing::warn!("Changes to [metrics] take effect only after a restart.");
                 }

@@ -216,7 +216,7 @@ pub fn run_mqtt(url: &str, backlog: usize) -> Result<(), Box<dyn std::error::Err
     let SinkBench {
         _dir,
         cfg,
-        mut store,
+        store,
         signals,
         events_tx: ev_tx,
         _idle,
@@ -229,6 +229,8 @@ pub fn run_mqtt(url: &str, backlog: usize) -> Result<(), Box<dyn std::error::Err
     let ctl = crate::sink::SinkCtl::default();
     let (_, host, port) = crate::sink::mqtt::parse_url(url)?;
     let (rx_tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    // The writer's SQLite calls run on the blocking pool, as in the daemon.
+    let writer = crate::store::SharedStore::new(store);
     rt.block_on(async {
         let mut o = MqttOptions::new("bench-sub", host, port);
         o.set_max_packet_size(1 << 20, 1 << 20);
@@ -252,7 +254,8 @@ pub fn run_mqtt(url: &str, backlog: usize) -> Result<(), Box<dyn std::error::Err
         let mut commit = Vec::new();
         for i in 0..1000 {
             let t0 = Instant::now();
-            let seqs = tokio::task::block_in_place(|| store.append_alerts(&[alert(i)], None))?;
+            let a = alert(i);
+            let seqs = writer.call(move |s| s.append_alerts(&[a], None)).await?;
             commit.push(t0.elapsed());
             ev_tx.send_replace(*seqs.last().ok_or("no seq")?);
             let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await?.ok_or("subscriber closed")?;
@@ -271,10 +274,10 @@ pub fn run_mqtt(url: &str, backlog: usize) -> Result<(), Box<dyn std::error::Err
         // Backlog drain.
         for chunk in (0..backlog).collect::<Vec<_>>().chunks(1000) {
             let batch: Vec<Alert> = chunk.iter().map(|i| alert(*i)).collect();
-            tokio::task::block_in_place(|| store.append_alerts(&batch, None))?;
+            writer.call(move |s| s.append_alerts(&batch, None)).await?;
         }
         let t0 = Instant::now();
-        let (_, total) = store.counts()?;
+        let (_, total) = writer.call(|s| s.counts()).await?;
         ev_tx.send_replace(total as i64 + 1);
         let mut n = 0;
         while n < backlog {

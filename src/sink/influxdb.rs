@@ -245,29 +245,29 @@ impl super::Sink for InfluxSink {
 }
 
 fn classify(outcome: Outcome) -> Result<(), SinkError> {
-    {
-        match outcome {
-            Outcome::Ok => Ok(()),
-            Outcome::Malformed(reason) | Outcome::TooLargeLine(reason) => {
-                Err(SinkError::Rejected { reason })
-            }
-            Outcome::TooLarge => Err(SinkError::Retry {
-                after: None,
-                reason: "HTTP 413".into(),
-            }),
-            Outcome::Auth(code, text) => {
-                let cause = match code {
-                    401 => "the token is missing or wrong",
-                    403 => "the token may not write to this bucket",
-                    _ => "the org or bucket does not exist (or the URL is not an InfluxDB v2 write API)",
-                };
-                Err(SinkError::Refused {
-                    reason: format!(
-                        "InfluxDB refused the write (HTTP {code}): {cause}; server said: {text}"
-                    ),
-                })
-            }
-            Outcome::Retry(after, reason) => Err(SinkError::Retry { after, reason }),
+    match outcome {
+        Outcome::Ok => Ok(()),
+        Outcome::Malformed(reason) | Outcome::TooLargeLine(reason) => {
+            Err(SinkError::Rejected { reason })
         }
+        Outcome::TooLarge => Err(SinkError::Retry {
+            after: None,
+            reason: "HTTP 413".into(),
+        }),
+        Outcome::Auth(code, text) => {
+            let cause = match code {
+                401 => "the token is missing or wrong",
+                403 => "the token may not write to this bucket",
+                _ => {
+                    "the org or bucket does not exist (or the URL is not an InfluxDB v2 write API)"
+                }
+            };
+            Err(SinkError::Refused {
+                reason: format!(
+                    "InfluxDB refused the write (HTTP {code}): {cause}; server said: {text}"
+                ),
+            })
+        }
+        Outcome::Retry(after, reason) => Err(SinkError::Retry { after, reason }),
     }
 }

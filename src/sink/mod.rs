@@ -200,18 +200,24 @@ fn spawn_one(
     tracker: &TaskTracker,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let _ = (cfg, store, signals, metrics, ctl, tracker);
-    match name {
-        #[cfg(feature = "influxdb")]
-        "influxdb" => {
-            let i = cfg.influxdb.clone()?;
-            let build = influxdb::InfluxSink::build(i, cfg.clone());
+    // Every sink runs on the same runner; only how it is built differs.
+    #[allow(unused_macros)]
+    macro_rules! run {
+        ($build:expr) => {
             Some(tracker.spawn(runner::run(
-                build,
+                $build,
                 store.clone(),
                 signals.clone(),
                 metrics.clone(),
                 ctl.clone(),
             )))
+        };
+    }
+    match name {
+        #[cfg(feature = "influxdb")]
+        "influxdb" => {
+            let i = cfg.influxdb.clone()?;
+            run!(influxdb::InfluxSink::build(i, cfg.clone()))
         }
         #[cfg(feature = "mqtt")]
         "mqtt" => {
@@ -223,13 +229,7 @@ fn spawn_one(
                 metrics.clone(),
                 ctl.stop.clone(),
             );
-            Some(tracker.spawn(runner::run(
-                build,
-                store.clone(),
-                signals.clone(),
-                metrics.clone(),
-                ctl.clone(),
-            )))
+            run!(build)
         }
         other => {
             tracing::error!(
@@ -249,14 +249,12 @@ impl RunningSinks {
     /// Returns how many were (re)started. A stopped sink's cursor stays in the store, so nothing pending is lost.
     pub async fn reload(
         &mut self,
-        old: &Config,
         new: &Config,
         signals: &Signals,
         metrics: &SharedMetrics,
         ctl: &SinkCtl,
         tracker: &TaskTracker,
     ) -> usize {
-        let _ = old;
         let want = fingerprints(new);
         let mut started = 0;
         let names: Vec<&'static str> = self.running.keys().copied().collect();

@@ -232,7 +232,7 @@ pub async fn run<S, B>(
                 // Nothing after the cursor counts as delivered: start again from it (at least once).
                 abandon(&mut inflight);
                 next = cursor;
-                r.failing().await;
+                r.failing();
                 r.m.retries.fetch_add(1, Ordering::Relaxed);
                 let wait = match e {
                     SinkError::Refused { reason } => {
@@ -352,7 +352,7 @@ impl Runner {
         }
     }
 
-    async fn failing(&mut self) {
+    fn failing(&mut self) {
         if self.m.state() == SinkState::Up {
             self.m.set_state(SinkState::Failing);
         }
