@@ -31,3 +31,19 @@ impl Backoff {
         self.attempt = 0;
     }
 }
+
+/// A `&'static str` for a name made at run time (e.g. an email route's sink name). Each distinct name is leaked
+/// once and reused, so reloads do not grow memory; the set is bounded by the names a config ever used.
+pub fn intern(name: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static NAMES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    let mut g = NAMES.lock().unwrap_or_else(|p| p.into_inner());
+    let set = g.get_or_insert_with(HashSet::new);
+    if let Some(s) = set.get(name) {
+        return s;
+    }
+    let s: &'static str = Box::leak(name.to_string().into_boxed_str());
+    set.insert(s);
+    s
+}

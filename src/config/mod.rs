@@ -9,12 +9,14 @@
 //! `WATCHPOST__GATEWAY__DATA_DIR=/tmp/wp`, `WATCHPOST__INFLUXDB__TOKEN=…`). A value that parses as a TOML number or
 //! boolean is taken as such, anything else as a string.
 
+mod email;
 mod locate;
 mod secret;
 mod source;
 mod types;
 mod validate;
 
+pub use email::{check_mailbox, EmailConfig, EmailRoute, MinSeverity, SmtpEndpoint, TlsMode};
 pub use locate::line_col;
 use locate::locate;
 pub use secret::resolve_secret;
@@ -353,12 +355,12 @@ fn apply_env(table: &mut toml::Table, var: &str, val: &str) -> Option<String> {
 
 fn build(mut table: toml::Table, issues: &mut Vec<Issue>) -> Option<Config> {
     const KNOWN: &[&str] = &[
-        "gateway", "buffer", "influxdb", "mqtt", "metrics", "modbus", "sensor",
+        "gateway", "buffer", "influxdb", "mqtt", "email", "metrics", "modbus", "sensor",
     ];
     for k in table.keys() {
         if !KNOWN.contains(&k.as_str()) {
             let hint = match k.as_str() {
-                "i2c" | "email" => " (not supported by this version of watchpost yet)",
+                "i2c" => " (not supported by this version of watchpost yet)",
                 "sensors" => " (did you mean [[sensor]]?)",
                 _ => "",
             };
@@ -387,6 +389,7 @@ fn build(mut table: toml::Table, issues: &mut Vec<Issue>) -> Option<Config> {
     };
     let influxdb = opt_section::<InfluxConfig>(&mut table, "influxdb", issues);
     let mqtt = opt_section::<MqttConfig>(&mut table, "mqtt", issues);
+    let email = opt_section::<EmailConfig>(&mut table, "email", issues);
     let metrics = opt_section::<MetricsConfig>(&mut table, "metrics", issues);
     let modbus = array_section::<ModbusConfig>(&mut table, "modbus", issues);
     let sensor = array_section::<SensorConfig>(&mut table, "sensor", issues);
@@ -395,6 +398,7 @@ fn build(mut table: toml::Table, issues: &mut Vec<Issue>) -> Option<Config> {
         buffer: buffer?,
         influxdb: influxdb?,
         mqtt: mqtt?,
+        email: email?,
         metrics: metrics?,
         modbus: modbus?,
         sensor: sensor?,

@@ -76,6 +76,8 @@ pub struct Config {
     pub influxdb: Option<InfluxConfig>,
     /// MQTT sink.
     pub mqtt: Option<MqttConfig>,
+    /// Critical alerts by mail.
+    pub email: Option<super::EmailConfig>,
     /// Prometheus metrics endpoint.
     pub metrics: Option<MetricsConfig>,
     /// Modbus TCP devices and RTU lines.

@@ -14,6 +14,9 @@ fn topic_safe(s: &str) -> bool {
 
 pub(crate) fn validate(cfg: &Config, issues: &mut Vec<Issue>) {
     let p = KeyPath::parse;
+    if let Some(e) = &cfg.email {
+        super::email::validate(e, issues);
+    }
     if !topic_safe(&cfg.gateway.id) {
         issues.push(Issue::new(
             p("gateway.id"),

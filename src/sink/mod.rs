@@ -8,6 +8,8 @@
 //!
 //! Adding a sink: one module with a type implementing [`Sink`], a `consumers` entry and a `spawn_all` arm.
 
+#[cfg(feature = "email")]
+pub mod email;
 #[cfg(feature = "influxdb")]
 pub mod influxdb;
 pub mod lineproto;
@@ -98,6 +100,11 @@ pub trait Sink: Send + 'static {
     fn ready(&mut self) -> impl Future<Output = ()> + Send {
         async {}
     }
+    /// How long to gather items after the first new one before fetching a chunk (a digest window): what arrives
+    /// meanwhile goes into the same delivery. Skipped while draining. Default zero.
+    fn linger(&self) -> Duration {
+        Duration::ZERO
+    }
     /// Chunks that may be in flight at once (delivered in order; a failure re-sends from the oldest). Default 1.
     fn window(&self) -> usize {
         1
@@ -144,7 +151,20 @@ pub fn consumers(cfg: &Config) -> Vec<Consumer> {
     if cfg.mqtt.is_some() {
         v.push(("mqtt".to_string(), Stream::Events));
     }
+    for name in email_routes(cfg) {
+        v.push((name.to_string(), Stream::Events));
+    }
     v
+}
+
+/// The email routes' sink names (`email`, `email.{route}`).
+fn email_routes(cfg: &Config) -> Vec<&'static str> {
+    #[cfg(feature = "email")]
+    if let Some(e) = &cfg.email {
+        return email::route_names(e);
+    }
+    let _ = cfg;
+    Vec::new()
 }
 
 /// What a sink's configuration is, for deciding whether a reload restarts it.
@@ -158,6 +178,13 @@ fn fingerprints(cfg: &Config) -> HashMap<&'static str, String> {
     if let Some(q) = &cfg.mqtt {
         let fp = serde_json::to_string(&(q, &cfg.gateway.id, &cfg.gateway.location));
         m.insert("mqtt", fp.unwrap_or_default());
+    }
+    if let Some(e) = &cfg.email {
+        let fp =
+            serde_json::to_string(&(e, &cfg.gateway.id, &cfg.gateway.location)).unwrap_or_default();
+        for name in email_routes(cfg) {
+            m.insert(name, fp.clone());
+        }
     }
     m
 }
@@ -230,6 +257,11 @@ fn spawn_one(
                 ctl.stop.clone(),
             );
             run!(build)
+        }
+        #[cfg(feature = "email")]
+        name if name == "email" || name.starts_with("email.") => {
+            let e = cfg.email.clone()?;
+            run!(email::EmailSink::build(name, e, cfg.clone()))
         }
         other => {
             tracing::error!(

@@ -96,6 +96,8 @@ pub async fn run<S, B>(
     let window = sink.window().max(1);
     let mut inflight: VecDeque<InFlight> = VecDeque::new();
     let mut next = cursor;
+    // When the first item of a digest was seen (sinks with a `linger`).
+    let mut gathering: Option<Instant> = None;
     loop {
         if ctl.stop.is_cancelled() {
             break;
@@ -105,6 +107,19 @@ pub async fn run<S, B>(
             Stream::Events => *signals.events.borrow_and_update(),
         };
         let draining = ctl.drain.is_cancelled();
+        let linger = sink.linger();
+        if !linger.is_zero() && !draining && inflight.is_empty() && next < newest {
+            let since = *gathering.get_or_insert_with(Instant::now);
+            let left = linger.saturating_sub(since.elapsed());
+            if !left.is_zero() {
+                tokio::select! {
+                    _ = ctl.stop.cancelled() => break,
+                    _ = ctl.drain.cancelled() => {}
+                    _ = tokio::time::sleep(left) => {}
+                }
+                continue;
+            }
+        }
         if inflight.len() < window && (next < newest || look_anyway || draining) {
             look_anyway = false;
             let limit = sink.max_items().max(1);
@@ -197,6 +212,13 @@ pub async fn run<S, B>(
             })
         });
         let (n, last) = (done.n, done.last);
+        if !matches!(
+            outcome,
+            Err(SinkError::Retry { .. } | SinkError::Refused { .. })
+        ) {
+            // Delivered or dead-lettered: the next item starts a new digest (a retry keeps the old one's start).
+            gathering = None;
+        }
         match outcome {
             Ok(()) => {
                 if let Err(e) = r.store.call(move |s| s.ack(name, stream, last)).await {

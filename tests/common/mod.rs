@@ -441,7 +441,7 @@ pub fn python() -> Option<PathBuf> {
         return Some(venv);
     }
     panic!(
-        "no Python with pymodbus: this test needs a real Modbus peer. `bash .ci/run` creates the venv \
+        "no Python with pymodbus and aiosmtpd: this test needs a real Modbus peer or SMTP server. `bash .ci/run` creates the venv \
          (/var/cache/watchpost/venv) or set WATCHPOST_TEST_PYTHON."
     )
 }
@@ -484,4 +484,100 @@ pub fn modbus_server(
         std::thread::sleep(Duration::from_millis(1500));
     }
     Some(p)
+}
+
+/// How the test SMTP server secures its connections.
+#[derive(Clone, Copy, PartialEq)]
+pub enum SmtpMode {
+    Plain,
+    Starttls,
+    Smtps,
+}
+
+/// A real SMTP server (aiosmtpd) writing each accepted mail, decoded, as JSON into `out`.
+pub struct Smtp {
+    pub proc: Proc,
+    pub port: u16,
+    pub out: PathBuf,
+}
+
+impl Smtp {
+    /// Start on `port`; `certs` for STARTTLS/SMTPS, `auth` as `user:password`.
+    pub fn start(
+        dir: &Path,
+        port: u16,
+        mode: SmtpMode,
+        certs: Option<&Certs>,
+        auth: Option<&str>,
+    ) -> Smtp {
+        let py = python().expect("python");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_server.py");
+        let out = dir.join("mails");
+        let log = dir.join(format!("smtp-{}.log", fastrand::u32(..)));
+        let mut cmd = Command::new(py);
+        cmd.arg(script)
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--out")
+            .arg(&out);
+        if let Some(c) = certs {
+            cmd.arg("--cert")
+                .arg(c.path("server.crt"))
+                .arg("--key")
+                .arg(c.path("server.key"));
+        }
+        match mode {
+            SmtpMode::Plain => {}
+            SmtpMode::Starttls => {
+                cmd.arg("--starttls");
+            }
+            SmtpMode::Smtps => {
+                cmd.arg("--smtps");
+            }
+        }
+        if let Some(a) = auth {
+            cmd.arg("--auth").arg(a);
+        }
+        let child = cmd
+            .stdout(std::fs::File::create(dir.join("smtp-ready")).expect("ready file"))
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("spawn aiosmtpd");
+        let proc = Proc { child, log };
+        let ready = dir.join("smtp-ready");
+        wait_for(Duration::from_secs(20), "aiosmtpd listening", || {
+            std::fs::read_to_string(&ready)
+                .ok()
+                .filter(|s| s.contains("ready"))
+                .map(|_| ())
+        });
+        Smtp { proc, port, out }
+    }
+
+    /// Every accepted mail so far, in order.
+    pub fn mails(&self) -> Vec<serde_json::Value> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.out)
+            .map(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        files
+            .iter()
+            .map(|f| {
+                serde_json::from_str(&std::fs::read_to_string(f).expect("mail file"))
+                    .expect("mail json")
+            })
+            .collect()
+    }
+
+    /// Wait until at least `n` mails arrived; returns them all.
+    pub fn wait_mails(&self, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
+        wait_for(timeout, &format!("{n} mail(s)"), || {
+            let m = self.mails();
+            (m.len() >= n).then_some(m)
+        })
+    }
 }
