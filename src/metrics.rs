@@ -72,6 +72,8 @@ pub struct SinkMetrics {
     pub backlog: AtomicI64,
     /// Connection failures.
     pub errors: AtomicU64,
+    /// Mails the SMTP server accepted (email routes only).
+    pub mails: AtomicU64,
     state: std::sync::atomic::AtomicU8,
 }
 
@@ -180,12 +182,13 @@ impl Metrics {
             l(&self.mqtt_malformed).to_string(),
         );
         let sinks = self.sinks.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let fams: [Family; 6] = [
+        let fams: [Family; 7] = [
             ("watchpost_sink_delivered_total", "Items (readings or alert events) the far side acknowledged.", "counter", |m| m.delivered.load(Ordering::Relaxed).to_string()),
             ("watchpost_sink_retries_total", "Failed deliveries that will be retried.", "counter", |m| m.retries.load(Ordering::Relaxed).to_string()),
             ("watchpost_sink_dead_letter_total", "Items the far side rejected as malformed.", "counter", |m| m.dead.load(Ordering::Relaxed).to_string()),
             ("watchpost_sink_backlog", "Items not yet delivered.", "gauge", |m| m.backlog.load(Ordering::Relaxed).to_string()),
             ("watchpost_sink_connection_errors_total", "Connection failures.", "counter", |m| m.errors.load(Ordering::Relaxed).to_string()),
+            ("watchpost_sink_mails_total", "Mails the SMTP server accepted (250); 0 for sinks that are not email routes.", "counter", |m| m.mails.load(Ordering::Relaxed).to_string()),
             ("watchpost_sink_up", "1 when the sink runs and its last delivery succeeded, 0 when it is failing or cannot start.", "gauge", |m| i64::from(m.state() == SinkState::Up).to_string()),
         ];
         for (name, help, kind, f) in fams {

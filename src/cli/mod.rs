@@ -104,6 +104,9 @@ enum Cmd {
         /// Also measure alert latency and backlog drain through a real MQTT broker at this URL.
         #[arg(long)]
         mqtt: Option<String>,
+        /// Measure mail latency and a 1,000-alert storm through an SMTP server at this URL (smtp://HOST:PORT, plain).
+        #[arg(long)]
+        email: Option<String>,
         /// Measure Modbus TCP polling against a device at this URL (tcp://HOST:PORT).
         #[arg(long)]
         modbus: Option<String>,
@@ -206,8 +209,15 @@ pub fn main() -> ExitCode {
             mqtt,
             modbus,
             influxdb,
+            email,
         }) => {
             telemetry::init(cli.log_format, "warn");
+            #[cfg(feature = "email")]
+            if let Some(url) = email {
+                return bench_exit(crate::bench::run_email(&url));
+            }
+            #[cfg(not(feature = "email"))]
+            let _ = email;
             #[cfg(feature = "influxdb")]
             if let Some(url) = influxdb {
                 return bench_exit(crate::bench::run_influx(&url, 1_000_000));

@@ -261,7 +261,7 @@ fn spawn_one(
         #[cfg(feature = "email")]
         name if name == "email" || name.starts_with("email.") => {
             let e = cfg.email.clone()?;
-            run!(email::EmailSink::build(name, e, cfg.clone()))
+            run!(email::EmailSink::build(name, e, cfg.clone(), metrics))
         }
         other => {
             tracing::error!(

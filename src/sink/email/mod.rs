@@ -13,6 +13,7 @@
 pub mod compose;
 
 use crate::config::{resolve_secret, Config, EmailConfig, MinSeverity, TlsMode};
+use crate::metrics::{SharedMetrics, SinkMetrics};
 use crate::model::{Alert, AlertState, Severity, Timestamp};
 use crate::sink::runner::SinkBuild;
 use crate::sink::{Items, Sink, SinkError};
@@ -118,6 +119,7 @@ pub struct EmailSink {
     linger: Duration,
     cap: u32,
     shared: Arc<Mutex<Shared>>,
+    metrics: Arc<SinkMetrics>,
     msgid_domain: String,
     route: String,
 }
@@ -127,12 +129,23 @@ pub struct Build {
     name: &'static str,
     e: EmailConfig,
     cfg: Config,
+    metrics: Arc<SinkMetrics>,
 }
 
 impl EmailSink {
     /// The builder of the route `name` (one of [`route_names`]).
-    pub fn build(name: &'static str, e: EmailConfig, cfg: Config) -> Build {
-        Build { name, e, cfg }
+    pub fn build(
+        name: &'static str,
+        e: EmailConfig,
+        cfg: Config,
+        metrics: &SharedMetrics,
+    ) -> Build {
+        Build {
+            name,
+            e,
+            cfg,
+            metrics: metrics.sink(name),
+        }
     }
 }
 
@@ -229,6 +242,7 @@ impl SinkBuild<EmailSink> for Build {
             linger: e.digest_window.0,
             cap: e.max_per_hour.max(1),
             shared: Arc::default(),
+            metrics: Arc::clone(&self.metrics),
             msgid_domain,
             route: route.unwrap_or("default").to_string(),
         })
@@ -394,6 +408,7 @@ impl Sink for EmailSink {
         let job = self.prepare(items);
         let transport = self.transport.clone();
         let shared = Arc::clone(&self.shared);
+        let metrics = Arc::clone(&self.metrics);
         let name = self.name;
         async move {
             let Some((msg, n, mailed)) = job else {
@@ -410,6 +425,9 @@ impl Sink for EmailSink {
                     s.mailed = mailed;
                     s.held_since = None;
                     drop(s);
+                    metrics
+                        .mails
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let answer = resp.message().collect::<Vec<_>>().join(" ");
                     tracing::info!(sink = name, events = n, ms = started.elapsed().as_millis() as u64, server = %answer, "Mail accepted.");
                     Ok(())
