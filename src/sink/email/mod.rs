@@ -476,7 +476,7 @@ mod tests {
         )
         .expect("config");
         let e = cfg.email.clone().expect("email");
-        EmailSink::build("email", e, cfg)
+        EmailSink::build("email", e, cfg, &Arc::default())
             .build()
             .map_err(|e| e.to_string())
             .expect("sink")
