@@ -104,6 +104,53 @@ pub fn read(cfg: &Config, only: &[String], json: bool) -> ExitCode {
             }
         }
     }
+    #[cfg(feature = "i2c")]
+    for bus in &cfg.i2c {
+        let chosen: Vec<crate::config::SensorConfig> = cfg
+            .sensor
+            .iter()
+            .filter(|s| only.is_empty() || only.contains(&s.id))
+            .cloned()
+            .collect();
+        let sensors = crate::source::i2c::sensors_on(&chosen, &bus.name);
+        if sensors.is_empty() {
+            continue;
+        }
+        let results = match crate::source::i2c::read_once(bus, &sensors) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("bus {}: {e}", bus.name);
+                failed += sensors.len();
+                continue;
+            }
+        };
+        for ((s, src), (id, r, raw)) in sensors.iter().zip(results) {
+            let unit = s.unit.as_deref().unwrap_or(src.native_unit());
+            let hex: Vec<String> = raw.iter().map(|b| format!("{b:02x}")).collect();
+            let at = format!(
+                "{} 0x{:02x} {} on {}",
+                src.chip.spec().name,
+                src.address,
+                src.quantity,
+                bus.name
+            );
+            match r {
+                Ok(v) => {
+                    if !json {
+                        println!("{id:<24} {v} {unit}  ({at}, raw [{}])", hex.join(" "));
+                    }
+                    out.insert(id, serde_json::Value::from(v));
+                }
+                Err(e) => {
+                    failed += 1;
+                    if !json {
+                        println!("{id:<24} ERROR {e}  ({at})");
+                    }
+                    out.insert(id, serde_json::Value::Null);
+                }
+            }
+        }
+    }
     if json {
         println!("{}", serde_json::Value::Object(out));
     }
@@ -111,6 +158,24 @@ pub fn read(cfg: &Config, only: &[String], json: bool) -> ExitCode {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Probe `device` for I2C devices and print the addresses that answer, with the likely chip.
+#[cfg(feature = "i2c")]
+pub fn scan_i2c(device: &str) -> ExitCode {
+    match crate::source::i2c::scan(device) {
+        Ok(found) => {
+            println!("{} device(s) answer on {device}:", found.len());
+            for (a, chip) in found {
+                println!("0x{a:02x}  {chip}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("watchpost scan i2c: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 

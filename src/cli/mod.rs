@@ -43,7 +43,7 @@ enum Cmd {
         /// The file to check (default: --config).
         path: Option<PathBuf>,
     },
-    /// Read sensors once and print decoded (and raw Modbus) values — for commissioning.
+    /// Read sensors once and print decoded values with the raw registers or bytes — for commissioning.
     Read {
         /// Sensor ids (default: all).
         sensors: Vec<String>,
@@ -118,6 +118,13 @@ enum Cmd {
 
 #[derive(Subcommand, Debug)]
 enum ScanCmd {
+    /// Which addresses answer on an I2C bus (probed like i2cdetect), with the likely chip.
+    #[cfg(feature = "i2c")]
+    I2c {
+        /// The bus device, e.g. /dev/i2c-1.
+        #[arg(long)]
+        bus: String,
+    },
     /// Which Modbus units answer, with the registers shown in every decoding.
     #[cfg(feature = "modbus")]
     Modbus {
@@ -282,6 +289,8 @@ pub fn main() -> ExitCode {
             crate::commission::read(&cfg, &sensors, json)
         }
         Some(Cmd::Scan { cmd }) => match cmd {
+            #[cfg(feature = "i2c")]
+            ScanCmd::I2c { bus } => crate::commission::scan_i2c(&bus),
             #[cfg(feature = "modbus")]
             ScanCmd::Modbus {
                 url,

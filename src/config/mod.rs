@@ -10,6 +10,7 @@
 //! boolean is taken as such, anything else as a string.
 
 mod email;
+mod i2c;
 mod locate;
 mod secret;
 mod source;
@@ -17,6 +18,7 @@ mod types;
 mod validate;
 
 pub use email::{check_mailbox, EmailConfig, EmailRoute, MinSeverity, SmtpEndpoint, TlsMode};
+pub use i2c::{AdcChannel, Chip, ChipSpec, I2cConfig, I2cSource, Trigger, CHIPS};
 pub use locate::line_col;
 use locate::locate;
 pub use secret::resolve_secret;
@@ -355,12 +357,11 @@ fn apply_env(table: &mut toml::Table, var: &str, val: &str) -> Option<String> {
 
 fn build(mut table: toml::Table, issues: &mut Vec<Issue>) -> Option<Config> {
     const KNOWN: &[&str] = &[
-        "gateway", "buffer", "influxdb", "mqtt", "email", "metrics", "modbus", "sensor",
+        "gateway", "buffer", "influxdb", "mqtt", "email", "metrics", "modbus", "i2c", "sensor",
     ];
     for k in table.keys() {
         if !KNOWN.contains(&k.as_str()) {
             let hint = match k.as_str() {
-                "i2c" => " (not supported by this version of watchpost yet)",
                 "sensors" => " (did you mean [[sensor]]?)",
                 _ => "",
             };
@@ -392,6 +393,7 @@ fn build(mut table: toml::Table, issues: &mut Vec<Issue>) -> Option<Config> {
     let email = opt_section::<EmailConfig>(&mut table, "email", issues);
     let metrics = opt_section::<MetricsConfig>(&mut table, "metrics", issues);
     let modbus = array_section::<ModbusConfig>(&mut table, "modbus", issues);
+    let i2c = array_section::<I2cConfig>(&mut table, "i2c", issues);
     let sensor = array_section::<SensorConfig>(&mut table, "sensor", issues);
     Some(Config {
         gateway: gateway?,
@@ -401,6 +403,7 @@ fn build(mut table: toml::Table, issues: &mut Vec<Issue>) -> Option<Config> {
         email: email?,
         metrics: metrics?,
         modbus: modbus?,
+        i2c: i2c?,
         sensor: sensor?,
     })
 }

@@ -21,6 +21,8 @@ pub enum SourceConfig {
     Simulated(SimulatedSource),
     /// A register on a Modbus device.
     Modbus(ModbusSource),
+    /// A quantity of a chip on an I2C bus.
+    I2c(super::I2cSource),
 }
 
 /// Simulated waveforms.
@@ -263,6 +265,22 @@ pub struct SourceKeys {
     pub simulated: Option<String>,
     /// Name of a `[[modbus]]` section.
     pub modbus: Option<String>,
+    /// Name of an `[[i2c]]` section.
+    pub i2c: Option<String>,
+    chip: Option<String>,
+    quantity: Option<String>,
+    channel: Option<String>,
+    range: Option<f64>,
+    shunt_ohms: Option<f64>,
+    max_current: Option<f64>,
+    register: Option<u8>,
+    length: Option<u8>,
+    byte_order: Option<String>,
+    signed: Option<bool>,
+    trigger: Option<[u8; 2]>,
+    wait: Option<Dur>,
+    from: Option<[f64; 2]>,
+    to: Option<[f64; 2]>,
     offset: Option<f64>,
     amplitude: Option<f64>,
     period: Option<Dur>,
@@ -288,6 +306,24 @@ pub struct SourceKeys {
 }
 
 impl SourceKeys {
+    fn i2c_keys(&self) -> super::i2c::I2cKeys {
+        super::i2c::I2cKeys {
+            chip: self.chip.clone(),
+            quantity: self.quantity.clone(),
+            channel: self.channel.clone(),
+            range: self.range,
+            shunt_ohms: self.shunt_ohms,
+            max_current: self.max_current,
+            register: self.register,
+            length: self.length,
+            byte_order: self.byte_order.clone(),
+            signed: self.signed,
+            trigger: self.trigger,
+            wait: self.wait,
+            from: self.from,
+            to: self.to,
+        }
+    }
     fn simulated_keys(&self) -> Vec<&'static str> {
         let set = [
             ("offset", self.offset.is_some()),
@@ -330,13 +366,37 @@ impl TryFrom<SourceKeys> for SourceConfig {
     type Error = String;
 
     fn try_from(k: SourceKeys) -> Result<Self, String> {
-        match (&k.simulated, &k.modbus) {
-            (None, None) => Err(
-                "needs one of `simulated = \"sine\"` or `modbus = \"<name of a [[modbus]] section>\"`".into(),
+        let i2c_set = k.i2c_keys().set();
+        match (&k.simulated, &k.modbus, &k.i2c) {
+            (None, None, None) => Err(
+                "needs one of `simulated = \"sine\"`, `modbus = \"<name of a [[modbus]] section>\"` or `i2c = \"<name of an [[i2c]] section>\"`".into(),
             ),
-            (Some(_), Some(_)) => Err("give only one of `simulated` and `modbus`".into()),
-            (Some(w), None) => simulated(&k, w).map(SourceConfig::Simulated),
-            (None, Some(bus)) => modbus(&k, bus).map(SourceConfig::Modbus),
+            (Some(w), None, None) => {
+                if let Some(key) = i2c_set.first() {
+                    return Err(at(key, "is an I2C setting; it does not apply to a simulated source"));
+                }
+                simulated(&k, w).map(SourceConfig::Simulated)
+            }
+            (None, Some(bus), None) => {
+                if let Some(key) = i2c_set.first() {
+                    return Err(at(key, "is an I2C setting; it does not apply to Modbus"));
+                }
+                modbus(&k, bus).map(SourceConfig::Modbus)
+            }
+            (None, None, Some(bus)) => {
+                let sim = k.simulated_keys();
+                let modbus_only: Vec<&str> = k
+                    .modbus_keys()
+                    .into_iter()
+                    .filter(|key| !["address", "scale", "add"].contains(key))
+                    .collect();
+                if let Some(key) = sim.first().or(modbus_only.first()) {
+                    return Err(at(key, "does not apply to an I2C source"));
+                }
+                super::i2c::i2c_source(bus, &k.i2c_keys(), k.address, k.scale, k.add)
+                    .map(SourceConfig::I2c)
+            }
+            _ => Err("give only one of `simulated`, `modbus` and `i2c`".into()),
         }
     }
 }

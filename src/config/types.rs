@@ -83,6 +83,9 @@ pub struct Config {
     /// Modbus TCP devices and RTU lines.
     #[serde(default)]
     pub modbus: Vec<ModbusConfig>,
+    /// I2C buses.
+    #[serde(default)]
+    pub i2c: Vec<super::I2cConfig>,
     /// Sensors.
     #[serde(default)]
     pub sensor: Vec<SensorConfig>,

@@ -17,6 +17,7 @@ pub(crate) fn validate(cfg: &Config, issues: &mut Vec<Issue>) {
     if let Some(e) = &cfg.email {
         super::email::validate(e, issues);
     }
+    super::i2c::validate(cfg, issues);
     if !topic_safe(&cfg.gateway.id) {
         issues.push(Issue::new(
             p("gateway.id"),

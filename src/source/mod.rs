@@ -7,6 +7,8 @@
 //! Adding a source kind: a variant of [`crate::config::SourceConfig`], a module here with an
 //! `async fn run(…, tx, token)`, and one arm in [`groups`] and [`spawn`].
 
+#[cfg(feature = "i2c")]
+pub mod i2c;
 #[cfg(feature = "modbus")]
 pub mod modbus;
 pub mod simulated;
@@ -65,12 +67,15 @@ enum GroupKind {
     Simulated(Box<SensorConfig>, SimulatedSource),
     #[cfg(feature = "modbus")]
     Modbus(crate::config::ModbusConfig, Vec<SensorConfig>),
+    #[cfg(feature = "i2c")]
+    I2c(crate::config::I2cConfig, Vec<SensorConfig>),
 }
 
 /// Split the config's sensors into scheduling groups.
 pub fn groups(cfg: &Config) -> Vec<Group> {
     let mut out = Vec::new();
     let mut by_bus: BTreeMap<String, Vec<SensorConfig>> = BTreeMap::new();
+    let mut by_i2c: BTreeMap<String, Vec<SensorConfig>> = BTreeMap::new();
     for s in &cfg.sensor {
         match &s.source {
             SourceConfig::Simulated(src) => out.push(Group {
@@ -79,7 +84,24 @@ pub fn groups(cfg: &Config) -> Vec<Group> {
                 kind: GroupKind::Simulated(Box::new(s.clone()), src.clone()),
             }),
             SourceConfig::Modbus(m) => by_bus.entry(m.bus.clone()).or_default().push(s.clone()),
+            SourceConfig::I2c(i) => by_i2c.entry(i.bus.clone()).or_default().push(s.clone()),
         }
+    }
+    for (bus, sensors) in by_i2c {
+        #[cfg(feature = "i2c")]
+        if let Some(b) = cfg.i2c.iter().find(|b| b.name == bus) {
+            let fp: Vec<_> = sensors
+                .iter()
+                .map(|s| (&s.id, &s.source, &s.interval))
+                .collect();
+            out.push(Group {
+                key: format!("i2c:{bus}"),
+                fingerprint: serde_json::to_string(&(b, fp)).unwrap_or_default(),
+                kind: GroupKind::I2c(b.clone(), sensors),
+            });
+        }
+        #[cfg(not(feature = "i2c"))]
+        tracing::error!(bus = %bus, sensors = sensors.len(), "I2C support is not compiled into this build; these sensors will go offline.");
     }
     for (bus, sensors) in by_bus {
         #[cfg(feature = "modbus")]
@@ -112,6 +134,16 @@ pub fn spawn(
         GroupKind::Simulated(s, src) => {
             tracker.spawn(simulated::run(*s, src, tx, token));
         }
+        #[cfg(feature = "i2c")]
+        GroupKind::I2c(b, sensors) => {
+            tracker.spawn(i2c::run(
+                b,
+                sensors,
+                tx,
+                token,
+                std::sync::Arc::clone(metrics),
+            ));
+        }
         #[cfg(feature = "modbus")]
         GroupKind::Modbus(m, sensors) => {
             tracker.spawn(modbus::run(
@@ -123,6 +155,6 @@ pub fn spawn(
             ));
         }
     }
-    #[cfg(not(feature = "modbus"))]
+    #[cfg(not(any(feature = "modbus", feature = "i2c")))]
     let _ = metrics;
 }

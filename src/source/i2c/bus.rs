@@ -1,0 +1,156 @@
+//! The bus a thread owns: Linux i2c-dev or the register-map simulation, behind one `embedded_hal::i2c::I2c`, with
+//! a recorder of the bytes read (for `watchpost read`'s raw column) and a clock per transfer (a wedged bus is
+//! reported). Drivers get [`Dev`] handles: `embedded-hal-bus`'s `RcDevice` over the one bus.
+
+use super::sim::SimBus;
+use embedded_hal::i2c::{
+    ErrorKind, ErrorType, I2c, NoAcknowledgeSource, Operation, SevenBitAddress,
+};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// A bus error, by kind (what the fault handling needs) and with the OS text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BusError {
+    /// What kind of failure.
+    pub kind: ErrorKind,
+    /// The OS or simulation message.
+    pub text: String,
+}
+
+impl std::fmt::Display for BusError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind {
+            ErrorKind::NoAcknowledge(_) => write!(f, "no acknowledge (NACK): {}", self.text),
+            ErrorKind::ArbitrationLoss => write!(f, "arbitration lost: {}", self.text),
+            ErrorKind::Bus => write!(f, "bus error: {}", self.text),
+            _ => write!(f, "{}", self.text),
+        }
+    }
+}
+
+impl embedded_hal::i2c::Error for BusError {
+    fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+}
+
+impl BusError {
+    /// A NACK on the address.
+    pub fn nack() -> BusError {
+        BusError {
+            kind: ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address),
+            text: "the device did not answer".into(),
+        }
+    }
+}
+
+/// Where transfers go.
+pub enum Backend {
+    /// `/dev/i2c-N`.
+    #[cfg(target_os = "linux")]
+    Linux(linux_embedded_hal::I2cdev),
+    /// The register-map simulation.
+    Sim(SimBus),
+}
+
+/// The bus with its recorder.
+pub struct Bus {
+    backend: Backend,
+    /// Bytes read since the last [`Bus::take_raw`].
+    raw: Vec<u8>,
+    /// Start of the transfer in progress (ms since the bus opened, 0 when idle): the supervisor's wedge check.
+    pub busy_since: Arc<AtomicU64>,
+    opened: std::time::Instant,
+}
+
+impl Bus {
+    /// Open `device` (`/dev/i2c-N`), or a simulation when `sim` is given.
+    pub fn open(device: &str, sim: Option<SimBus>) -> Result<Bus, String> {
+        let backend = match sim {
+            Some(s) => Backend::Sim(s),
+            None => {
+                #[cfg(target_os = "linux")]
+                {
+                    if !std::path::Path::new(device).exists() {
+                        return Err(format!(
+                            "{device} does not exist (is the I2C bus enabled, e.g. dtparam=i2c_arm=on, and is the i2c-dev module loaded?)"
+                        ));
+                    }
+                    Backend::Linux(linux_embedded_hal::I2cdev::new(device).map_err(|e| {
+                        format!("cannot open {device}: {e} (is the service user in the i2c group?)")
+                    })?)
+                }
+                #[cfg(not(target_os = "linux"))]
+                return Err(format!("{device}: I2C devices are only supported on Linux"));
+            }
+        };
+        Ok(Bus {
+            backend,
+            raw: Vec::new(),
+            busy_since: Arc::default(),
+            opened: std::time::Instant::now(),
+        })
+    }
+    /// Measure `busy_since` from `t` (the supervisor's clock).
+    pub fn set_epoch(&mut self, t: std::time::Instant) {
+        self.opened = t;
+    }
+    /// The bytes read since the last call.
+    pub fn take_raw(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.raw)
+    }
+    /// The simulation, if this is one.
+    pub fn sim(&mut self) -> Option<&mut SimBus> {
+        match &mut self.backend {
+            Backend::Sim(s) => Some(s),
+            #[cfg(target_os = "linux")]
+            Backend::Linux(_) => None,
+        }
+    }
+}
+
+impl ErrorType for Bus {
+    type Error = BusError;
+}
+
+impl I2c for Bus {
+    fn transaction(
+        &mut self,
+        address: SevenBitAddress,
+        operations: &mut [Operation<'_>],
+    ) -> Result<(), BusError> {
+        let t = self.opened.elapsed().as_millis() as u64;
+        self.busy_since.store(t.max(1), Ordering::Relaxed);
+        let r = match &mut self.backend {
+            #[cfg(target_os = "linux")]
+            Backend::Linux(d) => d.transaction(address, operations).map_err(|e| {
+                use embedded_hal::i2c::Error;
+                BusError {
+                    kind: e.kind(),
+                    text: e.to_string(),
+                }
+            }),
+            Backend::Sim(s) => s.transaction(address, operations),
+        };
+        self.busy_since.store(0, Ordering::Relaxed);
+        if r.is_ok() {
+            for op in operations.iter() {
+                if let Operation::Read(buf) = op {
+                    self.raw.extend_from_slice(buf);
+                }
+            }
+        }
+        r
+    }
+}
+
+/// A driver's handle on the shared bus.
+pub type Dev = embedded_hal_bus::i2c::RcDevice<Bus>;
+
+/// A new handle on `bus`.
+pub fn dev(bus: &Rc<RefCell<Bus>>) -> Dev {
+    embedded_hal_bus::i2c::RcDevice::new(Rc::clone(bus))
+}
