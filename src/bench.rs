@@ -323,7 +323,7 @@ pub fn run_email(url: &str) -> Result<(), Box<dyn std::error::Error>> {
                 let m = Arc::clone(&m);
                 async move {
                     let t = Instant::now();
-                    while m.mails.load(Ordering::Relaxed) < n {
+                    while m.messages.load(Ordering::Relaxed) < n {
                         if t.elapsed() > Duration::from_secs(30) {
                             return Err(format!("no {what} within 30 s (is the SMTP server at {url} up?)"));
                         }
@@ -368,7 +368,7 @@ pub fn run_email(url: &str) -> Result<(), Box<dyn std::error::Error>> {
                 println!(
                     "email: storm of 1,000 CRITICAL alerts over {:.1} s, digest_window 2s: {} mails, the last accepted {:.2} s after the last alert",
                     stormed.as_secs_f64(),
-                    m.mails.load(Ordering::Relaxed),
+                    m.messages.load(Ordering::Relaxed),
                     t.elapsed().as_secs_f64()
                 );
             }

@@ -72,8 +72,8 @@ pub struct SinkMetrics {
     pub backlog: AtomicI64,
     /// Connection failures.
     pub errors: AtomicU64,
-    /// Mails the SMTP server accepted (email routes only).
-    pub mails: AtomicU64,
+    /// Messages the far side accepted: mails (email routes), telemetry publishes; 0 for other sinks.
+    pub messages: AtomicU64,
     state: std::sync::atomic::AtomicU8,
 }
 
@@ -188,7 +188,7 @@ impl Metrics {
             ("watchpost_sink_dead_letter_total", "Items the far side rejected as malformed.", "counter", |m| m.dead.load(Ordering::Relaxed).to_string()),
             ("watchpost_sink_backlog", "Items not yet delivered.", "gauge", |m| m.backlog.load(Ordering::Relaxed).to_string()),
             ("watchpost_sink_connection_errors_total", "Connection failures.", "counter", |m| m.errors.load(Ordering::Relaxed).to_string()),
-            ("watchpost_sink_mails_total", "Mails the SMTP server accepted (250); 0 for sinks that are not email routes.", "counter", |m| m.mails.load(Ordering::Relaxed).to_string()),
+            ("watchpost_sink_messages_total", "Messages the far side accepted: mails (SMTP 250) for email routes, publishes (PUBACK) for telemetry; 0 for other sinks.", "counter", |m| m.messages.load(Ordering::Relaxed).to_string()),
             ("watchpost_sink_up", "1 when the sink runs and its last delivery succeeded, 0 when it is failing or cannot start.", "gauge", |m| i64::from(m.state() == SinkState::Up).to_string()),
         ];
         for (name, help, kind, f) in fams {

@@ -289,6 +289,79 @@ pub struct MqttConfig {
     pub max_inflight: u16,
     /// AWS IoT Device Shadow.
     pub shadow: Option<ShadowConfig>,
+    /// Readings to the cloud too: raw, report by exception or windowed aggregates.
+    pub telemetry: Option<TelemetryConfig>,
+}
+
+/// `[mqtt.telemetry]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// `raw`, `on_change` or `aggregate`.
+    #[serde(default)]
+    pub mode: TelemetryMode,
+    /// `device`: one topic `{prefix}/{gateway}/telemetry`; `sensor`: `{prefix}/{gateway}/telemetry/{sensor}`.
+    #[serde(default)]
+    pub topic: TopicLayout,
+    /// 1 (the cursor advances on PUBACK: nothing lost) or 0 (at most once).
+    #[serde(default = "default_qos")]
+    pub qos: u8,
+    /// Gzip the JSON payload (metered uplinks; the receiver must gunzip).
+    #[serde(default)]
+    pub gzip: bool,
+    /// Only these sensors (exact ids or a prefix ending in `*`); empty: all.
+    #[serde(default)]
+    pub sensors: Vec<String>,
+    /// on_change: send when the value moved more than this (absolute) since the last sent value.
+    pub deadband: Option<f64>,
+    /// on_change: … or more than this percentage of the last sent value.
+    pub deadband_percent: Option<f64>,
+    /// on_change: send anyway after this long (a heartbeat: silence means "no change", not "dead").
+    #[serde(default = "default_max_interval")]
+    pub max_interval: Dur,
+    /// aggregate: window length (windows are aligned to the epoch: 60s windows start at whole minutes).
+    #[serde(default = "default_window")]
+    pub window: Dur,
+    /// A message whose newest reading is older than this is marked `"historical": true` (backlog after an outage).
+    #[serde(default = "default_historical")]
+    pub historical_after: Dur,
+}
+
+/// Telemetry mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TelemetryMode {
+    /// Every reading.
+    #[default]
+    Raw,
+    /// Report by exception.
+    OnChange,
+    /// Windowed aggregates.
+    Aggregate,
+}
+
+/// Telemetry topic layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TopicLayout {
+    /// One topic per gateway; a message carries many sensors.
+    #[default]
+    Device,
+    /// One topic per sensor.
+    Sensor,
+}
+
+fn default_qos() -> u8 {
+    1
+}
+fn default_max_interval() -> Dur {
+    Dur(Duration::from_secs(300))
+}
+fn default_window() -> Dur {
+    Dur(Duration::from_secs(60))
+}
+fn default_historical() -> Dur {
+    Dur(Duration::from_secs(30))
 }
 
 fn default_prefix() -> String {

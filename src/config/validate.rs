@@ -18,6 +18,37 @@ pub(crate) fn validate(cfg: &Config, issues: &mut Vec<Issue>) {
         super::email::validate(e, issues);
     }
     super::i2c::validate(cfg, issues);
+    if let Some(t) = cfg.mqtt.as_ref().and_then(|m| m.telemetry.as_ref()) {
+        if t.qos > 1 {
+            issues.push(Issue::new(
+                p("mqtt.telemetry.qos"),
+                "must be 0 or 1 (QoS 2 is not used)",
+            ));
+        }
+        if t.window.0 < Duration::from_secs(1) {
+            issues.push(Issue::new(
+                p("mqtt.telemetry.window"),
+                "must be at least 1s",
+            ));
+        }
+        if t.max_interval.0 < Duration::from_secs(1) {
+            issues.push(Issue::new(
+                p("mqtt.telemetry.max_interval"),
+                "must be at least 1s",
+            ));
+        }
+        for (k, v) in [
+            ("deadband", t.deadband),
+            ("deadband_percent", t.deadband_percent),
+        ] {
+            if v.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
+                issues.push(Issue::new(
+                    p("mqtt.telemetry").key(k),
+                    "must be a number ≥ 0",
+                ));
+            }
+        }
+    }
     if !topic_safe(&cfg.gateway.id) {
         issues.push(Issue::new(
             p("gateway.id"),
@@ -61,6 +92,15 @@ pub(crate) fn validate(cfg: &Config, issues: &mut Vec<Issue>) {
         );
         if let Some(sh) = &m.shadow {
             at_most(p("mqtt.shadow.min_interval"), sh.min_interval.0, DAY, "1d");
+        }
+        if let Some(t) = &m.telemetry {
+            at_most(p("mqtt.telemetry.window"), t.window.0, DAY, "1d");
+            at_most(
+                p("mqtt.telemetry.max_interval"),
+                t.max_interval.0,
+                DAY,
+                "1d",
+            );
         }
     }
     for (i, m) in cfg.modbus.iter().enumerate() {

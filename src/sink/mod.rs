@@ -151,6 +151,9 @@ pub fn consumers(cfg: &Config) -> Vec<Consumer> {
     if cfg.mqtt.is_some() {
         v.push(("mqtt".to_string(), Stream::Events));
     }
+    if cfg.mqtt.as_ref().is_some_and(|m| m.telemetry.is_some()) {
+        v.push(("telemetry".to_string(), Stream::Readings));
+    }
     for name in email_routes(cfg) {
         v.push((name.to_string(), Stream::Events));
     }
@@ -178,6 +181,10 @@ fn fingerprints(cfg: &Config) -> HashMap<&'static str, String> {
     if let Some(q) = &cfg.mqtt {
         let fp = serde_json::to_string(&(q, &cfg.gateway.id, &cfg.gateway.location));
         m.insert("mqtt", fp.unwrap_or_default());
+        if q.telemetry.is_some() {
+            let fp = serde_json::to_string(&(q, &cfg.gateway.id));
+            m.insert("telemetry", fp.unwrap_or_default());
+        }
     }
     if let Some(e) = &cfg.email {
         let fp =
@@ -254,6 +261,19 @@ fn spawn_one(
                 cfg.clone(),
                 signals.clone(),
                 metrics.clone(),
+                ctl.stop.clone(),
+            );
+            run!(build)
+        }
+        #[cfg(feature = "mqtt")]
+        "telemetry" => {
+            let m = cfg.mqtt.clone()?;
+            let build = mqtt::telemetry::Telemetry::build(
+                m,
+                cfg.clone(),
+                signals.clone(),
+                metrics.clone(),
+                store.clone(),
                 ctl.stop.clone(),
             );
             run!(build)

@@ -152,6 +152,16 @@ impl Store {
         Ok(())
     }
 
+    /// A sink's own persistent value (e.g. how far telemetry windows were published).
+    pub fn sink_meta(&self, sink: &str, key: &str) -> Result<Option<String>, StoreError> {
+        self.meta(&format!("sink.{sink}.{key}"))
+    }
+
+    /// Set a sink's own persistent value.
+    pub fn set_sink_meta(&self, sink: &str, key: &str, value: &str) -> Result<(), StoreError> {
+        self.set_meta(&format!("sink.{sink}.{key}"), value)
+    }
+
     /// Record a clean shutdown (the next open skips the integrity check).
     pub fn mark_clean(&mut self) -> Result<(), StoreError> {
         self.set_meta("clean_shutdown", "1")?;

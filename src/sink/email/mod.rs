@@ -426,7 +426,7 @@ impl Sink for EmailSink {
                     s.held_since = None;
                     drop(s);
                     metrics
-                        .mails
+                        .messages
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let answer = resp.message().collect::<Vec<_>>().join(" ");
                     tracing::info!(sink = name, events = n, ms = started.elapsed().as_millis() as u64, server = %answer, "Mail accepted.");

@@ -64,7 +64,8 @@ impl SinkBuild<AlertFeed> for Build {
     }
     fn build(&mut self) -> Result<AlertFeed, SinkError> {
         crate::install_crypto_provider();
-        let opts = options(&self.m, &self.cfg).map_err(|reason| SinkError::Refused { reason })?;
+        let opts =
+            options(&self.m, &self.cfg, false).map_err(|reason| SinkError::Refused { reason })?;
         let max_items = usize::from(self.m.max_inflight.max(1));
         let (cmds, rx) = mpsc::channel(4);
         let (connected_tx, connected) = watch::channel(false);
@@ -82,6 +83,7 @@ impl SinkBuild<AlertFeed> for Build {
             sink: self.metrics.sink(SINK),
             connected: connected_tx,
             queue: WINDOW * 2 * max_items + 64,
+            status: true,
         };
         let session = tokio::spawn(session.run(rx, stop.clone()));
         tracing::info!(url = %self.m.url, "MQTT sink started.");
@@ -158,9 +160,13 @@ impl Sink for AlertFeed {
                 after: None,
                 reason: "the MQTT session ended".into(),
             };
-            cmds.send(Cmd::Deliver { msgs, done })
-                .await
-                .map_err(|_| gone())?;
+            cmds.send(Cmd::Deliver {
+                msgs,
+                qos: rumqttc::QoS::AtLeastOnce,
+                done,
+            })
+            .await
+            .map_err(|_| gone())?;
             rx.await.map_err(|_| gone())?
         }
     }

@@ -21,6 +21,7 @@
 mod feed;
 mod session;
 pub mod shadow;
+pub mod telemetry;
 
 pub use feed::AlertFeed;
 
@@ -124,12 +125,17 @@ fn status_payload(cfg: &Config, online: bool) -> String {
     .to_string()
 }
 
-fn options(m: &MqttConfig, cfg: &Config) -> Result<MqttOptions, String> {
+/// Options of the alert connection (`telemetry` false: client id, status will) or of the telemetry connection
+/// (client id `…-telemetry`, no will: the alert connection owns the gateway's status).
+fn options(m: &MqttConfig, cfg: &Config, telemetry: bool) -> Result<MqttOptions, String> {
     let (tls, host, port) = parse_url(&m.url)?;
-    let client_id = m
+    let mut client_id = m
         .client_id
         .clone()
         .unwrap_or_else(|| cfg.gateway.id.clone());
+    if telemetry {
+        client_id.push_str("-telemetry");
+    }
     let mut o = MqttOptions::new(client_id, host, port);
     o.set_keep_alive(m.keep_alive.0.max(Duration::from_secs(5)));
     o.set_clean_session(!m.persistent_session);
@@ -142,12 +148,14 @@ fn options(m: &MqttConfig, cfg: &Config) -> Result<MqttOptions, String> {
     // peer) is received and dropped by the shadow (≤ 64 kB handled) instead of breaking the connection in a loop.
     o.set_max_packet_size(4 << 20, 256 * 1024);
     let topics = Topics::new(&m.topic_prefix, &cfg.gateway.id);
-    o.set_last_will(LastWill::new(
-        topics.status(),
-        status_payload(cfg, false),
-        QoS::AtLeastOnce,
-        true,
-    ));
+    if !telemetry {
+        o.set_last_will(LastWill::new(
+            topics.status(),
+            status_payload(cfg, false),
+            QoS::AtLeastOnce,
+            true,
+        ));
+    }
     let password = resolve_secret(&m.password, &m.password_file, &m.password_env, &None)?;
     if let Some(u) = &m.username {
         o.set_credentials(u.clone(), password.unwrap_or_default());

@@ -27,9 +27,10 @@ pub(super) struct Msg {
 
 /// What the alert feed asks of the session.
 pub(super) enum Cmd {
-    /// Publish these (QoS 1, in order) and answer when all are acknowledged.
+    /// Publish these in order and answer when all are acknowledged (QoS 1) or handed to the client (QoS 0).
     Deliver {
         msgs: Vec<Msg>,
+        qos: QoS,
         done: oneshot::Sender<Result<(), SinkError>>,
     },
     /// Publish `offline`, disconnect cleanly and end.
@@ -113,6 +114,8 @@ pub(super) struct Session {
     pub sink: Arc<SinkMetrics>,
     pub connected: watch::Sender<bool>,
     pub queue: usize,
+    /// Publish the gateway's retained status (the alert connection does; telemetry's does not).
+    pub status: bool,
 }
 
 impl Session {
@@ -135,9 +138,21 @@ impl Session {
                     _ = stop.cancelled() => break 'conn,
                     cmd = cmds.recv() => match cmd {
                         None => break 'conn,
-                        Some(Cmd::Deliver { msgs, done }) => {
+                        Some(Cmd::Deliver { msgs, qos, done }) => {
                             if !connected {
                                 let _ = done.send(Err(SinkError::Retry { after: None, reason: "not connected to the broker".into() }));
+                                continue;
+                            }
+                            if qos == QoS::AtMostOnce {
+                                // No acknowledgement exists: done once the client took every publish.
+                                let mut ok = true;
+                                for m in msgs {
+                                    if client.try_publish(m.topic, qos, m.retain, m.payload).is_err() {
+                                        ok = false;
+                                        break;
+                                    }
+                                }
+                                let _ = done.send(if ok { Ok(()) } else { Err(SinkError::Retry { after: None, reason: "MQTT request queue full".into() }) });
                                 continue;
                             }
                             let id = acks.start(msgs.len(), done);
@@ -151,7 +166,9 @@ impl Session {
                         }
                         Some(Cmd::Close { done }) => {
                             if connected {
-                                let _ = client.try_publish(self.topics.status(), QoS::AtLeastOnce, true, status_payload(&self.cfg, false));
+                                if self.status {
+                                    let _ = client.try_publish(self.topics.status(), QoS::AtLeastOnce, true, status_payload(&self.cfg, false));
+                                }
                                 let _ = client.try_disconnect();
                                 let _ = tokio::time::timeout(Duration::from_millis(1000), async {
                                     while let Ok(e) = ev.poll().await {
@@ -188,8 +205,10 @@ impl Session {
                             backoff.reset();
                             self.connected.send_replace(true);
                             tracing::info!(session_present = ack.session_present, "MQTT connected.");
-                            let status = Out { topic: self.topics.status(), payload: status_payload(&self.cfg, true), retain: true };
-                            publish_untracked(&client, status, &mut acks);
+                            if self.status {
+                                let status = Out { topic: self.topics.status(), payload: status_payload(&self.cfg, true), retain: true };
+                                publish_untracked(&client, status, &mut acks);
+                            }
                             if let Some(sh) = self.shadow.as_mut() {
                                 // The get goes out once the broker confirmed every subscription (SUBACK), so its
                                 // answer cannot be missed.

@@ -207,6 +207,8 @@ fn bus_thread(
         }
         cycle += 1;
         let now = Instant::now();
+        // One sample time per cycle: the readings of one poll travel together (telemetry sends them as one message).
+        let ts = Timestamp::now();
         let mut batch: Readings = Vec::new();
         for d in due.iter_mut().filter(|d| d.next <= now) {
             d.next += d.interval;
@@ -220,7 +222,6 @@ fn bus_thread(
             metrics
                 .poll_latency_us
                 .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-            let ts = Timestamp::now();
             match r {
                 Ok(v) => {
                     if d.failing {

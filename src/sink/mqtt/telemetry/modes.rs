@@ -1,0 +1,291 @@
+//! What telemetry sends, as pure functions of the readings: every reading grouped per poll (`raw`), report by
+//! exception with a heartbeat (`on_change`), and epoch-aligned windows (`aggregate`). The sink around them deals
+//! with the connection, the cursor and rewinds.
+
+use crate::config::TopicLayout;
+use crate::model::{Quality, Reading};
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// One message: the sensor (for the per-sensor topic layout) and the JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    /// `Some(sensor)` with the per-sensor layout.
+    pub sensor: Option<String>,
+    /// The payload.
+    pub body: Value,
+    /// Newest sample time in it (ms), for the historical mark.
+    pub newest: i64,
+}
+
+fn value(r: &Reading) -> Value {
+    if r.value.is_finite() {
+        json!(r.value)
+    } else {
+        Value::Null
+    }
+}
+
+/// Readings grouped per poll (same sample time) into one message per device, or one per reading per sensor.
+pub fn per_poll(device: &str, layout: TopicLayout, readings: &[&Reading]) -> Vec<Message> {
+    let mut out = Vec::new();
+    match layout {
+        TopicLayout::Sensor => {
+            for r in readings {
+                let mut b = json!({"device": device, "sensor": &*r.sensor, "ts": r.ts.0, "value": value(r)});
+                if r.quality != Quality::Good {
+                    b["quality"] = json!(r.quality.as_str());
+                }
+                out.push(Message {
+                    sensor: Some(r.sensor.to_string()),
+                    body: b,
+                    newest: r.ts.0,
+                });
+            }
+        }
+        TopicLayout::Device => {
+            // Keep arrival order of the polls; a poll is the readings of one sample time.
+            // (sample time, values, qualities that are not good)
+            type Poll = (i64, Map<String, Value>, Map<String, Value>);
+            let mut polls: Vec<Poll> = Vec::new();
+            let mut at: HashMap<i64, usize> = HashMap::new();
+            for r in readings {
+                let i = *at.entry(r.ts.0).or_insert_with(|| {
+                    polls.push((r.ts.0, Map::new(), Map::new()));
+                    polls.len() - 1
+                });
+                polls[i].1.insert(r.sensor.to_string(), value(r));
+                if r.quality != Quality::Good {
+                    polls[i]
+                        .2
+                        .insert(r.sensor.to_string(), json!(r.quality.as_str()));
+                }
+            }
+            for (ts, readings, quality) in polls {
+                let mut b = json!({"device": device, "ts": ts, "readings": readings});
+                if !quality.is_empty() {
+                    b["quality"] = Value::Object(quality);
+                }
+                out.push(Message {
+                    sensor: None,
+                    body: b,
+                    newest: ts,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Report by exception: what was last sent per sensor.
+#[derive(Debug, Clone, Default)]
+pub struct OnChange {
+    /// Sensor → (value sent, its time in ms, its quality).
+    pub last: HashMap<Arc<str>, (f64, i64, Quality)>,
+    /// Absolute deadband.
+    pub deadband: f64,
+    /// Deadband in percent of the last sent value.
+    pub percent: f64,
+    /// Heartbeat (ms).
+    pub max_interval_ms: i64,
+}
+
+impl OnChange {
+    /// Whether `r` is sent; remembers it when it is.
+    pub fn pass(&mut self, r: &Reading) -> bool {
+        let send = match self.last.get(&r.sensor) {
+            None => true,
+            Some(&(v, ts, q)) => {
+                let moved = (r.value - v).abs();
+                q != r.quality
+                    || r.value.is_finite() != v.is_finite()
+                    || moved > self.deadband.max(v.abs() * self.percent / 100.0)
+                    || r.ts.0 - ts >= self.max_interval_ms
+            }
+        };
+        if send {
+            self.last
+                .insert(Arc::clone(&r.sensor), (r.value, r.ts.0, r.quality));
+        }
+        send
+    }
+}
+
+/// One sensor's statistics in a window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Agg {
+    /// Good readings.
+    pub count: u64,
+    /// Readings that were not good (invalid, out of range, stuck, spike).
+    pub bad: u64,
+    /// Over good readings.
+    pub min: f64,
+    /// Over good readings.
+    pub max: f64,
+    /// Sum of good readings.
+    pub sum: f64,
+    /// First good reading (ms, value).
+    pub first: Option<(i64, f64)>,
+    /// Last good reading (ms, value).
+    pub last: Option<(i64, f64)>,
+}
+
+impl Default for Agg {
+    fn default() -> Self {
+        Agg {
+            count: 0,
+            bad: 0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            sum: 0.0,
+            first: None,
+            last: None,
+        }
+    }
+}
+
+impl Agg {
+    fn add(&mut self, r: &Reading) {
+        if r.quality != Quality::Good || !r.value.is_finite() {
+            self.bad += 1;
+            return;
+        }
+        self.count += 1;
+        self.min = self.min.min(r.value);
+        self.max = self.max.max(r.value);
+        self.sum += r.value;
+        if self.first.is_none_or(|(t, _)| r.ts.0 < t) {
+            self.first = Some((r.ts.0, r.value));
+        }
+        if self.last.is_none_or(|(t, _)| r.ts.0 >= t) {
+            self.last = Some((r.ts.0, r.value));
+        }
+    }
+    /// As JSON.
+    pub fn json(&self) -> Value {
+        let n = |v: f64| if v.is_finite() { json!(v) } else { Value::Null };
+        json!({
+            "count": self.count,
+            "bad": self.bad,
+            "min": n(self.min),
+            "max": n(self.max),
+            "mean": if self.count > 0 { json!(self.sum / self.count as f64) } else { Value::Null },
+            "first": self.first.map(|f| f.1),
+            "last": self.last.map(|l| l.1),
+            "first_ts": self.first.map(|f| f.0),
+            "last_ts": self.last.map(|l| l.0),
+        })
+    }
+}
+
+/// Epoch-aligned windows per sensor. A window is closed once a reading `grace_ms` past its end has been seen;
+/// readings of a window already closed are `late` (counted in the next message, kept in the store).
+#[derive(Debug, Clone)]
+pub struct Windows {
+    /// Window length (ms).
+    pub width: i64,
+    /// How long after a window's end readings for it are still waited for (ms).
+    pub grace: i64,
+    /// Open windows by index (start = index · width).
+    pub open: BTreeMap<i64, BTreeMap<Arc<str>, Agg>>,
+    /// Every window up to this index was closed (published, or before the start).
+    pub closed_through: i64,
+    /// Newest sample time seen.
+    pub newest: i64,
+    /// Late readings not yet reported.
+    pub late: u64,
+}
+
+impl Windows {
+    /// Windows of `width` ms; windows up to `closed_through` count as published.
+    pub fn new(width: i64, grace: i64, closed_through: i64) -> Self {
+        Windows {
+            width: width.max(1),
+            grace,
+            open: BTreeMap::new(),
+            closed_through,
+            newest: i64::MIN,
+            late: 0,
+        }
+    }
+    /// The window index of a sample time.
+    pub fn index(&self, ts: i64) -> i64 {
+        ts.div_euclid(self.width)
+    }
+    /// Add a reading.
+    pub fn add(&mut self, r: &Reading) {
+        let i = self.index(r.ts.0);
+        if i <= self.closed_through {
+            self.late += 1;
+            return;
+        }
+        self.newest = self.newest.max(r.ts.0);
+        self.open
+            .entry(i)
+            .or_default()
+            .entry(Arc::clone(&r.sensor))
+            .or_default()
+            .add(r);
+    }
+    /// Close the windows whose end plus grace has been passed by a reading; their index and statistics.
+    pub fn close_ready(&mut self) -> Vec<(i64, BTreeMap<Arc<str>, Agg>)> {
+        let mut out = Vec::new();
+        while let Some((&i, _)) = self.open.first_key_value() {
+            if (i + 1) * self.width + self.grace > self.newest {
+                break;
+            }
+            if let Some((i, aggs)) = self.open.pop_first() {
+                self.closed_through = self.closed_through.max(i);
+                out.push((i, aggs));
+            }
+        }
+        out
+    }
+    /// The messages of closed windows.
+    pub fn messages(
+        &mut self,
+        device: &str,
+        layout: TopicLayout,
+        closed: Vec<(i64, BTreeMap<Arc<str>, Agg>)>,
+    ) -> Vec<Message> {
+        let mut out = Vec::new();
+        let secs = self.width as f64 / 1000.0;
+        for (i, aggs) in closed {
+            let (from, to) = (i * self.width, (i + 1) * self.width);
+            let window = json!({"from": from, "to": to, "seconds": secs});
+            let late = std::mem::take(&mut self.late);
+            match layout {
+                TopicLayout::Device => {
+                    let sensors: Map<String, Value> = aggs
+                        .iter()
+                        .map(|(s, a)| (s.to_string(), a.json()))
+                        .collect();
+                    let mut b = json!({"device": device, "window": window, "sensors": sensors});
+                    if late > 0 {
+                        b["late"] = json!(late);
+                    }
+                    out.push(Message {
+                        sensor: None,
+                        body: b,
+                        newest: to - 1,
+                    });
+                }
+                TopicLayout::Sensor => {
+                    for (s, a) in &aggs {
+                        let mut b = a.json();
+                        b["device"] = json!(device);
+                        b["sensor"] = json!(&**s);
+                        b["window"] = window.clone();
+                        out.push(Message {
+                            sensor: Some(s.to_string()),
+                            body: b,
+                            newest: to - 1,
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+}
