@@ -104,6 +104,9 @@ enum Cmd {
         /// Also measure alert latency and backlog drain through a real MQTT broker at this URL.
         #[arg(long)]
         mqtt: Option<String>,
+        /// Measure the telemetry drain (raw and aggregate) through a real MQTT broker at this URL.
+        #[arg(long)]
+        telemetry: Option<String>,
         /// Measure mail latency and a 1,000-alert storm through an SMTP server at this URL (smtp://HOST:PORT, plain).
         #[arg(long)]
         email: Option<String>,
@@ -217,8 +220,15 @@ pub fn main() -> ExitCode {
             modbus,
             influxdb,
             email,
+            telemetry: telemetry_url,
         }) => {
             telemetry::init(cli.log_format, "warn");
+            #[cfg(feature = "mqtt")]
+            if let Some(url) = telemetry_url {
+                return bench_exit(crate::bench::run_telemetry(&url, 1_000_000));
+            }
+            #[cfg(not(feature = "mqtt"))]
+            let _ = telemetry_url;
             #[cfg(feature = "email")]
             if let Some(url) = email {
                 return bench_exit(crate::bench::run_email(&url));
