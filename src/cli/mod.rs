@@ -21,7 +21,8 @@ use tokio_util::sync::CancellationToken;
     about = "Edge IoT ingestion gateway: sensors → validation and alarms → durable buffer → InfluxDB / MQTT"
 )]
 struct Cli {
-    /// Config file (runs the daemon when no command is given).
+    /// Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no
+    /// command is given.
     #[arg(long, short = 'c', global = true)]
     config: Option<PathBuf>,
     /// Log format.
@@ -40,7 +41,7 @@ enum Cmd {
     Run,
     /// Validate a config file: print `ok`, or every problem with file:line:column and key path.
     CheckConfig {
-        /// The file to check (default: --config).
+        /// The file to check (default: --config, $WATCHPOST_CONFIG, /etc/watchpost/watchpost.toml).
         path: Option<PathBuf>,
     },
     /// Read sensors once and print decoded values with the raw registers or bytes — for commissioning.
@@ -197,10 +198,7 @@ pub fn main() -> ExitCode {
     };
     match cli.cmd {
         Some(Cmd::CheckConfig { path }) => {
-            let Some(path) = path.or(cli.config) else {
-                eprintln!("watchpost check-config: give the config file path");
-                return ExitCode::from(1);
-            };
+            let path = config_path(path.or(cli.config).as_deref());
             match config::load(&path) {
                 Ok(_) => {
                     println!("ok");
@@ -318,10 +316,7 @@ pub fn main() -> ExitCode {
             buffer(cmd, &cfg)
         }
         Some(Cmd::Run) | None => {
-            let Some(path) = cli.config else {
-                eprintln!("watchpost: --config PATH is required (try `watchpost --help`)");
-                return ExitCode::from(1);
-            };
+            let path = config_path(cli.config.as_deref());
             telemetry::init(cli.log_format, &cli.log_level);
             let Some(cfg) = load_or_exit(Some(&path)) else {
                 return ExitCode::from(1);
@@ -342,11 +337,19 @@ fn bench_exit(r: Result<(), Box<dyn std::error::Error>>) -> ExitCode {
     }
 }
 
+/// The config file: `--config`, else `WATCHPOST_CONFIG`, else the packaged `/etc/watchpost/watchpost.toml`.
+fn config_path(given: Option<&Path>) -> PathBuf {
+    given
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("WATCHPOST_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
+}
+
+/// Where the Debian package installs the config.
+const DEFAULT_CONFIG: &str = "/etc/watchpost/watchpost.toml";
+
 fn load_or_exit(path: Option<&Path>) -> Option<Config> {
-    let Some(path) = path else {
-        eprintln!("watchpost: --config PATH is required");
-        return None;
-    };
+    let path = &config_path(path);
     match config::load(path) {
         Ok(c) => Some(c),
         Err(e) => {

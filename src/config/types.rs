@@ -266,6 +266,8 @@ pub struct MqttConfig {
     pub password_file: Option<PathBuf>,
     /// Password from an environment variable.
     pub password_env: Option<String>,
+    /// Password from a systemd credential (`LoadCredential=`).
+    pub password_credential: Option<String>,
     /// CA certificate (PEM) to trust for `mqtts://`.
     pub ca_file: Option<PathBuf>,
     /// Client certificate (PEM) for mutual TLS.

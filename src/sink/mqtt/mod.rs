@@ -156,7 +156,12 @@ fn options(m: &MqttConfig, cfg: &Config, telemetry: bool) -> Result<MqttOptions,
             true,
         ));
     }
-    let password = resolve_secret(&m.password, &m.password_file, &m.password_env, &None)?;
+    let password = resolve_secret(
+        &m.password,
+        &m.password_file,
+        &m.password_env,
+        &m.password_credential,
+    )?;
     if let Some(u) = &m.username {
         o.set_credentials(u.clone(), password.unwrap_or_default());
     }

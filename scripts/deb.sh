@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Build the .deb (cargo-deb) and check it the way a user meets it: layout and modes, then a real install on this
+# (throwaway, root) machine: user and groups, config ownership, `check-config` on the default path, the packaged
+# default running as the service user, reinstall keeping an edited conffile, remove keeping the buffer, purge
+# removing it. `.ci/run` calls it; on a machine you care about, run it in a container or VM.
+#   scripts/deb.sh            (root; needs dpkg, systemd-sysusers)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TOOLS=/var/cache/watchpost/tools
+if ! command -v cargo-deb >/dev/null && [ ! -x "$TOOLS/bin/cargo-deb" ]; then
+    cargo install -q --locked cargo-deb --version 3.8.0 --root "$TOOLS"
+fi
+export PATH="$TOOLS/bin:$PATH"
+cargo build -q --release --locked
+DEB=$(cargo deb --no-build 2>/dev/null | tail -1)
+echo "built $DEB ($(stat -c %s "$DEB") bytes; binary $(dpkg-deb --fsys-tarfile "$DEB" | tar -xO ./usr/bin/watchpost | wc -c) bytes)"
+fail() { echo "deb check FAILED: $*" >&2; exit 1; }
+
+# Layout and modes.
+list=$(dpkg-deb -c "$DEB")
+for want in "-rwxr-xr-x .* ./usr/bin/watchpost" "-rw-r----- .* ./etc/watchpost/watchpost.toml" \
+    "./usr/lib/systemd/system/watchpost.service" "./usr/lib/sysusers.d/watchpost.conf" \
+    "./usr/lib/tmpfiles.d/watchpost.conf" "./usr/share/doc/watchpost/README.md" "./usr/share/doc/watchpost/copyright" \
+    "./usr/share/doc/watchpost/examples/i2c_bme280_ads1115.toml"; do
+    grep -qE -- "$want" <<<"$list" || fail "missing $want"
+done
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+dpkg-deb -e "$DEB" "$T/ctl"
+grep -qx /etc/watchpost/watchpost.toml "$T/ctl/conffiles" || fail "the config is not a conffile"
+for s in postinst prerm postrm; do sh -n "$T/ctl/$s" || fail "$s does not parse"; done
+if command -v lintian >/dev/null; then lintian --no-tag-display-limit "$DEB" || true; fi
+
+# Install, run, upgrade, remove, purge.
+dpkg --purge watchpost >/dev/null 2>&1 || true
+dpkg -i "$DEB" >/dev/null || fail "dpkg -i"
+id -nG watchpost | grep -qw dialout || fail "watchpost is not in dialout"
+id -nG watchpost | grep -qw i2c || fail "watchpost is not in i2c (the group must be created)"
+[ "$(stat -c '%a %U:%G' /etc/watchpost/watchpost.toml)" = "640 root:watchpost" ] || fail "config mode/owner: $(stat -c '%a %U:%G' /etc/watchpost/watchpost.toml)"
+[ "$(watchpost check-config)" = ok ] || fail "check-config on the default path"
+runuser -u watchpost -- timeout -s TERM 3 watchpost run >"$T/run.log" 2>&1 || true
+grep -q "watchpost started" "$T/run.log" || { cat "$T/run.log"; fail "the packaged default does not start as the service user"; }
+[ -f /var/lib/watchpost/watchpost.db ] || fail "no store in /var/lib/watchpost"
+echo '# edited' >> /etc/watchpost/watchpost.toml
+dpkg -i --force-confold "$DEB" >/dev/null || fail "reinstall"
+grep -q '# edited' /etc/watchpost/watchpost.toml || fail "an upgrade replaced the edited config"
+dpkg -r watchpost >/dev/null || fail "remove"
+[ -f /var/lib/watchpost/watchpost.db ] || fail "remove deleted the buffer (only purge may)"
+dpkg --purge watchpost >/dev/null || fail "purge"
+[ ! -e /var/lib/watchpost ] || fail "purge left /var/lib/watchpost"
+echo "deb check ok"
