@@ -183,13 +183,13 @@ impl Telemetry {
         let mut out = Vec::with_capacity(msgs.len());
         for mut m in msgs {
             if m.newest < old {
-                m.body["historical"] = serde_json::Value::Bool(true);
+                m.mark_historical();
             }
             let topic = match (&m.sensor, self.t.topic) {
                 (Some(s), TopicLayout::Sensor) => format!("{}/{s}", self.topic),
                 _ => self.topic.clone(),
             };
-            let json = serde_json::to_vec(&m.body).map_err(|e| e.to_string())?;
+            let json = m.body;
             let payload = if self.t.gzip {
                 let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
                 z.write_all(&json).map_err(|e| e.to_string())?;

@@ -5,26 +5,49 @@
 use crate::config::TopicLayout;
 use crate::model::{Quality, Reading};
 use serde_json::{json, Map, Value};
+// (Map and Value build the rare aggregate messages; raw and on_change write JSON directly.)
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-/// One message: the sensor (for the per-sensor topic layout) and the JSON body.
+/// One message: the sensor (for the per-sensor topic layout) and the JSON body (an object).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
     /// `Some(sensor)` with the per-sensor layout.
     pub sensor: Option<String>,
-    /// The payload.
-    pub body: Value,
+    /// The payload: a JSON object, written directly (the hot path of `raw`).
+    pub body: Vec<u8>,
     /// Newest sample time in it (ms), for the historical mark.
     pub newest: i64,
 }
 
-fn value(r: &Reading) -> Value {
-    if r.value.is_finite() {
-        json!(r.value)
-    } else {
-        Value::Null
+impl Message {
+    /// Add `"historical": true` to the object.
+    pub fn mark_historical(&mut self) {
+        if self.body.last() == Some(&b'}') {
+            self.body.pop();
+            self.body.extend_from_slice(b",\"historical\":true}");
+        }
     }
+}
+
+fn push_str(out: &mut Vec<u8>, s: &str) {
+    // A string is always serialisable; the writer is a Vec.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+fn push_value(out: &mut Vec<u8>, v: f64) {
+    if v.is_finite() {
+        let _ = serde_json::to_writer(&mut *out, &v);
+    } else {
+        out.extend_from_slice(b"null");
+    }
+}
+
+fn push_head(out: &mut Vec<u8>, device: &str, ts: i64) {
+    out.extend_from_slice(b"{\"device\":");
+    push_str(out, device);
+    out.extend_from_slice(b",\"ts\":");
+    out.extend_from_slice(ts.to_string().as_bytes());
 }
 
 /// Readings grouped per poll (same sample time) into one message per device, or one per reading per sensor.
@@ -33,10 +56,17 @@ pub fn per_poll(device: &str, layout: TopicLayout, readings: &[&Reading]) -> Vec
     match layout {
         TopicLayout::Sensor => {
             for r in readings {
-                let mut b = json!({"device": device, "sensor": &*r.sensor, "ts": r.ts.0, "value": value(r)});
+                let mut b = Vec::with_capacity(96);
+                push_head(&mut b, device, r.ts.0);
+                b.extend_from_slice(b",\"sensor\":");
+                push_str(&mut b, &r.sensor);
+                b.extend_from_slice(b",\"value\":");
+                push_value(&mut b, r.value);
                 if r.quality != Quality::Good {
-                    b["quality"] = json!(r.quality.as_str());
+                    b.extend_from_slice(b",\"quality\":");
+                    push_str(&mut b, r.quality.as_str());
                 }
+                b.push(b'}');
                 out.push(Message {
                     sensor: Some(r.sensor.to_string()),
                     body: b,
@@ -45,28 +75,44 @@ pub fn per_poll(device: &str, layout: TopicLayout, readings: &[&Reading]) -> Vec
             }
         }
         TopicLayout::Device => {
-            // Keep arrival order of the polls; a poll is the readings of one sample time.
-            // (sample time, values, qualities that are not good)
-            type Poll = (i64, Map<String, Value>, Map<String, Value>);
-            let mut polls: Vec<Poll> = Vec::new();
+            // Polls in arrival order; a poll is the readings of one sample time.
+            let mut polls: Vec<(i64, Vec<&Reading>)> = Vec::new();
             let mut at: HashMap<i64, usize> = HashMap::new();
             for r in readings {
                 let i = *at.entry(r.ts.0).or_insert_with(|| {
-                    polls.push((r.ts.0, Map::new(), Map::new()));
+                    polls.push((r.ts.0, Vec::new()));
                     polls.len() - 1
                 });
-                polls[i].1.insert(r.sensor.to_string(), value(r));
-                if r.quality != Quality::Good {
-                    polls[i]
-                        .2
-                        .insert(r.sensor.to_string(), json!(r.quality.as_str()));
-                }
+                polls[i].1.push(r);
             }
-            for (ts, readings, quality) in polls {
-                let mut b = json!({"device": device, "ts": ts, "readings": readings});
-                if !quality.is_empty() {
-                    b["quality"] = Value::Object(quality);
+            for (ts, rs) in polls {
+                let mut b = Vec::with_capacity(48 + rs.len() * 20);
+                push_head(&mut b, device, ts);
+                b.extend_from_slice(b",\"readings\":{");
+                for (i, r) in rs.iter().enumerate() {
+                    if i > 0 {
+                        b.push(b',');
+                    }
+                    push_str(&mut b, &r.sensor);
+                    b.push(b':');
+                    push_value(&mut b, r.value);
                 }
+                b.push(b'}');
+                let bad: Vec<&&Reading> =
+                    rs.iter().filter(|r| r.quality != Quality::Good).collect();
+                if !bad.is_empty() {
+                    b.extend_from_slice(b",\"quality\":{");
+                    for (i, r) in bad.iter().enumerate() {
+                        if i > 0 {
+                            b.push(b',');
+                        }
+                        push_str(&mut b, &r.sensor);
+                        b.push(b':');
+                        push_str(&mut b, r.quality.as_str());
+                    }
+                    b.push(b'}');
+                }
+                b.push(b'}');
                 out.push(Message {
                     sensor: None,
                     body: b,
@@ -267,7 +313,7 @@ impl Windows {
                     }
                     out.push(Message {
                         sensor: None,
-                        body: b,
+                        body: serde_json::to_vec(&b).unwrap_or_default(),
                         newest: to - 1,
                     });
                 }
@@ -279,7 +325,7 @@ impl Windows {
                         b["window"] = window.clone();
                         out.push(Message {
                             sensor: Some(s.to_string()),
-                            body: b,
+                            body: serde_json::to_vec(&b).unwrap_or_default(),
                             newest: to - 1,
                         });
                     }

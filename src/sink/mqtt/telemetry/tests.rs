@@ -20,21 +20,25 @@ fn raw_is_one_message_per_poll() {
     let refs: Vec<&Reading> = rs.iter().collect();
     let m = per_poll("gw", TopicLayout::Device, &refs);
     assert_eq!(m.len(), 2);
+    let v = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).expect("json");
     assert_eq!(
-        m[0].body,
+        v(&m[0].body),
         json!({"device": "gw", "ts": 1000, "readings": {"a": 1.5, "b": 2.0}})
     );
     assert_eq!(
-        m[1].body,
+        v(&m[1].body),
         json!({"device": "gw", "ts": 2000, "readings": {"a": null}, "quality": {"a": "invalid"}})
     );
     let s = per_poll("gw", TopicLayout::Sensor, &refs);
     assert_eq!(s.len(), 3);
     assert_eq!(s[1].sensor.as_deref(), Some("b"));
     assert_eq!(
-        s[1].body,
+        v(&s[1].body),
         json!({"device": "gw", "sensor": "b", "ts": 1000, "value": 2.0})
     );
+    let mut h = m[0].clone();
+    h.mark_historical();
+    assert_eq!(v(&h.body)["historical"], json!(true));
 }
 
 #[test]
@@ -114,10 +118,11 @@ fn windows_match_statistics_computed_here_and_count_late_readings() {
     let closed = w.close_ready();
     let msgs = w.messages("gw", TopicLayout::Device, closed);
     assert_eq!(msgs.len(), 1);
+    let b: serde_json::Value = serde_json::from_slice(&msgs[0].body).expect("json");
     assert_eq!(
-        msgs[0].body["window"],
+        b["window"],
         json!({"from": 20_000, "to": 30_000, "seconds": 10.0})
     );
-    assert_eq!(msgs[0].body["late"], json!(1));
-    assert_eq!(msgs[0].body["sensors"]["a"]["count"], json!(5));
+    assert_eq!(b["late"], json!(1));
+    assert_eq!(b["sensors"]["a"]["count"], json!(5));
 }
