@@ -311,6 +311,46 @@ fn disk_that_refuses_writes_is_survived() {
 }
 
 #[test]
+fn under_systemd_lines_carry_journal_priorities_and_no_timestamp() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("watchpost.toml");
+    std::fs::write(&cfg, config(&data, 40.0)).expect("write");
+    let log = dir.path().join("journal.log");
+    let f = std::fs::File::create(&log).expect("log");
+    let meta = f.metadata().expect("stat");
+    let child = std::process::Command::new(bin())
+        .args(["run", "--log-level", "warn", "--config"])
+        .arg(&cfg)
+        .env_remove("RUST_LOG")
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .stdout(std::process::Stdio::null())
+        .stderr(f)
+        .spawn()
+        .expect("spawn");
+    let mut d = Proc { child, log };
+    // A WARNING raise is logged at WARN: visible with --log-level warn, priority 4 in the journal.
+    let line = wait_for(Duration::from_secs(10), "the alarm in the log", || {
+        d.log()
+            .lines()
+            .find(|l| l.contains("ALERT raised"))
+            .map(str::to_string)
+    });
+    assert!(
+        line.starts_with("<4> WARN") || line.starts_with("<4>WARN"),
+        "{line}"
+    );
+    assert!(
+        !line[3..].trim_start().starts_with("20"),
+        "no timestamp of our own under journald: {line}"
+    );
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(Duration::from_secs(8)), Some(0));
+    assert!(d.log().lines().all(|l| l.starts_with('<')), "{}", d.log());
+}
+
+#[test]
 fn json_logs_one_object_per_line() {
     let dir = tempfile::tempdir().expect("tmp");
     let data = dir.path().join("data");
