@@ -66,7 +66,10 @@ fn stderr_is_journal() -> bool {
     }
     // SAFETY: fstat succeeded, so `st` is initialised.
     let st = unsafe { st.assume_init() };
-    st.st_dev as u64 == dev && st.st_ino as u64 == ino
+    // The field types differ between targets (32-bit ARM has a 32-bit st_ino).
+    #[allow(clippy::unnecessary_cast)]
+    let same = st.st_dev as u64 == dev && st.st_ino as u64 == ino;
+    same
 }
 
 /// Prefixes each line with its syslog priority (`<3>` error … `<7>` debug) for the journal.
