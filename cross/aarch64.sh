@@ -30,5 +30,7 @@ cargo test --locked --target "$T" --lib
 TOOLS=/var/cache/watchpost/tools
 export PATH="$TOOLS/bin:$PATH"
 if command -v cargo-deb >/dev/null; then
-    cargo deb --no-build --target "$T" | tail -1
+    DEB=$(cargo deb --no-build --target "$T" 2>/dev/null | tail -1)
+    dpkg-deb -I "$DEB" | grep -q "Architecture: arm64" || { echo "not an arm64 package: $DEB" >&2; exit 1; }
+    echo "arm64 package: $DEB ($(stat -c %s "$DEB") bytes)"
 fi
