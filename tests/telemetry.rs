@@ -119,7 +119,9 @@ interval = "200ms"
         // One poll of the BME280: both quantities in one message with one sample time.
         assert_eq!(v["device"], "gw1");
         assert!(v["ts"].as_i64().is_some());
-        assert_eq!(v["readings"].as_object().map(|o| o.len()), Some(2), "{v}");
+        // (Another sensor sampled in the same millisecond may share the message: messages group by sample time.)
+        let o = v["readings"].as_object().expect("readings");
+        assert!(o.contains_key("t") && o.contains_key("p"), "{v}");
         assert!(
             (v["readings"]["t"].as_f64().unwrap_or(0.0) - 25.08).abs() < 0.05,
             "{v}"
