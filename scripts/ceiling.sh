@@ -50,6 +50,7 @@ open(p, "w").write(s)
 PY
     "$B" run --config "$T/wp.toml" >"$T/wp.log" 2>&1 & WP=$!
     sleep 5
+    if ! kill -0 "$WP" 2>/dev/null; then echo "poll $POLL ms: watchpost exited:"; tail -5 "$T/wp.log"; continue; fi
     c0=$(awk '{print $14+$15}' /proc/$WP/stat); t0=$(date +%s); max=0
     for _ in $(seq 1 "$DUR"); do sleep 1; r=$(awk '/VmRSS/{print $2}' /proc/$WP/status); [ "$r" -gt "$max" ] && max=$r; done
     c1=$(awk '{print $14+$15}' /proc/$WP/stat); t1=$(date +%s)
