@@ -384,6 +384,7 @@ impl Writer {
             }
             Err(e) => {
                 self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+                self.metrics.store_failing.store(true, Ordering::Relaxed);
                 tracing::error!(error = %e, held = self.unsaved_alerts.len(), "Cannot commit alert events; holding them in memory and retrying.");
                 if self.unsaved_alerts.len() > MAX_UNSAVED_ALERTS {
                     let n = self.unsaved_alerts.len() - MAX_UNSAVED_ALERTS;
@@ -407,12 +408,14 @@ impl Writer {
             Ok(id) => {
                 self.pending.clear();
                 self.metrics.flushes.fetch_add(1, Ordering::Relaxed);
+                self.metrics.store_failing.store(false, Ordering::Relaxed);
                 if let Some(id) = id {
                     self.readings_tx.send_replace(id);
                 }
             }
             Err(e) => {
                 self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+                self.metrics.store_failing.store(true, Ordering::Relaxed);
                 tracing::error!(error = %e, held = self.pending.len(), "Cannot commit readings; holding them in memory and retrying.");
                 if e.is_full() {
                     // Make room: drop the oldest stored readings (alerts are kept).

@@ -18,6 +18,8 @@ pub struct Metrics {
     pub flushes: AtomicU64,
     /// Store write failures.
     pub store_errors: AtomicU64,
+    /// The last store commit failed (the health endpoint reports it).
+    pub store_failing: std::sync::atomic::AtomicBool,
     /// Readings dropped by the cap or by memory pressure.
     pub dropped: AtomicU64,
     /// Source read failures (timeouts, exceptions, I/O).
@@ -201,7 +203,34 @@ impl Metrics {
     }
 }
 
-/// Serve `/metrics` on `listen` until cancelled. Any path answers with the metrics.
+impl Metrics {
+    /// `/healthz` (alive: the store takes writes) or `/readyz` (and every sink delivers): status code and JSON body.
+    pub fn health(&self, ready: bool) -> (u16, String) {
+        let store_ok = !self.store_failing.load(Ordering::Relaxed);
+        let sinks = self.sinks.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut states = serde_json::Map::new();
+        let mut sinks_ok = true;
+        for (name, m) in &sinks {
+            let s = match m.state() {
+                SinkState::Up => "up",
+                SinkState::Failing => "failing",
+                SinkState::Failed => "cannot start",
+            };
+            sinks_ok &= m.state() == SinkState::Up;
+            states.insert(name.to_string(), serde_json::Value::from(s));
+        }
+        let ok = store_ok && (!ready || sinks_ok);
+        let body = serde_json::json!({
+            "status": if ok { "ok" } else { "unavailable" },
+            "store": if store_ok { "ok" } else { "failing" },
+            "sinks": states,
+        });
+        (if ok { 200 } else { 503 }, body.to_string())
+    }
+}
+
+/// Serve `/metrics` (Prometheus text), `/healthz` and `/readyz` (JSON, 200 or 503) on `listen` until cancelled;
+/// other paths answer 404.
 pub async fn serve(listen: String, metrics: SharedMetrics, token: CancellationToken) {
     let listener = match tokio::net::TcpListener::bind(&listen).await {
         Ok(l) => l,
@@ -235,10 +264,30 @@ pub async fn serve(listen: String, metrics: SharedMetrics, token: CancellationTo
                 tokio::spawn(async move {
                     let _permit = permit;
                     let mut buf = [0u8; 1024];
-                    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), sock.read(&mut buf)).await;
-                    let body = m.render();
+                    let n = tokio::time::timeout(std::time::Duration::from_secs(2), sock.read(&mut buf))
+                        .await
+                        .ok()
+                        .and_then(|r| r.ok())
+                        .unwrap_or(0);
+                    // "GET /path?query HTTP/1.1"
+                    let head = std::str::from_utf8(&buf[..n]).unwrap_or("");
+                    let path = head.split_whitespace().nth(1).unwrap_or("/");
+                    let path = path.split('?').next().unwrap_or(path);
+                    let (code, ctype, body) = match path {
+                        "/metrics" | "/" => (200, "text/plain; version=0.0.4", m.render()),
+                        "/healthz" | "/readyz" => {
+                            let (c, b) = m.health(path == "/readyz");
+                            (c, "application/json", b)
+                        }
+                        _ => (404, "text/plain", "not found: try /metrics, /healthz or /readyz\n".to_string()),
+                    };
+                    let reason = match code {
+                        200 => "OK",
+                        503 => "Service Unavailable",
+                        _ => "Not Found",
+                    };
                     let resp = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        "HTTP/1.1 {code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                         body.len()
                     );
                     let _ = sock.write_all(resp.as_bytes()).await;

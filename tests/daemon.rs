@@ -127,6 +127,39 @@ fn reload_applies_thresholds_keeps_old_config_on_error_and_exits_cleanly() {
 }
 
 #[test]
+fn health_endpoints_say_what_is_wrong_with_status_codes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("watchpost.toml");
+    let (port, dead) = (free_port(), free_port());
+    let text = config(&data, 40.0).replace(
+        "[buffer]",
+        &format!(
+            "[metrics]\nlisten = \"127.0.0.1:{port}\"\n\n[influxdb]\nurl = \"http://127.0.0.1:{dead}\"\norg = \"o\"\nbucket = \"b\"\n\n[buffer]"
+        ),
+    );
+    std::fs::write(&cfg, text).expect("write");
+    let mut d = start_daemon(&cfg, dir.path());
+    // The time-series server is down: alive, but not ready, and the body names the sink.
+    let (code, body) = wait_for(Duration::from_secs(20), "readyz 503", || {
+        http_get_status(port, "/readyz").filter(|(c, _)| *c == 503)
+    });
+    assert_eq!(code, 503);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["sinks"]["influxdb"], "failing", "{body}");
+    assert_eq!(v["store"], "ok");
+    let (code, body) = http_get_status(port, "/healthz").expect("healthz");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(http_get_status(port, "/nope").map(|r| r.0), Some(404));
+    assert_eq!(
+        http_get_status(port, "/metrics?x=1").map(|r| r.0),
+        Some(200)
+    );
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(Duration::from_secs(8)), Some(0));
+}
+
+#[test]
 fn metrics_endpoint_serves_prometheus_text() {
     let dir = tempfile::tempdir().expect("tmp");
     let data = dir.path().join("data");

@@ -204,6 +204,9 @@ impl Session {
                             first_error = true;
                             backoff.reset();
                             self.connected.send_replace(true);
+                            if self.sink.state() == crate::metrics::SinkState::Failing {
+                                self.sink.set_state(crate::metrics::SinkState::Up);
+                            }
                             tracing::info!(session_present = ack.session_present, "MQTT connected.");
                             if self.status {
                                 let status = Out { topic: self.topics.status(), payload: status_payload(&self.cfg, true), retain: true };
@@ -243,6 +246,10 @@ impl Session {
                         Ok(_) => {}
                         Err(e) => {
                             self.sink.errors.fetch_add(1, Ordering::Relaxed);
+                            // Not connected is not healthy, even with nothing to deliver right now.
+                            if self.sink.state() == crate::metrics::SinkState::Up {
+                                self.sink.set_state(crate::metrics::SinkState::Failing);
+                            }
                             self.connected.send_replace(false);
                             acks.reset("MQTT connection lost");
                             let wait = backoff.next_delay();
