@@ -102,6 +102,17 @@ fn export_is_the_wire_encoding_and_since_finds_recent_data() {
         "csv",
     ]);
     assert_eq!(out.lines().count(), 611, "header + 610 rows");
+    // A sensor id that was never configured nor stored is a typo, not an empty export.
+    let (code, out, err) = run_cli(&[
+        "buffer",
+        "export",
+        "--config",
+        cfg.to_str().expect("utf8"),
+        "--sensor",
+        "nosuch",
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("no sensor \"nosuch\""), "{err}");
 }
 
 #[test]

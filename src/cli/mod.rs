@@ -524,6 +524,14 @@ fn buffer(cmd: BufferCmd, cfg: &Config) -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
+            if let Some(id) = sensor.as_deref() {
+                if !store.knows_sensor(id) && !cfg.sensor.iter().any(|s| s.id == id) {
+                    eprintln!(
+                        "watchpost buffer export: no sensor {id:?} in the config or the store"
+                    );
+                    return ExitCode::from(1);
+                }
+            }
             match export(
                 &mut store,
                 cfg,

@@ -152,6 +152,11 @@ impl Store {
         Ok(())
     }
 
+    /// Whether readings of `sensor` were ever stored (its id is registered).
+    pub fn knows_sensor(&self, sensor: &str) -> bool {
+        self.names.iter().flatten().any(|n| &**n == sensor)
+    }
+
     /// A sink's own persistent value (e.g. how far telemetry windows were published).
     pub fn sink_meta(&self, sink: &str, key: &str) -> Result<Option<String>, StoreError> {
         self.meta(&format!("sink.{sink}.{key}"))
