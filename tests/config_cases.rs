@@ -110,3 +110,28 @@ fn systemd_unit_is_hardened() {
         "systemd-analyze verify:\n{err}"
     );
 }
+
+#[test]
+fn check_config_warns_about_files_it_cannot_read() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dir.path().join("w.toml");
+    let missing = dir.path().join("no-such-ca.pem");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[gateway]\nid = \"gw\"\n[mqtt]\nurl = \"mqtts://127.0.0.1:8883\"\nca_file = \"{}\"\n",
+            missing.display()
+        ),
+    )
+    .expect("w");
+    let (code, out, err) = run_cli(&["check-config", cfg.to_str().expect("utf8")]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, "ok"),
+        "the file itself is right: {err}"
+    );
+    assert!(
+        err.contains("warning:") && err.contains("mqtt.ca_file") && err.contains("no-such-ca.pem"),
+        "{err}"
+    );
+}

@@ -200,7 +200,10 @@ pub fn main() -> ExitCode {
         Some(Cmd::CheckConfig { path }) => {
             let path = config_path(path.or(cli.config).as_deref());
             match config::load(&path) {
-                Ok(_) => {
+                Ok(cfg) => {
+                    for (key, file, why) in config::unreadable_files(&cfg) {
+                        eprintln!("warning: {}: {key}: cannot read {}: {why} (the sink that needs it will not start)", path.display(), file.display());
+                    }
                     println!("ok");
                     ExitCode::SUCCESS
                 }

@@ -94,6 +94,48 @@ impl fmt::Display for KeyPath {
     }
 }
 
+/// Files the config refers to that this process cannot read now: `(key, path, why)`. Not errors of the file (the
+/// file may be right and the secret not yet deployed, or only readable by the service user); `check-config` prints
+/// them as warnings, and a sink that cannot start shows as failing at run time.
+pub fn unreadable_files(cfg: &Config) -> Vec<(String, PathBuf, String)> {
+    let mut refs: Vec<(String, PathBuf)> = Vec::new();
+    let mut add = |key: &str, p: &Option<PathBuf>| {
+        if let Some(p) = p {
+            refs.push((key.to_string(), p.clone()));
+        }
+    };
+    if let Some(i) = &cfg.influxdb {
+        add("influxdb.token_file", &i.token_file);
+        add("influxdb.ca_file", &i.ca_file);
+    }
+    if let Some(m) = &cfg.mqtt {
+        add("mqtt.password_file", &m.password_file);
+        add("mqtt.ca_file", &m.ca_file);
+        add("mqtt.cert_file", &m.cert_file);
+        add("mqtt.key_file", &m.key_file);
+    }
+    if let Some(e) = &cfg.email {
+        add("email.password_file", &e.password_file);
+        add("email.ca_file", &e.ca_file);
+    }
+    let mut out = Vec::new();
+    for (key, p) in refs {
+        if let Err(e) = std::fs::File::open(&p) {
+            out.push((key, p, e.to_string()));
+        }
+    }
+    for (i, b) in cfg.i2c.iter().enumerate() {
+        if b.device != "simulated" && !Path::new(&b.device).exists() {
+            out.push((
+                format!("i2c[{i}].device"),
+                PathBuf::from(&b.device),
+                "does not exist (I2C bus enabled? i2c-dev loaded?)".into(),
+            ));
+        }
+    }
+    out
+}
+
 /// One problem in a config file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConfigError {
