@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 T=aarch64-unknown-linux-gnu
 if ! dpkg -s libstd-rust-web-dev:arm64 >/dev/null 2>&1 || ! command -v qemu-aarch64-static >/dev/null; then
     dpkg --add-architecture arm64
-    apt-get update -qq
+    # A mirror mid-sync can fail one update (infra notes); try a few times before giving up.
+    for try in 1 2 3; do apt-get update -qq && break; [ "$try" = 3 ] && exit 1; sleep 10; done
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         rustc-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static libc6:arm64 >/dev/null
 fi
