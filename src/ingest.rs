@@ -353,22 +353,7 @@ impl Writer {
             return;
         }
         for a in &self.alerts {
-            // The level follows the alarm, so `--log-level warn` (or `journalctl -p warning`) still shows every raise.
-            use crate::model::{AlertState, Severity};
-            let (id, sensor, sev) = (&a.id, &a.sensor, a.severity.as_str());
-            let state = serde_json::to_value(a.state).unwrap_or_default();
-            let state = state.as_str().unwrap_or("");
-            match (a.state, a.severity) {
-                (AlertState::Cleared, _) => {
-                    tracing::info!(target: "watchpost::alert", alert_id = %id, sensor = %sensor, severity = sev, state, "{}", a.summary())
-                }
-                (_, Severity::Critical) => {
-                    tracing::error!(target: "watchpost::alert", alert_id = %id, sensor = %sensor, severity = sev, state, "{}", a.summary())
-                }
-                (_, Severity::Warning) => {
-                    tracing::warn!(target: "watchpost::alert", alert_id = %id, sensor = %sensor, severity = sev, state, "{}", a.summary())
-                }
-            }
+            crate::telemetry::log_alert(a);
         }
         self.metrics
             .alerts

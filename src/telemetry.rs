@@ -97,3 +97,23 @@ where
         self.0.format_event(ctx, writer, event)
     }
 }
+
+/// One log line per alert transition. The level follows the alarm (raise/escalation WARN or ERROR by severity,
+/// de-escalation WARN, clear INFO), so `--log-level warn` or `journalctl -p warning` still shows every raise.
+pub fn log_alert(a: &crate::model::Alert) {
+    use crate::model::{AlertState, Severity};
+    let (id, sensor, sev) = (&a.id, &a.sensor, a.severity.as_str());
+    let state = serde_json::to_value(a.state).unwrap_or_default();
+    let state = state.as_str().unwrap_or("");
+    match (a.state, a.severity) {
+        (AlertState::Cleared, _) => {
+            tracing::info!(target: "watchpost::alert", alert_id = %id, sensor = %sensor, severity = sev, state, "{}", a.summary())
+        }
+        (_, Severity::Critical) => {
+            tracing::error!(target: "watchpost::alert", alert_id = %id, sensor = %sensor, severity = sev, state, "{}", a.summary())
+        }
+        (_, Severity::Warning) => {
+            tracing::warn!(target: "watchpost::alert", alert_id = %id, sensor = %sensor, severity = sev, state, "{}", a.summary())
+        }
+    }
+}

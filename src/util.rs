@@ -47,3 +47,12 @@ pub fn intern(name: &str) -> &'static str {
     set.insert(s);
     s
 }
+
+/// Whether sensor id `id` matches one of `patterns` (exact ids, or a prefix ending in `*`), as the `sensors` and
+/// `exclude` lists of the email routes and telemetry take them.
+pub fn id_matches(patterns: &[String], id: &str) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => id.starts_with(prefix),
+        None => p == id,
+    })
+}

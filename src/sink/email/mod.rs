@@ -53,13 +53,6 @@ struct Filter {
     exclude: Vec<String>,
 }
 
-fn matches_pattern(p: &str, s: &str) -> bool {
-    match p.strip_suffix('*') {
-        Some(prefix) => s.starts_with(prefix),
-        None => p == s,
-    }
-}
-
 impl Filter {
     fn new(min: MinSeverity, sensors: &[String], exclude: &[String]) -> Self {
         Filter {
@@ -71,10 +64,10 @@ impl Filter {
     /// Whether `a` goes into this route's mail; `mailed` holds the alert ids this route announced (so that their
     /// de-escalation and clear follow them even below `min`).
     fn wants(&self, a: &Alert, mailed: &HashSet<String>) -> bool {
-        if !self.sensors.is_empty() && !self.sensors.iter().any(|p| matches_pattern(p, &a.sensor)) {
+        if !self.sensors.is_empty() && !crate::util::id_matches(&self.sensors, &a.sensor) {
             return false;
         }
-        if self.exclude.iter().any(|p| matches_pattern(p, &a.sensor)) {
+        if crate::util::id_matches(&self.exclude, &a.sensor) {
             return false;
         }
         match a.state {

@@ -11,8 +11,7 @@ use crate::model::{AlertState, Signals};
 use crate::sink::runner::SinkBuild;
 use crate::sink::{Items, Sink, SinkError};
 use crate::store::Stream;
-use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 const SINK: &str = "mqtt";
@@ -155,27 +154,10 @@ impl Sink for AlertFeed {
             if let Some(reason) = bad {
                 return Err(SinkError::Rejected { reason });
             }
-            let (done, rx) = oneshot::channel();
-            let gone = || SinkError::Retry {
-                after: None,
-                reason: "the MQTT session ended".into(),
-            };
-            cmds.send(Cmd::Deliver {
-                msgs,
-                qos: rumqttc::QoS::AtLeastOnce,
-                done,
-            })
-            .await
-            .map_err(|_| gone())?;
-            rx.await.map_err(|_| gone())?
+            super::session::deliver(&cmds, msgs, rumqttc::QoS::AtLeastOnce).await
         }
     }
     async fn close(self) {
-        let (done, rx) = oneshot::channel();
-        if self.cmds.send(Cmd::Close { done }).await.is_ok() {
-            let _ = tokio::time::timeout(Duration::from_secs(2), rx).await;
-        }
-        self.stop.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.session).await;
+        super::session::close(&self.cmds, &self.stop, self.session).await;
     }
 }

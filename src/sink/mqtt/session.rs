@@ -37,6 +37,37 @@ pub(super) enum Cmd {
     Close { done: oneshot::Sender<()> },
 }
 
+/// Hand `msgs` to the session and wait for its answer (all acknowledged, or why not).
+pub(super) async fn deliver(
+    cmds: &mpsc::Sender<Cmd>,
+    msgs: Vec<Msg>,
+    qos: QoS,
+) -> Result<(), SinkError> {
+    let gone = || SinkError::Retry {
+        after: None,
+        reason: "the MQTT session ended".into(),
+    };
+    let (done, rx) = oneshot::channel();
+    cmds.send(Cmd::Deliver { msgs, qos, done })
+        .await
+        .map_err(|_| gone())?;
+    rx.await.map_err(|_| gone())?
+}
+
+/// Say goodbye (the alert session publishes `offline` first), then stop the session task.
+pub(super) async fn close(
+    cmds: &mpsc::Sender<Cmd>,
+    stop: &CancellationToken,
+    session: tokio::task::JoinHandle<()>,
+) {
+    let (done, rx) = oneshot::channel();
+    if cmds.send(Cmd::Close { done }).await.is_ok() {
+        let _ = tokio::time::timeout(Duration::from_secs(2), rx).await;
+    }
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(1), session).await;
+}
+
 /// Tracks which delivery each QoS 1 publish belongs to.
 #[derive(Default)]
 struct Acks {

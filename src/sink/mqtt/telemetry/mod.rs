@@ -23,8 +23,7 @@ use modes::{Message, OnChange, Windows};
 use std::io::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 const SINK: &str = "telemetry";
@@ -168,14 +167,6 @@ impl SinkBuild<Telemetry> for Build {
     }
 }
 
-fn wanted(patterns: &[String], sensor: &str) -> bool {
-    patterns.is_empty()
-        || patterns.iter().any(|p| match p.strip_suffix('*') {
-            Some(prefix) => sensor.starts_with(prefix),
-            None => p == sensor,
-        })
-}
-
 impl Telemetry {
     /// Topic and payload of each message, with the historical mark.
     fn encode(&self, msgs: Vec<Message>) -> Result<Vec<Msg>, String> {
@@ -266,7 +257,9 @@ impl Sink for Telemetry {
             Items::Readings(b) => b
                 .iter()
                 .flat_map(|b| b.readings.iter())
-                .filter(|r| wanted(&self.t.sensors, &r.sensor))
+                .filter(|r| {
+                    self.t.sensors.is_empty() || crate::util::id_matches(&self.t.sensors, &r.sensor)
+                })
                 .collect(),
             Items::Events(_) => Vec::new(),
         };
@@ -327,15 +320,7 @@ impl Sink for Telemetry {
             let sent = if msgs.is_empty() {
                 Ok(())
             } else {
-                let (done, rx) = oneshot::channel();
-                let gone = || SinkError::Retry {
-                    after: None,
-                    reason: "the MQTT telemetry session ended".into(),
-                };
-                match cmds.send(Cmd::Deliver { msgs, qos, done }).await {
-                    Ok(()) => rx.await.map_err(|_| gone()).and_then(|r| r),
-                    Err(_) => Err(gone()),
-                }
+                super::session::deliver(&cmds, msgs, qos).await
             };
             if sent.is_ok() {
                 metrics.messages.fetch_add(n_out, Ordering::Relaxed);
@@ -379,12 +364,7 @@ impl Sink for Telemetry {
         }
     }
     async fn close(self) {
-        let (done, rx) = oneshot::channel();
-        if self.cmds.send(Cmd::Close { done }).await.is_ok() {
-            let _ = tokio::time::timeout(Duration::from_secs(2), rx).await;
-        }
-        self.stop.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.session).await;
+        super::session::close(&self.cmds, &self.stop, self.session).await;
     }
 }
 
