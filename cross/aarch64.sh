@@ -32,6 +32,8 @@ TOOLS=/var/cache/watchpost/tools
 export PATH="$TOOLS/bin:$PATH"
 if command -v cargo-deb >/dev/null; then
     DEB=$(cargo deb --no-build --target "$T" 2>/dev/null | tail -1)
-    dpkg-deb -I "$DEB" | grep -q "Architecture: arm64" || { echo "not an arm64 package: $DEB" >&2; exit 1; }
+    # Read the whole header first: `dpkg-deb | grep -q` under pipefail fails when grep exits before dpkg-deb is done.
+    INFO=$(dpkg-deb -f "$DEB" Architecture)
+    [ "$INFO" = arm64 ] || { echo "not an arm64 package: $DEB (Architecture: $INFO)" >&2; exit 1; }
     echo "arm64 package: $DEB ($(stat -c %s "$DEB") bytes)"
 fi
