@@ -152,19 +152,19 @@ impl Metrics {
             "counter",
             l(&self.source_errors).to_string(),
         );
-        let polls = l(&self.polls);
-        c(
-            "watchpost_poll_latency_seconds_sum",
-            "Total poll latency.",
-            "counter",
-            format!("{}", l(&self.poll_latency_us) as f64 / 1e6),
-        );
-        c(
-            "watchpost_poll_latency_seconds_count",
-            "Polls.",
-            "counter",
-            polls.to_string(),
-        );
+        // One summary without quantiles: `_sum` and `_count` under one family (promtool checks this).
+        s.push_str(&format!(
+            "# HELP watchpost_poll_latency_seconds Time from sending a poll to its readings.\n\
+             # TYPE watchpost_poll_latency_seconds summary\n\
+             watchpost_poll_latency_seconds_sum {}\nwatchpost_poll_latency_seconds_count {}\n",
+            l(&self.poll_latency_us) as f64 / 1e6,
+            l(&self.polls)
+        ));
+        let mut c = |name: &str, help: &str, kind: &str, v: String| {
+            s.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+            ));
+        };
         c(
             "watchpost_readings_clock_adjusted_total",
             "Readings stamped 1 ms after the sensor's previous one because the wall clock went back.",

@@ -3,6 +3,7 @@
 
 mod common;
 use common::*;
+use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 use watchpost::model::{AlertState, AlertType};
@@ -187,6 +188,28 @@ fn metrics_endpoint_serves_prometheus_text() {
     );
     assert!(body.contains("# TYPE watchpost_store_flushes_total counter"));
     assert!(body.contains("watchpost_readings_dropped_total 0"));
+    assert!(body.contains("# TYPE watchpost_poll_latency_seconds summary"));
+    // Prometheus' own checker (lint included): what a scrape would accept.
+    let mut check = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (apt-get install prometheus; .ci/run installs it)");
+    check
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body.as_bytes())
+        .expect("write to promtool");
+    let out = check.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait_exit(Duration::from_secs(8)), Some(0));
 }

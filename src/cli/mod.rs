@@ -14,10 +14,22 @@ use std::process::ExitCode;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+/// `--version`: the release, the git revision it was built from, the target and the compiled-in features.
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("WATCHPOST_GIT_REV"),
+    ", ",
+    env!("WATCHPOST_TARGET"),
+    ")\nfeatures: ",
+    env!("WATCHPOST_FEATURES")
+);
+
 #[derive(Parser, Debug)]
 #[command(
     name = "watchpost",
     version,
+    long_version = LONG_VERSION,
     about = "Edge IoT ingestion gateway: sensors → validation and alarms → durable buffer → InfluxDB / MQTT"
 )]
 struct Cli {
@@ -98,6 +110,7 @@ enum Cmd {
     },
     /// Measure against live servers (built with `--features bench`).
     #[cfg(feature = "bench")]
+    #[command(hide = true)]
     Bench {
         /// Readings to push through.
         #[arg(long, default_value_t = 2_000_000)]
@@ -151,6 +164,11 @@ enum ScanCmd {
         #[arg(long, default_value = "300ms")]
         timeout: String,
     },
+}
+
+/// The command-line definition, for generated shell completions and the man page (`tests/generated.rs`).
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
 }
 
 /// Entry point of the binary.

@@ -1,0 +1,35 @@
+//! Build metadata for `watchpost --version`: the git revision (or WATCHPOST_GIT_REV when building from a tarball).
+use std::process::Command;
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=WATCHPOST_GIT_REV");
+    println!("cargo:rerun-if-changed=.git/HEAD");
+    println!("cargo:rerun-if-changed=.git/index");
+    let rev = std::env::var("WATCHPOST_GIT_REV").ok().or_else(|| {
+        let out = Command::new("git")
+            .args(["describe", "--always", "--dirty", "--abbrev=12"])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+            .filter(|s| !s.is_empty())
+    });
+    println!(
+        "cargo:rustc-env=WATCHPOST_GIT_REV={}",
+        rev.unwrap_or_else(|| "unknown".into())
+    );
+    let mut features: Vec<String> = std::env::vars()
+        .filter_map(|(k, _)| {
+            k.strip_prefix("CARGO_FEATURE_")
+                .map(|f| f.to_lowercase().replace('_', "-"))
+        })
+        .filter(|f| f != "default")
+        .collect();
+    features.sort();
+    println!("cargo:rustc-env=WATCHPOST_FEATURES={}", features.join(" "));
+    println!(
+        "cargo:rustc-env=WATCHPOST_TARGET={}",
+        std::env::var("TARGET").unwrap_or_default()
+    );
+}

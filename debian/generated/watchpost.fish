@@ -1,0 +1,139 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_watchpost_global_optspecs
+    string join \n c/config= log-format= log-level= h/help V/version
+end
+
+function __fish_watchpost_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_watchpost_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_watchpost_using_subcommand
+    set -l cmd (__fish_watchpost_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c watchpost -n "__fish_watchpost_needs_command" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_needs_command" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
+json\t'One JSON object per event'"
+complete -c watchpost -n "__fish_watchpost_needs_command" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
+complete -c watchpost -n "__fish_watchpost_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c watchpost -n "__fish_watchpost_needs_command" -s V -l version -d 'Print version'
+complete -c watchpost -n "__fish_watchpost_needs_command" -f -a "run" -d 'Run the daemon'
+complete -c watchpost -n "__fish_watchpost_needs_command" -f -a "check-config" -d 'Validate a config file: print `ok`, or every problem with file:line:column and key path'
+complete -c watchpost -n "__fish_watchpost_needs_command" -f -a "read" -d 'Read sensors once and print decoded values with the raw registers or bytes — for commissioning'
+complete -c watchpost -n "__fish_watchpost_needs_command" -f -a "scan" -d 'Find devices on a bus'
+complete -c watchpost -n "__fish_watchpost_needs_command" -f -a "buffer" -d 'Inspect the local buffer'
+complete -c watchpost -n "__fish_watchpost_needs_command" -f -a "alerts" -d 'Subscribe to a broker and print alerts live, the currently active ones first'
+complete -c watchpost -n "__fish_watchpost_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c watchpost -n "__fish_watchpost_using_subcommand run" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand run" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
+json\t'One JSON object per event'"
+complete -c watchpost -n "__fish_watchpost_using_subcommand run" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c watchpost -n "__fish_watchpost_using_subcommand check-config" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand check-config" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
+json\t'One JSON object per event'"
+complete -c watchpost -n "__fish_watchpost_using_subcommand check-config" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand check-config" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c watchpost -n "__fish_watchpost_using_subcommand read" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand read" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
+json\t'One JSON object per event'"
+complete -c watchpost -n "__fish_watchpost_using_subcommand read" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand read" -l json -d 'Print JSON (`{"sensor": value}`)'
+complete -c watchpost -n "__fish_watchpost_using_subcommand read" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and not __fish_seen_subcommand_from i2c modbus help" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and not __fish_seen_subcommand_from i2c modbus help" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
+json\t'One JSON object per event'"
+complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and not __fish_seen_subcommand_from i2c modbus help" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and not __fish_seen_subcommand_from i2c modbus help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and not __fish_seen_subcommand_from i2c modbus help" -f -a "i2c" -d 'Which addresses answer on an I2C bus (probed like i2cdetect), with the likely chip'
+complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and not __fish_seen_subcommand_from i2c modbus help" -f -a "modbus" -d 'Which Modbus units answer, with the registers shown in every decoding'
+complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and not __fish_seen_subcommand_from i2c modbus help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from i2c" -l bus -d 'The bus device, e.g. /dev/i2c-1' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from i2c" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from i2c" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
+json\t'One JSON object per event'"
+complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from i2c" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from i2c" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from modbus" -l url -d 'tcp://HOST:PORT or rtu:///dev/ttyUSB0?baud=9600&parity=N' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from modbus" -l units -d 'Unit ids, e.g. `1-247` or `1,2,5-9`' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from modbus" -l table -d 'Table: holding, input, coil, discrete' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from modbus" -l address -d 'First (0-based) address' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from modbus" -l count -d 'Registers to read' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from modbus" -l timeout -d 'Per-unit timeout' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from modbus" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from modbus" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
+json\t'One JSON object per event'"
+complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from modbus" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from modbus" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from help" -f -a "i2c" -d 'Which addresses answer on an I2C bus (probed like i2cdetect), with the likely chip'
+complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from help" -f -a "modbus" -d 'Which Modbus units answer, with the registers shown in every decoding'
+complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and not __fish_seen_subcommand_from status export help" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and not __fish_seen_subcommand_from status export help" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
+json\t'One JSON object per event'"
+complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and not __fish_seen_subcommand_from status export help" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and not __fish_seen_subcommand_from status export help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and not __fish_seen_subcommand_from status export help" -f -a "status" -d 'Size, backlog per sink, oldest undelivered age, drops'
+complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and not __fish_seen_subcommand_from status export help" -f -a "export" -d 'Export stored readings'
+complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and not __fish_seen_subcommand_from status export help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and __fish_seen_subcommand_from status" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and __fish_seen_subcommand_from status" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
+json\t'One JSON object per event'"
+complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and __fish_seen_subcommand_from status" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and __fish_seen_subcommand_from status" -l json -d 'Print JSON'
+complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and __fish_seen_subcommand_from export" -l since -d 'Only readings newer than this (e.g. `1h`, `2d`)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and __fish_seen_subcommand_from export" -l sensor -d 'Only this sensor' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and __fish_seen_subcommand_from export" -l format -d 'Output format' -r -f -a "lp\t'InfluxDB line protocol'
+csv\t'CSV: ts,sensor,value,quality'"
+complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and __fish_seen_subcommand_from export" -l precision -d 'Line-protocol timestamp precision (default: `[influxdb] precision`, else ms)' -r -f -a "s\t''
+ms\t''
+us\t''
+ns\t''"
+complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and __fish_seen_subcommand_from export" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and __fish_seen_subcommand_from export" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
+json\t'One JSON object per event'"
+complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and __fish_seen_subcommand_from export" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and __fish_seen_subcommand_from export" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and __fish_seen_subcommand_from help" -f -a "status" -d 'Size, backlog per sink, oldest undelivered age, drops'
+complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and __fish_seen_subcommand_from help" -f -a "export" -d 'Export stored readings'
+complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts" -l broker -d 'Broker URL, e.g. mqtt://127.0.0.1:1883 or mqtts://broker:8883' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts" -l gateway -d 'Only this gateway (default: all)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts" -l prefix -d 'Topic prefix' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts" -l ca-file -d 'CA certificate (PEM) for mqtts://' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts" -l cert-file -d 'Client certificate (PEM)' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts" -l key-file -d 'Client key (PEM)' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts" -l username -d 'Username' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts" -l password -d 'Password (or set WATCHPOST_MQTT_PASSWORD)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts" -l count -d 'Exit after this many live events' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
+json\t'One JSON object per event'"
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts" -l no-color -d 'No colours'
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c watchpost -n "__fish_watchpost_using_subcommand help; and not __fish_seen_subcommand_from run check-config read scan buffer alerts help" -f -a "run" -d 'Run the daemon'
+complete -c watchpost -n "__fish_watchpost_using_subcommand help; and not __fish_seen_subcommand_from run check-config read scan buffer alerts help" -f -a "check-config" -d 'Validate a config file: print `ok`, or every problem with file:line:column and key path'
+complete -c watchpost -n "__fish_watchpost_using_subcommand help; and not __fish_seen_subcommand_from run check-config read scan buffer alerts help" -f -a "read" -d 'Read sensors once and print decoded values with the raw registers or bytes — for commissioning'
+complete -c watchpost -n "__fish_watchpost_using_subcommand help; and not __fish_seen_subcommand_from run check-config read scan buffer alerts help" -f -a "scan" -d 'Find devices on a bus'
+complete -c watchpost -n "__fish_watchpost_using_subcommand help; and not __fish_seen_subcommand_from run check-config read scan buffer alerts help" -f -a "buffer" -d 'Inspect the local buffer'
+complete -c watchpost -n "__fish_watchpost_using_subcommand help; and not __fish_seen_subcommand_from run check-config read scan buffer alerts help" -f -a "alerts" -d 'Subscribe to a broker and print alerts live, the currently active ones first'
+complete -c watchpost -n "__fish_watchpost_using_subcommand help; and not __fish_seen_subcommand_from run check-config read scan buffer alerts help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c watchpost -n "__fish_watchpost_using_subcommand help; and __fish_seen_subcommand_from scan" -f -a "i2c" -d 'Which addresses answer on an I2C bus (probed like i2cdetect), with the likely chip'
+complete -c watchpost -n "__fish_watchpost_using_subcommand help; and __fish_seen_subcommand_from scan" -f -a "modbus" -d 'Which Modbus units answer, with the registers shown in every decoding'
+complete -c watchpost -n "__fish_watchpost_using_subcommand help; and __fish_seen_subcommand_from buffer" -f -a "status" -d 'Size, backlog per sink, oldest undelivered age, drops'
+complete -c watchpost -n "__fish_watchpost_using_subcommand help; and __fish_seen_subcommand_from buffer" -f -a "export" -d 'Export stored readings'
