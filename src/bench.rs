@@ -67,6 +67,7 @@ fn raised_alert(device: &str, sensor: &str, n: u64) -> Alert {
         ts: now,
         since: now,
         reason: None,
+        operator: Default::default(),
     }
 }
 
@@ -201,6 +202,8 @@ impl SinkBench {
                 readings,
                 events,
                 live,
+                // No alarm engine here: commands are not benchmarked.
+                control: tokio::sync::mpsc::channel(1).0,
             },
             events_tx,
             _idle: (readings_tx, live_tx),

@@ -34,6 +34,12 @@ pub struct Metrics {
     pub dropped_alerts: AtomicU64,
     /// Malformed messages received on subscribed MQTT topics (shadow), dropped.
     pub mqtt_malformed: AtomicU64,
+    /// Operator commands applied.
+    pub commands_accepted: AtomicU64,
+    /// Operator commands refused (unknown id, already acknowledged, over the cap, busy, disabled).
+    pub commands_rejected: AtomicU64,
+    /// Command messages that could not be read (not JSON, unknown verb or field, too large).
+    pub commands_malformed: AtomicU64,
     /// Per-sink counters, by sink name.
     sinks: std::sync::Mutex<std::collections::BTreeMap<&'static str, Arc<SinkMetrics>>>,
 }
@@ -183,6 +189,17 @@ impl Metrics {
             "counter",
             l(&self.mqtt_malformed).to_string(),
         );
+        s.push_str("# HELP watchpost_commands_total Operator commands received over MQTT, by result.\n# TYPE watchpost_commands_total counter\n");
+        for (result, v) in [
+            ("accepted", &self.commands_accepted),
+            ("rejected", &self.commands_rejected),
+            ("malformed", &self.commands_malformed),
+        ] {
+            s.push_str(&format!(
+                "watchpost_commands_total{{result=\"{result}\"}} {}\n",
+                l(v)
+            ));
+        }
         let sinks = self.sinks.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let fams: [Family; 7] = [
             ("watchpost_sink_delivered_total", "Items (readings or alert events) the far side acknowledged.", "counter", |m| m.delivered.load(Ordering::Relaxed).to_string()),

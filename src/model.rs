@@ -143,6 +143,30 @@ pub mod rfc3339 {
     }
 }
 
+/// Serde for an optional [`Timestamp`] as RFC 3339.
+pub mod opt_rfc3339 {
+    use super::Timestamp;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Write as RFC 3339 (callers skip `None`).
+    pub fn serialize<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_str(&t.rfc3339()),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Read RFC 3339 or null.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(s) => Timestamp::parse_rfc3339(&s)
+                .map(Some)
+                .ok_or_else(|| serde::de::Error::custom(format!("not an RFC 3339 time: {s:?}"))),
+        }
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.rfc3339())
@@ -226,6 +250,9 @@ pub enum AlertType {
     SensorOffline,
     /// The local buffer hit its size cap and dropped the oldest readings.
     BufferOverflow,
+    /// A sensor taken out of service for maintenance (`raised` when taken out, `cleared` when back): its alarms
+    /// are not evaluated meanwhile.
+    OutOfService,
 }
 
 /// Transition kind of an alert.
@@ -240,6 +267,27 @@ pub enum AlertState {
     Deescalated,
     /// No longer active.
     Cleared,
+    /// An operator acknowledged the alarm (`active` says whether it is still in alarm).
+    Acknowledged,
+    /// An operator shelved the alarm until `shelved_until`: it is not annunciated meanwhile.
+    Shelved,
+    /// The shelf ended (by command or expiry); an alarm still active is annunciated again.
+    Unshelved,
+}
+
+impl AlertState {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Raised => "raised",
+            AlertState::Escalated => "escalated",
+            AlertState::Deescalated => "deescalated",
+            AlertState::Cleared => "cleared",
+            AlertState::Acknowledged => "acknowledged",
+            AlertState::Shelved => "shelved",
+            AlertState::Unshelved => "unshelved",
+        }
+    }
 }
 
 /// Alert severity.
@@ -315,6 +363,54 @@ pub struct Alert {
     /// Human-readable cause for faults, offline and overflow alerts.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reason: Option<String>,
+    /// Operator state (ISA-18.2): present when alarm commands are enabled.
+    #[serde(flatten, default)]
+    pub operator: Operator,
+}
+
+/// The operator side of an alert (ISA-18.2): acknowledgement, shelving and who did it. Every field is absent
+/// unless alarm commands are enabled (`[mqtt.commands]`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Operator {
+    /// Whether the alarm has been acknowledged. A `cleared` event with `acked: false` leaves the alarm standing
+    /// (returned to normal, unacknowledged) until it is acknowledged.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub acked: Option<bool>,
+    /// Shelved (not annunciated) until then; RFC 3339 on the wire.
+    #[serde(skip_serializing_if = "Option::is_none", default, with = "opt_rfc3339")]
+    pub shelved_until: Option<Timestamp>,
+    /// For operator events: whether the alarm condition is still active.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub active: Option<bool>,
+    /// Who gave the command.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub by: Option<String>,
+    /// The operator's note.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub note: Option<String>,
+}
+
+impl Alert {
+    /// Whether the alarm stays on its retained topic after this event: active alarms do, and so does an alarm that
+    /// returned to normal unacknowledged; a clear of an acknowledged alarm (or any clear without acknowledgement
+    /// tracking) and the acknowledgement of a returned alarm remove it.
+    pub fn standing(&self) -> bool {
+        match self.state {
+            AlertState::Cleared => self.operator.acked == Some(false),
+            AlertState::Acknowledged => self.operator.active != Some(false),
+            _ => true,
+        }
+    }
+
+    /// Whether this event should reach a person now: raises and escalations of unshelved alarms, and an alarm
+    /// still active when its shelf ends.
+    pub fn annunciates(&self) -> bool {
+        match self.state {
+            AlertState::Raised | AlertState::Escalated => self.operator.shelved_until.is_none(),
+            AlertState::Unshelved => self.operator.active == Some(true),
+            _ => false,
+        }
+    }
 }
 
 impl Alert {
@@ -325,13 +421,9 @@ impl Alert {
             AlertType::SensorFault => "SENSOR_FAULT",
             AlertType::SensorOffline => "SENSOR_OFFLINE",
             AlertType::BufferOverflow => "BUFFER_OVERFLOW",
+            AlertType::OutOfService => "OUT_OF_SERVICE",
         };
-        let state = match self.state {
-            AlertState::Raised => "raised",
-            AlertState::Escalated => "escalated",
-            AlertState::Deescalated => "deescalated",
-            AlertState::Cleared => "cleared",
-        };
+        let state = self.state.as_str();
         let mut s = format!(
             "{} {} {} sensor={}",
             self.severity.as_str(),
@@ -355,6 +447,18 @@ impl Alert {
         if let Some(r) = &self.reason {
             s.push_str(&format!(" reason=\"{r}\""));
         }
+        if let Some(u) = self.operator.shelved_until {
+            s.push_str(&format!(" shelved_until={u}"));
+        }
+        if self.operator.acked == Some(false) && self.state == AlertState::Cleared {
+            s.push_str(" unacknowledged");
+        }
+        if let Some(b) = &self.operator.by {
+            s.push_str(&format!(" by=\"{b}\""));
+        }
+        if let Some(n) = &self.operator.note {
+            s.push_str(&format!(" note=\"{n}\""));
+        }
         s.push_str(&format!(" id={} ts={}", self.id, self.ts));
         s
     }
@@ -377,6 +481,15 @@ pub struct ActiveAlert {
     pub direction: Option<Direction>,
     /// Raised at.
     pub since: String,
+    /// Acknowledged (present when alarm commands are enabled).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acked: Option<bool>,
+    /// Shelved until (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shelved_until: Option<String>,
+    /// Returned to normal but not yet acknowledged.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub returned: bool,
 }
 
 /// Latest value of one sensor, for the device shadow.
@@ -400,6 +513,64 @@ pub struct Live {
     pub sensors: std::collections::BTreeMap<String, LatestValue>,
 }
 
+/// What a shelve or unshelve applies to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// One alarm by id.
+    Alert(String),
+    /// Every alarm of a sensor (for a shelve: also those raised while shelved).
+    Sensor(String),
+}
+
+/// An operator command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Acknowledge an active or returned-to-normal alarm.
+    Ack {
+        /// Alert id.
+        id: String,
+    },
+    /// Shelve until a time.
+    Shelve {
+        /// Alarm or sensor.
+        target: Target,
+        /// Expiry.
+        until: Timestamp,
+    },
+    /// Lift a shelf.
+    Unshelve {
+        /// Alarm or sensor.
+        target: Target,
+    },
+    /// Take a sensor out of service.
+    OutOfService {
+        /// Sensor id.
+        sensor: String,
+    },
+    /// Return a sensor to service.
+    InService {
+        /// Sensor id.
+        sensor: String,
+    },
+}
+
+/// A command with who gave it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// The command.
+    pub cmd: Command,
+    /// Who (required: the audit trail names a person or system).
+    pub by: String,
+    /// Why.
+    pub note: Option<String>,
+}
+
+/// The answer to an operator command: the alert ids it changed, or why it was refused.
+pub type CommandResult = Result<Vec<String>, String>;
+
+/// A command on its way to the alarm engine, with where its answer goes (after the change is committed).
+pub type Control = (Request, tokio::sync::oneshot::Sender<CommandResult>);
+
 /// New-data signals for sinks: the newest committed batch id and event seq, and the live state.
 #[derive(Clone)]
 pub struct Signals {
@@ -409,6 +580,8 @@ pub struct Signals {
     pub events: watch::Receiver<i64>,
     /// Live state for the device shadow.
     pub live: watch::Receiver<Arc<Live>>,
+    /// Operator commands to the alarm engine (answered once their events are committed).
+    pub control: tokio::sync::mpsc::Sender<Control>,
 }
 
 #[cfg(test)]

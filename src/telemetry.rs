@@ -103,10 +103,12 @@ where
 pub fn log_alert(a: &crate::model::Alert) {
     use crate::model::{AlertState, Severity};
     let (id, sensor, sev) = (&a.id, &a.sensor, a.severity.as_str());
-    let state = serde_json::to_value(a.state).unwrap_or_default();
-    let state = state.as_str().unwrap_or("");
+    let state = a.state.as_str();
+    // Only what calls for attention is WARN/ERROR: raises, escalations, an active alarm unshelved. Clears and
+    // operator actions (acknowledge, shelve), and raises of shelved alarms, are INFO.
+    let attention = a.annunciates() || a.state == AlertState::Deescalated;
     match (a.state, a.severity) {
-        (AlertState::Cleared, _) => {
+        _ if !attention => {
             tracing::info!(target: "watchpost::alert", alert_id = %id, sensor = %sensor, severity = sev, state, "{}", a.summary())
         }
         (_, Severity::Critical) => {

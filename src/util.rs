@@ -56,3 +56,37 @@ pub fn id_matches(patterns: &[String], id: &str) -> bool {
         None => p == id,
     })
 }
+
+/// Rate-limits one kind of log line: [`Throttle::ready`] says yes at most once per period and returns how many
+/// were held back since, so a flood of identical warnings becomes one line with a count.
+#[derive(Debug)]
+pub struct Throttle {
+    period: Duration,
+    last: Option<std::time::Instant>,
+    quiet: u64,
+}
+
+impl Throttle {
+    /// At most one line per `period`.
+    pub const fn new(period: Duration) -> Self {
+        Throttle {
+            period,
+            last: None,
+            quiet: 0,
+        }
+    }
+
+    /// `Some(suppressed since the last line)` when a line may be logged now; `None` (and counted) otherwise.
+    pub fn ready(&mut self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|l| now.duration_since(l) < self.period)
+        {
+            self.quiet += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.quiet))
+    }
+}

@@ -136,6 +136,7 @@ fn crash_writer_child() {
                 ts: Timestamp(1_000),
                 since: Timestamp(1_000),
                 reason: None,
+                operator: Default::default(),
             };
             store.append_alerts(&[a], None).expect("append alert");
             e += 1;

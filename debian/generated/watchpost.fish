@@ -35,7 +35,7 @@ complete -c watchpost -n "__fish_watchpost_needs_command" -f -a "check-config" -
 complete -c watchpost -n "__fish_watchpost_needs_command" -f -a "read" -d 'Read sensors once and print decoded values with the raw registers or bytes — for commissioning'
 complete -c watchpost -n "__fish_watchpost_needs_command" -f -a "scan" -d 'Find devices on a bus'
 complete -c watchpost -n "__fish_watchpost_needs_command" -f -a "buffer" -d 'Inspect the local buffer'
-complete -c watchpost -n "__fish_watchpost_needs_command" -f -a "alerts" -d 'Subscribe to a broker and print alerts live, the currently active ones first'
+complete -c watchpost -n "__fish_watchpost_needs_command" -f -a "alerts" -d 'Watch a gateway\'s alerts on the broker (the standing ones first, then live), or acknowledge, shelve and take sensors out of service (`[mqtt.commands]` on the gateway)'
 complete -c watchpost -n "__fish_watchpost_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c watchpost -n "__fish_watchpost_using_subcommand run" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand run" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
@@ -111,29 +111,122 @@ complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and __fish_s
 complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and __fish_seen_subcommand_from help" -f -a "status" -d 'Size, backlog per sink, oldest undelivered age, drops'
 complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and __fish_seen_subcommand_from help" -f -a "export" -d 'Export stored readings'
 complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts" -l broker -d 'Broker URL, e.g. mqtt://127.0.0.1:1883 or mqtts://broker:8883' -r
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts" -l gateway -d 'Only this gateway (default: all)' -r
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts" -l prefix -d 'Topic prefix' -r
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts" -l ca-file -d 'CA certificate (PEM) for mqtts://' -r -F
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts" -l cert-file -d 'Client certificate (PEM)' -r -F
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts" -l key-file -d 'Client key (PEM)' -r -F
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts" -l username -d 'Username' -r
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts" -l password -d 'Password (or set WATCHPOST_MQTT_PASSWORD)' -r
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts" -l count -d 'Exit after this many live events' -r
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -l broker -d 'Broker URL, e.g. mqtt://127.0.0.1:1883 or mqtts://broker:8883' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -l gateway -d 'Only this gateway (default: all; commands need it)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -l prefix -d 'Topic prefix' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -l ca-file -d 'CA certificate (PEM) for mqtts://' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -l cert-file -d 'Client certificate (PEM)' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -l key-file -d 'Client key (PEM)' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -l username -d 'Username' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -l password-file -d 'File holding the password (or set WATCHPOST_MQTT_PASSWORD; never on the command line, where `ps` shows it)' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -l count -d 'Exit after this many live events' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
 json\t'One JSON object per event'"
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts" -l no-color -d 'No colours'
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -l no-color -d 'No colours'
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -f -a "ack" -d 'Acknowledge an alarm (active, or returned to normal and unacknowledged)'
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -f -a "shelve" -d 'Shelve an alarm or every alarm of a sensor for a while (not annunciated; announced again if still active)'
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -f -a "unshelve" -d 'Lift a shelf'
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -f -a "out-of-service" -d 'Take a sensor out of service (its alarms clear and are not evaluated until it is back)'
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -f -a "in-service" -d 'Return a sensor to service'
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from ack" -l by -d 'Who acknowledges' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from ack" -l note -d 'Why' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from ack" -l broker -d 'Broker URL, e.g. mqtt://127.0.0.1:1883 or mqtts://broker:8883' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from ack" -l gateway -d 'Only this gateway (default: all; commands need it)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from ack" -l prefix -d 'Topic prefix' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from ack" -l ca-file -d 'CA certificate (PEM) for mqtts://' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from ack" -l cert-file -d 'Client certificate (PEM)' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from ack" -l key-file -d 'Client key (PEM)' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from ack" -l username -d 'Username' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from ack" -l password-file -d 'File holding the password (or set WATCHPOST_MQTT_PASSWORD; never on the command line, where `ps` shows it)' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from ack" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from ack" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
+json\t'One JSON object per event'"
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from ack" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from ack" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -l sensor -d 'Every alarm of this sensor' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -l duration -d 'How long, e.g. 30m, 2h (at most the gateway\'s mqtt.commands.max_shelve)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -l by -d 'Who shelves' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -l note -d 'Why' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -l broker -d 'Broker URL, e.g. mqtt://127.0.0.1:1883 or mqtts://broker:8883' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -l gateway -d 'Only this gateway (default: all; commands need it)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -l prefix -d 'Topic prefix' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -l ca-file -d 'CA certificate (PEM) for mqtts://' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -l cert-file -d 'Client certificate (PEM)' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -l key-file -d 'Client key (PEM)' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -l username -d 'Username' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -l password-file -d 'File holding the password (or set WATCHPOST_MQTT_PASSWORD; never on the command line, where `ps` shows it)' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
+json\t'One JSON object per event'"
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from unshelve" -l sensor -d 'Every alarm of this sensor' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from unshelve" -l by -d 'Who' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from unshelve" -l broker -d 'Broker URL, e.g. mqtt://127.0.0.1:1883 or mqtts://broker:8883' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from unshelve" -l gateway -d 'Only this gateway (default: all; commands need it)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from unshelve" -l prefix -d 'Topic prefix' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from unshelve" -l ca-file -d 'CA certificate (PEM) for mqtts://' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from unshelve" -l cert-file -d 'Client certificate (PEM)' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from unshelve" -l key-file -d 'Client key (PEM)' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from unshelve" -l username -d 'Username' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from unshelve" -l password-file -d 'File holding the password (or set WATCHPOST_MQTT_PASSWORD; never on the command line, where `ps` shows it)' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from unshelve" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from unshelve" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
+json\t'One JSON object per event'"
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from unshelve" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from unshelve" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from out-of-service" -l by -d 'Who' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from out-of-service" -l note -d 'Why' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from out-of-service" -l broker -d 'Broker URL, e.g. mqtt://127.0.0.1:1883 or mqtts://broker:8883' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from out-of-service" -l gateway -d 'Only this gateway (default: all; commands need it)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from out-of-service" -l prefix -d 'Topic prefix' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from out-of-service" -l ca-file -d 'CA certificate (PEM) for mqtts://' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from out-of-service" -l cert-file -d 'Client certificate (PEM)' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from out-of-service" -l key-file -d 'Client key (PEM)' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from out-of-service" -l username -d 'Username' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from out-of-service" -l password-file -d 'File holding the password (or set WATCHPOST_MQTT_PASSWORD; never on the command line, where `ps` shows it)' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from out-of-service" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from out-of-service" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
+json\t'One JSON object per event'"
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from out-of-service" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from out-of-service" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from in-service" -l by -d 'Who' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from in-service" -l broker -d 'Broker URL, e.g. mqtt://127.0.0.1:1883 or mqtts://broker:8883' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from in-service" -l gateway -d 'Only this gateway (default: all; commands need it)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from in-service" -l prefix -d 'Topic prefix' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from in-service" -l ca-file -d 'CA certificate (PEM) for mqtts://' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from in-service" -l cert-file -d 'Client certificate (PEM)' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from in-service" -l key-file -d 'Client key (PEM)' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from in-service" -l username -d 'Username' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from in-service" -l password-file -d 'File holding the password (or set WATCHPOST_MQTT_PASSWORD; never on the command line, where `ps` shows it)' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from in-service" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from in-service" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
+json\t'One JSON object per event'"
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from in-service" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from in-service" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from help" -f -a "ack" -d 'Acknowledge an alarm (active, or returned to normal and unacknowledged)'
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from help" -f -a "shelve" -d 'Shelve an alarm or every alarm of a sensor for a while (not annunciated; announced again if still active)'
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from help" -f -a "unshelve" -d 'Lift a shelf'
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from help" -f -a "out-of-service" -d 'Take a sensor out of service (its alarms clear and are not evaluated until it is back)'
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from help" -f -a "in-service" -d 'Return a sensor to service'
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c watchpost -n "__fish_watchpost_using_subcommand help; and not __fish_seen_subcommand_from run check-config read scan buffer alerts help" -f -a "run" -d 'Run the daemon'
 complete -c watchpost -n "__fish_watchpost_using_subcommand help; and not __fish_seen_subcommand_from run check-config read scan buffer alerts help" -f -a "check-config" -d 'Validate a config file: print `ok`, or every problem with file:line:column and key path'
 complete -c watchpost -n "__fish_watchpost_using_subcommand help; and not __fish_seen_subcommand_from run check-config read scan buffer alerts help" -f -a "read" -d 'Read sensors once and print decoded values with the raw registers or bytes — for commissioning'
 complete -c watchpost -n "__fish_watchpost_using_subcommand help; and not __fish_seen_subcommand_from run check-config read scan buffer alerts help" -f -a "scan" -d 'Find devices on a bus'
 complete -c watchpost -n "__fish_watchpost_using_subcommand help; and not __fish_seen_subcommand_from run check-config read scan buffer alerts help" -f -a "buffer" -d 'Inspect the local buffer'
-complete -c watchpost -n "__fish_watchpost_using_subcommand help; and not __fish_seen_subcommand_from run check-config read scan buffer alerts help" -f -a "alerts" -d 'Subscribe to a broker and print alerts live, the currently active ones first'
+complete -c watchpost -n "__fish_watchpost_using_subcommand help; and not __fish_seen_subcommand_from run check-config read scan buffer alerts help" -f -a "alerts" -d 'Watch a gateway\'s alerts on the broker (the standing ones first, then live), or acknowledge, shelve and take sensors out of service (`[mqtt.commands]` on the gateway)'
 complete -c watchpost -n "__fish_watchpost_using_subcommand help; and not __fish_seen_subcommand_from run check-config read scan buffer alerts help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c watchpost -n "__fish_watchpost_using_subcommand help; and __fish_seen_subcommand_from scan" -f -a "i2c" -d 'Which addresses answer on an I2C bus (probed like i2cdetect), with the likely chip'
 complete -c watchpost -n "__fish_watchpost_using_subcommand help; and __fish_seen_subcommand_from scan" -f -a "modbus" -d 'Which Modbus units answer, with the registers shown in every decoding'
 complete -c watchpost -n "__fish_watchpost_using_subcommand help; and __fish_seen_subcommand_from buffer" -f -a "status" -d 'Size, backlog per sink, oldest undelivered age, drops'
 complete -c watchpost -n "__fish_watchpost_using_subcommand help; and __fish_seen_subcommand_from buffer" -f -a "export" -d 'Export stored readings'
+complete -c watchpost -n "__fish_watchpost_using_subcommand help; and __fish_seen_subcommand_from alerts" -f -a "ack" -d 'Acknowledge an alarm (active, or returned to normal and unacknowledged)'
+complete -c watchpost -n "__fish_watchpost_using_subcommand help; and __fish_seen_subcommand_from alerts" -f -a "shelve" -d 'Shelve an alarm or every alarm of a sensor for a while (not annunciated; announced again if still active)'
+complete -c watchpost -n "__fish_watchpost_using_subcommand help; and __fish_seen_subcommand_from alerts" -f -a "unshelve" -d 'Lift a shelf'
+complete -c watchpost -n "__fish_watchpost_using_subcommand help; and __fish_seen_subcommand_from alerts" -f -a "out-of-service" -d 'Take a sensor out of service (its alarms clear and are not evaluated until it is back)'
+complete -c watchpost -n "__fish_watchpost_using_subcommand help; and __fish_seen_subcommand_from alerts" -f -a "in-service" -d 'Return a sensor to service'

@@ -1,11 +1,117 @@
-//! `watchpost alerts`: a terminal viewer of a gateway's alerts on the broker (any MQTT subscriber would do).
+//! `watchpost alerts`: a terminal viewer of a gateway's alerts on the broker (any MQTT subscriber would do), and
+//! the operator's commands (`ack`, `shelve`, `unshelve`, `out-of-service`, `in-service`) with their answers.
 
 use crate::model::Alert;
 use crate::sink::mqtt::parse_url;
+use clap::{Args, Subcommand};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// `watchpost alerts`.
+#[derive(Debug, Args)]
+pub struct AlertsArgs {
+    /// Broker URL, e.g. mqtt://127.0.0.1:1883 or mqtts://broker:8883.
+    #[arg(long, global = true, default_value = "mqtt://127.0.0.1:1883")]
+    broker: String,
+    /// Only this gateway (default: all; commands need it).
+    #[arg(long, global = true)]
+    gateway: Option<String>,
+    /// Topic prefix.
+    #[arg(long, global = true, default_value = "watchpost")]
+    prefix: String,
+    /// CA certificate (PEM) for mqtts://.
+    #[arg(long, global = true)]
+    ca_file: Option<PathBuf>,
+    /// Client certificate (PEM).
+    #[arg(long, global = true)]
+    cert_file: Option<PathBuf>,
+    /// Client key (PEM).
+    #[arg(long, global = true)]
+    key_file: Option<PathBuf>,
+    /// Username.
+    #[arg(long, global = true)]
+    username: Option<String>,
+    /// File holding the password (or set WATCHPOST_MQTT_PASSWORD; never on the command line, where `ps` shows it).
+    #[arg(long, global = true)]
+    password_file: Option<PathBuf>,
+    /// Exit after this many live events.
+    #[arg(long)]
+    count: Option<usize>,
+    /// No colours.
+    #[arg(long)]
+    no_color: bool,
+    #[command(subcommand)]
+    action: Option<Action>,
+}
+
+/// Operator commands.
+#[derive(Debug, Subcommand)]
+enum Action {
+    /// Acknowledge an alarm (active, or returned to normal and unacknowledged).
+    Ack {
+        /// Alert id (`gateway:sensor:n`, as the viewer shows it).
+        id: String,
+        /// Who acknowledges.
+        #[arg(long)]
+        by: String,
+        /// Why.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Shelve an alarm or every alarm of a sensor for a while (not annunciated; announced again if still active).
+    Shelve {
+        /// Alert id (or use --sensor).
+        #[arg(required_unless_present = "sensor", conflicts_with = "sensor")]
+        id: Option<String>,
+        /// Every alarm of this sensor.
+        #[arg(long)]
+        sensor: Option<String>,
+        /// How long, e.g. 30m, 2h (at most the gateway's mqtt.commands.max_shelve).
+        #[arg(long)]
+        duration: String,
+        /// Who shelves.
+        #[arg(long)]
+        by: String,
+        /// Why.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Lift a shelf.
+    Unshelve {
+        /// Alert id (or use --sensor).
+        #[arg(required_unless_present = "sensor", conflicts_with = "sensor")]
+        id: Option<String>,
+        /// Every alarm of this sensor.
+        #[arg(long)]
+        sensor: Option<String>,
+        /// Who.
+        #[arg(long)]
+        by: String,
+    },
+    /// Take a sensor out of service (its alarms clear and are not evaluated until it is back).
+    OutOfService {
+        /// Sensor id.
+        sensor: String,
+        /// Who.
+        #[arg(long)]
+        by: String,
+        /// Why.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Return a sensor to service.
+    InService {
+        /// Sensor id.
+        sensor: String,
+        /// Who.
+        #[arg(long)]
+        by: String,
+    },
+}
 
 /// Options of the `watchpost alerts` viewer.
 #[derive(Debug, Clone)]
@@ -17,11 +123,11 @@ pub struct ViewOptions {
     /// Topic prefix.
     pub prefix: String,
     /// TLS CA.
-    pub ca_file: Option<std::path::PathBuf>,
+    pub ca_file: Option<PathBuf>,
     /// TLS client certificate.
-    pub cert_file: Option<std::path::PathBuf>,
+    pub cert_file: Option<PathBuf>,
     /// TLS client key.
-    pub key_file: Option<std::path::PathBuf>,
+    pub key_file: Option<PathBuf>,
     /// Username.
     pub username: Option<String>,
     /// Password.
@@ -32,25 +138,94 @@ pub struct ViewOptions {
     pub color: bool,
 }
 
-fn colored(a: &Alert, color: bool) -> String {
-    let line = format!("{} {}", a.device, a.summary());
-    if !color {
-        return line;
-    }
-    let code = match (a.state, a.severity) {
-        (crate::model::AlertState::Cleared, _) => "32",
-        (_, crate::model::Severity::Critical) => "1;31",
-        _ => "33",
+/// Run `watchpost alerts`: exit 0 (accepted / viewer done), 1 (refused or bad usage), 2 (no broker, no answer).
+pub fn run(a: AlertsArgs) -> ExitCode {
+    let password = match &a.password_file {
+        Some(f) => match std::fs::read_to_string(f) {
+            Ok(p) => Some(p.trim_end_matches(['\r', '\n']).to_string()),
+            Err(e) => {
+                eprintln!("watchpost alerts: --password-file {}: {e}", f.display());
+                return ExitCode::from(1);
+            }
+        },
+        None => std::env::var("WATCHPOST_MQTT_PASSWORD").ok(),
     };
-    format!("\x1b[{code}m{line}\x1b[0m")
+    let Some(rt) = crate::commission::command_runtime("alerts") else {
+        return ExitCode::from(2);
+    };
+    let o = ViewOptions {
+        broker: a.broker,
+        gateway: a.gateway,
+        prefix: a.prefix,
+        ca_file: a.ca_file,
+        cert_file: a.cert_file,
+        key_file: a.key_file,
+        username: a.username,
+        password,
+        count: a.count,
+        color: !a.no_color && std::io::IsTerminal::is_terminal(&std::io::stdout()),
+    };
+    let Some(action) = a.action else {
+        return match rt.block_on(view(o)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("watchpost alerts: {e}");
+                ExitCode::from(2)
+            }
+        };
+    };
+    let (verb, body) = match action {
+        Action::Ack { id, by, note } => {
+            ("ack", serde_json::json!({"id": id, "by": by, "note": note}))
+        }
+        Action::Shelve {
+            id,
+            sensor,
+            duration,
+            by,
+            note,
+        } => (
+            "shelve",
+            serde_json::json!({"id": id, "sensor": sensor, "duration": duration, "by": by, "note": note}),
+        ),
+        Action::Unshelve { id, sensor, by } => (
+            "unshelve",
+            serde_json::json!({"id": id, "sensor": sensor, "by": by}),
+        ),
+        Action::OutOfService { sensor, by, note } => (
+            "out_of_service",
+            serde_json::json!({"sensor": sensor, "by": by, "note": note}),
+        ),
+        Action::InService { sensor, by } => (
+            "in_service",
+            serde_json::json!({"sensor": sensor, "by": by}),
+        ),
+    };
+    if o.gateway.is_none() {
+        eprintln!("watchpost alerts {verb}: --gateway is required for commands");
+        return ExitCode::from(1);
+    }
+    match rt.block_on(command(&o, verb, body)) {
+        Ok(answer) => {
+            println!("{answer}");
+            if answer["status"] == "accepted" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("watchpost alerts {verb}: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
-/// Subscribe and print alerts: the active ones (from the retained topics) first, then every transition live.
-pub async fn view(o: ViewOptions) -> Result<(), String> {
+fn options(o: &ViewOptions, role: &str) -> Result<MqttOptions, String> {
     crate::install_crypto_provider();
     let (tls, host, port) = parse_url(&o.broker)?;
     let mut opts = MqttOptions::new(
-        format!("watchpost-viewer-{}", fastrand::u32(..)),
+        format!("watchpost-{role}-{}", fastrand::u32(..)),
         host,
         port,
     );
@@ -70,17 +245,89 @@ pub async fn view(o: ViewOptions) -> Result<(), String> {
             Arc::new(c),
         )));
     }
-    let (client, mut ev) = AsyncClient::new(opts, 64);
+    Ok(opts)
+}
+
+/// Publish one command and wait for its answer (matched by `request_id`).
+async fn command(
+    o: &ViewOptions,
+    verb: &str,
+    mut body: serde_json::Value,
+) -> Result<serde_json::Value, String> {
+    let base = format!(
+        "{}/{}/commands",
+        o.prefix.trim_end_matches('/'),
+        o.gateway.as_deref().unwrap_or("+")
+    );
+    let rid = format!("cli-{:016x}", fastrand::u64(..));
+    body["request_id"] = rid.clone().into();
+    if let Some(m) = body.as_object_mut() {
+        m.retain(|_, v| !v.is_null());
+    }
+    let (client, mut ev) = AsyncClient::new(options(o, "cli")?, 16);
+    let wait = async {
+        let mut sent = false;
+        loop {
+            match ev.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    client
+                        .subscribe(format!("{base}/response"), QoS::AtLeastOnce)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) if !sent => {
+                    sent = true;
+                    client
+                        .publish(
+                            format!("{base}/{verb}"),
+                            QoS::AtLeastOnce,
+                            false,
+                            body.to_string(),
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&p.payload) else {
+                        continue;
+                    };
+                    if v["request_id"] == rid.as_str() {
+                        return Ok(v);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => return Err(format!("{}: {e}", o.broker)),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), wait)
+        .await
+        .map_err(|_| {
+            "no answer within 15 s (is the gateway connected, with [mqtt.commands] enabled = true?)"
+                .to_string()
+        })?
+}
+
+fn colored(a: &Alert, color: bool) -> String {
+    let line = format!("{} {}", a.device, a.summary());
+    if !color {
+        return line;
+    }
+    let code = match (a.state, a.severity) {
+        _ if !a.annunciates() && a.state != crate::model::AlertState::Deescalated => "32",
+        (_, crate::model::Severity::Critical) => "1;31",
+        _ => "33",
+    };
+    format!("\x1b[{code}m{line}\x1b[0m")
+}
+
+/// Subscribe and print alerts: the active ones (from the retained topics) first, then every transition live.
+/// Reconnects when the broker drops; a broker that cannot be reached at the start is an error.
+pub async fn view(o: ViewOptions) -> Result<(), String> {
+    let (client, mut ev) = AsyncClient::new(options(&o, "viewer")?, 64);
     let gw = o.gateway.clone().unwrap_or_else(|| "+".into());
-    let prefix = o.prefix.trim_end_matches('/');
-    client
-        .subscribe(format!("{prefix}/{gw}/alerts/#"), QoS::AtLeastOnce)
-        .await
-        .map_err(|e| e.to_string())?;
-    client
-        .subscribe(format!("{prefix}/{gw}/events"), QoS::AtLeastOnce)
-        .await
-        .map_err(|e| e.to_string())?;
+    let prefix = o.prefix.trim_end_matches('/').to_string();
+    let mut connected_once = false;
     let mut active: BTreeMap<String, Alert> = BTreeMap::new();
     let mut live = false;
     let mut seen = 0usize;
@@ -100,6 +347,16 @@ pub async fn view(o: ViewOptions) -> Result<(), String> {
                 println!("── live ──");
             }
             e = ev.poll() => match e {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    if connected_once {
+                        eprintln!("(reconnected to {})", o.broker);
+                    }
+                    connected_once = true;
+                    // A clean session: subscribe again after every connect.
+                    for t in [format!("{prefix}/{gw}/alerts/#"), format!("{prefix}/{gw}/events")] {
+                        client.subscribe(t, QoS::AtLeastOnce).await.map_err(|e| e.to_string())?;
+                    }
+                }
                 Ok(Event::Incoming(Packet::SubAck(_))) if !live => {
                     // Retained messages follow the SUBACK at once; give them a moment.
                     settle.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(700));
@@ -123,7 +380,7 @@ pub async fn view(o: ViewOptions) -> Result<(), String> {
                             }
                         }
                     } else if p.retain && !live {
-                        if a.state == crate::model::AlertState::Cleared {
+                        if !a.standing() {
                             active.remove(&p.topic);
                         } else {
                             active.insert(p.topic.clone(), a);
@@ -131,7 +388,11 @@ pub async fn view(o: ViewOptions) -> Result<(), String> {
                     }
                 }
                 Ok(_) => {}
-                Err(e) => return Err(format!("{}: {e}", o.broker)),
+                Err(e) if !connected_once => return Err(format!("{}: {e}", o.broker)),
+                Err(e) => {
+                    eprintln!("(broker connection lost: {e}; reconnecting)");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
             }
         }
     }

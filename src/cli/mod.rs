@@ -74,40 +74,10 @@ enum Cmd {
         #[command(subcommand)]
         cmd: BufferCmd,
     },
-    /// Subscribe to a broker and print alerts live, the currently active ones first.
+    /// Watch a gateway's alerts on the broker (the standing ones first, then live), or acknowledge, shelve and
+    /// take sensors out of service (`[mqtt.commands]` on the gateway).
     #[cfg(feature = "mqtt")]
-    Alerts {
-        /// Broker URL, e.g. mqtt://127.0.0.1:1883 or mqtts://broker:8883.
-        #[arg(long)]
-        broker: String,
-        /// Only this gateway (default: all).
-        #[arg(long)]
-        gateway: Option<String>,
-        /// Topic prefix.
-        #[arg(long, default_value = "watchpost")]
-        prefix: String,
-        /// CA certificate (PEM) for mqtts://.
-        #[arg(long)]
-        ca_file: Option<PathBuf>,
-        /// Client certificate (PEM).
-        #[arg(long)]
-        cert_file: Option<PathBuf>,
-        /// Client key (PEM).
-        #[arg(long)]
-        key_file: Option<PathBuf>,
-        /// Username.
-        #[arg(long)]
-        username: Option<String>,
-        /// Password (or set WATCHPOST_MQTT_PASSWORD).
-        #[arg(long, env = "WATCHPOST_MQTT_PASSWORD", hide_env_values = true)]
-        password: Option<String>,
-        /// Exit after this many live events.
-        #[arg(long)]
-        count: Option<usize>,
-        /// No colours.
-        #[arg(long)]
-        no_color: bool,
-    },
+    Alerts(Box<alerts::AlertsArgs>),
     /// Measure against live servers (built with `--features bench`).
     #[cfg(feature = "bench")]
     #[command(hide = true)]
@@ -242,42 +212,7 @@ pub fn main() -> ExitCode {
             bench_exit(crate::bench::run(readings))
         }
         #[cfg(feature = "mqtt")]
-        Some(Cmd::Alerts {
-            broker,
-            gateway,
-            prefix,
-            ca_file,
-            cert_file,
-            key_file,
-            username,
-            password,
-            count,
-            no_color,
-        }) => {
-            let Some(rt) = crate::commission::command_runtime("alerts") else {
-                return ExitCode::from(2);
-            };
-            let color = !no_color && std::io::IsTerminal::is_terminal(&std::io::stdout());
-            let o = alerts::ViewOptions {
-                broker,
-                gateway,
-                prefix,
-                ca_file,
-                cert_file,
-                key_file,
-                username,
-                password,
-                count,
-                color,
-            };
-            match rt.block_on(alerts::view(o)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("watchpost alerts: {e}");
-                    ExitCode::from(2)
-                }
-            }
-        }
+        Some(Cmd::Alerts(args)) => alerts::run(*args),
         Some(Cmd::Read { sensors, json }) => {
             let Some(cfg) = load_or_exit(cli.config.as_deref()) else {
                 return ExitCode::from(1);

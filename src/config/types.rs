@@ -293,6 +293,8 @@ pub struct MqttConfig {
     pub shadow: Option<ShadowConfig>,
     /// Readings to the cloud too: raw, report by exception or windowed aggregates.
     pub telemetry: Option<TelemetryConfig>,
+    /// `[mqtt.commands]`: operator commands (acknowledge, shelve, out of service).
+    pub commands: Option<CommandsConfig>,
 }
 
 /// `[mqtt.telemetry]`
@@ -391,6 +393,32 @@ pub struct ShadowConfig {
 
 fn default_shadow_interval() -> Dur {
     Dur(Duration::from_secs(5))
+}
+
+/// `[mqtt.commands]`: alarm commands over MQTT on `{prefix}/{gateway}/commands/{verb}` (ISA-18.2 states).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CommandsConfig {
+    /// Subscribe and accept commands; alarms then also track acknowledgement.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Longest shelf a command may ask for.
+    #[serde(default = "default_max_shelve")]
+    pub max_shelve: Dur,
+}
+
+fn default_max_shelve() -> Dur {
+    Dur(Duration::from_secs(24 * 3600))
+}
+
+impl Config {
+    /// Whether alarm commands are on (and so acknowledgements tracked).
+    pub fn commands_enabled(&self) -> bool {
+        self.mqtt
+            .as_ref()
+            .and_then(|m| m.commands.as_ref())
+            .is_some_and(|c| c.enabled)
+    }
 }
 
 /// `[metrics]`

@@ -93,6 +93,14 @@ pub(crate) fn validate(cfg: &Config, issues: &mut Vec<Issue>) {
         if let Some(sh) = &m.shadow {
             at_most(p("mqtt.shadow.min_interval"), sh.min_interval.0, DAY, "1d");
         }
+        if let Some(c) = &m.commands {
+            at_most(
+                p("mqtt.commands.max_shelve"),
+                c.max_shelve.0,
+                30 * DAY,
+                "30d",
+            );
+        }
         if let Some(t) = &m.telemetry {
             at_most(p("mqtt.telemetry.window"), t.window.0, DAY, "1d");
             at_most(

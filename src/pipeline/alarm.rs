@@ -17,6 +17,24 @@ pub struct Active {
     /// Limit that raised it (faults: the violated bound).
     #[serde(default)]
     pub threshold: Option<f64>,
+    /// Acknowledged by an operator (ISA-18.2; tracked when alarm commands are enabled). An escalation makes it
+    /// unacknowledged again.
+    #[serde(default)]
+    pub acked: bool,
+    /// Shelved (not annunciated) until then.
+    #[serde(default)]
+    pub shelved_until: Option<Timestamp>,
+}
+
+/// An alarm that returned to normal unacknowledged: it stays visible until acknowledged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Latched {
+    /// Class.
+    pub kind: AlertType,
+    /// `high`/`low` for threshold alarms.
+    pub direction: Option<Direction>,
+    /// The alarm as it was when it cleared.
+    pub alarm: Active,
 }
 
 /// State of one direction of one sensor.
@@ -52,6 +70,31 @@ pub struct SensorState {
     pub fault: Option<Active>,
     /// Active SENSOR_OFFLINE.
     pub offline: Option<Active>,
+    /// Every alarm of the sensor, present and future, is shelved until then.
+    #[serde(default)]
+    pub shelved_until: Option<Timestamp>,
+    /// Out of service since (the OUT_OF_SERVICE record): no alarm is evaluated.
+    #[serde(default)]
+    pub out_of_service: Option<Active>,
+    /// Alarms that returned to normal unacknowledged.
+    #[serde(default)]
+    pub latched: Vec<Latched>,
+}
+
+impl SensorState {
+    /// The sensor's active alarm slots: threshold high and low, fault, offline.
+    pub fn slots(&mut self) -> [(AlertType, Option<Direction>, &mut Option<Active>); 4] {
+        [
+            (
+                AlertType::Alert,
+                Some(Direction::High),
+                &mut self.high.active,
+            ),
+            (AlertType::Alert, Some(Direction::Low), &mut self.low.active),
+            (AlertType::SensorFault, None, &mut self.fault),
+            (AlertType::SensorOffline, None, &mut self.offline),
+        ]
+    }
 }
 
 pub(super) fn level_idx(s: Severity) -> usize {
@@ -85,6 +128,8 @@ impl Ids {
             since,
             id: format!("{}:{}:{}", self.device, sensor, self.counter),
             threshold,
+            acked: false,
+            shelved_until: None,
         }
     }
 }
@@ -96,6 +141,8 @@ pub(super) struct Emitter<'a> {
     pub sensor: &'a str,
     pub rules: &'a SensorRules,
     pub out: &'a mut Vec<Alert>,
+    /// Acknowledgements are tracked (alarm commands enabled).
+    pub ack: bool,
 }
 
 /// The circumstances of one transition.
@@ -125,6 +172,11 @@ impl Emitter<'_> {
             ts: at.ts,
             since: a.since,
             reason: at.reason,
+            operator: crate::model::Operator {
+                acked: (self.ack && kind != AlertType::OutOfService).then_some(a.acked),
+                shelved_until: a.shelved_until,
+                ..Default::default()
+            },
         });
     }
 
@@ -190,6 +242,8 @@ impl Emitter<'_> {
                 Some(a) => {
                     a.severity = sev;
                     a.threshold = threshold;
+                    // A more severe alarm needs a new acknowledgement.
+                    a.acked = false;
                     let a = a.clone();
                     self.emit(AlertType::Alert, AlertState::Escalated, &a, at());
                 }

@@ -27,10 +27,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod alarm;
+pub mod operator;
 pub mod snapshot;
 mod validate;
 
-pub use alarm::{Active, DirState, SensorState};
+pub use alarm::{Active, DirState, Latched, SensorState};
+pub use operator::{Command, Request, Target};
 
 /// Compiled rules of one sensor.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,6 +99,8 @@ pub struct Engine {
     ids: Ids,
     sensors: HashMap<Arc<str>, Entry>,
     started: Timestamp,
+    /// Acknowledgements tracked (ISA-18.2 states; on with alarm commands).
+    ack: bool,
 }
 
 impl Engine {
@@ -110,9 +114,16 @@ impl Engine {
             },
             sensors: HashMap::new(),
             started: now,
+            ack: false,
         };
         e.reconfigure(sensors, now);
         e
+    }
+
+    /// Track acknowledgements (alarm commands enabled): alarms that clear unacknowledged stay standing until
+    /// acknowledged, and events carry `acked`.
+    pub fn set_acknowledge(&mut self, on: bool) {
+        self.ack = on;
     }
 
     /// Whether `sensor` is configured.
@@ -130,18 +141,27 @@ impl Engine {
                 (AlertType::Alert, Some(Direction::Low), &s.low.active),
                 (AlertType::SensorFault, None, &s.fault),
                 (AlertType::SensorOffline, None, &s.offline),
+                (AlertType::OutOfService, None, &s.out_of_service),
             ];
-            for (kind, direction, a) in items {
-                if let Some(a) = a {
-                    v.push(ActiveAlert {
-                        id: a.id.clone(),
-                        kind,
-                        sensor: id.to_string(),
-                        severity: a.severity,
-                        direction,
-                        since: a.since.rfc3339(),
-                    });
-                }
+            let latched = s
+                .latched
+                .iter()
+                .map(|l| (l.kind, l.direction, &l.alarm, true));
+            let active = items
+                .into_iter()
+                .filter_map(|(k, d, a)| a.as_ref().map(|a| (k, d, a, false)));
+            for (kind, direction, a, returned) in active.chain(latched) {
+                v.push(ActiveAlert {
+                    id: a.id.clone(),
+                    kind,
+                    sensor: id.to_string(),
+                    severity: a.severity,
+                    direction,
+                    since: a.since.rfc3339(),
+                    acked: (self.ack && kind != AlertType::OutOfService).then_some(a.acked),
+                    shelved_until: a.shelved_until.map(Timestamp::rfc3339),
+                    returned,
+                });
             }
         }
         v.sort_by(|a, b| (&a.sensor, &a.id).cmp(&(&b.sensor, &b.id)));
@@ -154,6 +174,7 @@ impl Engine {
         sensor: &'a str,
         rules: &'a SensorRules,
         out: &'a mut Vec<Alert>,
+        ack: bool,
     ) -> Emitter<'a> {
         Emitter {
             ids,
@@ -161,6 +182,7 @@ impl Engine {
             sensor,
             rules,
             out,
+            ack,
         }
     }
 
@@ -181,7 +203,14 @@ impl Engine {
         }
         let removed: Vec<(Arc<str>, Entry)> = self.sensors.drain().collect();
         for (id, e) in removed {
-            let mut em = Self::emitter(&mut self.ids, &self.location, &id, &e.rules, &mut out);
+            let mut em = Self::emitter(
+                &mut self.ids,
+                &self.location,
+                &id,
+                &e.rules,
+                &mut out,
+                false,
+            );
             let st = e.state;
             let why = || At {
                 ts: now,
@@ -200,9 +229,22 @@ impl Engine {
             for (kind, a) in [
                 (AlertType::SensorFault, st.fault),
                 (AlertType::SensorOffline, st.offline),
+                (AlertType::OutOfService, st.out_of_service),
             ] {
                 if let Some(a) = a {
                     em.emit(kind, AlertState::Cleared, &a, why());
+                }
+            }
+            // Returned-to-normal alarms of a removed sensor need no acknowledgement any more.
+            for l in st.latched {
+                let at = At {
+                    direction: l.direction,
+                    ..why()
+                };
+                em.emit(l.kind, AlertState::Acknowledged, &l.alarm, at);
+                if let Some(last) = em.out.last_mut() {
+                    last.operator.active = Some(false);
+                    last.operator.by = Some("configuration".into());
                 }
             }
         }
@@ -213,6 +255,16 @@ impl Engine {
     /// Validate one reading (sets its quality) and evaluate thresholds. Transitions are appended to `out`.
     /// Readings of unknown sensors are marked invalid.
     pub fn evaluate(&mut self, r: &mut Reading, out: &mut Vec<Alert>) {
+        let from = out.len();
+        self.evaluate_one(r, out);
+        if out.len() > from {
+            if let Some(e) = self.sensors.get_mut(&r.sensor) {
+                operator::settle(&mut e.state, &mut out[from..]);
+            }
+        }
+    }
+
+    fn evaluate_one(&mut self, r: &mut Reading, out: &mut Vec<Alert>) {
         let Some(entry) = self.sensors.get_mut(&r.sensor) else {
             r.quality = Quality::Invalid;
             return;
@@ -221,9 +273,20 @@ impl Engine {
         let st = &mut entry.state;
         let (v, now) = (r.value, r.ts);
         let fault = validate::check(r, &rules, st);
-        let mut em = Self::emitter(&mut self.ids, &self.location, &r.sensor, &rules, out);
         // Any reading, good or bad, means the sensor answers: OFFLINE ends here; bad values are FAULT's business.
         st.last_seen = Some(now);
+        if st.out_of_service.is_some() {
+            // Under maintenance: readings are kept, alarms are not evaluated.
+            return;
+        }
+        let mut em = Self::emitter(
+            &mut self.ids,
+            &self.location,
+            &r.sensor,
+            &rules,
+            out,
+            self.ack,
+        );
         if let Some(a) = st.offline.take() {
             let at = At {
                 value: Some(v),
@@ -297,6 +360,7 @@ impl Engine {
                     shift(t);
                 }
             }
+            operator::shift_shelves(st, delta_ms);
         }
         self.started.0 = self.started.0.saturating_add(delta_ms);
     }
@@ -304,8 +368,15 @@ impl Engine {
     /// Time-driven checks (staleness). Call about once a second with the wall clock.
     pub fn tick(&mut self, now: Timestamp, out: &mut Vec<Alert>) {
         let started = self.started;
+        let ack = self.ack;
         for (id, e) in self.sensors.iter_mut() {
-            if e.state.offline.is_some() {
+            let from = out.len();
+            let mut em = Self::emitter(&mut self.ids, &self.location, id, &e.rules, out, ack);
+            operator::expire_shelves(&mut e.state, &mut em, now);
+            if out.len() > from {
+                operator::settle(&mut e.state, &mut out[from..]);
+            }
+            if e.state.offline.is_some() || e.state.out_of_service.is_some() {
                 continue;
             }
             let since = e.state.last_seen.unwrap_or(started).max(started);
@@ -316,13 +387,15 @@ impl Engine {
                 Some(t) => format!("no reading since {}", t.rfc3339()),
                 None => "no reading since start".to_string(),
             };
-            let mut em = Self::emitter(&mut self.ids, &self.location, id, &e.rules, out);
+            let from = out.len();
+            let mut em = Self::emitter(&mut self.ids, &self.location, id, &e.rules, out, ack);
             let at = At {
                 ts: now,
                 reason: Some(reason),
                 ..At::default()
             };
             e.state.offline = Some(em.raise(AlertType::SensorOffline, Severity::Warning, None, at));
+            operator::settle(&mut e.state, &mut out[from..]);
         }
     }
 
@@ -350,9 +423,10 @@ impl Engine {
             ts: now,
             since: now,
             reason: Some(reason),
+            operator: Default::default(),
         }
     }
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

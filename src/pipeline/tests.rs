@@ -4,7 +4,7 @@
 use super::*;
 use crate::config::{Dur, SimulatedSource, SourceConfig, Waveform};
 
-fn sensor() -> SensorConfig {
+pub(crate) fn sensor() -> SensorConfig {
     SensorConfig {
         id: "t".into(),
         source: SourceConfig::Simulated(SimulatedSource {

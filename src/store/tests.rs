@@ -41,6 +41,7 @@ fn alert(n: i64) -> Alert {
         ts: Timestamp(n),
         since: Timestamp(n),
         reason: None,
+        operator: Default::default(),
     }
 }
 

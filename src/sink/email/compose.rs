@@ -33,7 +33,7 @@ pub struct Composed {
 }
 
 fn is_active(a: &Alert) -> bool {
-    matches!(a.state, AlertState::Raised | AlertState::Escalated)
+    a.annunciates()
 }
 
 /// Make the mail's parts.
@@ -197,10 +197,10 @@ fn row(a: &Alert) -> Row {
         None => String::new(),
     };
     let state = match a.state {
-        AlertState::Raised => "raised",
-        AlertState::Escalated => "escalated",
         AlertState::Deescalated => "de-escalated",
-        AlertState::Cleared => "cleared",
+        AlertState::Unshelved if a.operator.active == Some(true) => "unshelved, active",
+        AlertState::Cleared if a.operator.acked == Some(false) => "cleared, unacknowledged",
+        s => s.as_str(),
     };
     Row {
         cells: [
@@ -227,6 +227,7 @@ fn what(a: &Alert) -> String {
         (AlertType::SensorFault, _) => "sensor fault".to_string(),
         (AlertType::SensorOffline, _) => "offline".to_string(),
         (AlertType::BufferOverflow, _) => "buffer overflow".to_string(),
+        (AlertType::OutOfService, _) => "out of service".to_string(),
     };
     match &a.reason {
         Some(r) => format!("{base}: {r}"),
@@ -324,6 +325,7 @@ pub(crate) mod tests {
             ts: Timestamp(1_764_536_401_000),
             since: Timestamp(1_764_536_401_000),
             reason: None,
+            operator: Default::default(),
         }
     }
 

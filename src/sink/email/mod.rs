@@ -71,10 +71,15 @@ impl Filter {
             return false;
         }
         match a.state {
-            AlertState::Raised | AlertState::Escalated => a.severity >= self.min,
+            // A shelved alarm is not annunciated; one still active when its shelf ends is, again.
+            AlertState::Raised | AlertState::Escalated | AlertState::Unshelved => {
+                a.annunciates() && a.severity >= self.min
+            }
             AlertState::Deescalated | AlertState::Cleared => {
                 a.severity >= self.min || mailed.contains(&a.id)
             }
+            // Operator actions follow the alarms this route announced.
+            AlertState::Acknowledged | AlertState::Shelved => mailed.contains(&a.id),
         }
     }
 }
@@ -285,17 +290,14 @@ impl EmailSink {
                 }
                 last = *seq;
                 picked.push(a);
-                match a.state {
-                    AlertState::Raised | AlertState::Escalated => {
-                        if mailed.len() >= 100_000 {
-                            mailed.clear();
-                        }
-                        mailed.insert(a.id.clone());
+                if a.annunciates() {
+                    if mailed.len() >= 100_000 {
+                        mailed.clear();
                     }
-                    AlertState::Cleared => {
-                        mailed.remove(&a.id);
-                    }
-                    AlertState::Deescalated => {}
+                    mailed.insert(a.id.clone());
+                } else if !a.standing() {
+                    // Cleared (and acknowledged, if acknowledgements are tracked): nothing more will follow.
+                    mailed.remove(&a.id);
                 }
             }
         }

@@ -7,7 +7,7 @@ use super::shadow::Shadow;
 use super::{options, Topics};
 use crate::config::{Config, MqttConfig};
 use crate::metrics::SharedMetrics;
-use crate::model::{AlertState, Signals};
+use crate::model::Signals;
 use crate::sink::runner::SinkBuild;
 use crate::sink::{Items, Sink, SinkError};
 use crate::store::Stream;
@@ -77,6 +77,18 @@ impl SinkBuild<AlertFeed> for Build {
                 let all = Topics::new(&self.m.topic_prefix, &self.cfg.gateway.id).alerts_all();
                 Shadow::new(s, &self.cfg.gateway.id, &all)
             }),
+            commands: self.m.commands.as_ref().filter(|c| c.enabled).map(|c| {
+                let (tx, rx) = mpsc::channel(64);
+                let base = Topics::new(&self.m.topic_prefix, &self.cfg.gateway.id).base;
+                let commands = super::commands::Commands::new(
+                    &base,
+                    c.max_shelve.0,
+                    self.signals.control.clone(),
+                    tx,
+                    self.metrics.clone(),
+                );
+                (commands, rx)
+            }),
             live: self.signals.live.clone(),
             metrics: self.metrics.clone(),
             sink: self.metrics.sink(SINK),
@@ -130,12 +142,13 @@ impl Sink for AlertFeed {
                         break;
                     }
                 };
-                // The retained topic holds the alarm while it is active; the clear removes it (empty retained
-                // message), so `alerts/#` shows exactly the active alarms. The clear itself is on the event feed.
-                let retained = if a.state == AlertState::Cleared {
-                    Vec::new()
-                } else {
+                // The retained topic holds the alarm while it stands (active, or returned to normal and not yet
+                // acknowledged); then an empty retained message removes it, so `alerts/#` shows exactly the
+                // standing alarms. The clear itself is on the event feed.
+                let retained = if a.standing() {
                     payload.clone()
+                } else {
+                    Vec::new()
                 };
                 msgs.push(Msg {
                     topic: self.topics.alert(a),

@@ -18,6 +18,7 @@
 //! `desired` state is logged and reported back as not applied; the document is kept under 8 KB by trimming sensors
 //! (never alerts); at most 10 shadow requests are in flight.
 
+mod commands;
 mod feed;
 mod session;
 pub mod shadow;
@@ -97,6 +98,7 @@ impl Topics {
             (AlertType::SensorFault, _) => "fault",
             (AlertType::SensorOffline, _) => "offline",
             (AlertType::BufferOverflow, _) => "overflow",
+            (AlertType::OutOfService, _) => "out_of_service",
         };
         format!("{}/alerts/{}/{alarm}", self.base, a.sensor)
     }

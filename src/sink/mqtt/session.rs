@@ -3,6 +3,7 @@
 //! feed. A delivery completes when the broker acknowledged (PUBACK) every publish in it; any connection loss
 //! fails the deliveries in flight (the runner re-sends them from the store) and rebuilds the client.
 
+use super::commands::Commands;
 use super::shadow::{Out, Shadow};
 use super::{status_payload, Topics};
 use crate::config::Config;
@@ -140,6 +141,8 @@ pub(super) struct Session {
     pub cfg: Config,
     pub topics: Topics,
     pub shadow: Option<Shadow>,
+    /// Operator commands and the queue of their answers (alert connection with `[mqtt.commands]` on).
+    pub commands: Option<(Commands, mpsc::Receiver<Out>)>,
     pub live: watch::Receiver<Arc<Live>>,
     pub metrics: SharedMetrics,
     pub sink: Arc<SinkMetrics>,
@@ -151,6 +154,10 @@ pub(super) struct Session {
 
 impl Session {
     pub async fn run(mut self, mut cmds: mpsc::Receiver<Cmd>, stop: CancellationToken) {
+        let (mut commands, mut answers) = match self.commands.take() {
+            Some((c, a)) => (Some(c), Some(a)),
+            None => (None, None),
+        };
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
         let mut acks = Acks::default();
         let mut first_error = true;
@@ -214,6 +221,9 @@ impl Session {
                             break 'conn;
                         }
                     },
+                    Some(o) = async { answers.as_mut()?.recv().await }, if connected => {
+                        publish_untracked(&client, o, &mut acks);
+                    }
                     _ = shadow_tick.tick(), if connected && self.shadow.is_some() => {
                         if let Some(sh) = self.shadow.as_mut() {
                             let live = self.live.borrow().clone();
@@ -243,10 +253,15 @@ impl Session {
                                 let status = Out { topic: self.topics.status(), payload: status_payload(&self.cfg, true), retain: true };
                                 publish_untracked(&client, status, &mut acks);
                             }
+                            suback_wait = 0;
+                            if let Some(c) = &commands {
+                                if client.try_subscribe(c.subscription(), QoS::AtLeastOnce).is_ok() {
+                                    suback_wait += 1;
+                                }
+                            }
                             if let Some(sh) = self.shadow.as_mut() {
                                 // The get goes out once the broker confirmed every subscription (SUBACK), so its
                                 // answer cannot be missed.
-                                suback_wait = 0;
                                 for t in sh.subscriptions() {
                                     if client.try_subscribe(t, QoS::AtLeastOnce).is_ok() {
                                         suback_wait += 1;
@@ -268,6 +283,9 @@ impl Session {
                             acks.acked(a.pkid);
                         }
                         Ok(Event::Incoming(Packet::Publish(p))) => {
+                            if commands.as_mut().is_some_and(|c| c.handle(&p.topic, &p.payload)) {
+                                continue;
+                            }
                             if let Some(sh) = self.shadow.as_mut() {
                                 for o in sh.handle(&p.topic, &p.payload, &self.metrics) {
                                     publish_untracked(&client, o, &mut acks);

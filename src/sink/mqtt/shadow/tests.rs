@@ -167,6 +167,9 @@ fn live(sensors: usize, name_len: usize, alerts: usize) -> Live {
             },
             direction: None,
             since: Timestamp(1_700_000_000_000 + i as i64).rfc3339(),
+            acked: None,
+            shelved_until: None,
+            returned: false,
         });
     }
     l

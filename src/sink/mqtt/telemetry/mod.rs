@@ -142,6 +142,7 @@ impl SinkBuild<Telemetry> for Build {
             cfg: self.cfg.clone(),
             topics: topics.clone(),
             shadow: None,
+            commands: None,
             live: self.signals.live.clone(),
             metrics: self.metrics.clone(),
             sink: self.metrics.sink(SINK),

@@ -9,7 +9,8 @@
 use crate::config::Config;
 use crate::metrics::SharedMetrics;
 use crate::model::{
-    Alert, AlertState, AlertType, LatestValue, Live, Quality, Reading, Readings, Signals, Timestamp,
+    Alert, AlertState, AlertType, Control, LatestValue, Live, Quality, Reading, Readings, Signals,
+    Timestamp,
 };
 use crate::pipeline::Engine;
 use crate::store::{Consumer, Store};
@@ -32,6 +33,8 @@ const MAX_UNSAVED_ALERTS: usize = 10_000;
 const TICK: Duration = Duration::from_secs(1);
 /// Polls taken from the channel in one go before alerts are committed.
 const TAKE_AT_ONCE: usize = 256;
+/// Operator commands queued for the alarm engine (more are refused as busy by the MQTT side).
+const CONTROL_QUEUE: usize = 64;
 
 /// The running ingest thread.
 pub struct Ingest {
@@ -71,9 +74,9 @@ impl Ingest {
                     }
                 };
                 match Writer::open(cfg, consumers, metrics) {
-                    Ok((w, signals)) => {
+                    Ok((w, signals, control_rx)) => {
                         let _ = ready_tx.send(Ok(signals));
-                        rt.block_on(w.run(readings, reload_rx, stop2));
+                        rt.block_on(w.run(readings, reload_rx, control_rx, stop2));
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -126,12 +129,13 @@ impl Writer {
         cfg: Config,
         consumers: Vec<Consumer>,
         metrics: SharedMetrics,
-    ) -> Result<(Writer, Signals), String> {
+    ) -> Result<(Writer, Signals, mpsc::Receiver<Control>), String> {
         let started = Timestamp::now();
         let dir = cfg.gateway.data_dir.clone();
         let store = Store::open(&dir)
             .map_err(|e| format!("cannot open the store in {}: {e}", dir.display()))?;
         let mut engine = Engine::new(&cfg.gateway.id, &cfg.gateway.location, &cfg.sensor, started);
+        engine.set_acknowledge(cfg.commands_enabled());
         match store.engine_state() {
             Ok(Some(st)) => match engine.restore(&st, started) {
                 Ok(r) => tracing::debug!(
@@ -166,6 +170,7 @@ impl Writer {
         let (readings_tx, readings) = watch::channel(newest_batch);
         let (events_tx, events) = watch::channel(newest_event);
         let (live_tx, live) = watch::channel(Arc::new(Live::default()));
+        let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
         let w = Writer {
             cfg,
             consumers,
@@ -188,7 +193,9 @@ impl Writer {
                 readings,
                 events,
                 live,
+                control,
             },
+            control_rx,
         ))
     }
 
@@ -196,6 +203,7 @@ impl Writer {
         mut self,
         mut rx: mpsc::Receiver<Readings>,
         mut reload: mpsc::Receiver<(Config, Vec<Consumer>)>,
+        mut control: mpsc::Receiver<Control>,
         stop: CancellationToken,
     ) {
         let started_at = Instant::now();
@@ -221,6 +229,16 @@ impl Writer {
                         beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
                     }
                     self.reconfigure(new);
+                }
+                Some((req, answer)) = control.recv() => {
+                    // Readings up to now are evaluated first; the command's events are committed (with the engine
+                    // snapshot) before it is answered, so an answer never announces a change a crash could lose.
+                    let mut out = std::mem::take(&mut self.alerts);
+                    let result = self.engine.command(&req, Timestamp::now(), &mut out);
+                    self.alerts = out;
+                    self.commit_alerts();
+                    self.publish_live_alerts();
+                    let _ = answer.send(result);
                 }
                 Some(batch) = rx.recv() => {
                     if first_reading {
@@ -305,6 +323,7 @@ impl Writer {
 
     fn reconfigure(&mut self, new: Config) {
         self.flush();
+        self.engine.set_acknowledge(new.commands_enabled());
         let removed = self.engine.reconfigure(&new.sensor, Timestamp::now());
         self.alerts.extend(removed);
         self.cfg = new;
@@ -440,6 +459,21 @@ impl Writer {
         }
     }
 
+    /// Update the live state's alarms at once (after an operator command).
+    fn publish_live_alerts(&mut self) {
+        let alerts = self.engine.active();
+        self.live_tx.send_if_modified(|old| {
+            if old.alerts == alerts {
+                false
+            } else {
+                let mut l = (**old).clone();
+                l.alerts = alerts;
+                *old = Arc::new(l);
+                true
+            }
+        });
+    }
+
     /// Update the live state from the readings about to be flushed and the active alarms.
     fn publish_live(&mut self) {
         let mut live = (**self.live_tx.borrow()).clone();
@@ -505,83 +539,4 @@ fn sd_watchdog() -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cfg(dir: &std::path::Path) -> Config {
-        let toml = format!(
-            "[gateway]\nid = \"gw\"\ndata_dir = \"{}\"\n[[sensor]]\nid = \"t\"\nsource = {{ simulated = \"sine\" }}\n",
-            dir.display()
-        );
-        crate::config::parse_str(&toml, std::path::Path::new("t.toml"), &[]).expect("config")
-    }
-
-    #[test]
-    fn an_open_buffer_overflow_survives_a_restart_and_still_clears() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let metrics = SharedMetrics::default();
-        let (mut w, _signals) =
-            Writer::open(cfg(dir.path()), Vec::new(), metrics.clone()).expect("open");
-        // Readings that overflow a 1-byte cap: the oldest batch is dropped and BUFFER_OVERFLOW is raised.
-        for i in 0..3 {
-            w.pending
-                .push(Reading::new(Arc::from("t"), Timestamp(1000 + i), 1.0));
-            w.flush();
-        }
-        w.enforce_cap(1);
-        w.commit_alerts();
-        let raised = w.overflow.as_ref().map(|(a, _)| a.clone()).expect("raised");
-        drop(w);
-        let (mut w, _signals) = Writer::open(cfg(dir.path()), Vec::new(), metrics).expect("reopen");
-        let (restored, _) = w.overflow.clone().expect("still open after the restart");
-        assert_eq!(restored.id, raised.id);
-        // Ten minutes without drops later, the clear comes under the same id.
-        w.overflow = Some((restored, Instant::now() - OVERFLOW_CLEAR_AFTER));
-        w.check_overflow_cleared();
-        assert_eq!(w.alerts.len(), 1);
-        assert_eq!(
-            (w.alerts[0].state, w.alerts[0].id.as_str()),
-            (AlertState::Cleared, raised.id.as_str())
-        );
-        assert!(w.store.overflow_alert().expect("meta").is_none());
-    }
-
-    #[test]
-    fn memory_held_while_the_disk_refuses_writes_is_bounded_and_drops_are_counted() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let (mut w, _signals) =
-            Writer::open(cfg(dir.path()), Vec::new(), SharedMetrics::default()).expect("open");
-        w.store.refuse_writes();
-        let a = w.engine.gateway_alert(
-            AlertType::BufferOverflow,
-            AlertState::Raised,
-            Timestamp(1),
-            "x".into(),
-        );
-        w.alerts = vec![a; MAX_UNSAVED_ALERTS + 5];
-        w.commit_alerts();
-        assert_eq!(w.unsaved_alerts.len(), MAX_UNSAVED_ALERTS);
-        assert_eq!(w.metrics.dropped_alerts.load(Ordering::Relaxed), 5);
-        let id: Arc<str> = Arc::from("t");
-        w.pending = (0..MAX_PENDING as i64 + 7)
-            .map(|i| Reading::new(Arc::clone(&id), Timestamp(i), 1.0))
-            .collect();
-        w.flush();
-        assert_eq!(w.pending.len(), MAX_PENDING);
-        assert_eq!(w.pending[0].ts, Timestamp(7), "the oldest are dropped");
-        assert_eq!(w.metrics.dropped.load(Ordering::Relaxed), 7);
-    }
-
-    #[test]
-    fn a_stepped_back_clock_never_gives_one_sensor_the_same_or_an_earlier_timestamp() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let (mut w, _signals) =
-            Writer::open(cfg(dir.path()), Vec::new(), SharedMetrics::default()).expect("open");
-        for ts in [10_000, 11_000, 5_000, 5_000, 12_000] {
-            w.accept(Reading::new(Arc::from("t"), Timestamp(ts), 1.0));
-        }
-        let ts: Vec<i64> = w.pending.iter().map(|r| r.ts.0).collect();
-        assert_eq!(ts, [10_000, 11_000, 11_001, 11_002, 12_000]);
-        assert_eq!(w.metrics.clock_adjusted.load(Ordering::Relaxed), 2);
-    }
-}
+mod tests;
