@@ -47,9 +47,15 @@ pub async fn run_with_metrics(
     mut reload: mpsc::Receiver<Config>,
     metrics: SharedMetrics,
 ) -> anyhow::Result<()> {
+    // The file as loaded, and what runs: the file with remote alarm settings over it (`apply_desired`).
+    let mut file_cfg = cfg;
+    let mut remote = crate::remote::Remote::open(&file_cfg);
+    let cfg = remote.effective(&file_cfg, None);
     let (tx, rx) = mpsc::channel::<Readings>(CHANNEL);
-    let ingest =
+    let mut ingest =
         Ingest::start(cfg.clone(), sink::consumers(&cfg), rx, Arc::clone(&metrics)).await?;
+    let (remote_tx, mut remote_rx) = mpsc::channel(4);
+    ingest.signals.remote = Some(remote_tx);
 
     let sources = TaskTracker::new();
     let sources_token = CancellationToken::new();
@@ -80,41 +86,82 @@ pub async fn run_with_metrics(
         version = env!("CARGO_PKG_VERSION"), "watchpost started.");
     let mut cfg = cfg;
     loop {
-        tokio::select! {
+        let new = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
-            Some(new) = reload.recv() => {
+            Some(file) = reload.recv() => {
+                // The overlay is read again too (`watchpost config reset-remote` edits it).
+                remote.reload(&file);
+                let effective = remote.effective(&file, Some(&file_cfg));
+                file_cfg = file;
+                effective
+            }
+            Some(change) = remote_rx.recv() => {
+                match remote.change(&file_cfg, change, &ingest.signals.control).await {
+                    Some(c) => c,
+                    None => continue,
+                }
+            }
+        };
+        {
+            {
                 let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
                 let mut restarted = 0;
                 let groups = source::groups(&new);
                 let keys: Vec<String> = groups.iter().map(|g| g.key.clone()).collect();
                 running.retain(|k, (_, t)| {
                     let keep = keys.contains(k);
-                    if !keep { t.cancel(); }
+                    if !keep {
+                        t.cancel();
+                    }
                     keep
                 });
                 for g in groups {
-                    if running.get(&g.key).is_some_and(|(fp, _)| *fp == g.fingerprint) {
+                    if running
+                        .get(&g.key)
+                        .is_some_and(|(fp, _)| *fp == g.fingerprint)
+                    {
                         continue;
                     }
-                    if let Some((_, t)) = running.remove(&g.key) { t.cancel(); }
+                    if let Some((_, t)) = running.remove(&g.key) {
+                        t.cancel();
+                    }
                     let t = sources_token.child_token();
                     running.insert(g.key.clone(), (g.fingerprint.clone(), t.clone()));
                     source::spawn(g, tx.clone(), t, &sources, &metrics);
                     restarted += 1;
                 }
-                let sinks_restarted = running_sinks.reload(&new, &ingest.signals, &metrics, &sinks_ctl, &sinks).await;
-                if serde_json::to_string(&new.metrics).ok() != serde_json::to_string(&cfg.metrics).ok() {
+                let sinks_restarted = running_sinks
+                    .reload(&new, &ingest.signals, &metrics, &sinks_ctl, &sinks)
+                    .await;
+                if serde_json::to_string(&new.metrics).ok()
+                    != serde_json::to_string(&cfg.metrics).ok()
+                {
                     tracing::warn!("Changes to [metrics] take effect only after a restart.");
                 }
                 log_sensor_changes(&cfg, &new);
-                if new.gateway.data_dir != cfg.gateway.data_dir || new.gateway.id != cfg.gateway.id {
-                    tracing::warn!("gateway.id and gateway.data_dir changes take effect only after a restart.");
+                if new.gateway.data_dir != cfg.gateway.data_dir || new.gateway.id != cfg.gateway.id
+                {
+                    tracing::warn!(
+                        "gateway.id and gateway.data_dir changes take effect only after a restart."
+                    );
                 }
-                if ingest.reload.send((new.clone(), sink::consumers(&new))).await.is_err() {
-                    tracing::error!("The ingest thread is gone; cannot apply the new configuration.");
+                if ingest
+                    .reload
+                    .send((new.clone(), sink::consumers(&new)))
+                    .await
+                    .is_err()
+                {
+                    tracing::error!(
+                        "The ingest thread is gone; cannot apply the new configuration."
+                    );
                 }
-                tracing::info!(sensors = new.sensor.len(), groups_restarted = restarted, sinks_restarted, "Configuration reloaded.");
+                tracing::info!(
+                    sensors = new.sensor.len(),
+                    groups_restarted = restarted,
+                    sinks_restarted,
+                    "Configuration reloaded."
+                );
                 cfg = new;
                 let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
             }

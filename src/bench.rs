@@ -204,6 +204,7 @@ impl SinkBench {
                 live,
                 // No alarm engine here: commands are not benchmarked.
                 control: tokio::sync::mpsc::channel(1).0,
+                remote: None,
             },
             events_tx,
             _idle: (readings_tx, live_tx),

@@ -103,6 +103,7 @@ pub fn shadow(data: &[u8]) {
         thing: "t".into(),
         name: None,
         min_interval: crate::config::Dur(std::time::Duration::ZERO),
+        apply_desired: false,
     };
     let metrics = crate::metrics::SharedMetrics::default();
     let mut sh = Shadow::new(&cfg, "gw", "watchpost/gw/alerts/#");

@@ -17,6 +17,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
+pub mod remote;
 pub mod sink;
 pub mod source;
 pub mod store;

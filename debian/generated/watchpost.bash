@@ -25,6 +25,9 @@ _watchpost() {
             watchpost,check-config)
                 cmd="watchpost__subcmd__check__subcmd__config"
                 ;;
+            watchpost,config)
+                cmd="watchpost__subcmd__config"
+                ;;
             watchpost,help)
                 cmd="watchpost__subcmd__help"
                 ;;
@@ -91,6 +94,18 @@ _watchpost() {
             watchpost__subcmd__buffer__subcmd__help,status)
                 cmd="watchpost__subcmd__buffer__subcmd__help__subcmd__status"
                 ;;
+            watchpost__subcmd__config,help)
+                cmd="watchpost__subcmd__config__subcmd__help"
+                ;;
+            watchpost__subcmd__config,reset-remote)
+                cmd="watchpost__subcmd__config__subcmd__reset__subcmd__remote"
+                ;;
+            watchpost__subcmd__config__subcmd__help,help)
+                cmd="watchpost__subcmd__config__subcmd__help__subcmd__help"
+                ;;
+            watchpost__subcmd__config__subcmd__help,reset-remote)
+                cmd="watchpost__subcmd__config__subcmd__help__subcmd__reset__subcmd__remote"
+                ;;
             watchpost__subcmd__help,alerts)
                 cmd="watchpost__subcmd__help__subcmd__alerts"
                 ;;
@@ -99,6 +114,9 @@ _watchpost() {
                 ;;
             watchpost__subcmd__help,check-config)
                 cmd="watchpost__subcmd__help__subcmd__check__subcmd__config"
+                ;;
+            watchpost__subcmd__help,config)
+                cmd="watchpost__subcmd__help__subcmd__config"
                 ;;
             watchpost__subcmd__help,help)
                 cmd="watchpost__subcmd__help__subcmd__help"
@@ -133,6 +151,9 @@ _watchpost() {
             watchpost__subcmd__help__subcmd__buffer,status)
                 cmd="watchpost__subcmd__help__subcmd__buffer__subcmd__status"
                 ;;
+            watchpost__subcmd__help__subcmd__config,reset-remote)
+                cmd="watchpost__subcmd__help__subcmd__config__subcmd__reset__subcmd__remote"
+                ;;
             watchpost__subcmd__help__subcmd__scan,i2c)
                 cmd="watchpost__subcmd__help__subcmd__scan__subcmd__i2c"
                 ;;
@@ -164,7 +185,7 @@ _watchpost() {
 
     case "${cmd}" in
         watchpost)
-            opts="-c -h -V --config --log-format --log-level --help --version run check-config read scan buffer alerts help"
+            opts="-c -h -V --config --log-format --log-level --help --version run check-config config read scan buffer alerts help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -874,7 +895,7 @@ _watchpost() {
             return 0
             ;;
         watchpost__subcmd__check__subcmd__config)
-            opts="-c -h --config --log-format --log-level --help"
+            opts="-c -h --effective --config --log-format --log-level --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -903,8 +924,118 @@ _watchpost() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        watchpost__subcmd__config)
+            opts="-c -h --config --log-format --log-level --help reset-remote help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        watchpost__subcmd__config__subcmd__help)
+            opts="reset-remote help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        watchpost__subcmd__config__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        watchpost__subcmd__config__subcmd__help__subcmd__reset__subcmd__remote)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        watchpost__subcmd__config__subcmd__reset__subcmd__remote)
+            opts="-c -h --sensor --key --config --log-format --log-level --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --sensor)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         watchpost__subcmd__help)
-            opts="run check-config read scan buffer alerts help"
+            opts="run check-config config read scan buffer alerts help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1046,6 +1177,34 @@ _watchpost() {
         watchpost__subcmd__help__subcmd__check__subcmd__config)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        watchpost__subcmd__help__subcmd__config)
+            opts="reset-remote"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        watchpost__subcmd__help__subcmd__config__subcmd__reset__subcmd__remote)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -111,6 +111,14 @@ pub(super) fn buffer(cmd: BufferCmd, cfg: &Config) -> ExitCode {
                     println!("     {:<10}  state: {state}", "");
                 }
             }
+            if let Ok(lines) = super::remote::overrides(cfg) {
+                if !lines.is_empty() {
+                    println!("remote overrides: {} (they win over the file)", lines.len());
+                    for l in lines {
+                        println!("     {l}");
+                    }
+                }
+            }
             ExitCode::SUCCESS
         }
         BufferCmd::Export {

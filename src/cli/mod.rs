@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 #[cfg(feature = "mqtt")]
 mod alerts;
 mod buffer;
+mod remote;
 use buffer::{buffer, BufferCmd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -55,6 +56,14 @@ enum Cmd {
     CheckConfig {
         /// The file to check (default: --config, $WATCHPOST_CONFIG, /etc/watchpost/watchpost.toml).
         path: Option<PathBuf>,
+        /// Also list the alarm settings remote changes override (the overlay in the data directory).
+        #[arg(long)]
+        effective: bool,
+    },
+    /// Remote settings: `config reset-remote` removes overrides set through the device shadow.
+    Config {
+        #[command(subcommand)]
+        cmd: remote::ConfigCmd,
     },
     /// Read sensors once and print decoded values with the raw registers or bytes — for commissioning.
     Read {
@@ -152,7 +161,13 @@ pub fn main() -> ExitCode {
         }
     };
     match cli.cmd {
-        Some(Cmd::CheckConfig { path }) => {
+        Some(Cmd::Config { cmd }) => {
+            let Some(cfg) = load_or_exit(cli.config.as_deref()) else {
+                return ExitCode::from(1);
+            };
+            remote::run(&cfg, cmd)
+        }
+        Some(Cmd::CheckConfig { path, effective }) => {
             let path = config_path(path.or(cli.config).as_deref());
             match config::load(&path) {
                 Ok(cfg) => {
@@ -160,6 +175,9 @@ pub fn main() -> ExitCode {
                         eprintln!("warning: {}: {key}: cannot read {}: {why} (the sink that needs it will not start)", path.display(), file.display());
                     }
                     println!("ok");
+                    if effective {
+                        remote::print_effective(&cfg);
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

@@ -12,6 +12,7 @@
 mod email;
 mod i2c;
 mod locate;
+pub mod overlay;
 mod secret;
 mod source;
 mod types;

@@ -389,6 +389,10 @@ pub struct ShadowConfig {
     /// Minimum time between updates.
     #[serde(default = "default_shadow_interval")]
     pub min_interval: Dur,
+    /// Apply alarm settings from the shadow's `desired` (`alarms.{sensor}.{key}`), kept as an overlay in the data
+    /// directory that wins over the file for the keys it sets. Off: `desired` is acknowledged, not applied.
+    #[serde(default)]
+    pub apply_desired: bool,
 }
 
 fn default_shadow_interval() -> Dur {

@@ -194,6 +194,7 @@ impl Writer {
                 events,
                 live,
                 control,
+                remote: None,
             },
             control_rx,
         ))
@@ -230,16 +231,7 @@ impl Writer {
                     }
                     self.reconfigure(new);
                 }
-                Some((req, answer)) = control.recv() => {
-                    // Readings up to now are evaluated first; the command's events are committed (with the engine
-                    // snapshot) before it is answered, so an answer never announces a change a crash could lose.
-                    let mut out = std::mem::take(&mut self.alerts);
-                    let result = self.engine.command(&req, Timestamp::now(), &mut out);
-                    self.alerts = out;
-                    self.commit_alerts();
-                    self.publish_live_alerts();
-                    let _ = answer.send(result);
-                }
+                Some(c) = control.recv() => self.control(c),
                 Some(batch) = rx.recv() => {
                     if first_reading {
                         first_reading = false;
@@ -455,6 +447,36 @@ impl Writer {
                 if let Err(e) = self.store.set_overflow_alert(None) {
                     tracing::warn!(error = %e, "Cannot save the BUFFER_OVERFLOW state.");
                 }
+            }
+        }
+    }
+
+    fn control(&mut self, c: Control) {
+        match c {
+            Control::Command(req, answer) => {
+                // Readings up to now are evaluated first; the command's events are committed (with the engine
+                // snapshot) before it is answered, so an answer never announces a change a crash could lose.
+                let mut out = std::mem::take(&mut self.alerts);
+                let result = self.engine.command(&req, Timestamp::now(), &mut out);
+                self.alerts = out;
+                self.commit_alerts();
+                self.publish_live_alerts();
+                let _ = answer.send(result);
+            }
+            Control::Audit {
+                state,
+                reason,
+                change,
+            } => {
+                let mut a = self.engine.gateway_alert(
+                    AlertType::ConfigChange,
+                    state,
+                    Timestamp::now(),
+                    reason,
+                );
+                a.operator.change = Some(change);
+                self.alerts.push(a);
+                self.commit_alerts();
             }
         }
     }

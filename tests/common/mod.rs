@@ -158,6 +158,9 @@ impl Vm {
             .arg("-retentionPeriod=100y")
             .arg("-search.latencyOffset=0s")
             .arg("-search.disableCache")
+            // InfluxDB overwrites a point written again (same series and timestamp): a batch re-sent after a crash
+            // (at-least-once) stays one sample. VictoriaMetrics does the same with deduplication on.
+            .arg("-dedup.minScrapeInterval=1ms")
             .stdout(Stdio::null())
             .stderr(f)
             .spawn()

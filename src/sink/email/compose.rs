@@ -228,6 +228,7 @@ fn what(a: &Alert) -> String {
         (AlertType::SensorOffline, _) => "offline".to_string(),
         (AlertType::BufferOverflow, _) => "buffer overflow".to_string(),
         (AlertType::OutOfService, _) => "out of service".to_string(),
+        (AlertType::ConfigChange, _) => "remote configuration".to_string(),
     };
     match &a.reason {
         Some(r) => format!("{base}: {r}"),

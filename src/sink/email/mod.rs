@@ -80,6 +80,8 @@ impl Filter {
             }
             // Operator actions follow the alarms this route announced.
             AlertState::Acknowledged | AlertState::Shelved => mailed.contains(&a.id),
+            // Audit events are for the events feed and the store, not for mail.
+            AlertState::Applied | AlertState::Rejected => false,
         }
     }
 }

@@ -231,7 +231,11 @@ impl Commands {
             }
         };
         let (tx, rx) = oneshot::channel();
-        if self.control.try_send((req.clone(), tx)).is_err() {
+        if self
+            .control
+            .try_send(Control::Command(req.clone(), tx))
+            .is_err()
+        {
             self.metrics
                 .commands_rejected
                 .fetch_add(1, Ordering::Relaxed);

@@ -89,6 +89,12 @@ impl SinkBuild<AlertFeed> for Build {
                 );
                 (commands, rx)
             }),
+            remote: self
+                .m
+                .shadow
+                .as_ref()
+                .filter(|s| s.apply_desired)
+                .and(self.signals.remote.clone()),
             live: self.signals.live.clone(),
             metrics: self.metrics.clone(),
             sink: self.metrics.sink(SINK),
@@ -150,11 +156,14 @@ impl Sink for AlertFeed {
                 } else {
                     Vec::new()
                 };
-                msgs.push(Msg {
-                    topic: self.topics.alert(a),
-                    payload: retained,
-                    retain: true,
-                });
+                // Audit events have no standing state: the event feed only.
+                if a.kind != crate::model::AlertType::ConfigChange {
+                    msgs.push(Msg {
+                        topic: self.topics.alert(a),
+                        payload: retained,
+                        retain: true,
+                    });
+                }
                 msgs.push(Msg {
                     topic: self.topics.events(),
                     payload,

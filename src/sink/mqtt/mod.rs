@@ -99,6 +99,7 @@ impl Topics {
             (AlertType::SensorOffline, _) => "offline",
             (AlertType::BufferOverflow, _) => "overflow",
             (AlertType::OutOfService, _) => "out_of_service",
+            (AlertType::ConfigChange, _) => "config",
         };
         format!("{}/alerts/{}/{alarm}", self.base, a.sensor)
     }

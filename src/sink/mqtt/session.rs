@@ -143,6 +143,8 @@ pub(super) struct Session {
     pub shadow: Option<Shadow>,
     /// Operator commands and the queue of their answers (alert connection with `[mqtt.commands]` on).
     pub commands: Option<(Commands, mpsc::Receiver<Out>)>,
+    /// Where desired states go when the shadow applies them (`apply_desired`).
+    pub remote: Option<mpsc::Sender<crate::model::RemoteChange>>,
     pub live: watch::Receiver<Arc<Live>>,
     pub metrics: SharedMetrics,
     pub sink: Arc<SinkMetrics>,
@@ -158,6 +160,8 @@ impl Session {
             Some((c, a)) => (Some(c), Some(a)),
             None => (None, None),
         };
+        // Outcomes of remote changes, back to the shadow.
+        let (remote_tx, mut remote_rx) = mpsc::channel::<crate::model::RemoteResult>(4);
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
         let mut acks = Acks::default();
         let mut first_error = true;
@@ -221,6 +225,11 @@ impl Session {
                             break 'conn;
                         }
                     },
+                    Some(r) = remote_rx.recv() => {
+                        if let Some(sh) = self.shadow.as_mut() {
+                            sh.set_remote(r);
+                        }
+                    }
                     Some(o) = async { answers.as_mut()?.recv().await }, if connected => {
                         publish_untracked(&client, o, &mut acks);
                     }
@@ -290,6 +299,9 @@ impl Session {
                                 for o in sh.handle(&p.topic, &p.payload, &self.metrics) {
                                     publish_untracked(&client, o, &mut acks);
                                 }
+                                if let (Some(tx), Some((desired, version, replace))) = (&self.remote, sh.take_desired()) {
+                                    hand_over(tx.clone(), remote_tx.clone(), desired, version, replace);
+                                }
                             }
                         }
                         Ok(_) => {}
@@ -321,6 +333,31 @@ impl Session {
         self.connected.send_replace(false);
         acks.reset("MQTT session ended");
     }
+}
+
+/// Give a desired state to the daemon's overlay and bring the outcome back to the shadow, without holding up the
+/// connection.
+fn hand_over(
+    tx: mpsc::Sender<crate::model::RemoteChange>,
+    back: mpsc::Sender<crate::model::RemoteResult>,
+    desired: serde_json::Value,
+    version: Option<u64>,
+    replace: bool,
+) {
+    tokio::spawn(async move {
+        let (answer, rx) = oneshot::channel();
+        let change = crate::model::RemoteChange {
+            desired,
+            version,
+            replace,
+            answer,
+        };
+        if tx.send(change).await.is_ok() {
+            if let Ok(r) = rx.await {
+                let _ = back.send(r).await;
+            }
+        }
+    });
 }
 
 /// Queue a publish nobody waits for (status, shadow); false when the request queue was full.

@@ -20,7 +20,7 @@
 
 use crate::config::ShadowConfig;
 use crate::metrics::SharedMetrics;
-use crate::model::{ActiveAlert, Live, Severity, Timestamp};
+use crate::model::{Live, Timestamp};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -83,6 +83,12 @@ pub struct Shadow {
     started: Instant,
     deltas_logged: Option<Instant>,
     deltas_quiet: u64,
+    /// `apply_desired`: hand desired states to the remote-configuration overlay instead of only acknowledging.
+    apply: bool,
+    /// A desired state waiting to be handed over: (state, version, replace).
+    pending: Option<(serde_json::Value, Option<u64>, bool)>,
+    /// The outcome of the last remote change (reported as `config` and `alarms`).
+    remote: Option<crate::model::RemoteResult>,
 }
 
 /// A publish the shadow wants.
@@ -103,6 +109,14 @@ fn cut(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
+}
+
+fn has_null(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Null => true,
+        serde_json::Value::Object(o) => o.values().any(has_null),
+        _ => false,
+    }
 }
 
 fn version_of(v: &serde_json::Value) -> Option<u64> {
@@ -141,6 +155,9 @@ impl Shadow {
             started: Instant::now(),
             deltas_logged: None,
             deltas_quiet: 0,
+            apply: c.apply_desired,
+            pending: None,
+            remote: None,
         }
     }
 
@@ -207,7 +224,21 @@ impl Shadow {
             },
             "lastUpdate": now.rfc3339(),
         });
-        if let Some(d) = &self.delta {
+        if let Some(r) = &self.remote {
+            let errors: Vec<&str> = r.errors.iter().take(10).map(|e| cut(e, 200)).collect();
+            doc["config"] = serde_json::json!({
+                "applied": r.applied,
+                "version": r.version,
+                "errors": errors,
+            });
+            // The overrides in force, so the delta clears once they match `desired` (bounded: a third of the
+            // budget; beyond that the cloud side reads `config` only).
+            if r.alarms.to_string().len() <= self.budget / 3 {
+                doc["alarms"] = r.alarms.clone();
+            } else {
+                doc["config"]["alarms"] = "too large to report".into();
+            }
+        } else if let Some(d) = &self.delta {
             doc["config"] = serde_json::json!({
                 "applied": false,
                 "version": d.version,
@@ -342,7 +373,25 @@ impl Shadow {
         self.dirty = true;
     }
 
+    /// A desired state for the overlay, once (the session hands it to the daemon): `(state, version, replace)`;
+    /// `replace` when it is the whole desired document (a get), not a delta.
+    pub fn take_desired(&mut self) -> Option<(serde_json::Value, Option<u64>, bool)> {
+        self.pending.take()
+    }
+
+    /// The outcome of a remote change, reported in the next update.
+    pub fn set_remote(&mut self, r: crate::model::RemoteResult) {
+        if self.remote.as_ref() != Some(&r) {
+            self.remote = Some(r);
+            self.dirty = true;
+        }
+    }
+
     fn note_delta(&mut self, state: &serde_json::Value, version: Option<u64>) {
+        if self.apply {
+            self.pending = Some((state.clone(), version, false));
+            return;
+        }
         let keys: Vec<String> = state
             .as_object()
             .map(|o| o.keys().take(20).map(|k| cut(k, 64).to_string()).collect())
@@ -408,6 +457,17 @@ impl Shadow {
             self.note_delta(&state, version);
             return Vec::new();
         }
+        // Another client's accepted update that removes desired keys (`null`): AWS sends no delta for a removal.
+        if self.apply && kind == "update/accepted" {
+            let ours = v
+                .get("clientToken")
+                .and_then(|t| t.as_str())
+                .is_some_and(|t| self.in_flight.contains_key(t));
+            if let Some(d) = v.pointer("/state/desired").filter(|d| !ours && has_null(d)) {
+                self.pending = Some((d.clone(), version, false));
+                return Vec::new();
+            }
+        }
         // Answers: only to our own requests.
         let Some(req) = v
             .get("clientToken")
@@ -425,7 +485,15 @@ impl Shadow {
                     .and_then(|s| s.as_object())
                     .map(|o| o.keys().cloned().collect())
                     .unwrap_or_default();
-                if let Some(d) = v.pointer("/state/delta").filter(|d| d.is_object()) {
+                if self.apply {
+                    // The whole desired document is the remote intent: keys removed there leave the overlay.
+                    let desired = v
+                        .pointer("/state/desired")
+                        .filter(|d| d.is_object())
+                        .cloned()
+                        .unwrap_or_else(|| serde_json::json!({}));
+                    self.pending = Some((desired, version, true));
+                } else if let Some(d) = v.pointer("/state/delta").filter(|d| d.is_object()) {
                     let d = d.clone();
                     self.note_delta(&d, version);
                 }
@@ -489,39 +557,8 @@ impl Shadow {
     }
 }
 
-/// Counts per severity, the most severe `top` alarms (critical first, oldest first), and where all are retained.
-fn alert_summary(alerts: &[ActiveAlert], topic: &str, top: usize) -> serde_json::Value {
-    let critical = alerts
-        .iter()
-        .filter(|a| a.severity == Severity::Critical)
-        .count();
-    let mut sorted: Vec<&ActiveAlert> = alerts.iter().collect();
-    sorted.sort_by(|a, b| {
-        (b.severity == Severity::Critical)
-            .cmp(&(a.severity == Severity::Critical))
-            .then(a.since.cmp(&b.since))
-    });
-    let listed: Vec<serde_json::Value> = sorted
-        .iter()
-        .take(top)
-        .map(|a| {
-            serde_json::json!({
-                "id": cut(&a.id, 96),
-                "type": a.kind,
-                "sensor": cut(&a.sensor, 64),
-                "severity": a.severity,
-                "since": a.since,
-            })
-        })
-        .collect();
-    serde_json::json!({
-        "active": alerts.len(),
-        "critical": critical,
-        "warning": alerts.len() - critical,
-        "top": listed,
-        "all": topic,
-    })
-}
+mod summary;
+use summary::alert_summary;
 
 #[cfg(test)]
 mod tests;

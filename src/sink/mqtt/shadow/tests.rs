@@ -4,7 +4,7 @@
 //! AWS's error documents.
 
 use super::*;
-use crate::model::{AlertType, LatestValue};
+use crate::model::{ActiveAlert, AlertType, LatestValue, Severity};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
@@ -139,6 +139,7 @@ fn cfg(thing: &str) -> ShadowConfig {
         thing: thing.into(),
         name: None,
         min_interval: crate::config::Dur(Duration::ZERO),
+        apply_desired: false,
     }
 }
 

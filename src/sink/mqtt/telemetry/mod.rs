@@ -143,6 +143,7 @@ impl SinkBuild<Telemetry> for Build {
             topics: topics.clone(),
             shadow: None,
             commands: None,
+            remote: None,
             live: self.signals.live.clone(),
             metrics: self.metrics.clone(),
             sink: self.metrics.sink(SINK),

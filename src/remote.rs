@@ -1,0 +1,229 @@
+//! Remote alarm settings: the daemon's side of `[mqtt.shadow] apply_desired`.
+//!
+//! The shadow client hands over each desired state; this merges it into the overlay ([`Overlay`]), checks the
+//! result with the file's validation, saves the overlay (atomically, in the data directory) and gives the daemon
+//! the new effective config, which it applies like a SIGHUP reload (alarm state kept). Every applied or refused
+//! change is an audit event (CONFIG_CHANGE) in the store and on the `events` topic. Precedence: the overlay wins
+//! over the file for the keys it sets; `watchpost config reset-remote` (then a reload) or a desired `null` removes
+//! an override.
+
+use crate::config::overlay::Overlay;
+use crate::config::Config;
+use crate::model::{AlertState, Control, RemoteChange, RemoteResult, Timestamp};
+use tokio::sync::mpsc;
+
+/// The overlay in force and the last outcome (a desired state seen again is not audited again).
+pub struct Remote {
+    overlay: Overlay,
+    last: Option<(Option<u64>, String, RemoteResult)>,
+}
+
+/// Whether remote settings are on for this config.
+pub fn enabled(cfg: &Config) -> bool {
+    cfg.mqtt
+        .as_ref()
+        .and_then(|m| m.shadow.as_ref())
+        .is_some_and(|s| s.apply_desired)
+}
+
+impl Remote {
+    /// Load the overlay of the config's data directory (unreadable: logged, none).
+    pub fn open(file: &Config) -> Remote {
+        let overlay = match Overlay::load(&file.gateway.data_dir) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(error = %e, "The remote settings overlay is unreadable; the file's settings apply.");
+                Overlay::default()
+            }
+        };
+        Remote {
+            overlay,
+            last: None,
+        }
+    }
+
+    /// Read the overlay again (after `watchpost config reset-remote`).
+    pub fn reload(&mut self, file: &Config) {
+        *self = Remote::open(file);
+    }
+
+    /// The file's config with the overlay applied (when remote settings are on); a file edit that the overlay
+    /// overrides is logged; an overlay that no longer fits the file is logged and left out.
+    pub fn effective(&self, file: &Config, old_file: Option<&Config>) -> Config {
+        if self.overlay.is_empty() {
+            return file.clone();
+        }
+        if !enabled(file) {
+            tracing::warn!(path = %crate::config::overlay::overlay_path(&file.gateway.data_dir).display(),
+                "A remote settings overlay exists but [mqtt.shadow] apply_desired is off: the file's settings apply.");
+            return file.clone();
+        }
+        if let Some(old) = old_file {
+            for (sensor, key, was, _) in self.overlay.changes(old) {
+                let now = self
+                    .overlay
+                    .changes(file)
+                    .into_iter()
+                    .find(|(s, k, _, _)| *s == sensor && *k == key)
+                    .map(|c| c.2);
+                if now.as_ref() != Some(&was) {
+                    tracing::warn!(sensor = %sensor, key = %key, "The file changed a setting a remote override sets; the remote value still wins (watchpost config reset-remote removes it).");
+                }
+            }
+        }
+        match self.overlay.apply(file) {
+            Ok(c) => {
+                tracing::info!(
+                    overrides = self.overlay.changes(file).len(),
+                    version = self.overlay.version,
+                    "Remote alarm settings applied over the file."
+                );
+                c
+            }
+            Err(errors) => {
+                tracing::error!(errors = ?errors, "The remote settings overlay does not fit this configuration; the file's settings apply until the shadow sends new ones.");
+                file.clone()
+            }
+        }
+    }
+
+    /// Handle a desired state: the new effective config when it applies. The outcome goes back to the shadow, and
+    /// an audit event to the store (through `control`).
+    pub async fn change(
+        &mut self,
+        file: &Config,
+        c: RemoteChange,
+        control: &mpsc::Sender<Control>,
+    ) -> Option<Config> {
+        let key = c.desired.to_string();
+        if let Some((v, k, r)) = &self.last {
+            if *v == c.version && *k == key {
+                let _ = c.answer.send(r.clone());
+                return None;
+            }
+        }
+        let known: Vec<String> = file.sensor.iter().map(|s| s.id.clone()).collect();
+        let base = if c.replace {
+            Overlay {
+                alarms: Default::default(),
+                ..self.overlay.clone()
+            }
+        } else {
+            self.overlay.clone()
+        };
+        let desired = if c.replace {
+            // A get answer: only `alarms` is ours; other desired keys belong to other applications of the
+            // shadow and are refused by name below only when they arrive as a change.
+            serde_json::json!({ "alarms": c.desired.get("alarms").cloned().unwrap_or_default() })
+        } else {
+            c.desired.clone()
+        };
+        let outcome = base
+            .merged(&desired, &known)
+            .and_then(|next| {
+                if next.alarms == self.overlay.alarms {
+                    // Nothing to change (a get answer matching what is in force): answered, not audited.
+                    Err(Vec::new())
+                } else {
+                    Ok(next)
+                }
+            })
+            .and_then(|mut next| {
+                next.version = c.version.or(next.version);
+                next.updated = Some(Timestamp::now().rfc3339());
+                let cfg = next.apply(file)?;
+                Ok((next, cfg))
+            })
+            .and_then(|(next, cfg)| {
+                next.save(&file.gateway.data_dir)
+                    .map(|()| (next, cfg))
+                    .map_err(|e| vec![e])
+            });
+        let (result, new_cfg, state, detail) = match outcome {
+            Ok((next, cfg)) => {
+                let before = self.overlay.changes(file);
+                let after = next.changes(file);
+                let changes: Vec<_> = after
+                    .iter()
+                    .filter(|a| !before.contains(a))
+                    .map(|(s, k, file_v, new)| {
+                        let old = before
+                            .iter()
+                            .find(|b| b.0 == *s && b.1 == *k)
+                            .map(|b| b.3.clone())
+                            .unwrap_or_else(|| file_v.clone());
+                        serde_json::json!({"key": format!("{s}.{k}"), "old": old, "new": new})
+                    })
+                    .chain(before.iter().filter(|b| !after.iter().any(|a| a.0 == b.0 && a.1 == b.1)).map(
+                        |(s, k, file_v, old)| {
+                            serde_json::json!({"key": format!("{s}.{k}"), "old": old, "new": file_v, "from": "file"})
+                        },
+                    ))
+                    .collect();
+                let r = RemoteResult {
+                    applied: true,
+                    version: c.version,
+                    errors: Vec::new(),
+                    alarms: serde_json::to_value(&next.alarms).unwrap_or_default(),
+                };
+                self.overlay = next;
+                let reason = format!(
+                    "remote alarm settings applied (shadow version {})",
+                    opt(c.version)
+                );
+                (
+                    r,
+                    Some(cfg),
+                    AlertState::Applied,
+                    (reason, changes, Vec::new()),
+                )
+            }
+            Err(errors) if errors.is_empty() => {
+                let r = RemoteResult {
+                    applied: true,
+                    version: c.version,
+                    errors,
+                    alarms: serde_json::to_value(&self.overlay.alarms).unwrap_or_default(),
+                };
+                self.last = Some((c.version, key, r.clone()));
+                let _ = c.answer.send(r);
+                return None;
+            }
+            Err(errors) => {
+                let r = RemoteResult {
+                    applied: false,
+                    version: c.version,
+                    errors: errors.clone(),
+                    alarms: serde_json::to_value(&self.overlay.alarms).unwrap_or_default(),
+                };
+                tracing::warn!(version = c.version, errors = ?errors, "Refused a remote change of alarm settings; nothing changed.");
+                let reason = format!(
+                    "remote alarm settings refused (shadow version {}): {}",
+                    opt(c.version),
+                    errors.first().map(String::as_str).unwrap_or("")
+                );
+                (r, None, AlertState::Rejected, (reason, Vec::new(), errors))
+            }
+        };
+        let (reason, changes, errors) = detail;
+        let change = serde_json::json!({
+            "version": c.version,
+            "changes": changes,
+            "errors": errors,
+        });
+        let _ = control
+            .send(Control::Audit {
+                state,
+                reason,
+                change,
+            })
+            .await;
+        self.last = Some((c.version, key, result.clone()));
+        let _ = c.answer.send(result);
+        new_cfg
+    }
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "?".into())
+}
