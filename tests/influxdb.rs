@@ -409,3 +409,65 @@ fn a_reload_that_changes_sensor_tags_reaches_influxdb() {
         "{sent} lines accepted, {stored} readings stored"
     );
 }
+
+/// RSS of a process in kB.
+fn rss_kb(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn connections_cut_every_two_seconds_lose_nothing_keep_memory_flat_and_cause_no_reconnect_storm() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let vm_port = free_port();
+    let Some(vm) = Vm::start(dir.path(), vm_port) else {
+        return;
+    };
+    let (proxy, accepted) = cutting_proxy(vm_port, Duration::from_secs(2));
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("w.toml");
+    let sensors = r#"
+[[sensor]]
+id = "ramp"
+source = { simulated = "ramp", offset = 0.0, step = 1.0 }
+interval = "10ms"
+"#;
+    std::fs::write(&cfg, config(&data, proxy, sensors)).expect("w");
+    let d = start_daemon(&cfg, dir.path());
+    wait_for(Duration::from_secs(10), "first writes", || {
+        (vm.count(r#"{__name__="sensor_value"}"#) > 0).then_some(())
+    });
+    let early = rss_kb(d.pid());
+    std::thread::sleep(Duration::from_secs(12));
+    let late = rss_kb(d.pid());
+    // Stop producing; everything stored must arrive through the cuts, once per timestamp.
+    std::fs::write(&cfg, config(&data, proxy, "")).expect("w");
+    d.signal(libc::SIGHUP);
+    wait_for(Duration::from_secs(10), "reloaded", || {
+        d.log().contains("Configuration reloaded").then_some(())
+    });
+    let local = stored(&data);
+    wait_for(
+        Duration::from_secs(60),
+        "every stored reading in VictoriaMetrics",
+        || (vm.count(r#"{__name__="sensor_value"}"#) as u64 == local).then_some(()),
+    );
+    assert!(local > 1000, "{local}");
+    let n = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    eprintln!("connections through the proxy: {n}; RSS {early} kB → {late} kB");
+    // One new connection per cut (about 7 in 14 s) and a few for overlapping requests, not one per batch (140).
+    assert!(
+        (3..=30).contains(&n),
+        "{n} connections with a cut every 2 s"
+    );
+    assert!(
+        late <= early + early / 4 + 1024,
+        "RSS grew from {early} kB to {late} kB"
+    );
+}

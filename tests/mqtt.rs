@@ -799,55 +799,6 @@ interval = "20ms"
     assert_eq!(d.wait_exit(Duration::from_secs(10)), Some(0));
 }
 
-/// A TCP proxy to `target` that cuts every connection through it each `period`; returns its port and how many
-/// connections it has accepted.
-fn cutting_proxy(
-    target: u16,
-    period: Duration,
-) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = l.local_addr().expect("addr").port();
-    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
-    let live: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>> = Default::default();
-    let (acc, live2) = (
-        std::sync::Arc::clone(&accepted),
-        std::sync::Arc::clone(&live),
-    );
-    std::thread::spawn(move || {
-        for c in l.incoming().flatten() {
-            acc.fetch_add(1, Ordering::SeqCst);
-            let Ok(up) = std::net::TcpStream::connect(("127.0.0.1", target)) else {
-                continue;
-            };
-            for s in [&c, &up] {
-                if let (Ok(mut v), Ok(s2)) = (live2.lock(), s.try_clone()) {
-                    v.push(s2);
-                }
-            }
-            let pipe = |mut a: std::net::TcpStream, mut b: std::net::TcpStream| {
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut a, &mut b);
-                    let _ = b.shutdown(std::net::Shutdown::Both);
-                });
-            };
-            if let (Ok(c2), Ok(u2)) = (c.try_clone(), up.try_clone()) {
-                pipe(c2, up);
-                pipe(u2, c);
-            }
-        }
-    });
-    std::thread::spawn(move || loop {
-        std::thread::sleep(period);
-        if let Ok(mut v) = live.lock() {
-            for s in v.drain(..) {
-                let _ = s.shutdown(std::net::Shutdown::Both);
-            }
-        }
-    });
-    (port, accepted)
-}
-
 #[test]
 fn connections_cut_every_two_seconds_lose_nothing_and_cause_no_reconnect_storm() {
     let dir = tempfile::tempdir().expect("tmp");

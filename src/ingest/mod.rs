@@ -239,6 +239,9 @@ impl Writer {
                             tracing::info!(after_ms = started_at.elapsed().as_secs_f64() * 1e3, sensor = %r.sensor, "First reading.");
                         }
                     }
+                    // A step is looked for before each batch too, not only at the beat: a reading stamped after an
+                    // NTP step must not meet alarm timers that have not moved with it.
+                    self.watch_clock();
                     self.accept_all(batch);
                     // Take what is already queued without yielding, up to a bound.
                     for _ in 0..TAKE_AT_ONCE {
