@@ -112,7 +112,9 @@ impl Client {
         };
         let resp = match req.send().await {
             Ok(r) => r,
-            Err(e) => return Outcome::Retry(None, format!("request failed: {e}")),
+            Err(e) => {
+                return Outcome::Retry(None, format!("request failed: {}", crate::util::chain(&e)))
+            }
         };
         let status = resp.status().as_u16();
         let retry_after = resp

@@ -254,7 +254,7 @@ impl SinkBuild<EmailSink> for Build {
 /// timeout, 4xx, TLS handshake) → retry with backoff.
 fn classify(e: &lettre::transport::smtp::Error) -> SinkError {
     let code = e.status().map(|c| c.to_string());
-    let reason = e.to_string();
+    let reason = crate::util::chain(e);
     if e.is_permanent() {
         match code.as_deref() {
             Some("552") | Some("554") => SinkError::Rejected { reason },
