@@ -76,6 +76,12 @@ impl Throttle {
         }
     }
 
+    /// Forget the last line: the next one is logged at once (a new episode).
+    pub fn reset(&mut self) {
+        self.last = None;
+        self.quiet = 0;
+    }
+
     /// `Some(suppressed since the last line)` when a line may be logged now; `None` (and counted) otherwise.
     pub fn ready(&mut self) -> Option<u64> {
         let now = std::time::Instant::now();
@@ -114,6 +120,19 @@ mod tests {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
         let outer = std::io::Error::other(Wrapped(io));
         assert_eq!(super::chain(&outer), "request failed: connection refused");
+    }
+
+    #[test]
+    fn a_throttle_logs_once_per_period_with_the_count_held_back() {
+        let mut t = super::Throttle::new(std::time::Duration::from_secs(3600));
+        assert_eq!(t.ready(), Some(0));
+        assert_eq!(t.ready(), None);
+        assert_eq!(t.ready(), None);
+        t.reset();
+        assert_eq!(t.ready(), Some(0), "a new episode logs at once");
+        let mut fast = super::Throttle::new(std::time::Duration::ZERO);
+        assert_eq!(fast.ready(), Some(0));
+        assert_eq!(fast.ready(), Some(0));
     }
 
     #[derive(Debug)]

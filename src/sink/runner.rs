@@ -86,6 +86,7 @@ pub async fn run<S, B>(
         backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(60)),
         last_progress: Instant::now(),
         sent_since: 0,
+        fail_log: crate::util::Throttle::new(Duration::from_secs(60)),
     };
     let rate_start = Instant::now();
     let mut rate_sent = 0u64;
@@ -258,12 +259,18 @@ pub async fn run<S, B>(
                 r.m.retries.fetch_add(1, Ordering::Relaxed);
                 let wait = match e {
                     SinkError::Refused { reason } => {
-                        tracing::error!(sink = name, error = %reason, "The far side refused the delivery; data is kept; retrying in 60s.");
+                        if let Some(quiet) = r.fail_log.ready() {
+                            tracing::error!(sink = name, error = %reason, not_logged_since = quiet, "The far side refused the delivery; data is kept; retrying in 60s.");
+                        }
                         REFUSED_WAIT
                     }
                     SinkError::Retry { after, reason } => {
                         let wait = after.unwrap_or_else(|| r.backoff.next_delay());
-                        tracing::warn!(sink = name, reason = %reason, retry_in_ms = wait.as_millis() as u64, "Delivery failed; will retry.");
+                        if let Some(quiet) = r.fail_log.ready() {
+                            tracing::warn!(sink = name, reason = %reason, retry_in_ms = wait.as_millis() as u64, not_logged_since = quiet, "Delivery failed; will retry (repeats are logged once a minute).");
+                        } else {
+                            tracing::debug!(sink = name, reason = %reason, "Delivery failed again.");
+                        }
                         wait
                     }
                     SinkError::Rejected { .. } => Duration::ZERO,
@@ -322,6 +329,8 @@ struct Runner {
     backoff: Backoff,
     last_progress: Instant,
     sent_since: u64,
+    /// A sink that keeps failing logs its failure once a minute with a count, not once per retry.
+    fail_log: crate::util::Throttle,
 }
 
 impl Runner {
@@ -371,6 +380,8 @@ impl Runner {
         if self.m.state() != SinkState::Up {
             self.m.set_state(SinkState::Up);
             tracing::info!(sink = self.name, "Deliveries succeed again.");
+            // The next outage is logged at once.
+            self.fail_log.reset();
         }
     }
 
