@@ -24,7 +24,7 @@ for want in "-rwxr-xr-x .* ./usr/bin/watchpost" "-rw-r----- .* ./etc/watchpost/w
     "./usr/share/doc/watchpost/examples/i2c_bme280_ads1115.toml" "./usr/share/man/man1/watchpost.1.gz" \
     "./usr/share/man/man1/watchpost-check-config.1.gz" "./usr/share/bash-completion/completions/watchpost" \
     "./usr/share/zsh/vendor-completions/_watchpost" "./usr/share/fish/vendor_completions.d/watchpost.fish" \
-    "./usr/share/doc/watchpost/changelog.Debian.gz"; do
+    "./usr/share/doc/watchpost/changelog.Debian.gz" "./usr/share/watchpost/config.schema.json"; do
     grep -qE -- "$want" <<<"$list" || fail "missing $want"
 done
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT

@@ -40,6 +40,9 @@ _watchpost() {
             watchpost,scan)
                 cmd="watchpost__subcmd__scan"
                 ;;
+            watchpost,schema)
+                cmd="watchpost__subcmd__schema"
+                ;;
             watchpost__subcmd__alerts,ack)
                 cmd="watchpost__subcmd__alerts__subcmd__ack"
                 ;;
@@ -130,6 +133,9 @@ _watchpost() {
             watchpost__subcmd__help,scan)
                 cmd="watchpost__subcmd__help__subcmd__scan"
                 ;;
+            watchpost__subcmd__help,schema)
+                cmd="watchpost__subcmd__help__subcmd__schema"
+                ;;
             watchpost__subcmd__help__subcmd__alerts,ack)
                 cmd="watchpost__subcmd__help__subcmd__alerts__subcmd__ack"
                 ;;
@@ -185,7 +191,7 @@ _watchpost() {
 
     case "${cmd}" in
         watchpost)
-            opts="-c -h -V --config --log-format --log-level --help --version run check-config config read scan buffer alerts help"
+            opts="-c -h -V --config --log-format --log-level --help --version run check-config schema config read scan buffer alerts help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1035,7 +1041,7 @@ _watchpost() {
             return 0
             ;;
         watchpost__subcmd__help)
-            opts="run check-config config read scan buffer alerts help"
+            opts="run check-config schema config read scan buffer alerts help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1300,6 +1306,20 @@ _watchpost() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        watchpost__subcmd__help__subcmd__schema)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         watchpost__subcmd__read)
             opts="-c -h --json --config --log-format --log-level --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -1511,6 +1531,36 @@ _watchpost() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        watchpost__subcmd__schema)
+            opts="-c -h --config --log-format --log-level --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

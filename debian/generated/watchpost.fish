@@ -32,6 +32,7 @@ complete -c watchpost -n "__fish_watchpost_needs_command" -s h -l help -d 'Print
 complete -c watchpost -n "__fish_watchpost_needs_command" -s V -l version -d 'Print version'
 complete -c watchpost -n "__fish_watchpost_needs_command" -f -a "run" -d 'Run the daemon'
 complete -c watchpost -n "__fish_watchpost_needs_command" -f -a "check-config" -d 'Validate a config file: print `ok`, or every problem with file:line:column and key path'
+complete -c watchpost -n "__fish_watchpost_needs_command" -f -a "schema" -d 'Print the config file\'s JSON Schema (for editors: Taplo / Even Better TOML; see the README)'
 complete -c watchpost -n "__fish_watchpost_needs_command" -f -a "config" -d 'Remote settings: `config reset-remote` removes overrides set through the device shadow'
 complete -c watchpost -n "__fish_watchpost_needs_command" -f -a "read" -d 'Read sensors once and print decoded values with the raw registers or bytes — for commissioning'
 complete -c watchpost -n "__fish_watchpost_needs_command" -f -a "scan" -d 'Find devices on a bus'
@@ -49,6 +50,11 @@ json\t'One JSON object per event'"
 complete -c watchpost -n "__fish_watchpost_using_subcommand check-config" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
 complete -c watchpost -n "__fish_watchpost_using_subcommand check-config" -l effective -d 'Also list the alarm settings remote changes override (the overlay in the data directory)'
 complete -c watchpost -n "__fish_watchpost_using_subcommand check-config" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c watchpost -n "__fish_watchpost_using_subcommand schema" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand schema" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
+json\t'One JSON object per event'"
+complete -c watchpost -n "__fish_watchpost_using_subcommand schema" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand schema" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c watchpost -n "__fish_watchpost_using_subcommand config; and not __fish_seen_subcommand_from reset-remote help" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand config; and not __fish_seen_subcommand_from reset-remote help" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
 json\t'One JSON object per event'"
@@ -232,14 +238,15 @@ complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_s
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from help" -f -a "out-of-service" -d 'Take a sensor out of service (its alarms clear and are not evaluated until it is back)'
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from help" -f -a "in-service" -d 'Return a sensor to service'
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c watchpost -n "__fish_watchpost_using_subcommand help; and not __fish_seen_subcommand_from run check-config config read scan buffer alerts help" -f -a "run" -d 'Run the daemon'
-complete -c watchpost -n "__fish_watchpost_using_subcommand help; and not __fish_seen_subcommand_from run check-config config read scan buffer alerts help" -f -a "check-config" -d 'Validate a config file: print `ok`, or every problem with file:line:column and key path'
-complete -c watchpost -n "__fish_watchpost_using_subcommand help; and not __fish_seen_subcommand_from run check-config config read scan buffer alerts help" -f -a "config" -d 'Remote settings: `config reset-remote` removes overrides set through the device shadow'
-complete -c watchpost -n "__fish_watchpost_using_subcommand help; and not __fish_seen_subcommand_from run check-config config read scan buffer alerts help" -f -a "read" -d 'Read sensors once and print decoded values with the raw registers or bytes — for commissioning'
-complete -c watchpost -n "__fish_watchpost_using_subcommand help; and not __fish_seen_subcommand_from run check-config config read scan buffer alerts help" -f -a "scan" -d 'Find devices on a bus'
-complete -c watchpost -n "__fish_watchpost_using_subcommand help; and not __fish_seen_subcommand_from run check-config config read scan buffer alerts help" -f -a "buffer" -d 'Inspect the local buffer'
-complete -c watchpost -n "__fish_watchpost_using_subcommand help; and not __fish_seen_subcommand_from run check-config config read scan buffer alerts help" -f -a "alerts" -d 'Watch a gateway\'s alerts on the broker (the standing ones first, then live), or acknowledge, shelve and take sensors out of service (`[mqtt.commands]` on the gateway)'
-complete -c watchpost -n "__fish_watchpost_using_subcommand help; and not __fish_seen_subcommand_from run check-config config read scan buffer alerts help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c watchpost -n "__fish_watchpost_using_subcommand help; and not __fish_seen_subcommand_from run check-config schema config read scan buffer alerts help" -f -a "run" -d 'Run the daemon'
+complete -c watchpost -n "__fish_watchpost_using_subcommand help; and not __fish_seen_subcommand_from run check-config schema config read scan buffer alerts help" -f -a "check-config" -d 'Validate a config file: print `ok`, or every problem with file:line:column and key path'
+complete -c watchpost -n "__fish_watchpost_using_subcommand help; and not __fish_seen_subcommand_from run check-config schema config read scan buffer alerts help" -f -a "schema" -d 'Print the config file\'s JSON Schema (for editors: Taplo / Even Better TOML; see the README)'
+complete -c watchpost -n "__fish_watchpost_using_subcommand help; and not __fish_seen_subcommand_from run check-config schema config read scan buffer alerts help" -f -a "config" -d 'Remote settings: `config reset-remote` removes overrides set through the device shadow'
+complete -c watchpost -n "__fish_watchpost_using_subcommand help; and not __fish_seen_subcommand_from run check-config schema config read scan buffer alerts help" -f -a "read" -d 'Read sensors once and print decoded values with the raw registers or bytes — for commissioning'
+complete -c watchpost -n "__fish_watchpost_using_subcommand help; and not __fish_seen_subcommand_from run check-config schema config read scan buffer alerts help" -f -a "scan" -d 'Find devices on a bus'
+complete -c watchpost -n "__fish_watchpost_using_subcommand help; and not __fish_seen_subcommand_from run check-config schema config read scan buffer alerts help" -f -a "buffer" -d 'Inspect the local buffer'
+complete -c watchpost -n "__fish_watchpost_using_subcommand help; and not __fish_seen_subcommand_from run check-config schema config read scan buffer alerts help" -f -a "alerts" -d 'Watch a gateway\'s alerts on the broker (the standing ones first, then live), or acknowledge, shelve and take sensors out of service (`[mqtt.commands]` on the gateway)'
+complete -c watchpost -n "__fish_watchpost_using_subcommand help; and not __fish_seen_subcommand_from run check-config schema config read scan buffer alerts help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c watchpost -n "__fish_watchpost_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "reset-remote" -d 'Remove remote alarm settings (all, or one sensor\'s, or one key); then reload the daemon (`systemctl reload watchpost`). Clear the shadow\'s `desired` too, or it sets them again'
 complete -c watchpost -n "__fish_watchpost_using_subcommand help; and __fish_seen_subcommand_from scan" -f -a "i2c" -d 'Which addresses answer on an I2C bus (probed like i2cdetect), with the likely chip'
 complete -c watchpost -n "__fish_watchpost_using_subcommand help; and __fish_seen_subcommand_from scan" -f -a "modbus" -d 'Which Modbus units answer, with the registers shown in every decoding'

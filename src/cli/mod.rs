@@ -60,6 +60,8 @@ enum Cmd {
         #[arg(long)]
         effective: bool,
     },
+    /// Print the config file's JSON Schema (for editors: Taplo / Even Better TOML; see the README).
+    Schema,
     /// Remote settings: `config reset-remote` removes overrides set through the device shadow.
     Config {
         #[command(subcommand)]
@@ -161,6 +163,10 @@ pub fn main() -> ExitCode {
         }
     };
     match cli.cmd {
+        Some(Cmd::Schema) => {
+            print!("{}", include_str!("../../docs/config.schema.json"));
+            ExitCode::SUCCESS
+        }
         Some(Cmd::Config { cmd }) => {
             let Some(cfg) = load_or_exit(cli.config.as_deref()) else {
                 return ExitCode::from(1);

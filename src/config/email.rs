@@ -8,6 +8,7 @@ use std::time::Duration;
 
 /// `[email]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EmailConfig {
     /// `smtp://host:587` (STARTTLS, required) or `smtps://host:465` (implicit TLS).
@@ -60,6 +61,7 @@ pub struct EmailConfig {
 
 /// `[[email.route]]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EmailRoute {
     /// Route name (cursor `email.{name}`, metrics label).
@@ -79,6 +81,7 @@ pub struct EmailRoute {
 
 /// How the SMTP connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum TlsMode {
     /// Plain connection upgraded with STARTTLS; refused when the server does not offer it.
@@ -91,6 +94,7 @@ pub enum TlsMode {
 
 /// A least severity (`warning` or `critical`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum MinSeverity {
     /// WARNING and CRITICAL.

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 /// `[[i2c]]`: one I2C bus.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct I2cConfig {
     /// Name sensors refer to.
@@ -239,6 +240,7 @@ pub struct I2cSource {
 
 /// The I2C keys of a `source = { … }` table.
 #[derive(Debug, Clone, Deserialize, Default)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct I2cKeys {
     pub(crate) chip: Option<String>,

@@ -13,6 +13,8 @@ mod email;
 mod i2c;
 mod locate;
 pub mod overlay;
+#[cfg(test)]
+mod schema;
 mod secret;
 mod source;
 mod types;

@@ -259,6 +259,7 @@ pub struct ModbusSource {
 
 /// The keys of a `source = { … }` table as written: every kind's keys, unknown keys refused.
 #[derive(Debug, Clone, Deserialize, Default)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SourceKeys {
     /// Simulated waveform: `sine`, `ramp`, `random_walk`, `square`, `script`, `constant`.

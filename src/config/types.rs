@@ -65,6 +65,7 @@ impl<'de> Deserialize<'de> for Size {
 
 /// The whole config file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Identity and storage location.
@@ -93,6 +94,7 @@ pub struct Config {
 
 /// `[gateway]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
     /// Device id in every reading, alert and topic.
@@ -111,6 +113,7 @@ fn default_data_dir() -> PathBuf {
 
 /// `[buffer]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BufferConfig {
     /// Size cap; oldest readings are dropped beyond it, alerts never.
@@ -153,6 +156,7 @@ impl Default for BufferConfig {
 
 /// A secret: inline (discouraged), from a file, an environment variable or a systemd credential.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SecretRef {
     /// Path of a file holding the secret (trailing newline stripped).
@@ -165,6 +169,7 @@ pub struct SecretRef {
 
 /// `[influxdb]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct InfluxConfig {
     /// Base URL, e.g. `http://127.0.0.1:8086`.
@@ -251,6 +256,7 @@ fn default_true() -> bool {
 
 /// `[mqtt]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
     /// `mqtt://host:port` or `mqtts://host:port`.
@@ -299,6 +305,7 @@ pub struct MqttConfig {
 
 /// `[mqtt.telemetry]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
     /// `raw`, `on_change` or `aggregate`.
@@ -333,6 +340,7 @@ pub struct TelemetryConfig {
 
 /// Telemetry mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TelemetryMode {
     /// Every reading.
@@ -346,6 +354,7 @@ pub enum TelemetryMode {
 
 /// Telemetry topic layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TopicLayout {
     /// One topic per gateway; a message carries many sensors.
@@ -380,6 +389,7 @@ fn default_inflight() -> u16 {
 
 /// `[mqtt.shadow]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ShadowConfig {
     /// Thing name.
@@ -401,6 +411,7 @@ fn default_shadow_interval() -> Dur {
 
 /// `[mqtt.commands]`: alarm commands over MQTT on `{prefix}/{gateway}/commands/{verb}` (ISA-18.2 states).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CommandsConfig {
     /// Subscribe and accept commands; alarms then also track acknowledgement.
@@ -427,6 +438,7 @@ impl Config {
 
 /// `[metrics]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Listen address, e.g. `127.0.0.1:9898`.
@@ -435,6 +447,7 @@ pub struct MetricsConfig {
 
 /// `[[modbus]]`: a Modbus TCP device or RTU line.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ModbusConfig {
     /// Name sensors refer to.
@@ -473,6 +486,7 @@ fn default_gap() -> u16 {
 
 /// A threshold pair.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Default)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Alarm at or above.
@@ -483,6 +497,7 @@ pub struct Limits {
 
 /// Plausible range.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ValidRange {
     /// Lowest plausible value.
@@ -493,6 +508,7 @@ pub struct ValidRange {
 
 /// `[[sensor]]`
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SensorConfig {
     /// Unique id.
