@@ -8,8 +8,10 @@ secs=${1:-60}; shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(config modbus_decode line_protocol store_codec shadow)
 toolchain=()
-if rustup toolchain list | grep -q nightly; then toolchain=(+nightly); else export RUSTC_BOOTSTRAP=1; fi
+# FUZZ_STABLE=1 (CI): the stable toolchain with RUSTC_BOOTSTRAP even where a nightly exists, so its build cache
+# serves every run.
+if [ -z "${FUZZ_STABLE:-}" ] && rustup toolchain list | grep -q nightly; then toolchain=(+nightly); else export RUSTC_BOOTSTRAP=1; fi
 for t in "${targets[@]}"; do
     mkdir -p "corpus/$t"
-    cargo "${toolchain[@]}" fuzz run "$t" "corpus/$t" -- -max_total_time="$secs" -max_len=4096
+    cargo "${toolchain[@]}" fuzz run -O "$t" "corpus/$t" -- -max_total_time="$secs" -max_len=4096
 done
