@@ -59,14 +59,13 @@ impl Remote {
             return file.clone();
         }
         if let Some(old) = old_file {
+            let now = self.overlay.changes(file);
             for (sensor, key, was, _) in self.overlay.changes(old) {
-                let now = self
-                    .overlay
-                    .changes(file)
-                    .into_iter()
+                let in_file = now
+                    .iter()
                     .find(|(s, k, _, _)| *s == sensor && *k == key)
-                    .map(|c| c.2);
-                if now.as_ref() != Some(&was) {
+                    .map(|c| &c.2);
+                if in_file != Some(&was) {
                     tracing::warn!(sensor = %sensor, key = %key, "The file changed a setting a remote override sets; the remote value still wins (watchpost config reset-remote removes it).");
                 }
             }

@@ -168,7 +168,6 @@ impl Engine {
             return Err(format!("no sensor has the id {sensor:?}"));
         };
         let st = &mut entry.state;
-        let from = out.len();
         let mut em = Self::emitter(
             &mut self.ids,
             &self.location,
@@ -295,11 +294,11 @@ impl Engine {
                         now,
                         "sensor taken out of service",
                     );
+                    mark(&mut em, None, by, note);
                     // Removed from service, not returned to normal: nothing to acknowledge later.
                     if let Some(last) = em.out.last_mut() {
                         last.operator.acked = None;
                     }
-                    mark_keep_acked(&mut em, by, note);
                     changed.push(a.id);
                 }
                 reset_timers(st);
@@ -341,7 +340,6 @@ impl Engine {
                 changed.push(a.id);
             }
         }
-        debug_assert!(out.len() >= from);
         Ok(changed)
     }
 }
@@ -353,14 +351,6 @@ fn holds(st: &SensorState, id: &str) -> bool {
         || active
             .iter()
             .any(|a| a.as_ref().is_some_and(|a| a.id == id))
-}
-
-/// Set who and why on the last event without touching `active`/`acked`.
-fn mark_keep_acked(em: &mut Emitter<'_>, by: Option<&str>, note: Option<&str>) {
-    if let Some(last) = em.out.last_mut() {
-        last.operator.by = by.map(str::to_string);
-        last.operator.note = note.map(str::to_string);
-    }
 }
 
 /// Pending delays and detection references start fresh (out of service and back).
