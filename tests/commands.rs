@@ -252,6 +252,24 @@ fn acknowledge_shelve_and_out_of_service_over_mqtt() {
     assert_eq!(code, 0, "{a}");
     d.signal(libc::SIGKILL);
     d.wait_exit(Duration::from_secs(5));
+    // The broker publishes the gateway's will; a command given now waits for the gateway instead of being dropped
+    // by a broker with nobody subscribed (it is sent once the restarted gateway says "online", which it publishes
+    // only after subscribing to its commands).
+    wait_for(Duration::from_secs(10), "the will: offline", || {
+        retained(port, "watchpost/gw1/status").filter(|v| v["state"] == "offline")
+    });
+    let broker_url = format!("mqtt://127.0.0.1:{port}");
+    let mut waiting = std::process::Command::new(common::bin())
+        .args(["alerts", "--broker", &broker_url, "--gateway", "gw1"])
+        .args(["in-service", "hot", "--by", "carol"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn cli");
+    let mut err = std::io::BufReader::new(waiting.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut err, &mut line).expect("stderr line");
+    assert!(line.contains("the gateway is offline"), "{line}");
     let mut d = start_daemon(&cfg, dir.path());
     let again = wait_event(&sub, "hot raised again", |e| {
         e["sensor"] == "hot"
@@ -260,8 +278,10 @@ fn acknowledge_shelve_and_out_of_service_over_mqtt() {
             && e["id"] != hot_id.as_str()
     });
     assert_eq!(again["acked"], false);
-    let (code, a) = cli(port, &["in-service", "hot", "--by", "carol"]);
-    assert_eq!(code, 1, "{a}");
+    let out = waiting.wait_with_output().expect("cli");
+    let a: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| serde_json::json!({"stdout": String::from_utf8_lossy(&out.stdout)}));
+    assert_eq!(out.status.code(), Some(1), "{a}");
     assert!(
         a["reason"]
             .as_str()

@@ -265,33 +265,64 @@ async fn command(
         m.retain(|_, v| !v.is_null());
     }
     let (client, mut ev) = AsyncClient::new(options(o, "cli")?, 16);
+    let status = base.trim_end_matches("/commands").to_string() + "/status";
+    let publish = |client: AsyncClient| {
+        let (topic, body) = (format!("{base}/{verb}"), body.to_string());
+        async move {
+            client
+                .publish(topic, QoS::AtLeastOnce, false, body)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    };
     let wait = async {
+        // The gateway's retained status decides when to send: "online" (published after it subscribed to its
+        // commands) → now; "offline" (restarting, or its will) → once it is back; none within a second (status
+        // off) → anyway. A command sent while nobody subscribes is dropped by the broker, never answered.
         let mut sent = false;
+        let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+        let mut seen = false;
         loop {
-            match ev.poll().await {
+            let e = tokio::select! {
+                e = ev.poll() => e,
+                _ = async { grace.as_mut()?.await; Some(()) }, if grace.is_some() && !sent => {
+                    sent = true;
+                    publish(client.clone()).await?;
+                    continue;
+                }
+            };
+            match e {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    let topics = [format!("{base}/response"), status.clone()]
+                        .map(|t| rumqttc::SubscribeFilter::new(t, QoS::AtLeastOnce));
                     client
-                        .subscribe(format!("{base}/response"), QoS::AtLeastOnce)
+                        .subscribe_many(topics)
                         .await
                         .map_err(|e| e.to_string())?;
                 }
-                Ok(Event::Incoming(Packet::SubAck(_))) if !sent => {
-                    sent = true;
-                    client
-                        .publish(
-                            format!("{base}/{verb}"),
-                            QoS::AtLeastOnce,
-                            false,
-                            body.to_string(),
-                        )
-                        .await
-                        .map_err(|e| e.to_string())?;
+                Ok(Event::Incoming(Packet::SubAck(_))) if !sent && !seen => {
+                    grace = Some(Box::pin(tokio::time::sleep(Duration::from_secs(1))));
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let Ok(v) = serde_json::from_slice::<serde_json::Value>(&p.payload) else {
                         continue;
                     };
-                    if v["request_id"] == rid.as_str() {
+                    if p.topic == status {
+                        if sent {
+                            continue;
+                        }
+                        grace = None;
+                        if v["state"] == "online" {
+                            sent = true;
+                            publish(client.clone()).await?;
+                        } else if !seen {
+                            eprintln!(
+                                "watchpost alerts {verb}: the gateway is offline (since {}); the command goes out when it is back",
+                                v["ts"].as_str().unwrap_or("?")
+                            );
+                        }
+                        seen = true;
+                    } else if v["request_id"] == rid.as_str() {
                         return Ok(v);
                     }
                 }

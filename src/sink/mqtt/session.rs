@@ -258,10 +258,6 @@ impl Session {
                                 self.sink.set_state(crate::metrics::SinkState::Up);
                             }
                             tracing::info!(session_present = ack.session_present, "MQTT connected.");
-                            if self.status {
-                                let status = Out { topic: self.topics.status(), payload: status_payload(&self.cfg, true), retain: true };
-                                publish_untracked(&client, status, &mut acks);
-                            }
                             suback_wait = 0;
                             if let Some(c) = &commands {
                                 if client.try_subscribe(c.subscription(), QoS::AtLeastOnce).is_ok() {
@@ -276,6 +272,12 @@ impl Session {
                                         suback_wait += 1;
                                     }
                                 }
+                            }
+                            // "online" goes out after the SUBSCRIBEs on the same connection: the broker handles a client's
+                            // packets in order, so whoever sees "online" may send a command and it reaches us.
+                            if self.status {
+                                let status = Out { topic: self.topics.status(), payload: status_payload(&self.cfg, true), retain: true };
+                                publish_untracked(&client, status, &mut acks);
                             }
                         }
                         Ok(Event::Incoming(Packet::SubAck(_))) => {
