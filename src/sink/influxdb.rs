@@ -11,7 +11,6 @@ use super::lineproto::Encoder;
 use super::{Items, SinkError};
 use crate::config::{resolve_secret, Config, InfluxConfig};
 use crate::store::Stream;
-use std::io::Write;
 use std::time::Duration;
 
 const SINK: &str = "influxdb";
@@ -46,6 +45,8 @@ pub struct Client {
     url: String,
     token: Option<String>,
     gzip: bool,
+    /// One deflate state for every request (held only while compressing, never across an await).
+    gzip_state: std::sync::Arc<std::sync::Mutex<super::gzip::Gzip>>,
 }
 
 impl Client {
@@ -84,6 +85,7 @@ impl Client {
             url,
             token,
             gzip: cfg.gzip,
+            gzip_state: Default::default(),
         })
     }
 
@@ -96,14 +98,11 @@ impl Client {
             req = req.header("Authorization", format!("Token {t}"));
         }
         let req = if self.gzip {
-            let mut enc = flate2::write::GzEncoder::new(
-                Vec::with_capacity(body.len() / 8),
-                flate2::Compression::fast(),
-            );
-            if enc.write_all(body.as_bytes()).is_err() {
-                return Outcome::Retry(None, "gzip failed".into());
-            }
-            match enc.finish() {
+            let zipped = match self.gzip_state.lock() {
+                Ok(mut g) => g.encode(body.as_bytes()),
+                Err(_) => super::gzip::Gzip::default().encode(body.as_bytes()),
+            };
+            match zipped {
                 Ok(b) => req.header("Content-Encoding", "gzip").body(b),
                 Err(e) => return Outcome::Retry(None, format!("gzip failed: {e}")),
             }

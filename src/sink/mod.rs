@@ -10,6 +10,8 @@
 
 #[cfg(feature = "email")]
 pub mod email;
+#[cfg(any(feature = "influxdb", feature = "mqtt"))]
+pub mod gzip;
 #[cfg(feature = "influxdb")]
 pub mod influxdb;
 pub mod lineproto;

@@ -92,8 +92,19 @@ fn decimal(v: f64) -> Option<(u8, i64)> {
     None
 }
 
-/// Encode rows (zstd level `level`).
+/// Encode rows (zstd level `level`) with a fresh compression context.
 pub fn encode(rows: &[Row], level: i32) -> std::io::Result<Vec<u8>> {
+    let mut z = zstd::bulk::Compressor::new(level)?;
+    z.include_checksum(true)?;
+    z.compress(&encode_raw(rows))
+}
+
+/// Encode rows with the store's reused contexts.
+pub fn encode_with(z: &mut Zstd, rows: &[Row]) -> std::io::Result<Vec<u8>> {
+    z.compress(&encode_raw(rows))
+}
+
+fn encode_raw(rows: &[Row]) -> Vec<u8> {
     let n = rows.len();
     let mut raw = Vec::with_capacity(n * 6 + 16);
     raw.push(1u8);
@@ -132,10 +143,75 @@ pub fn encode(rows: &[Row], level: i32) -> std::io::Result<Vec<u8>> {
         }
     }
     raw.extend_from_slice(&vals);
-    // The frame carries a checksum of its content (XXH64), so a batch damaged on the card is recognised and skipped.
-    let mut z = zstd::bulk::Compressor::new(level)?;
-    z.include_checksum(true)?;
-    z.compress(&raw)
+    raw
+}
+
+/// zstd contexts kept for the life of a store connection. A context made per batch costs a CPU-feature probe (a
+/// VM exit under a hypervisor) and a few hundred kB of freshly zeroed tables each time; at ten commits a second
+/// that was a visible part of the daemon's CPU.
+///
+/// Sizes measured with zstd 1.5.7: a level-3 context is ~150 kB for a 6 kB batch but ~550 kB for the 35 kB alarm
+/// snapshot, which therefore has its own level-1 context (~190 kB); the decompression context is ~96 kB.
+#[derive(Default)]
+pub struct Zstd {
+    batch: Option<zstd::bulk::Compressor<'static>>,
+    state: Option<zstd::bulk::Compressor<'static>>,
+    d: Option<zstd::bulk::Decompressor<'static>>,
+}
+
+fn compressor<'s>(
+    slot: &'s mut Option<zstd::bulk::Compressor<'static>>,
+    level: i32,
+) -> std::io::Result<&'s mut zstd::bulk::Compressor<'static>> {
+    Ok(match slot {
+        Some(c) => c,
+        empty => {
+            let mut z = zstd::bulk::Compressor::new(level)?;
+            z.include_checksum(true)?;
+            empty.insert(z)
+        }
+    })
+}
+
+impl Zstd {
+    /// Compress a batch at level 3 with a content checksum (XXH64): a batch damaged on the card is recognised and
+    /// skipped.
+    pub fn compress(&mut self, raw: &[u8]) -> std::io::Result<Vec<u8>> {
+        compressor(&mut self.batch, 3)?.compress(raw)
+    }
+
+    /// Compress the alarm snapshot (level 1: written with every commit, read once at start).
+    pub fn compress_state(&mut self, raw: &[u8]) -> std::io::Result<Vec<u8>> {
+        compressor(&mut self.state, 1)?.compress(raw)
+    }
+
+    /// Decompress one frame of at most `max` bytes (its checksum verified); `None` if it is corrupt or larger.
+    pub fn decompress(&mut self, data: &[u8], max: usize) -> Option<Vec<u8>> {
+        // Every frame written here records its size; anything else (several frames, no size) takes the streaming
+        // path, which bounds what it reads the same way.
+        if let Ok(Some(n)) = zstd::zstd_safe::get_frame_content_size(data) {
+            if n > max as u64 {
+                return None;
+            }
+            let d = match &mut self.d {
+                Some(d) => d,
+                empty => empty.insert(zstd::bulk::Decompressor::new().ok()?),
+            };
+            if let Ok(out) = d.decompress(data, n as usize) {
+                if out.len() as u64 == n {
+                    return Some(out);
+                }
+            }
+        }
+        decompress_stream(data, max)
+    }
+}
+
+fn decompress_stream(data: &[u8], max: usize) -> Option<Vec<u8>> {
+    let mut raw = Vec::new();
+    let decoder = zstd::stream::read::Decoder::new(data).ok()?;
+    std::io::Read::read_to_end(&mut std::io::Read::take(decoder, max as u64 + 1), &mut raw).ok()?;
+    (raw.len() <= max).then_some(raw)
 }
 
 /// Largest decoded batch accepted (a damaged or hostile frame cannot make a reader allocate more).
@@ -143,17 +219,16 @@ const MAX_RAW: usize = 64 << 20;
 
 /// Decode a batch; `None` if it is corrupt.
 pub fn decode(data: &[u8]) -> Option<Vec<Row>> {
-    let mut raw = Vec::new();
-    let decoder = zstd::stream::read::Decoder::new(data).ok()?;
-    std::io::Read::read_to_end(
-        &mut std::io::Read::take(decoder, MAX_RAW as u64 + 1),
-        &mut raw,
-    )
-    .ok()?;
-    if raw.len() > MAX_RAW {
-        return None;
-    }
-    let mut r = Rd { b: &raw, p: 0 };
+    decode_raw(&decompress_stream(data, MAX_RAW)?)
+}
+
+/// Decode a batch with the store's reused contexts; `None` if it is corrupt.
+pub fn decode_with(z: &mut Zstd, data: &[u8]) -> Option<Vec<Row>> {
+    decode_raw(&z.decompress(data, MAX_RAW)?)
+}
+
+fn decode_raw(raw: &[u8]) -> Option<Vec<Row>> {
+    let mut r = Rd { b: raw, p: 0 };
     if r.byte()? != 1 {
         return None;
     }
@@ -273,12 +348,19 @@ mod tests {
         )
         .expect("e");
         assert!(decode(&enc[..enc.len() - 2]).is_none());
+        // The reused contexts (bulk path with the frame's recorded size) behave the same, and stay usable.
+        let mut z = Zstd::default();
+        assert!(decode_with(&mut z, b"not zstd").is_none());
+        assert!(decode_with(&mut z, &enc[..enc.len() - 2]).is_none());
         // Any single flipped bit is caught (the frame checksum), never decoded into wrong values.
         for i in 0..enc.len() {
             for bit in 0..8 {
                 let mut bad = enc.clone();
                 bad[i] ^= 1 << bit;
-                if let Some(rows) = decode(&bad) {
+                for rows in [decode(&bad), decode_with(&mut z, &bad)]
+                    .into_iter()
+                    .flatten()
+                {
                     assert_eq!(rows.len(), 1);
                     assert_eq!(
                         (rows[0].ts, rows[0].value),
@@ -288,6 +370,14 @@ mod tests {
                 }
             }
         }
+        assert_eq!(decode_with(&mut z, &enc).map(|r| r.len()), Some(1));
+        // A frame claiming more than the bound is refused before anything is allocated.
+        let big = z.compress(&vec![0u8; 4096]).expect("compress");
+        assert!(z.decompress(&big, 4095).is_none());
+        assert_eq!(z.decompress(&big, 4096).map(|v| v.len()), Some(4096));
+        // Two frames back to back (no single recorded size) take the streaming path.
+        let two = [big.clone(), big].concat();
+        assert_eq!(z.decompress(&two, 1 << 20).map(|v| v.len()), Some(8192));
     }
 
     #[test]

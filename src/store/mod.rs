@@ -122,6 +122,8 @@ pub struct Store {
     pub was_unclean: bool,
     /// The writer's advisory lock on the data directory (released when the store is dropped).
     lock: Option<std::fs::File>,
+    /// Reused compression contexts (one per connection, like the statement cache).
+    zstd: codec::Zstd,
 }
 
 const UPSERT_META: &str = "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value";
@@ -130,12 +132,16 @@ const UPSERT_CURSOR: &str = "INSERT INTO cursors (sink, stream, pos) VALUES (?1,
 
 /// The alarm snapshot, zstd-compressed: JSON of every sensor's state is repetitive (100 sensors ≈ 35 kB → ≈ 2 kB),
 /// and it is written with every commit, so this keeps each commit to a page or two.
-fn save_engine_state(tx: &rusqlite::Transaction<'_>, st: &str) -> Result<(), StoreError> {
-    let z = zstd::bulk::compress(st.as_bytes(), 1)?;
-    tx.execute(
+fn save_engine_state(
+    tx: &rusqlite::Transaction<'_>,
+    z: &mut codec::Zstd,
+    st: &str,
+) -> Result<(), StoreError> {
+    let z = z.compress_state(st.as_bytes())?;
+    tx.prepare_cached(
         "INSERT INTO meta (key, value) VALUES ('engine_state_z', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        params![z],
-    )?;
+    )?
+    .execute(params![z])?;
     Ok(())
 }
 
@@ -143,12 +149,15 @@ impl Store {
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+            .query_row([key], |r| r.get(0))
             .optional()?)
     }
 
     fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        self.conn.execute(UPSERT_META, params![key, value])?;
+        self.conn
+            .prepare_cached(UPSERT_META)?
+            .execute(params![key, value])?;
         Ok(())
     }
 
@@ -273,17 +282,17 @@ impl Store {
         let tx = self.conn.transaction()?;
         let mut id = None;
         if !rows.is_empty() {
-            let data = codec::encode(&rows, 3)?;
+            let data = codec::encode_with(&mut self.zstd, &rows)?;
             let first = rows.iter().map(|r| r.ts.0).min().unwrap_or(0);
             let last = rows.iter().map(|r| r.ts.0).max().unwrap_or(0);
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO batches (first_ts, last_ts, count, data) VALUES (?1, ?2, ?3, ?4)",
-                params![first, last, rows.len() as i64, data],
-            )?;
+            )?
+            .execute(params![first, last, rows.len() as i64, data])?;
             id = Some(tx.last_insert_rowid());
         }
         if let Some(st) = engine_state {
-            save_engine_state(&tx, st)?;
+            save_engine_state(&tx, &mut self.zstd, st)?;
         }
         tx.commit()?;
         Ok(id)
@@ -308,14 +317,14 @@ impl Store {
                 .and_then(|v| v.as_str().map(String::from))
                 .unwrap_or_default();
             let ts = a.ts.0;
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO events (ts, sensor, kind, state, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![ts, a.sensor, kind, state, payload],
-            )?;
+            )?
+            .execute(params![ts, a.sensor, kind, state, payload])?;
             seqs.push(tx.last_insert_rowid());
         }
         if let Some(st) = engine_state {
-            save_engine_state(&tx, st)?;
+            save_engine_state(&tx, &mut self.zstd, st)?;
         }
         tx.commit()?;
         Ok(seqs)
@@ -325,11 +334,8 @@ impl Store {
     pub fn cursor(&self, sink: &str, stream: Stream) -> Result<i64, StoreError> {
         Ok(self
             .conn
-            .query_row(
-                "SELECT pos FROM cursors WHERE sink = ?1 AND stream = ?2",
-                params![sink, stream.as_str()],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT pos FROM cursors WHERE sink = ?1 AND stream = ?2")?
+            .query_row(params![sink, stream.as_str()], |r| r.get(0))
             .optional()?
             .unwrap_or(0))
     }
@@ -337,7 +343,8 @@ impl Store {
     /// Advance a sink's cursor (after the far side acknowledged everything up to `pos`).
     pub fn ack(&mut self, sink: &str, stream: Stream, pos: i64) -> Result<(), StoreError> {
         self.conn
-            .execute(UPSERT_CURSOR, params![sink, stream.as_str(), pos])?;
+            .prepare_cached(UPSERT_CURSOR)?
+            .execute(params![sink, stream.as_str(), pos])?;
         Ok(())
     }
 
@@ -347,7 +354,10 @@ impl Store {
             Stream::Readings => "SELECT coalesce(sum(count), 0) FROM batches WHERE id > ?1",
             Stream::Events => "SELECT count(*) FROM events WHERE seq > ?1",
         };
-        let n: i64 = self.conn.query_row(sql, [pos], |r| r.get(0))?;
+        let n: i64 = self
+            .conn
+            .prepare_cached(sql)?
+            .query_row([pos], |r| r.get(0))?;
         Ok(n.max(0) as u64)
     }
 
@@ -407,7 +417,7 @@ impl Store {
         };
         let mut out = Vec::with_capacity(raw.len());
         for (id, data) in raw {
-            let readings = match codec::decode(&data) {
+            let readings = match codec::decode_with(&mut self.zstd, &data) {
                 Some(rows) => {
                     let n = rows.len();
                     let named: Vec<Reading> = rows
@@ -497,11 +507,14 @@ impl Store {
 
     /// Bytes in use inside the database (pages not on the free list), WAL content included.
     pub fn used_bytes(&self) -> Result<u64, StoreError> {
-        let pc: i64 = self.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
-        let fl: i64 = self
-            .conn
-            .query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
-        let ps: i64 = self.conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let one = |sql: &str| -> Result<i64, StoreError> {
+            Ok(self.conn.prepare_cached(sql)?.query_row([], |r| r.get(0))?)
+        };
+        let (pc, fl, ps) = (
+            one("PRAGMA page_count")?,
+            one("PRAGMA freelist_count")?,
+            one("PRAGMA page_size")?,
+        );
         Ok(((pc - fl).max(0) * ps) as u64)
     }
 

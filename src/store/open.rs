@@ -54,6 +54,13 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     // Small page cache: gateways have little RAM and the access pattern is append + sequential read.
     conn.pragma_update(None, "cache_size", "-512")?;
+    // Query-planner stability: without it the bundled SQLite (STAT4) re-plans a cached statement whenever a bound
+    // value it looked at changes (e.g. `LIMIT ?`), i.e. a full re-prepare on every sink read.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
+    conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
 }
 
@@ -125,6 +132,7 @@ impl Store {
             names: Vec::new(),
             was_unclean: false,
             lock: None,
+            zstd: Default::default(),
         };
         if writer {
             let clean = s.meta("clean_shutdown")?;

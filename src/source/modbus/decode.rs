@@ -4,21 +4,19 @@
 
 pub use crate::config::{DataType, WordOrder};
 
-/// Big-endian bytes of `regs` after undoing the word order.
-pub fn ordered_bytes(regs: &[u16], order: WordOrder) -> Vec<u8> {
-    let mut out = Vec::with_capacity(regs.len() * 2);
-    let it: Box<dyn Iterator<Item = &u16>> = if order.word_swap {
-        Box::new(regs.iter().rev())
-    } else {
-        Box::new(regs.iter())
-    };
-    for r in it {
-        let [hi, lo] = r.to_be_bytes();
-        if order.byte_swap {
-            out.extend_from_slice(&[lo, hi]);
+/// Big-endian bytes of `regs` (at most four registers) after undoing the word order; no allocation (called for
+/// every reading).
+fn ordered_bytes(regs: &[u16], order: WordOrder) -> [u8; 8] {
+    let mut out = [0u8; 8];
+    let n = regs.len().min(4);
+    for i in 0..n {
+        let r = if order.word_swap {
+            regs[n - 1 - i]
         } else {
-            out.extend_from_slice(&[hi, lo]);
-        }
+            regs[i]
+        };
+        let [hi, lo] = r.to_be_bytes();
+        out[2 * i..2 * i + 2].copy_from_slice(&if order.byte_swap { [lo, hi] } else { [hi, lo] });
     }
     out
 }

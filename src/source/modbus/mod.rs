@@ -142,24 +142,40 @@ pub fn coalesce(points: &[Point], max_gap: u16) -> Vec<Request> {
     out
 }
 
-/// Split a response into `(point, raw registers, value)`.
+/// Split a response into `(point, raw registers, value)` (commissioning: shows the raw words).
 pub fn split<'a>(req: &'a Request, words: &[u16]) -> Vec<(&'a Point, Vec<u16>, Option<f64>)> {
     req.points
         .iter()
         .map(|p| {
-            let off = usize::from(p.address - req.start);
-            let raw: Vec<u16> = words
-                .get(off..off + usize::from(p.count()))
-                .map(|s| s.to_vec())
-                .unwrap_or_default();
-            let v = if p.table.is_bits() {
-                raw.first().map(|b| f64::from(u8::from(*b != 0)))
-            } else {
-                decode(&raw, p.ty, p.order)
-            };
-            (p, raw, v.map(|v| v * p.scale + p.add))
+            let raw = point_words(req, p, words);
+            (p, raw.to_vec(), value(p, raw))
         })
         .collect()
+}
+
+/// Each point's value from a response, without copying its registers (the poll loop's path).
+pub fn values<'a>(
+    req: &'a Request,
+    words: &'a [u16],
+) -> impl Iterator<Item = (&'a Point, Option<f64>)> + 'a {
+    req.points
+        .iter()
+        .map(move |p| (p, value(p, point_words(req, p, words))))
+}
+
+/// A point's registers in a response (empty when the response is short).
+fn point_words<'w>(req: &Request, p: &Point, words: &'w [u16]) -> &'w [u16] {
+    let off = usize::from(p.address - req.start);
+    words.get(off..off + usize::from(p.count())).unwrap_or(&[])
+}
+
+fn value(p: &Point, raw: &[u16]) -> Option<f64> {
+    let v = if p.table.is_bits() {
+        raw.first().map(|b| f64::from(u8::from(*b != 0)))
+    } else {
+        decode(raw, p.ty, p.order)
+    };
+    v.map(|v| v * p.scale + p.add)
 }
 
 pub use super::SourceError as ReadError;
@@ -412,9 +428,8 @@ pub async fn run(
                 slot.last_error = None;
                 unit_backoff.remove(&unit);
                 let ts = Timestamp::now();
-                let batch: Readings = split(&slot.req, &words)
-                    .into_iter()
-                    .filter_map(|(p, _, v)| Some(Reading::new(Arc::clone(&p.id), ts, v?)))
+                let batch: Readings = values(&slot.req, &words)
+                    .filter_map(|(p, v)| Some(Reading::new(Arc::clone(&p.id), ts, v?)))
                     .collect();
                 if !batch.is_empty() && tx.send(batch).await.is_err() {
                     return;

@@ -20,7 +20,6 @@ use crate::sink::runner::SinkBuild;
 use crate::sink::{Items, Sink, SinkError};
 use crate::store::{SharedStore, Stream};
 use modes::{Message, OnChange, Windows};
-use std::io::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, watch};
@@ -174,6 +173,7 @@ impl Telemetry {
     fn encode(&self, msgs: Vec<Message>) -> Result<Vec<Msg>, String> {
         let old = Timestamp::now().0 - self.t.historical_after.0.as_millis() as i64;
         let mut out = Vec::with_capacity(msgs.len());
+        let mut gzip: Option<crate::sink::gzip::Gzip> = None;
         for mut m in msgs {
             if m.newest < old {
                 m.mark_historical();
@@ -184,9 +184,9 @@ impl Telemetry {
             };
             let json = m.body;
             let payload = if self.t.gzip {
-                let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-                z.write_all(&json).map_err(|e| e.to_string())?;
-                z.finish().map_err(|e| e.to_string())?
+                gzip.get_or_insert_with(Default::default)
+                    .encode(&json)
+                    .map_err(|e| e.to_string())?
             } else {
                 json
             };
