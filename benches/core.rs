@@ -47,11 +47,11 @@ fn codec_bench(c: &mut Criterion) {
             quality: r.quality,
         })
         .collect();
-    let enc = codec::encode(&rows, 3).expect("encode");
+    let enc = codec::encode(&rows, 1).expect("encode");
     let mut g = c.benchmark_group("codec");
     g.throughput(Throughput::Elements(rows.len() as u64));
     g.bench_function("encode/10k readings", |b| {
-        b.iter(|| codec::encode(&rows, 3))
+        b.iter(|| codec::encode(&rows, 1))
     });
     g.bench_function("decode/10k readings", |b| b.iter(|| codec::decode(&enc)));
     g.finish();

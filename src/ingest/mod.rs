@@ -503,14 +503,18 @@ impl Writer {
     fn publish_live(&mut self) {
         let mut live = (**self.live_tx.borrow()).clone();
         for r in self.pending.iter().filter(|r| self.engine.knows(&r.sensor)) {
-            live.sensors.insert(
-                r.sensor.to_string(),
-                LatestValue {
-                    v: r.value.is_finite().then_some(r.value),
-                    ts: r.ts.0,
-                    q: r.quality.as_str(),
-                },
-            );
+            let latest = LatestValue {
+                v: r.value.is_finite().then_some(r.value),
+                ts: r.ts.0,
+                q: r.quality.as_str(),
+            };
+            // Known keys are updated in place: no new String per reading.
+            match live.sensors.get_mut(&*r.sensor) {
+                Some(v) => *v = latest,
+                None => {
+                    live.sensors.insert(r.sensor.to_string(), latest);
+                }
+            }
         }
         live.alerts = self.engine.active();
         self.live_tx.send_if_modified(|old| {

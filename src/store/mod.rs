@@ -137,7 +137,7 @@ fn save_engine_state(
     z: &mut codec::Zstd,
     st: &str,
 ) -> Result<(), StoreError> {
-    let z = z.compress_state(st.as_bytes())?;
+    let z = z.compress(st.as_bytes())?;
     tx.prepare_cached(
         "INSERT INTO meta (key, value) VALUES ('engine_state_z', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
     )?
