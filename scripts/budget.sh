@@ -17,14 +17,17 @@ mosquitto -c "$T/mq.conf" >>"$T/mq.log" 2>&1 & PIDS+=($!); waitp "$MQ"
 victoria-metrics -httpListenAddr=127.0.0.1:"$VM" -storageDataPath="$T/vm" >>"$T/vm.log" 2>&1 & PIDS+=($!); waitp "$VM"
 # The shadow service: accept every get and update of thing "budget" (version counting up).
 SH='$aws/things/budget/shadow'
-(
-  v=1
-  mosquitto_sub -p "$MQ" -t "$SH/get" -t "$SH/update" -F '%t %p' | while read -r topic payload; do
+shadow_service() {
+  local v=1 topic payload tok
+  while read -r topic payload; do
     tok=$(sed -n 's/.*"clientToken":"\([^"]*\)".*/\1/p' <<<"$payload")
     v=$((v + 1))
     mosquitto_pub -p "$MQ" -t "$topic/accepted" -m "{\"state\":{},\"version\":$v,\"clientToken\":\"$tok\"}"
   done
-) & PIDS+=($!)
+}
+# $! is mosquitto_sub itself, so the exit trap stops it and the answering loop ends with its input (a pipeline in
+# a subshell outlived the script and held its stdout open).
+mosquitto_sub -p "$MQ" -t "$SH/get" -t "$SH/update" -F '%t %p' > >(shadow_service >/dev/null 2>&1) & PIDS+=($!)
 {
   printf '[gateway]\nid = "budget"\ndata_dir = "%s/data"\n\n' "$T"
   printf '[influxdb]\nurl = "http://127.0.0.1:%s"\norg = "o"\nbucket = "b"\n\n' "$VM"
