@@ -94,9 +94,15 @@ fn decimal(v: f64) -> Option<(u8, i64)> {
 
 /// Encode rows (zstd level `level`) with a fresh compression context.
 pub fn encode(rows: &[Row], level: i32) -> std::io::Result<Vec<u8>> {
+    compressor(level)?.compress(&encode_raw(rows))
+}
+
+/// A compression context that writes the content checksum (XXH64): a batch damaged on the card is recognised and
+/// skipped.
+fn compressor(level: i32) -> std::io::Result<zstd::bulk::Compressor<'static>> {
     let mut z = zstd::bulk::Compressor::new(level)?;
     z.include_checksum(true)?;
-    z.compress(&encode_raw(rows))
+    Ok(z)
 }
 
 /// Encode rows with the store's reused contexts.
@@ -160,15 +166,11 @@ pub struct Zstd {
 }
 
 impl Zstd {
-    /// Compress with a content checksum (XXH64): a batch damaged on the card is recognised and skipped.
+    /// Compress at level 1 with the content checksum.
     pub fn compress(&mut self, raw: &[u8]) -> std::io::Result<Vec<u8>> {
         let c = match &mut self.c {
             Some(c) => c,
-            empty => {
-                let mut z = zstd::bulk::Compressor::new(1)?;
-                z.include_checksum(true)?;
-                empty.insert(z)
-            }
+            empty => empty.insert(compressor(1)?),
         };
         c.compress(raw)
     }

@@ -3,6 +3,7 @@
 
 use super::*;
 use proptest::prelude::*;
+use std::time::Duration;
 
 #[derive(Debug, Clone)]
 enum Op {
