@@ -452,12 +452,26 @@ interval = "10ms"
     wait_for(Duration::from_secs(10), "reloaded", || {
         d.log().contains("Configuration reloaded").then_some(())
     });
-    let local = stored(&data);
-    wait_for(
-        Duration::from_secs(60),
-        "every stored reading in VictoriaMetrics",
-        || (vm.count(r#"{__name__="sensor_value"}"#) as u64 == local).then_some(()),
-    );
+    let mut seen = (0, 0, 0);
+    let start = std::time::Instant::now();
+    let local = loop {
+        let local = stored(&data);
+        let (total, distinct) = vm.count_distinct(r#"{__name__="sensor_value"}"#);
+        if distinct as u64 == local {
+            break local;
+        }
+        seen = (local, total, distinct);
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "after 60 s: {} stored, {} samples in VictoriaMetrics, {} distinct timestamps\n{}",
+            seen.0,
+            seen.1,
+            seen.2,
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!("last mismatch seen (stored, samples, distinct): {seen:?}");
     assert!(local > 1000, "{local}");
     let n = accepted.load(std::sync::atomic::Ordering::SeqCst);
     eprintln!("connections through the proxy: {n}; RSS {early} kB → {late} kB");

@@ -191,6 +191,21 @@ impl Vm {
             .collect()
     }
 
+    /// Samples across all series matching `matcher`, and distinct (series, timestamp) pairs among them.
+    pub fn count_distinct(&self, matcher: &str) -> (usize, usize) {
+        let mut total = 0;
+        let mut distinct = 0;
+        for s in self.export(matcher) {
+            if let Some(ts) = s["timestamps"].as_array() {
+                total += ts.len();
+                let set: std::collections::HashSet<i64> =
+                    ts.iter().filter_map(|t| t.as_i64()).collect();
+                distinct += set.len();
+            }
+        }
+        (total, distinct)
+    }
+
     /// Count of samples across all series matching `matcher`.
     pub fn count(&self, matcher: &str) -> usize {
         self.export(matcher)
