@@ -56,6 +56,8 @@ pub async fn run_with_metrics(
         Ingest::start(cfg.clone(), sink::consumers(&cfg), rx, Arc::clone(&metrics)).await?;
     let (remote_tx, mut remote_rx) = mpsc::channel(4);
     ingest.signals.remote = Some(remote_tx);
+    let (in_force_tx, in_force_rx) = tokio::sync::watch::channel(None);
+    ingest.signals.remote_in_force = Some(in_force_rx);
 
     let sources = TaskTracker::new();
     let sources_token = CancellationToken::new();
@@ -91,13 +93,19 @@ pub async fn run_with_metrics(
             _ = shutdown.cancelled() => break,
             Some(file) = reload.recv() => {
                 // The overlay is read again too (`watchpost config reset-remote` edits it).
-                remote.reload(&file);
+                if let Some(r) = remote.reload(&file) {
+                    in_force_tx.send_replace(Some(r));
+                }
                 let effective = remote.effective(&file, Some(&file_cfg));
                 file_cfg = file;
                 effective
             }
             Some(change) = remote_rx.recv() => {
-                match remote.change(&file_cfg, change, &ingest.signals.control).await {
+                let applied = remote.change(&file_cfg, change, &ingest.signals.control).await;
+                if let Some(r) = remote.outcome() {
+                    in_force_tx.send_replace(Some(r));
+                }
+                match applied {
                     Some(c) => c,
                     None => continue,
                 }

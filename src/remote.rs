@@ -42,9 +42,17 @@ impl Remote {
         }
     }
 
-    /// Read the overlay again (after `watchpost config reset-remote`).
-    pub fn reload(&mut self, file: &Config) {
+    /// Read the overlay again (after `watchpost config reset-remote`): the overrides now in force when they
+    /// changed.
+    pub fn reload(&mut self, file: &Config) -> Option<RemoteResult> {
+        let before = self.overlay.alarms.clone();
         *self = Remote::open(file);
+        (enabled(file) && self.overlay.alarms != before).then(|| RemoteResult {
+            applied: true,
+            version: self.overlay.version,
+            errors: Vec::new(),
+            alarms: serde_json::to_value(&self.overlay.alarms).unwrap_or_default(),
+        })
     }
 
     /// The file's config with the overlay applied (when remote settings are on); a file edit that the overlay
@@ -86,8 +94,13 @@ impl Remote {
         }
     }
 
-    /// Handle a desired state: the new effective config when it applies. The outcome goes back to the shadow, and
-    /// an audit event to the store (through `control`).
+    /// The outcome of the last change handled since the overlay was read.
+    pub fn outcome(&self) -> Option<RemoteResult> {
+        self.last.as_ref().map(|l| l.2.clone())
+    }
+
+    /// Handle a desired state: the new effective config when it applies. The outcome ([`Remote::outcome`]) goes
+    /// back to the shadow, and an audit event to the store (through `control`).
     pub async fn change(
         &mut self,
         file: &Config,
@@ -95,9 +108,8 @@ impl Remote {
         control: &mpsc::Sender<Control>,
     ) -> Option<Config> {
         let key = c.desired.to_string();
-        if let Some((v, k, r)) = &self.last {
+        if let Some((v, k, _)) = &self.last {
             if *v == c.version && *k == key {
-                let _ = c.answer.send(r.clone());
                 return None;
             }
         }
@@ -184,8 +196,7 @@ impl Remote {
                     errors,
                     alarms: serde_json::to_value(&self.overlay.alarms).unwrap_or_default(),
                 };
-                self.last = Some((c.version, key, r.clone()));
-                let _ = c.answer.send(r);
+                self.last = Some((c.version, key, r));
                 return None;
             }
             Err(errors) => {
@@ -217,8 +228,7 @@ impl Remote {
                 change,
             })
             .await;
-        self.last = Some((c.version, key, result.clone()));
-        let _ = c.answer.send(result);
+        self.last = Some((c.version, key, result));
         new_cfg
     }
 }

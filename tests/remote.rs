@@ -45,6 +45,31 @@ struct Aws {
     gets: usize,
     updates: usize,
     version: u64,
+    /// Updates before this index are not looked at by [`Aws::reported`] (set at a restart).
+    since: usize,
+    /// The stored `reported` state, merged as AWS merges updates (`null` deletes).
+    stored: serde_json::Value,
+}
+
+fn merge(into: &mut serde_json::Value, from: &serde_json::Value) {
+    match (into.as_object_mut(), from.as_object()) {
+        (Some(i), Some(f)) => {
+            for (k, v) in f {
+                if v.is_null() {
+                    i.remove(k);
+                } else if v.is_object() {
+                    let e = i.entry(k.clone()).or_insert_with(|| serde_json::json!({}));
+                    if !e.is_object() {
+                        *e = serde_json::json!({});
+                    }
+                    merge(e, v);
+                } else {
+                    i.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        _ => *into = from.clone(),
+    }
 }
 
 impl Aws {
@@ -60,6 +85,8 @@ impl Aws {
             gets: 0,
             updates: 0,
             version: 1,
+            stored: serde_json::json!({}),
+            since: 0,
         }
     }
 
@@ -97,13 +124,16 @@ impl Aws {
             let v = self.version;
             self.publish(
                 "get/accepted",
-                &format!(r#"{{"state":{{"desired":{desired},"reported":{{}}}},"version":{v},"clientToken":"{t}"}}"#),
+                &format!(r#"{{"state":{{"desired":{desired},"reported":{}}},"version":{v},"clientToken":"{t}"}}"#, self.stored),
             );
         }
         self.gets = gets.len();
         let ups = self.sub.on("/update");
         for (p, _) in ups.iter().skip(self.updates) {
             let t = token(p).unwrap_or_default();
+            if let Ok(u) = serde_json::from_str::<serde_json::Value>(p) {
+                merge(&mut self.stored, &u["state"]["reported"]);
+            }
             self.version += 1;
             let v = self.version;
             self.publish(
@@ -126,6 +156,7 @@ impl Aws {
             self.sub
                 .on("/update")
                 .into_iter()
+                .skip(self.since)
                 .rev()
                 .filter_map(|(p, _)| serde_json::from_str::<serde_json::Value>(&p).ok())
                 .map(|v| v["state"]["reported"].clone())
@@ -250,6 +281,8 @@ fn remote_alarm_settings_through_the_shadow() {
         "{out}"
     );
     let desired = r#"{"alarms":{"hot":{"warning":{"high":70},"delay":"1s"}}}"#;
+    aws.pump(desired);
+    aws.since = aws.sub.on("/update").len();
     let mut d = start_daemon(&cfg, dir.path());
     aws.reported(desired, "report after restart", |r| {
         r["config"]["applied"] == true && r["sensors"]["hot"].is_object()
@@ -278,6 +311,17 @@ fn remote_alarm_settings_through_the_shadow() {
             events(&feed)
                 .into_iter()
                 .find(|e| e["type"] == "ALERT" && e["state"] == "cleared")
+        },
+    );
+    // The shadow merges updates: the removed overrides are deleted from `reported.alarms` with `null` (the
+    // operator cleared them from `desired` too, or the next get would set them again).
+    wait_for(
+        Duration::from_secs(15),
+        "the removed overrides reported as gone",
+        || {
+            aws.pump("{}");
+            (aws.stored["alarms"] == serde_json::json!({}) && aws.stored["alerts"]["active"] == 0)
+                .then_some(())
         },
     );
     let stored: Vec<String> = with_store(&data, Vec::new(), |s| s.all_events())

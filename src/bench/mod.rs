@@ -205,6 +205,7 @@ impl SinkBench {
                 // No alarm engine here: commands are not benchmarked.
                 control: tokio::sync::mpsc::channel(1).0,
                 remote: None,
+                remote_in_force: None,
             },
             events_tx,
             _idle: (readings_tx, live_tx),

@@ -195,6 +195,7 @@ impl Writer {
                 live,
                 control,
                 remote: None,
+                remote_in_force: None,
             },
             control_rx,
         ))

@@ -84,8 +84,6 @@ pub struct RemoteChange {
     /// The whole desired document (a get answer): the overlay becomes exactly its `alarms`; otherwise a delta
     /// merged into the overlay.
     pub replace: bool,
-    /// Where the outcome goes.
-    pub answer: tokio::sync::oneshot::Sender<RemoteResult>,
 }
 
 /// The outcome of a remote change, reported back in the shadow.

@@ -281,6 +281,9 @@ pub struct Signals {
     pub control: tokio::sync::mpsc::Sender<Control>,
     /// Remote alarm settings from the device shadow (when `apply_desired` is on).
     pub remote: Option<tokio::sync::mpsc::Sender<RemoteChange>>,
+    /// The last outcome of remote settings — a change answered, or a reload that changed the overrides
+    /// (`watchpost config reset-remote`) — for the shadow's `reported` (a restarted MQTT session starts from it).
+    pub remote_in_force: Option<watch::Receiver<Option<RemoteResult>>>,
 }
 
 #[cfg(test)]

@@ -145,6 +145,8 @@ pub(super) struct Session {
     pub commands: Option<(Commands, mpsc::Receiver<Out>)>,
     /// Where desired states go when the shadow applies them (`apply_desired`).
     pub remote: Option<mpsc::Sender<crate::model::RemoteChange>>,
+    /// The overrides in force after a reload changed them.
+    pub remote_in_force: Option<watch::Receiver<Option<crate::model::RemoteResult>>>,
     pub live: watch::Receiver<Arc<Live>>,
     pub metrics: SharedMetrics,
     pub sink: Arc<SinkMetrics>,
@@ -160,8 +162,8 @@ impl Session {
             Some((c, a)) => (Some(c), Some(a)),
             None => (None, None),
         };
-        // Outcomes of remote changes, back to the shadow.
-        let (remote_tx, mut remote_rx) = mpsc::channel::<crate::model::RemoteResult>(4);
+        // Outcomes of remote changes (and reloads that changed the overrides), back to the shadow.
+        let mut in_force = self.remote_in_force.take();
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
         let mut acks = Acks::default();
         let mut first_error = true;
@@ -225,7 +227,7 @@ impl Session {
                             break 'conn;
                         }
                     },
-                    Some(r) = remote_rx.recv() => {
+                    Some(r) = async { in_force.as_mut()?.changed().await.ok()?; in_force.as_ref()?.borrow().clone() } => {
                         if let Some(sh) = self.shadow.as_mut() {
                             sh.set_remote(r);
                         }
@@ -302,7 +304,7 @@ impl Session {
                                     publish_untracked(&client, o, &mut acks);
                                 }
                                 if let (Some(tx), Some((desired, version, replace))) = (&self.remote, sh.take_desired()) {
-                                    hand_over(tx.clone(), remote_tx.clone(), desired, version, replace);
+                                    hand_over(tx.clone(), desired, version, replace);
                                 }
                             }
                         }
@@ -341,24 +343,17 @@ impl Session {
 /// connection.
 fn hand_over(
     tx: mpsc::Sender<crate::model::RemoteChange>,
-    back: mpsc::Sender<crate::model::RemoteResult>,
     desired: serde_json::Value,
     version: Option<u64>,
     replace: bool,
 ) {
     tokio::spawn(async move {
-        let (answer, rx) = oneshot::channel();
         let change = crate::model::RemoteChange {
             desired,
             version,
             replace,
-            answer,
         };
-        if tx.send(change).await.is_ok() {
-            if let Ok(r) = rx.await {
-                let _ = back.send(r).await;
-            }
-        }
+        let _ = tx.send(change).await;
     });
 }
 

@@ -10,7 +10,7 @@
 //! * **The first update waits for the `get` answer** (or 5 s), so it knows the version and what the stored
 //!   document holds. At most one update is in flight.
 //! * **The stored document stays small.** AWS merges updates (`null` deletes a key), so sensors that no longer fit
-//!   or were removed are reported as `null`, and the reported document is kept under a byte budget (7 kB; shrunk by
+//!   or were removed are reported as `null` (and so are remote alarm overrides that went), and the reported document is kept under a byte budget (7 kB; shrunk by
 //!   a quarter after a 413) so reported + desired stay under the 8 kB state limit. Alerts are summarised: counts
 //!   per severity, the most severe few, and the MQTT topic where every active alarm is retained.
 //! * **Rejections are retried:** 429 and 400 with exponential back-off (1 s … 60 s), 413 with a smaller document,
@@ -51,6 +51,8 @@ struct Req {
     /// Update: the change-detection key and the sensors the document holds.
     key: Option<String>,
     sensors: BTreeSet<String>,
+    /// Update: the `alarms` the document sets (once accepted, what the cloud's `reported.alarms` is).
+    alarms: Option<serde_json::Value>,
 }
 
 /// A desired state we acknowledge without applying.
@@ -73,6 +75,8 @@ pub struct Shadow {
     get_sent: Option<Instant>,
     in_flight: HashMap<String, Req>,
     cloud_sensors: BTreeSet<String>,
+    /// The stored `reported.alarms` (Null: none), so overrides that went are deleted with `null`.
+    cloud_alarms: serde_json::Value,
     last_doc: Option<String>,
     last_sent: Option<Instant>,
     dirty: bool,
@@ -145,6 +149,7 @@ impl Shadow {
             get_sent: None,
             in_flight: HashMap::new(),
             cloud_sensors: BTreeSet::new(),
+            cloud_alarms: serde_json::Value::Null,
             last_doc: None,
             last_sent: None,
             dirty: true,
@@ -199,6 +204,7 @@ impl Shadow {
                 sent: Instant::now(),
                 key: None,
                 sensors: BTreeSet::new(),
+                alarms: None,
             },
         );
         Out {
@@ -206,82 +212,6 @@ impl Shadow {
             payload: serde_json::json!({ "clientToken": t }).to_string(),
             retain: false,
         }
-    }
-
-    /// The reported document for `live` within `budget` bytes: (document, sensors included, change key).
-    fn reported(
-        &self,
-        live: &Live,
-        backlog: (i64, i64),
-        now: Timestamp,
-    ) -> (serde_json::Value, BTreeSet<String>, String) {
-        let mut doc = serde_json::json!({
-            "alerts": alert_summary(&live.alerts, &self.alerts_topic, TOP_ALERTS),
-            "gateway": {
-                "version": env!("CARGO_PKG_VERSION"),
-                "uptime_s": self.started.elapsed().as_secs(),
-                "backlog": { "influxdb": backlog.0, "mqtt": backlog.1 },
-            },
-            "lastUpdate": now.rfc3339(),
-        });
-        if let Some(r) = &self.remote {
-            let errors: Vec<&str> = r.errors.iter().take(10).map(|e| cut(e, 200)).collect();
-            doc["config"] = serde_json::json!({
-                "applied": r.applied,
-                "version": r.version,
-                "errors": errors,
-            });
-            // The overrides in force, so the delta clears once they match `desired` (bounded: a third of the
-            // budget; beyond that the cloud side reads `config` only).
-            if r.alarms.to_string().len() <= self.budget / 3 {
-                doc["alarms"] = r.alarms.clone();
-            } else {
-                doc["config"]["alarms"] = "too large to report".into();
-            }
-        } else if let Some(d) = &self.delta {
-            doc["config"] = serde_json::json!({
-                "applied": false,
-                "version": d.version,
-                "keys": d.keys,
-                "reason": "remote configuration is not supported by this version; edit the config file",
-            });
-        }
-        // Alerts shrink (fewer listed) before the base document may exceed half the budget.
-        let mut top = TOP_ALERTS;
-        while doc.to_string().len() > self.budget / 2 && top > 0 {
-            top /= 2;
-            doc["alerts"] = alert_summary(&live.alerts, &self.alerts_topic, top);
-        }
-        // Sensors in name order while they fit (sizes summed once each: linear in the number of sensors); the
-        // ones the stored document holds but this one does not are deleted with `null`.
-        let base_len = doc.to_string().len() + r#","sensors":{}"#.len();
-        let mut used = base_len;
-        let mut sensors = serde_json::Map::new();
-        let mut included = BTreeSet::new();
-        for (name, value) in &live.sensors {
-            let entry = serde_json::to_string(value).unwrap_or_default();
-            let cost = serde_json::to_string(name).map(|s| s.len()).unwrap_or(0) + 2 + entry.len();
-            if used + cost > self.budget {
-                break;
-            }
-            used += cost;
-            if let Ok(v) = serde_json::to_value(value) {
-                sensors.insert(name.clone(), v);
-                included.insert(name.clone());
-            }
-        }
-        for gone in self.cloud_sensors.difference(&included) {
-            sensors.insert(gone.clone(), serde_json::Value::Null);
-        }
-        doc["sensors"] = serde_json::Value::Object(sensors);
-        let mut key = doc.clone();
-        if let Some(o) = key.as_object_mut() {
-            o.remove("lastUpdate");
-            if let Some(g) = o.get_mut("gateway").and_then(|g| g.as_object_mut()) {
-                g.remove("uptime_s");
-            }
-        }
-        (doc, included, key.to_string())
     }
 
     /// An update to publish now, if due, changed and allowed.
@@ -315,7 +245,12 @@ impl Shadow {
         {
             return None;
         }
-        let (reported, included, key) = self.reported(live, backlog, now);
+        let Reported {
+            doc: reported,
+            sensors: included,
+            key,
+            alarms,
+        } = self.reported(live, backlog, now);
         if !self.dirty && self.last_doc.as_deref() == Some(key.as_str()) {
             return None;
         }
@@ -339,6 +274,7 @@ impl Shadow {
                 sent: t0,
                 key: Some(key),
                 sensors: included,
+                alarms,
             },
         );
         self.last_sent = Some(t0);
@@ -485,6 +421,10 @@ impl Shadow {
                     .and_then(|s| s.as_object())
                     .map(|o| o.keys().cloned().collect())
                     .unwrap_or_default();
+                self.cloud_alarms = v
+                    .pointer("/state/reported/alarms")
+                    .cloned()
+                    .unwrap_or_default();
                 if self.apply {
                     // The whole desired document is the remote intent: keys removed there leave the overlay.
                     let desired = v
@@ -507,6 +447,7 @@ impl Shadow {
                     tracing::info!("No shadow document yet; the next update creates it.");
                     self.version = None;
                     self.cloud_sensors.clear();
+                    self.cloud_alarms = serde_json::Value::Null;
                 } else {
                     tracing::warn!(code, "Shadow get rejected.");
                 }
@@ -517,6 +458,9 @@ impl Shadow {
                 self.version = version.or(self.version);
                 self.last_doc = req.key;
                 self.cloud_sensors = req.sensors;
+                if let Some(a) = req.alarms {
+                    self.cloud_alarms = a;
+                }
                 self.failures = 0;
                 self.retry_at = None;
                 Vec::new()
@@ -537,6 +481,7 @@ impl Shadow {
                         self.version = None;
                         if code == 404 {
                             self.cloud_sensors.clear();
+                            self.cloud_alarms = serde_json::Value::Null;
                         }
                         self.last_sent = None;
                         vec![self.get()]
@@ -557,8 +502,10 @@ impl Shadow {
     }
 }
 
+mod document;
+mod patch;
 mod summary;
-use summary::alert_summary;
+use document::Reported;
 
 #[cfg(test)]
 mod tests;

@@ -415,3 +415,38 @@ fn a_deep_or_large_desired_is_acknowledged_without_echo() {
         .is_empty());
     assert_eq!(m.mqtt_malformed.load(Ordering::Relaxed), 1);
 }
+
+#[test]
+fn overrides_that_went_leave_reported_alarms_also_across_a_restart() {
+    let remote = |alarms: Value| crate::model::RemoteResult {
+        applied: true,
+        version: Some(3),
+        errors: Vec::new(),
+        alarms,
+    };
+    let mut aws = Aws::new("t");
+    let mut sh = Shadow::new(&cfg("t"), "gw", "a");
+    let both = json!({"hot": {"warning": {"high": 70}, "delay": "1s"}, "cold": {"deadband": 2}});
+    sh.set_remote(remote(both.clone()));
+    run(&mut sh, &mut aws, &live(1, 3, 0), true);
+    assert_eq!(aws.reported["alarms"], both);
+    // A desired `null` for one key: the stored document loses it too (a plain merge would keep it).
+    let fewer = json!({"hot": {"warning": {"high": 70}}, "cold": {"deadband": 2}});
+    sh.set_remote(remote(fewer.clone()));
+    run(&mut sh, &mut aws, &live(1, 3, 0), false);
+    assert_eq!(aws.reported["alarms"], fewer);
+    // `watchpost config reset-remote` + reload: no overrides are reported.
+    sh.set_remote(remote(json!({})));
+    let sent = run(&mut sh, &mut aws, &live(1, 3, 0), false);
+    assert_eq!(updates(&sent).len(), 1, "one update for the change");
+    assert_eq!(aws.reported["alarms"], json!({}));
+    // A new process with fewer overrides than the stored document: the get tells it what to delete.
+    sh.set_remote(remote(both.clone()));
+    run(&mut sh, &mut aws, &live(1, 3, 0), false);
+    let mut sh = Shadow::new(&cfg("t"), "gw", "a");
+    sh.set_remote(remote(json!({"cold": {"deadband": 2}})));
+    run(&mut sh, &mut aws, &live(1, 3, 0), true);
+    assert_eq!(aws.reported["alarms"], json!({"cold": {"deadband": 2}}));
+    // Quiet once it matches: no update for nothing.
+    assert!(updates(&run(&mut sh, &mut aws, &live(1, 3, 0), false)).is_empty());
+}

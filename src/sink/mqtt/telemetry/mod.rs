@@ -143,6 +143,7 @@ impl SinkBuild<Telemetry> for Build {
             shadow: None,
             commands: None,
             remote: None,
+            remote_in_force: None,
             live: self.signals.live.clone(),
             metrics: self.metrics.clone(),
             sink: self.metrics.sink(SINK),
