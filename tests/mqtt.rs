@@ -728,20 +728,26 @@ interval = "20ms"
         d.log().contains("Configuration reloaded").then_some(())
     });
     let vm = vm.expect("vm");
-    let mut local: std::collections::BTreeMap<String, Vec<i64>> = std::collections::BTreeMap::new();
-    with_store(&data, 0, |s| {
-        s.export(watchpost::model::Timestamp(i64::MIN), None, |r| {
-            local.entry(r.sensor.to_string()).or_default().push(r.ts.0)
-        })
-    });
+    // The store is read again at each poll: the last flush may commit after the reload is logged.
+    let read_local = || {
+        let mut local: std::collections::BTreeMap<String, Vec<i64>> =
+            std::collections::BTreeMap::new();
+        with_store(&data, 0, |s| {
+            s.export(watchpost::model::Timestamp(i64::MIN), None, |r| {
+                local.entry(r.sensor.to_string()).or_default().push(r.ts.0)
+            })
+        });
+        local
+    };
     let dedup = |m: &std::collections::BTreeMap<String, Vec<i64>>| -> std::collections::BTreeMap<String, std::collections::BTreeSet<i64>> {
         m.iter().map(|(k, v)| (k.clone(), v.iter().copied().collect())).collect()
     };
-    let want = dedup(&local);
+    let mut local = Default::default();
     let mut last = Default::default();
     let ok = (0..450).any(|_| {
+        local = read_local();
         last = remote_timestamps(&vm);
-        if dedup(&last) == want {
+        if dedup(&last) == dedup(&local) {
             return true;
         }
         std::thread::sleep(Duration::from_millis(200));
