@@ -32,21 +32,5 @@ TOOLS=/var/cache/watchpost/tools
 export PATH="$TOOLS/bin:$PATH"
 if command -v cargo-deb >/dev/null; then
     DEB=$(cargo deb --no-build --target "$T" 2>/dev/null | tail -1)
-    # Read the whole header first: `dpkg-deb | grep -q` under pipefail fails when grep exits before dpkg-deb is done.
-    INFO=$(dpkg-deb -f "$DEB" Architecture)
-    [ "$INFO" = arm64 ] || { echo "not an arm64 package: $DEB (Architecture: $INFO)" >&2; exit 1; }
-    echo "arm64 package: $DEB ($(stat -c %s "$DEB") bytes)"
-    # Unpacked as into a fresh arm64 root: the same files and modes as the amd64 package, an arm64 binary that runs
-    # the packaged default config's check under qemu.
-    R=$(mktemp -d); trap 'rm -rf "$R"' EXIT
-    dpkg-deb -x "$DEB" "$R"
-    for f in usr/bin/watchpost etc/watchpost/watchpost.toml usr/lib/systemd/system/watchpost.service \
-        usr/lib/sysusers.d/watchpost.conf usr/share/man/man1/watchpost.1.gz usr/share/watchpost/config.schema.json; do
-        [ -e "$R/$f" ] || { echo "arm64 package lacks /$f" >&2; exit 1; }
-    done
-    [ "$(stat -c %a "$R/etc/watchpost/watchpost.toml")" = 640 ] || { echo "arm64 package: config mode" >&2; exit 1; }
-    [[ "$(aarch64-linux-gnu-readelf -h "$R/usr/bin/watchpost")" == *AArch64* ]] || { echo "arm64 package: not an aarch64 binary" >&2; exit 1; }
-    [ "$(qemu-aarch64-static "$R/usr/bin/watchpost" check-config "$R/etc/watchpost/watchpost.toml")" = ok ] ||
-        { echo "arm64 package: the packaged config does not check" >&2; exit 1; }
-    echo "arm64 package unpacked and checked"
+    bash cross/deb-check.sh "$DEB" arm64 AArch64 qemu-aarch64-static
 fi

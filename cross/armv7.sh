@@ -50,7 +50,5 @@ TOOLS=/var/cache/watchpost/tools
 export PATH="$TOOLS/bin:$PATH"
 if command -v cargo-deb >/dev/null; then
     DEB=$(cargo deb --no-build --target "$T" 2>/dev/null | tail -1)
-    ARCH=$(dpkg-deb -f "$DEB" Architecture)
-    [ "$ARCH" = armhf ] || { echo "not an armhf package: $DEB (Architecture: $ARCH)" >&2; exit 1; }
-    echo "armhf package: $DEB ($(stat -c %s "$DEB") bytes)"
+    bash cross/deb-check.sh "$DEB" armhf ARM qemu-arm-static -L /usr/arm-linux-gnueabihf
 fi
