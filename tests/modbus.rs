@@ -178,11 +178,16 @@ fn exceptions_restarts_garbage_and_silent_peers_are_survived() {
     let Some(srv) = modbus_server(&map, Some(port), None, dir.path()) else {
         return;
     };
-    // A peer that answers every request with garbage, and one that accepts and never answers.
+    // A peer that answers every request with garbage, one that accepts and closes at once, and one that accepts
+    // and never answers. The first two count their connections: each failure must back off, not reconnect at once.
+    let started = Instant::now();
     let garbage = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let gport = garbage.local_addr().expect("a").port();
+    let garbage_conns = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let gc = std::sync::Arc::clone(&garbage_conns);
     std::thread::spawn(move || {
-        for c in garbage.incoming().flatten().take(200) {
+        for c in garbage.incoming().flatten() {
+            gc.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             std::thread::spawn(move || {
                 use std::io::{Read, Write};
                 let mut c = c;
@@ -201,6 +206,16 @@ fn exceptions_restarts_garbage_and_silent_peers_are_survived() {
             });
         }
     });
+    let closer = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let cport = closer.local_addr().expect("a").port();
+    let closer_conns = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let cc = std::sync::Arc::clone(&closer_conns);
+    std::thread::spawn(move || {
+        for c in closer.incoming().flatten() {
+            cc.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(c);
+        }
+    });
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let sport = silent.local_addr().expect("a").port();
     std::thread::spawn(move || {
@@ -210,7 +225,7 @@ fn exceptions_restarts_garbage_and_silent_peers_are_survived() {
         }
     });
     let buses = format!(
-        "[[modbus]]\nname = \"plc\"\nurl = \"tcp://127.0.0.1:{port}\"\ntimeout = \"300ms\"\n\n[[modbus]]\nname = \"junk\"\nurl = \"tcp://127.0.0.1:{gport}\"\ntimeout = \"300ms\"\n\n[[modbus]]\nname = \"mute\"\nurl = \"tcp://127.0.0.1:{sport}\"\ntimeout = \"300ms\"\n"
+        "[[modbus]]\nname = \"plc\"\nurl = \"tcp://127.0.0.1:{port}\"\ntimeout = \"300ms\"\n\n[[modbus]]\nname = \"junk\"\nurl = \"tcp://127.0.0.1:{gport}\"\ntimeout = \"300ms\"\n\n[[modbus]]\nname = \"mute\"\nurl = \"tcp://127.0.0.1:{sport}\"\ntimeout = \"300ms\"\n\n[[modbus]]\nname = \"shut\"\nurl = \"tcp://127.0.0.1:{cport}\"\ntimeout = \"300ms\"\n"
     );
     let sensors = r#"
 [[sensor]]
@@ -226,6 +241,11 @@ interval = "100ms"
 [[sensor]]
 id = "junk_sensor"
 source = { modbus = "junk", unit = 1, table = "holding", address = 0, type = "u16" }
+interval = "100ms"
+
+[[sensor]]
+id = "shut_sensor"
+source = { modbus = "shut", unit = 1, table = "holding", address = 0, type = "u16" }
 interval = "100ms"
 
 [[sensor]]
@@ -273,7 +293,19 @@ interval = "100ms"
     assert!(readings_of(&data, "sim").len() > 30);
     assert!(readings_of(&data, "junk_sensor").is_empty());
     assert!(readings_of(&data, "mute_sensor").is_empty());
+    assert!(readings_of(&data, "shut_sensor").is_empty());
     assert!(readings_of(&data, "bad_address").is_empty());
+    // Backed off (200 ms doubling to 2 s, jittered): about one connection every 2 s, not one per request or a
+    // tight reconnect loop (which made thousands a second to a peer that closes at once).
+    let secs = started.elapsed().as_secs() as usize;
+    for (name, n) in [("garbage", &garbage_conns), ("closing", &closer_conns)] {
+        let n = n.load(std::sync::atomic::Ordering::SeqCst);
+        eprintln!("{name} peer: {n} connections in {secs} s");
+        assert!(
+            (2..=secs + 8).contains(&n),
+            "{name} peer: {n} connections in {secs} s"
+        );
+    }
     assert!(
         d.child.try_wait().expect("w").is_none(),
         "daemon alive: {}",

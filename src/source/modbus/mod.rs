@@ -343,15 +343,24 @@ pub async fn run(
     let mut ctx: Option<Context> = None;
     // The connection was lost (refused, reset): timeouts seen before say nothing about the units.
     let mut lost = false;
+    // After a transport error on an open connection: not before this. A peer that accepts connections and then
+    // closes them or answers garbage would otherwise be reconnected to in a tight loop.
+    let mut reconnect_at: Option<Instant> = None;
     loop {
         if token.is_cancelled() {
             break;
         }
         if ctx.is_none() {
+            if let Some(at) = reconnect_at.take() {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = tokio::time::sleep_until(at) => {}
+                }
+            }
             match connect(&bus.url, bus.timeout.0).await {
                 Ok(c) => {
+                    // The backoff is reset by an answer, not by the connection: accepting is not answering.
                     ctx = Some(c);
-                    conn_backoff.reset();
                     if lost && !rtu {
                         unit_backoff.clear();
                         for s in &mut slots {
@@ -421,6 +430,7 @@ pub async fn run(
         let unit = slot.req.unit;
         match result {
             Ok(words) => {
+                conn_backoff.reset();
                 if slot.failures > 0 || unit_backoff.contains_key(&unit) {
                     tracing::info!(bus = %bus.name, unit, "Modbus unit answers again.");
                 }
@@ -446,7 +456,8 @@ pub async fn run(
                     slot.last_error = Some(msg);
                 }
                 match e {
-                    ReadError::Exception(_) => {}
+                    // A well-formed answer: the device is there.
+                    ReadError::Exception(_) => conn_backoff.reset(),
                     ReadError::Timeout => {
                         let (n, _) = unit_backoff
                             .get(&unit)
@@ -463,6 +474,7 @@ pub async fn run(
                     ReadError::Transport(_) | ReadError::Config(_) => {
                         ctx = None;
                         lost = true;
+                        reconnect_at = Some(Instant::now() + conn_backoff.next_delay());
                     }
                 }
             }
