@@ -856,3 +856,67 @@ warning = { high = 50.0 }
         "{n} connections in ~12 s with a cut every 2 s"
     );
 }
+
+/// A broker that accepts every connection (CONNACK) and drops it at the client's next packet or after 200 ms — what
+/// AWS IoT does on a policy violation, or when another device connects with the same client id. The gateway must
+/// back off (the connection never worked), not reconnect twice a second, and keep its alerts.
+#[test]
+fn a_broker_that_drops_every_connection_after_connack_is_not_hammered() {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let conns = std::sync::Arc::new(AtomicUsize::new(0));
+    let n = std::sync::Arc::clone(&conns);
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            n.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut c = c;
+                let _ = c.set_read_timeout(Some(Duration::from_millis(200)));
+                // CONNECT: fixed header, remaining length (varint), body.
+                let mut b = [0u8; 1];
+                if c.read_exact(&mut b).is_err() {
+                    return;
+                }
+                let (mut len, mut shift) = (0usize, 0);
+                loop {
+                    if c.read_exact(&mut b).is_err() || shift > 21 {
+                        return;
+                    }
+                    len |= ((b[0] & 0x7f) as usize) << shift;
+                    shift += 7;
+                    if b[0] & 0x80 == 0 {
+                        break;
+                    }
+                }
+                let mut body = vec![0u8; len];
+                if c.read_exact(&mut body).is_err() || c.write_all(&[0x20, 2, 0, 0]).is_err() {
+                    return;
+                }
+                let _ = c.read(&mut b);
+            });
+        }
+    });
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("w.toml");
+    let mqtt = format!("url = \"mqtt://127.0.0.1:{port}\"");
+    std::fs::write(&cfg, config(&data, &mqtt, CYCLE)).expect("w");
+    let mut d = start_daemon(&cfg, dir.path());
+    wait_for(Duration::from_secs(15), "a first connection", || {
+        (conns.load(Ordering::SeqCst) >= 1).then_some(())
+    });
+    // A measurement window: with a backoff the attempts thin out (0.25-0.5 s, 0.5-1 s, 1-2 s, 2-4 s, ...);
+    // reset at every CONNACK they came every 0.25-0.5 s (16-32 in the window).
+    let n0 = conns.load(Ordering::SeqCst);
+    std::thread::sleep(Duration::from_secs(8));
+    let n = conns.load(Ordering::SeqCst) - n0;
+    eprintln!("connections in 8 s to a broker that drops them: {n}");
+    assert!(n <= 8, "{n} connections in 8 s");
+    // Alive, and the alerts wait in the store.
+    assert!(d.child.try_wait().expect("w").is_none(), "{}", d.log());
+    assert!(!store_events(&data).is_empty());
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(Duration::from_secs(10)), Some(0));
+}

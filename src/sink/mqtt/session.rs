@@ -254,7 +254,10 @@ impl Session {
                         Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                             connected = true;
                             first_error = true;
-                            backoff.reset();
+                            // The backoff is reset by the broker's first answer after this (SUBACK, PUBACK,
+                            // PINGRESP), not by the CONNACK: a broker that accepts and then drops the connection
+                            // (AWS IoT on a policy violation, or another device with the same client id) would
+                            // otherwise be reconnected to twice a second.
                             self.connected.send_replace(true);
                             if self.sink.state() == crate::metrics::SinkState::Failing {
                                 self.sink.set_state(crate::metrics::SinkState::Up);
@@ -283,6 +286,7 @@ impl Session {
                             }
                         }
                         Ok(Event::Incoming(Packet::SubAck(_))) => {
+                            backoff.reset();
                             suback_wait = suback_wait.saturating_sub(1);
                             if suback_wait == 0 {
                                 if let Some(sh) = self.shadow.as_mut() {
@@ -293,8 +297,10 @@ impl Session {
                         }
                         Ok(Event::Outgoing(Outgoing::Publish(pkid))) => acks.sent(pkid),
                         Ok(Event::Incoming(Packet::PubAck(a))) => {
+                            backoff.reset();
                             acks.acked(a.pkid);
                         }
+                        Ok(Event::Incoming(Packet::PingResp)) => backoff.reset(),
                         Ok(Event::Incoming(Packet::Publish(p))) => {
                             if commands.as_mut().is_some_and(|c| c.handle(&p.topic, &p.payload)) {
                                 continue;
