@@ -39,6 +39,9 @@ fi
 
 # Install, run, upgrade, remove, purge.
 dpkg --purge watchpost >/dev/null 2>&1 || true
+# From a clean state: a store that `watchpost run` as root left here (outside the package) would be root's, and
+# the service user could not open it — under systemd StateDirectory= would fix the ownership, here nothing would.
+rm -rf /var/lib/watchpost
 dpkg -i "$DEB" >/dev/null || fail "dpkg -i"
 id -nG watchpost | grep -qw dialout || fail "watchpost is not in dialout"
 id -nG watchpost | grep -qw i2c || fail "watchpost is not in i2c (the group must be created)"

@@ -132,8 +132,16 @@ impl Writer {
     ) -> Result<(Writer, Signals, mpsc::Receiver<Control>), String> {
         let started = Timestamp::now();
         let dir = cfg.gateway.data_dir.clone();
-        let store = Store::open(&dir)
-            .map_err(|e| format!("cannot open the store in {}: {e}", dir.display()))?;
+        let store = Store::open(&dir).map_err(|e| {
+            let msg = e.to_string();
+            let hint = if msg.contains("Permission denied") || msg.contains("readonly database") {
+                " (the data directory or its files belong to another user, e.g. after `watchpost run` as root: \
+                 chown -R them to the service user; under systemd, StateDirectory= does this for /var/lib/watchpost)"
+            } else {
+                ""
+            };
+            format!("cannot open the store in {}: {e}{hint}", dir.display())
+        })?;
         let mut engine = Engine::new(&cfg.gateway.id, &cfg.gateway.location, &cfg.sensor, started);
         engine.set_acknowledge(cfg.commands_enabled());
         match store.engine_state() {
