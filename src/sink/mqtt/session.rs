@@ -145,7 +145,7 @@ pub(super) struct Session {
     pub commands: Option<(Commands, mpsc::Receiver<Out>)>,
     /// Where desired states go when the shadow applies them (`apply_desired`).
     pub remote: Option<mpsc::Sender<crate::model::RemoteChange>>,
-    /// The overrides in force after a reload changed them.
+    /// The last outcome of remote settings (a change answered, or a reload that changed the overrides).
     pub remote_in_force: Option<watch::Receiver<Option<crate::model::RemoteResult>>>,
     pub live: watch::Receiver<Arc<Live>>,
     pub metrics: SharedMetrics,
