@@ -58,6 +58,16 @@ pub async fn run_with_metrics(
     ingest.signals.remote = Some(remote_tx);
     let (in_force_tx, in_force_rx) = tokio::sync::watch::channel(None);
     ingest.signals.remote_in_force = Some(in_force_rx);
+    // The MQTT session hears of an outcome only when it differs from the last (a get answer repeats them).
+    let report = |r: crate::model::RemoteResult| {
+        in_force_tx.send_if_modified(|v| {
+            let new = v.as_ref() != Some(&r);
+            if new {
+                *v = Some(r);
+            }
+            new
+        });
+    };
 
     let sources = TaskTracker::new();
     let sources_token = CancellationToken::new();
@@ -94,7 +104,7 @@ pub async fn run_with_metrics(
             Some(file) = reload.recv() => {
                 // The overlay is read again too (`watchpost config reset-remote` edits it).
                 if let Some(r) = remote.reload(&file) {
-                    in_force_tx.send_replace(Some(r));
+                    report(r);
                 }
                 let effective = remote.effective(&file, Some(&file_cfg));
                 file_cfg = file;
@@ -103,7 +113,7 @@ pub async fn run_with_metrics(
             Some(change) = remote_rx.recv() => {
                 let applied = remote.change(&file_cfg, change, &ingest.signals.control).await;
                 if let Some(r) = remote.outcome() {
-                    in_force_tx.send_replace(Some(r));
+                    report(r);
                 }
                 match applied {
                     Some(c) => c,

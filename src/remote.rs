@@ -47,12 +47,18 @@ impl Remote {
     pub fn reload(&mut self, file: &Config) -> Option<RemoteResult> {
         let before = self.overlay.alarms.clone();
         *self = Remote::open(file);
-        (enabled(file) && self.overlay.alarms != before).then(|| RemoteResult {
-            applied: true,
-            version: self.overlay.version,
-            errors: Vec::new(),
+        (enabled(file) && self.overlay.alarms != before)
+            .then(|| self.in_force(true, self.overlay.version, Vec::new()))
+    }
+
+    /// An outcome that reports the overrides in force.
+    fn in_force(&self, applied: bool, version: Option<u64>, errors: Vec<String>) -> RemoteResult {
+        RemoteResult {
+            applied,
+            version,
+            errors,
             alarms: serde_json::to_value(&self.overlay.alarms).unwrap_or_default(),
-        })
+        }
     }
 
     /// The file's config with the overlay applied (when remote settings are on); a file edit that the overlay
@@ -171,13 +177,8 @@ impl Remote {
                         },
                     ))
                     .collect();
-                let r = RemoteResult {
-                    applied: true,
-                    version: c.version,
-                    errors: Vec::new(),
-                    alarms: serde_json::to_value(&next.alarms).unwrap_or_default(),
-                };
                 self.overlay = next;
+                let r = self.in_force(true, c.version, Vec::new());
                 let reason = format!(
                     "remote alarm settings applied (shadow version {})",
                     opt(c.version)
@@ -190,22 +191,12 @@ impl Remote {
                 )
             }
             Err(errors) if errors.is_empty() => {
-                let r = RemoteResult {
-                    applied: true,
-                    version: c.version,
-                    errors,
-                    alarms: serde_json::to_value(&self.overlay.alarms).unwrap_or_default(),
-                };
+                let r = self.in_force(true, c.version, errors);
                 self.last = Some((c.version, key, r));
                 return None;
             }
             Err(errors) => {
-                let r = RemoteResult {
-                    applied: false,
-                    version: c.version,
-                    errors: errors.clone(),
-                    alarms: serde_json::to_value(&self.overlay.alarms).unwrap_or_default(),
-                };
+                let r = self.in_force(false, c.version, errors.clone());
                 tracing::warn!(version = c.version, errors = ?errors, "Refused a remote change of alarm settings; nothing changed.");
                 let reason = format!(
                     "remote alarm settings refused (shadow version {}): {}",

@@ -181,41 +181,22 @@ fn exceptions_restarts_garbage_and_silent_peers_are_survived() {
     // A peer that answers every request with garbage, one that accepts and closes at once, and one that accepts
     // and never answers. The first two count their connections: each failure must back off, not reconnect at once.
     let started = Instant::now();
-    let garbage = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let gport = garbage.local_addr().expect("a").port();
-    let garbage_conns = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let gc = std::sync::Arc::clone(&garbage_conns);
-    std::thread::spawn(move || {
-        for c in garbage.incoming().flatten() {
-            gc.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            std::thread::spawn(move || {
-                use std::io::{Read, Write};
-                let mut c = c;
-                let mut buf = [0u8; 256];
-                while let Ok(n) = c.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    let junk: Vec<u8> = (0..fastrand::usize(1..40))
-                        .map(|_| fastrand::u8(..))
-                        .collect();
-                    if c.write_all(&junk).is_err() {
-                        break;
-                    }
-                }
-            });
+    let (gport, garbage_conns) = counting_peer(|mut c| {
+        use std::io::{Read, Write};
+        let mut buf = [0u8; 256];
+        while let Ok(n) = c.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let junk: Vec<u8> = (0..fastrand::usize(1..40))
+                .map(|_| fastrand::u8(..))
+                .collect();
+            if c.write_all(&junk).is_err() {
+                break;
+            }
         }
     });
-    let closer = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let cport = closer.local_addr().expect("a").port();
-    let closer_conns = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let cc = std::sync::Arc::clone(&closer_conns);
-    std::thread::spawn(move || {
-        for c in closer.incoming().flatten() {
-            cc.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            drop(c);
-        }
-    });
+    let (cport, closer_conns) = counting_peer(drop);
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let sport = silent.local_addr().expect("a").port();
     std::thread::spawn(move || {

@@ -863,40 +863,30 @@ warning = { high = 50.0 }
 #[test]
 fn a_broker_that_drops_every_connection_after_connack_is_not_hammered() {
     use std::io::{Read, Write};
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = l.local_addr().expect("addr").port();
-    let conns = std::sync::Arc::new(AtomicUsize::new(0));
-    let n = std::sync::Arc::clone(&conns);
-    std::thread::spawn(move || {
-        for c in l.incoming().flatten() {
-            n.fetch_add(1, Ordering::SeqCst);
-            std::thread::spawn(move || {
-                let mut c = c;
-                let _ = c.set_read_timeout(Some(Duration::from_millis(200)));
-                // CONNECT: fixed header, remaining length (varint), body.
-                let mut b = [0u8; 1];
-                if c.read_exact(&mut b).is_err() {
-                    return;
-                }
-                let (mut len, mut shift) = (0usize, 0);
-                loop {
-                    if c.read_exact(&mut b).is_err() || shift > 21 {
-                        return;
-                    }
-                    len |= ((b[0] & 0x7f) as usize) << shift;
-                    shift += 7;
-                    if b[0] & 0x80 == 0 {
-                        break;
-                    }
-                }
-                let mut body = vec![0u8; len];
-                if c.read_exact(&mut body).is_err() || c.write_all(&[0x20, 2, 0, 0]).is_err() {
-                    return;
-                }
-                let _ = c.read(&mut b);
-            });
+    use std::sync::atomic::Ordering;
+    let (port, conns) = counting_peer(|mut c| {
+        let _ = c.set_read_timeout(Some(Duration::from_millis(200)));
+        // CONNECT: fixed header, remaining length (varint), body.
+        let mut b = [0u8; 1];
+        if c.read_exact(&mut b).is_err() {
+            return;
         }
+        let (mut len, mut shift) = (0usize, 0);
+        loop {
+            if c.read_exact(&mut b).is_err() || shift > 21 {
+                return;
+            }
+            len |= ((b[0] & 0x7f) as usize) << shift;
+            shift += 7;
+            if b[0] & 0x80 == 0 {
+                break;
+            }
+        }
+        let mut body = vec![0u8; len];
+        if c.read_exact(&mut body).is_err() || c.write_all(&[0x20, 2, 0, 0]).is_err() {
+            return;
+        }
+        let _ = c.read(&mut b);
     });
     let dir = tempfile::tempdir().expect("tmp");
     let data = dir.path().join("data");

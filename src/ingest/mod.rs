@@ -133,8 +133,7 @@ impl Writer {
         let started = Timestamp::now();
         let dir = cfg.gateway.data_dir.clone();
         let store = Store::open(&dir).map_err(|e| {
-            let msg = e.to_string();
-            let hint = if msg.contains("Permission denied") || msg.contains("readonly database") {
+            let hint = if e.is_permission() {
                 " (the data directory or its files belong to another user, e.g. after `watchpost run` as root: \
                  chown -R them to the service user; under systemd, StateDirectory= does this for /var/lib/watchpost)"
             } else {

@@ -58,6 +58,18 @@ impl StoreError {
             if matches!(e.code, rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase))
     }
 
+    /// This user may not write the store's files (e.g. they belong to root after `watchpost run` as root).
+    pub fn is_permission(&self) -> bool {
+        match self {
+            StoreError::Sql(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::PermissionDenied
+            ),
+            StoreError::Io(e) => e.kind() == std::io::ErrorKind::PermissionDenied,
+            _ => false,
+        }
+    }
+
     /// The disk (or a file-size limit) is full.
     pub fn is_full(&self) -> bool {
         match self {

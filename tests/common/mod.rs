@@ -39,6 +39,24 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// A loopback TCP peer that serves each connection with `serve` on its own thread; returns its port and the count
+/// of connections it accepted.
+pub fn counting_peer(
+    serve: fn(std::net::TcpStream),
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = std::sync::Arc::clone(&n);
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::spawn(move || serve(c));
+        }
+    });
+    (port, n)
+}
+
 /// Poll `f` until it returns `Some` or `timeout` passes.
 pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();

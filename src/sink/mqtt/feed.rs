@@ -95,7 +95,12 @@ impl SinkBuild<AlertFeed> for Build {
                 .as_ref()
                 .filter(|s| s.apply_desired)
                 .and(self.signals.remote.clone()),
-            remote_in_force: self.signals.remote_in_force.clone(),
+            remote_in_force: self
+                .m
+                .shadow
+                .as_ref()
+                .filter(|s| s.apply_desired)
+                .and(self.signals.remote_in_force.clone()),
             live: self.signals.live.clone(),
             metrics: self.metrics.clone(),
             sink: self.metrics.sink(SINK),

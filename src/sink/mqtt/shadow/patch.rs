@@ -31,23 +31,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    /// RFC 7396 MergePatch.
+    /// The patch merged as the AWS emulator of the shadow tests merges an update.
     fn apply(target: &Value, patch: &Value) -> Value {
-        match patch {
-            Value::Object(p) => {
-                let mut t = target.as_object().cloned().unwrap_or_default();
-                for (k, v) in p {
-                    if v.is_null() {
-                        t.remove(k);
-                    } else {
-                        let cur = t.get(k).cloned().unwrap_or(Value::Null);
-                        t.insert(k.clone(), apply(&cur, v));
-                    }
-                }
-                Value::Object(t)
-            }
-            other => other.clone(),
-        }
+        let mut t = target.as_object().cloned().unwrap_or_default();
+        super::super::tests::merge(&mut t, patch.as_object().expect("an object patch"));
+        Value::Object(t)
     }
 
     #[test]

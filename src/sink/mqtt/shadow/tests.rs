@@ -20,7 +20,8 @@ struct Aws {
     rejected: Vec<i64>,
 }
 
-fn merge(into: &mut Map<String, Value>, from: &Map<String, Value>) {
+/// An update merged into the stored state as AWS does (also used by the merge-patch tests).
+pub(super) fn merge(into: &mut Map<String, Value>, from: &Map<String, Value>) {
     for (k, v) in from {
         match v {
             Value::Null => {
