@@ -3,8 +3,11 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=WATCHPOST_GIT_REV");
+    // HEAD and the refs, not .git/index: `git status` and `git describe --dirty` rewrite the index, and watching
+    // it rebuilt the crate after almost every git command. "-dirty" is therefore as of the last commit or checkout.
     println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/index");
+    println!("cargo:rerun-if-changed=.git/refs/heads");
+    println!("cargo:rerun-if-changed=.git/packed-refs");
     let rev = std::env::var("WATCHPOST_GIT_REV").ok().or_else(|| {
         let out = Command::new("git")
             .args(["describe", "--always", "--dirty", "--abbrev=12"])

@@ -2,6 +2,8 @@
 # Build watchpost for aarch64 (arm64 gateways: Raspberry Pi 4/5, i.MX8, RK35xx) on a Debian 12 x86-64 machine
 # without Docker, with Debian's own Rust for the target, and run the unit tests under qemu-user:
 #   sudo cross/aarch64.sh            # apt setup (once), release binary, unit tests under qemu, arm64 .deb
+#   sudo cross/aarch64.sh package    # the release binary and the arm64 .deb, checked (what CI runs: the unit tests
+#                                    # run under qemu-arm for the 32-bit target, cross/armv7.sh)
 #   sudo cross/aarch64.sh build      # apt setup and the release binary only
 # Output: $CARGO_TARGET_DIR (default target/)/aarch64-unknown-linux-gnu/release/watchpost and target/debian/*_arm64.deb
 set -euo pipefail
@@ -26,8 +28,11 @@ BIN="${CARGO_TARGET_DIR:-target}/$T/release/watchpost"
 echo "aarch64 binary: $BIN ($(stat -c %s "$BIN") bytes)"
 qemu-aarch64-static "$BIN" --version
 [ "${1:-}" = build ] && exit 0
-# The unit tests (the integration tests need the x86 test servers and the host binary; they run natively).
-cargo test --locked --target "$T" --lib
+if [ "${1:-}" != package ]; then
+    # The unit tests (the integration tests need the x86 test servers and the host binary; they run natively).
+    # No debug info: it is most of a test build's time and qemu does not need it.
+    CARGO_PROFILE_DEV_DEBUG=0 cargo test --locked --target "$T" --lib
+fi
 TOOLS=/var/cache/watchpost/tools
 export PATH="$TOOLS/bin:$PATH"
 if command -v cargo-deb >/dev/null; then

@@ -204,7 +204,7 @@ impl Metrics {
         let fams: [Family; 7] = [
             ("watchpost_sink_delivered_total", "Items (readings or alert events) the far side acknowledged.", "counter", |m| m.delivered.load(Ordering::Relaxed).to_string()),
             ("watchpost_sink_retries_total", "Failed deliveries that will be retried.", "counter", |m| m.retries.load(Ordering::Relaxed).to_string()),
-            ("watchpost_sink_dead_letter_total", "Items the far side rejected as malformed.", "counter", |m| m.dead.load(Ordering::Relaxed).to_string()),
+            ("watchpost_sink_dead_letter_total", "Items dead-lettered: rejected by the far side as malformed, or too large for it ever to carry.", "counter", |m| m.dead.load(Ordering::Relaxed).to_string()),
             ("watchpost_sink_backlog", "Items not yet delivered.", "gauge", |m| m.backlog.load(Ordering::Relaxed).to_string()),
             ("watchpost_sink_connection_errors_total", "Connection failures.", "counter", |m| m.errors.load(Ordering::Relaxed).to_string()),
             ("watchpost_sink_messages_total", "Messages the far side accepted: mails (SMTP 250) for email routes, publishes (PUBACK) for telemetry; 0 for other sinks.", "counter", |m| m.messages.load(Ordering::Relaxed).to_string()),

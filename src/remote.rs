@@ -196,17 +196,26 @@ impl Remote {
                 return None;
             }
             Err(errors) => {
-                let r = self.in_force(false, c.version, errors.clone());
-                tracing::warn!(version = c.version, errors = ?errors, "Refused a remote change of alarm settings; nothing changed.");
+                let r = self.in_force(false, c.version, bounded(&errors, REPORTED_ERRORS));
+                tracing::warn!(version = c.version, count = errors.len(), errors = ?bounded(&errors, AUDIT_ERRORS), "Refused a remote change of alarm settings; nothing changed.");
                 let reason = format!(
                     "remote alarm settings refused (shadow version {}): {}",
                     opt(c.version),
-                    errors.first().map(String::as_str).unwrap_or("")
+                    bounded(&errors, 1)
+                        .first()
+                        .map(String::as_str)
+                        .unwrap_or("")
                 );
+                let errors = bounded(&errors, AUDIT_ERRORS);
                 (r, None, AlertState::Rejected, (reason, Vec::new(), errors))
             }
         };
-        let (reason, changes, errors) = detail;
+        let (reason, mut changes, errors) = detail;
+        if changes.len() > AUDIT_CHANGES {
+            let more = changes.len() - AUDIT_CHANGES;
+            changes.truncate(AUDIT_CHANGES);
+            changes.push(serde_json::json!({ "more": more }));
+        }
         let change = serde_json::json!({
             "version": c.version,
             "changes": changes,
@@ -222,6 +231,37 @@ impl Remote {
         self.last = Some((c.version, key, result));
         new_cfg
     }
+}
+
+/// Errors listed in an audit event; the rest are counted. An audit event stays a few kilobytes whatever a remote
+/// peer sends (a refused document of 6,000 bad keys made one of 296 kB, more than a broker takes).
+const AUDIT_ERRORS: usize = 20;
+/// Changes listed in an audit event; the rest are counted (`{"more": N}`).
+const AUDIT_CHANGES: usize = 100;
+/// Errors reported back in the shadow (`reported.config.errors`): the document has 8 kB for everything.
+const REPORTED_ERRORS: usize = 5;
+/// Characters of one error message (a key name in it comes from the remote peer).
+const ERROR_CHARS: usize = 200;
+
+/// The first `n` errors, each at most [`ERROR_CHARS`] long, and a count of the rest.
+fn bounded(errors: &[String], n: usize) -> Vec<String> {
+    let mut out: Vec<String> = errors
+        .iter()
+        .take(n)
+        .map(|e| {
+            if e.chars().count() > ERROR_CHARS {
+                let mut s: String = e.chars().take(ERROR_CHARS).collect();
+                s.push('…');
+                s
+            } else {
+                e.clone()
+            }
+        })
+        .collect();
+    if errors.len() > n {
+        out.push(format!("… and {} more errors", errors.len() - n));
+    }
+    out
 }
 
 fn opt(v: Option<u64>) -> String {

@@ -295,6 +295,11 @@ pub struct MqttConfig {
     /// Maximum unacknowledged publishes.
     #[serde(default = "default_inflight")]
     pub max_inflight: u16,
+    /// The largest MQTT message (payload and topic) the broker takes: an alert event larger than this is
+    /// dead-lettered (WARN, counter, a DEAD_LETTER event) instead of stopping the feed. AWS IoT Core's limit is
+    /// 128 KiB (the default); mosquitto's `message_size_limit` and `max_packet_size` set it on mosquitto.
+    #[serde(default = "default_max_message_size")]
+    pub max_message_size: Size,
     /// AWS IoT Device Shadow.
     pub shadow: Option<ShadowConfig>,
     /// Readings to the cloud too: raw, report by exception or windowed aggregates.
@@ -385,6 +390,10 @@ fn default_keepalive() -> Dur {
 }
 fn default_inflight() -> u16 {
     100
+}
+
+fn default_max_message_size() -> Size {
+    Size(128 * 1024)
 }
 
 /// `[mqtt.shadow]`

@@ -216,6 +216,12 @@ pub(crate) fn validate(cfg: &Config, issues: &mut Vec<Issue>) {
                 "must be between 1 and 1000",
             ));
         }
+        if m.max_message_size.0 < 4096 || m.max_message_size.0 > 256 << 20 {
+            issues.push(Issue::new(
+                p("mqtt.max_message_size"),
+                "must be between 4KiB and 256MiB (MQTT's own limit)",
+            ));
+        }
         if !topic_safe(&m.topic_prefix.replace('/', "x")) {
             issues.push(Issue::new(
                 p("mqtt.topic_prefix"),

@@ -470,6 +470,14 @@ impl Writer {
                 let mut out = std::mem::take(&mut self.alerts);
                 let result = self.engine.command(&req, Timestamp::now(), &mut out);
                 self.alerts = out;
+                if self.alerts.is_empty() && self.unsaved_alerts.is_empty() {
+                    // No event (a refusal, a shelf on a quiet sensor): the snapshot still records the request id
+                    // and any state the command set.
+                    let snap = self.engine.snapshot();
+                    if let Err(e) = self.store.append_alerts(&[], Some(&snap)) {
+                        tracing::error!(error = %e, "Cannot save the alarm state after an operator command.");
+                    }
+                }
                 self.commit_alerts();
                 self.publish_live_alerts();
                 let _ = answer.send(result);
@@ -486,6 +494,16 @@ impl Writer {
                     reason,
                 );
                 a.operator.change = Some(change);
+                self.alerts.push(a);
+                self.commit_alerts();
+            }
+            Control::DeadLetter { reason } => {
+                let a = self.engine.gateway_alert(
+                    AlertType::DeadLetter,
+                    AlertState::Rejected,
+                    Timestamp::now(),
+                    reason,
+                );
                 self.alerts.push(a);
                 self.commit_alerts();
             }

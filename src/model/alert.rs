@@ -21,6 +21,24 @@ pub enum AlertType {
     OutOfService,
     /// Audit: a remote change of alarm settings (device shadow `desired`), `applied` or `rejected`.
     ConfigChange,
+    /// A sink skipped an item it can never carry (e.g. larger than the broker takes): `rejected`, with the sink,
+    /// the item and why in `reason`. The item stays in the store (`watchpost buffer status` counts dead letters).
+    DeadLetter,
+}
+
+impl AlertType {
+    /// The wire name (`ALERT`, `SENSOR_FAULT`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertType::Alert => "ALERT",
+            AlertType::SensorFault => "SENSOR_FAULT",
+            AlertType::SensorOffline => "SENSOR_OFFLINE",
+            AlertType::BufferOverflow => "BUFFER_OVERFLOW",
+            AlertType::OutOfService => "OUT_OF_SERVICE",
+            AlertType::ConfigChange => "CONFIG_CHANGE",
+            AlertType::DeadLetter => "DEAD_LETTER",
+        }
+    }
 }
 
 /// Transition kind of an alert.
@@ -164,6 +182,12 @@ pub struct Operator {
 }
 
 impl Alert {
+    /// Whether this is a gateway audit event (CONFIG_CHANGE, DEAD_LETTER): the events feed and the store only,
+    /// never a retained alarm topic or a mail.
+    pub fn is_audit(&self) -> bool {
+        matches!(self.kind, AlertType::ConfigChange | AlertType::DeadLetter)
+    }
+
     /// Whether the alarm stays on its retained topic after this event: active alarms do, and so does an alarm that
     /// returned to normal unacknowledged; a clear of an acknowledged alarm (or any clear without acknowledgement
     /// tracking) and the acknowledgement of a returned alarm remove it.
@@ -190,14 +214,7 @@ impl Alert {
 impl Alert {
     /// One-line summary for logs and the `alerts` viewer.
     pub fn summary(&self) -> String {
-        let kind = match self.kind {
-            AlertType::Alert => "ALERT",
-            AlertType::SensorFault => "SENSOR_FAULT",
-            AlertType::SensorOffline => "SENSOR_OFFLINE",
-            AlertType::BufferOverflow => "BUFFER_OVERFLOW",
-            AlertType::OutOfService => "OUT_OF_SERVICE",
-            AlertType::ConfigChange => "CONFIG_CHANGE",
-        };
+        let kind = self.kind.as_str();
         let state = self.state.as_str();
         let mut s = format!(
             "{} {} {} sensor={}",

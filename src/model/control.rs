@@ -53,6 +53,9 @@ pub struct Request {
     pub by: String,
     /// Why.
     pub note: Option<String>,
+    /// The sender's id for this request (its JSON text): a request id seen before is not executed again, also
+    /// across restarts (the engine keeps the most recent ones in its snapshot).
+    pub request_id: Option<String>,
 }
 
 /// The answer to an operator command: the alert ids it changed, or why it was refused.
@@ -71,6 +74,11 @@ pub enum Control {
         reason: String,
         /// The detail for machines.
         change: serde_json::Value,
+    },
+    /// Store and publish a DEAD_LETTER event: a sink skipped an item it can never carry.
+    DeadLetter {
+        /// What was skipped, by which sink, and why.
+        reason: String,
     },
 }
 

@@ -101,6 +101,9 @@ pub struct Engine {
     started: Timestamp,
     /// Acknowledgements tracked (ISA-18.2 states; on with alarm commands).
     ack: bool,
+    /// The most recent operator requests with an id, oldest first: a request id seen again is not executed
+    /// again. Part of the snapshot, committed with the command's events.
+    requests: std::collections::VecDeque<operator::Seen>,
 }
 
 impl Engine {
@@ -115,6 +118,7 @@ impl Engine {
             sensors: HashMap::new(),
             started: now,
             ack: false,
+            requests: Default::default(),
         };
         e.reconfigure(sensors, now);
         e

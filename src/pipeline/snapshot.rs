@@ -18,6 +18,9 @@ struct Snapshot<S> {
     version: u32,
     counter: u64,
     sensors: HashMap<String, S>,
+    /// Operator request ids recently executed (absent before 0.2: none).
+    #[serde(default)]
+    requests: Vec<super::operator::Seen>,
 }
 
 fn v1() -> u32 {
@@ -44,6 +47,7 @@ impl Engine {
                 .iter()
                 .map(|(k, e)| (k.to_string(), &e.state))
                 .collect(),
+            requests: self.requests.iter().cloned().collect(),
         };
         serde_json::to_string(&snap).unwrap_or_default()
     }
@@ -61,6 +65,7 @@ impl Engine {
             ));
         }
         self.ids.counter = self.ids.counter.max(snap.counter);
+        self.requests = snap.requests.into_iter().collect();
         let mut done = Restored::default();
         for (k, v) in snap.sensors {
             let Some(e) = self.sensors.get_mut(k.as_str()) else {

@@ -54,6 +54,16 @@ pub enum SinkError {
     },
 }
 
+/// An item a sink can never carry (larger than the far side takes): the runner dead-letters it and goes on, so
+/// one item never stops a stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unfit {
+    /// Its store position (event seq or batch id).
+    pub position: i64,
+    /// Why, for the log, the dead-letter record and the DEAD_LETTER event.
+    pub reason: String,
+}
+
 /// The items of one delivery, read from the store after the sink's cursor.
 #[derive(Debug)]
 pub enum Items {
@@ -84,6 +94,14 @@ impl Items {
             Items::Events(e) => e.is_empty(),
         }
     }
+    /// Remove the items at these positions.
+    pub fn remove(&mut self, unfit: &[Unfit]) {
+        let gone = |p: i64| unfit.iter().any(|u| u.position == p);
+        match self {
+            Items::Readings(b) => b.retain(|b| !gone(b.id)),
+            Items::Events(e) => e.retain(|(s, _)| !gone(*s)),
+        }
+    }
 }
 
 /// A sink: turns chunks of stored items into deliveries. See the module docs.
@@ -106,6 +124,13 @@ pub trait Sink: Send + 'static {
     /// meanwhile goes into the same delivery. Skipped while draining. Default zero.
     fn linger(&self) -> Duration {
         Duration::ZERO
+    }
+    /// The items of a fetched chunk this sink can never deliver (over its size limit), with why. The runner
+    /// removes them from the chunk, records them as dead letters (a WARN, `watchpost_sink_dead_letters_total`, a
+    /// DEAD_LETTER event) and delivers the rest: whatever one item is, the stream goes on. Default none.
+    fn screen(&self, items: &Items) -> Vec<Unfit> {
+        let _ = items;
+        Vec::new()
     }
     /// Chunks that may be in flight at once (delivered in order; a failure re-sends from the oldest). Default 1.
     fn window(&self) -> usize {

@@ -93,7 +93,8 @@ pub enum Stream {
 }
 
 impl Stream {
-    fn as_str(self) -> &'static str {
+    /// `readings` or `events` (the store's and the logs' name).
+    pub fn as_str(self) -> &'static str {
         match self {
             Stream::Readings => "readings",
             Stream::Events => "events",
@@ -391,6 +392,24 @@ impl Store {
         tx.execute(UPSERT_CURSOR, params![sink, stream.as_str(), pos])?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Record that a sink skipped item `pos` (it can never carry it) without moving the cursor — the runner moves
+    /// it in order with the deliveries around it. False when it was recorded already (a crash came between the
+    /// record and the cursor): the skip is then not announced again.
+    pub fn record_skip(
+        &mut self,
+        sink: &str,
+        stream: Stream,
+        pos: i64,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let n = self.conn.execute(
+            "INSERT INTO dead_letters (sink, stream, pos, ts, reason) SELECT ?1, ?2, ?3, ?4, ?5
+             WHERE NOT EXISTS (SELECT 1 FROM dead_letters WHERE sink = ?1 AND stream = ?2 AND pos = ?3)",
+            params![sink, stream.as_str(), pos, Timestamp::now().0, reason],
+        )?;
+        Ok(n == 1)
     }
 
     /// Up to `limit` reading batches with id > `after`, oldest first. Batches that fail to decode are returned

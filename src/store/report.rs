@@ -17,7 +17,7 @@ pub struct SinkStatus {
     pub pending: u64,
     /// Age of the oldest undelivered item.
     pub oldest_age_s: Option<f64>,
-    /// Items the far side rejected as malformed.
+    /// Items dead-lettered: rejected by the far side as malformed, or too large for it ever to carry.
     pub dead_letters: u64,
     /// What the daemon last recorded about this sink (`running`, `cannot start: …`).
     #[serde(skip_serializing_if = "Option::is_none")]

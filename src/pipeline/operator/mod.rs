@@ -14,6 +14,19 @@ pub use crate::model::{Command, Request, Target};
 
 /// Alarms kept latched per sensor (the oldest are dropped beyond this).
 const MAX_LATCHED: usize = 100;
+/// Operator request ids remembered (the oldest are forgotten beyond this).
+const MAX_REQUESTS: usize = 256;
+
+/// An operator request executed (or refused) once, by its id.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Seen {
+    /// The request id (its JSON text).
+    pub id: String,
+    /// When it was executed.
+    pub ts: Timestamp,
+    /// Its answer then: `accepted` or why not.
+    pub outcome: String,
+}
 
 /// Post-process fresh transitions of one sensor: alarms raised or escalated while the sensor is shelved are born
 /// shelved; alarms that cleared unacknowledged are latched.
@@ -66,6 +79,8 @@ pub(super) fn expire_shelves(st: &mut SensorState, em: &mut Emitter<'_>, now: Ti
             continue;
         };
         a.shelved_until = None;
+        // ISA-18.2: an alarm leaves the shelf unacknowledged (it is annunciated again), whatever it was before.
+        a.acked = false;
         let a = a.clone();
         operator_event(
             em,
@@ -134,6 +149,39 @@ impl Engine {
         if !self.ack {
             return Err("alarm commands are disabled ([mqtt.commands] enabled = false)".into());
         }
+        if let Some(rid) = &req.request_id {
+            if let Some(seen) = self.requests.iter().find(|s| s.id == *rid) {
+                return Err(format!(
+                    "duplicate request_id {rid}: executed once already, at {} ({}); not executed again",
+                    seen.ts, seen.outcome
+                ));
+            }
+        }
+        let result = self.execute(req, now, out);
+        if let Some(rid) = &req.request_id {
+            if self.requests.len() >= MAX_REQUESTS {
+                self.requests.pop_front();
+            }
+            let outcome = match &result {
+                Ok(ids) if ids.is_empty() => "accepted".to_string(),
+                Ok(ids) => format!("accepted: {}", ids.join(", ")),
+                Err(why) => format!("rejected: {why}"),
+            };
+            self.requests.push_back(Seen {
+                id: rid.clone(),
+                ts: now,
+                outcome,
+            });
+        }
+        result
+    }
+
+    fn execute(
+        &mut self,
+        req: &Request,
+        now: Timestamp,
+        out: &mut Vec<Alert>,
+    ) -> Result<Vec<String>, String> {
         let (by, note) = (Some(req.by.as_str()), req.note.as_deref());
         let sensor = match &req.cmd {
             Command::Ack { id }
@@ -262,6 +310,8 @@ impl Engine {
                         continue;
                     }
                     a.shelved_until = None;
+                    // ISA-18.2: back from the shelf unacknowledged, also when it was acknowledged before.
+                    a.acked = false;
                     let a = a.clone();
                     operator_event(
                         &mut em,

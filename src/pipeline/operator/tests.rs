@@ -29,6 +29,7 @@ fn cmd(e: &mut Engine, t: i64, cmd: Command) -> (Result<Vec<String>, String>, Ve
         cmd,
         by: "alice".into(),
         note: Some("checked".into()),
+        request_id: None,
     };
     (e.command(&req, Timestamp(t * 1000), &mut out), out)
 }
@@ -216,9 +217,80 @@ fn out_of_service_clears_and_suppresses_until_back_in_service_and_all_of_it_surv
         cmd: ack("x"),
         by: "a".into(),
         note: None,
+        request_id: None,
     };
     assert!(off
         .command(&req, Timestamp(0), &mut out)
         .unwrap_err()
         .contains("disabled"));
+}
+
+/// ISA-18.2: an alarm comes back from the shelf unacknowledged, also when it was acknowledged before it was shelved
+/// (by command and by expiry).
+#[test]
+fn an_alarm_acknowledged_before_its_shelf_returns_unacknowledged() {
+    let mut e = engine();
+    let raised = feed(&mut e, 1, 85.0);
+    let id = raised[0].id.clone();
+    assert_eq!(cmd(&mut e, 2, ack(&id)).0, Ok(vec![id.clone()]));
+    let shelve = |until| Command::Shelve {
+        target: Target::Alert(id.clone()),
+        until: Timestamp(until),
+    };
+    assert_eq!(cmd(&mut e, 3, shelve(60_000)).0, Ok(vec![id.clone()]));
+    let (_, ev) = cmd(
+        &mut e,
+        4,
+        Command::Unshelve {
+            target: Target::Alert(id.clone()),
+        },
+    );
+    assert_eq!(
+        (ev[0].state, ev[0].operator.acked),
+        (AlertState::Unshelved, Some(false))
+    );
+    assert!(ev[0].annunciates());
+    assert_eq!(
+        cmd(&mut e, 5, ack(&id)).0,
+        Ok(vec![id.clone()]),
+        "can be acknowledged again"
+    );
+    assert_eq!(cmd(&mut e, 6, shelve(7_000)).0, Ok(vec![id.clone()]));
+    let mut out = Vec::new();
+    e.tick(Timestamp(7_000), &mut out);
+    assert_eq!(
+        (out[0].state, out[0].operator.acked),
+        (AlertState::Unshelved, Some(false))
+    );
+}
+
+/// A request id is executed once: the same id again is refused, changes nothing, and the refusal survives a
+/// restart through the snapshot.
+#[test]
+fn a_request_id_runs_once_also_after_a_restart() {
+    let mut e = engine();
+    let raised = feed(&mut e, 1, 85.0);
+    let id = raised[0].id.clone();
+    let req = |rid: &str| Request {
+        cmd: ack(&id),
+        by: "alice".into(),
+        note: None,
+        request_id: Some(format!("\"{rid}\"")),
+    };
+    let mut out = Vec::new();
+    assert_eq!(
+        e.command(&req("r1"), Timestamp(2_000), &mut out),
+        Ok(vec![id.clone()])
+    );
+    let mut again = Vec::new();
+    let dup = e.command(&req("r1"), Timestamp(3_000), &mut again);
+    assert!(dup.unwrap_err().contains("duplicate request_id"));
+    assert!(again.is_empty(), "nothing changed");
+    let snap = e.snapshot();
+    let mut restarted = engine();
+    restarted.restore(&snap, Timestamp(4_000)).expect("restore");
+    let mut after = Vec::new();
+    let dup = restarted.command(&req("r1"), Timestamp(5_000), &mut after);
+    assert!(dup.unwrap_err().contains("executed once already"));
+    assert!(after.is_empty());
 }

@@ -229,6 +229,7 @@ fn what(a: &Alert) -> String {
         (AlertType::BufferOverflow, _) => "buffer overflow".to_string(),
         (AlertType::OutOfService, _) => "out of service".to_string(),
         (AlertType::ConfigChange, _) => "remote configuration".to_string(),
+        (AlertType::DeadLetter, _) => "dead letter".to_string(),
     };
     match &a.reason {
         Some(r) => format!("{base}: {r}"),

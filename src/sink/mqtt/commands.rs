@@ -19,6 +19,8 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Largest command message read.
 const MAX_COMMAND: usize = 4096;
+/// Longest request id kept (JSON text).
+const MAX_REQUEST_ID: usize = 128;
 /// How long an answer may take (the ingest thread is busy committing).
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
@@ -80,6 +82,15 @@ fn request(verb: &str, b: Body, max_shelve: Duration, now: Timestamp) -> Result<
             .filter(|s| !s.trim().is_empty())
             .ok_or("\"by\" is required: who gives the command")?;
     let note = b.note.as_deref().map(|s| clean(s, 256));
+    let request_id = b.request_id.as_ref().map(|v| v.to_string());
+    if request_id
+        .as_ref()
+        .is_some_and(|r| r.len() > MAX_REQUEST_ID)
+    {
+        return Err(format!(
+            "\"request_id\" is longer than {MAX_REQUEST_ID} characters"
+        ));
+    }
     let id = b.id.as_deref().map(|s| clean(s, 256));
     let sensor = b.sensor.as_deref().map(|s| clean(s, 256));
     let target = || match (&id, &sensor) {
@@ -141,7 +152,12 @@ fn request(verb: &str, b: Body, max_shelve: Duration, now: Timestamp) -> Result<
         ))
         }
     };
-    Ok(Request { cmd, by, note })
+    Ok(Request {
+        cmd,
+        by,
+        note,
+        request_id,
+    })
 }
 
 /// The answer published on `commands/response`.
@@ -206,8 +222,10 @@ impl Commands {
         format!("{}/response", self.base)
     }
 
-    /// Handle a message if it is on the command topics (true); never waits.
-    pub fn handle(&mut self, topic: &str, payload: &[u8]) -> bool {
+    /// Handle a message if it is on the command topics (true); never waits. A `retained` message is refused: the
+    /// broker hands it out again at every (re)subscription, so running it would undo later operator actions at
+    /// each restart or reconnect.
+    pub fn handle(&mut self, topic: &str, payload: &[u8], retained: bool) -> bool {
         let Some(verb) = topic
             .strip_prefix(self.base.as_str())
             .and_then(|r| r.strip_prefix('/'))
@@ -219,6 +237,13 @@ impl Commands {
             return true;
         }
         let (rid, req) = parse(verb, payload, self.max_shelve, Timestamp::now());
+        let req = if retained {
+            Err("a retained message is not executed: the broker delivers it again at every subscription, so it \
+                 would run at each restart and reconnect; publish commands with retain = false"
+                .to_string())
+        } else {
+            req
+        };
         let req = match req {
             Ok(r) => r,
             Err(reason) => {
@@ -312,7 +337,8 @@ mod tests {
                     id: "gw:t:3".into()
                 },
                 by: "alice".into(),
-                note: Some("on it".into())
+                note: Some("on it".into()),
+                request_id: None,
             })
         );
         assert_eq!(

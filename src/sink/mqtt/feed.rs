@@ -7,9 +7,9 @@ use super::shadow::Shadow;
 use super::{options, Topics};
 use crate::config::{Config, MqttConfig};
 use crate::metrics::SharedMetrics;
-use crate::model::Signals;
+use crate::model::{AlertState, Signals};
 use crate::sink::runner::SinkBuild;
-use crate::sink::{Items, Sink, SinkError};
+use crate::sink::{Items, Sink, SinkError, Unfit};
 use crate::store::Stream;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -27,6 +27,8 @@ pub struct AlertFeed {
     max_items: usize,
     stop: CancellationToken,
     session: tokio::task::JoinHandle<()>,
+    /// `mqtt.max_message_size`.
+    limit: usize,
 }
 
 /// Builds an [`AlertFeed`] and starts its connection.
@@ -117,6 +119,7 @@ impl SinkBuild<AlertFeed> for Build {
             max_items,
             stop,
             session,
+            limit: self.m.max_message_size.0 as usize,
         })
     }
 }
@@ -136,6 +139,33 @@ impl Sink for AlertFeed {
     }
     fn window(&self) -> usize {
         WINDOW
+    }
+    /// An event larger than the broker takes (e.g. a huge audit event) is skipped, not retried forever.
+    fn screen(&self, items: &Items) -> Vec<Unfit> {
+        let Items::Events(events) = items else {
+            return Vec::new();
+        };
+        let events_topic = self.topics.events();
+        events
+            .iter()
+            .filter_map(|(seq, a)| {
+                // An event that cannot be encoded at all is rejected by `deliver`.
+                let payload = serde_json::to_vec(a).ok()?.len();
+                let topic = self.topics.alert(a);
+                let longest = if topic.len() > events_topic.len() { &topic } else { &events_topic };
+                let packet = super::session::packet_len(payload, longest);
+                (packet > self.limit).then(|| Unfit {
+                    position: *seq,
+                    reason: format!(
+                        "{} {} event {} of {packet} bytes is larger than mqtt.max_message_size ({} bytes)",
+                        a.kind.as_str(),
+                        a.state.as_str(),
+                        a.id,
+                        self.limit
+                    ),
+                })
+            })
+            .collect()
     }
     fn deliver(
         &mut self,
@@ -162,8 +192,14 @@ impl Sink for AlertFeed {
                 } else {
                     Vec::new()
                 };
+                // A shelved alarm is not annunciated: its retained topic keeps saying `shelved` while it escalates
+                // or de-escalates on the shelf (the event feed has the history, each event with `shelved_until`).
+                // Its clear still removes it, and unshelving publishes its state again.
+                let on_shelf = a.operator.shelved_until.is_some()
+                    && a.standing()
+                    && !matches!(a.state, AlertState::Shelved | AlertState::Unshelved);
                 // Audit events have no standing state: the event feed only.
-                if a.kind != crate::model::AlertType::ConfigChange {
+                if !a.is_audit() && !on_shelf {
                     msgs.push(Msg {
                         topic: self.topics.alert(a),
                         payload: retained,
@@ -178,11 +214,12 @@ impl Sink for AlertFeed {
             }
         }
         let cmds = self.cmds.clone();
+        let limit = self.limit;
         async move {
             if let Some(reason) = bad {
                 return Err(SinkError::Rejected { reason });
             }
-            super::session::deliver(&cmds, msgs, rumqttc::QoS::AtLeastOnce).await
+            super::session::deliver(&cmds, msgs, rumqttc::QoS::AtLeastOnce, limit).await
         }
     }
     async fn close(self) {

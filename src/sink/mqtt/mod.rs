@@ -100,6 +100,7 @@ impl Topics {
             (AlertType::BufferOverflow, _) => "overflow",
             (AlertType::OutOfService, _) => "out_of_service",
             (AlertType::ConfigChange, _) => "config",
+            (AlertType::DeadLetter, _) => "dead_letter",
         };
         format!("{}/alerts/{}/{alarm}", self.base, a.sensor)
     }
@@ -149,7 +150,8 @@ fn options(m: &MqttConfig, cfg: &Config, telemetry: bool) -> Result<MqttOptions,
     );
     // Incoming: large enough that an oversized retained message on a subscribed topic (hostile or misconfigured
     // peer) is received and dropped by the shadow (≤ 64 kB handled) instead of breaking the connection in a loop.
-    o.set_max_packet_size(4 << 20, 256 * 1024);
+    // Outgoing: what the broker takes; nothing larger is handed to the client (session::deliver).
+    o.set_max_packet_size(4 << 20, m.max_message_size.0 as usize);
     let topics = Topics::new(&m.topic_prefix, &cfg.gateway.id);
     if !telemetry {
         o.set_last_will(LastWill::new(

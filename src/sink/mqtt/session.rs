@@ -26,6 +26,19 @@ pub(super) struct Msg {
     pub retain: bool,
 }
 
+impl Msg {
+    /// The PUBLISH packet's size at most: payload, topic, its length (2), the packet id (2) and a fixed header of
+    /// at most 5 bytes.
+    pub fn packet_len(&self) -> usize {
+        packet_len(self.payload.len(), &self.topic)
+    }
+}
+
+/// [`Msg::packet_len`] of a payload of `payload` bytes on `topic`.
+pub(super) fn packet_len(payload: usize, topic: &str) -> usize {
+    payload + topic.len() + 9
+}
+
 /// What the alert feed asks of the session.
 pub(super) enum Cmd {
     /// Publish these in order and answer when all are acknowledged (QoS 1) or handed to the client (QoS 0).
@@ -38,12 +51,25 @@ pub(super) enum Cmd {
     Close { done: oneshot::Sender<()> },
 }
 
-/// Hand `msgs` to the session and wait for its answer (all acknowledged, or why not).
+/// Hand `msgs` to the session and wait for its answer (all acknowledged, or why not). A message over `limit`
+/// (`mqtt.max_message_size`) never reaches the client — the client would drop the connection over it, and the
+/// same message would come back after every reconnect: the delivery is rejected (dead-lettered) instead. The alert
+/// feed screens single events before this ([`crate::sink::Sink::screen`]); this is the backstop for every sink.
 pub(super) async fn deliver(
     cmds: &mpsc::Sender<Cmd>,
     msgs: Vec<Msg>,
     qos: QoS,
+    limit: usize,
 ) -> Result<(), SinkError> {
+    if let Some(m) = msgs.iter().find(|m| m.packet_len() > limit) {
+        return Err(SinkError::Rejected {
+            reason: format!(
+                "a message of {} bytes on {} is larger than mqtt.max_message_size ({limit} bytes)",
+                m.packet_len(),
+                m.topic
+            ),
+        });
+    }
     let gone = || SinkError::Retry {
         after: None,
         reason: "the MQTT session ended".into(),
@@ -302,7 +328,7 @@ impl Session {
                         }
                         Ok(Event::Incoming(Packet::PingResp)) => backoff.reset(),
                         Ok(Event::Incoming(Packet::Publish(p))) => {
-                            if commands.as_mut().is_some_and(|c| c.handle(&p.topic, &p.payload)) {
+                            if commands.as_mut().is_some_and(|c| c.handle(&p.topic, &p.payload, p.retain)) {
                                 continue;
                             }
                             if let Some(sh) = self.shadow.as_mut() {

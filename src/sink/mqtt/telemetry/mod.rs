@@ -61,6 +61,8 @@ pub struct Telemetry {
     metrics: Arc<SinkMetrics>,
     stop: CancellationToken,
     session: tokio::task::JoinHandle<()>,
+    /// `mqtt.max_message_size`.
+    limit: usize,
 }
 
 /// Builds a [`Telemetry`] sink.
@@ -165,6 +167,7 @@ impl SinkBuild<Telemetry> for Build {
             metrics: self.metrics.sink(SINK),
             stop,
             session,
+            limit: self.m.max_message_size.0 as usize,
         })
     }
 }
@@ -316,6 +319,7 @@ impl Sink for Telemetry {
             rumqttc::QoS::AtLeastOnce
         };
         let cmds = self.cmds.clone();
+        let limit = self.limit;
         let store = self.store.clone();
         let metrics = Arc::clone(&self.metrics);
         async move {
@@ -323,7 +327,7 @@ impl Sink for Telemetry {
             let sent = if msgs.is_empty() {
                 Ok(())
             } else {
-                super::session::deliver(&cmds, msgs, qos).await
+                super::session::deliver(&cmds, msgs, qos, limit).await
             };
             if sent.is_ok() {
                 metrics.messages.fetch_add(n_out, Ordering::Relaxed);

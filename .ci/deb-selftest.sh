@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
-# Build the .deb (cargo-deb) and check it the way a user meets it: layout and modes, then a real install on this
-# (throwaway, root) machine: user and groups, config ownership, `check-config` on the default path, the packaged
-# default running as the service user, reinstall keeping an edited conffile, remove keeping the buffer, purge
-# removing it. `.ci/run` calls it; on a machine you care about, run it in a container or VM.
-#   scripts/deb.sh            (root; needs dpkg, systemd-sysusers)
+# CI's package self-test: build the .deb (scripts/package.sh), check its layout, modes and lintian, then install it
+# on this throwaway machine as a user would: user and groups, config ownership, `check-config` on the default path,
+# the packaged default running as the service user, reinstall keeping an edited conffile, remove keeping the buffer,
+# purge removing it — which deletes /etc/watchpost and /var/lib/watchpost. So it refuses to run outside CI
+# (CI=true) and on a machine where watchpost is installed by anything but an earlier run of itself. To get a .deb,
+# use scripts/package.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TOOLS=/var/cache/watchpost/tools
-if ! command -v cargo-deb >/dev/null && [ ! -x "$TOOLS/bin/cargo-deb" ]; then
-    cargo install -q --locked cargo-deb --version 3.8.0 --root "$TOOLS"
+MARK=/var/cache/watchpost/.selftest-installed
+[ "${CI:-}" = true ] || { echo "deb-selftest: CI only (it purges /etc/watchpost and /var/lib/watchpost); to build a .deb run scripts/package.sh" >&2; exit 1; }
+if dpkg -s watchpost >/dev/null 2>&1 && [ ! -e "$MARK" ]; then
+    echo "deb-selftest: watchpost is installed on this machine and not by this self-test; refusing to purge it" >&2
+    exit 1
 fi
-export PATH="$TOOLS/bin:$PATH"
-cargo build -q --release --locked
-DEB=$(cargo deb --no-build 2>/dev/null | tail -1)
+DEB=$(bash scripts/package.sh | tail -1)
 echo "built $DEB ($(stat -c %s "$DEB") bytes; binary $(dpkg-deb --fsys-tarfile "$DEB" | tar -xO ./usr/bin/watchpost | wc -c) bytes)"
 fail() { echo "deb check FAILED: $*" >&2; exit 1; }
 
@@ -42,6 +43,7 @@ dpkg --purge watchpost >/dev/null 2>&1 || true
 # From a clean state: a store that `watchpost run` as root left here (outside the package) would be root's, and
 # the service user could not open it — under systemd StateDirectory= would fix the ownership, here nothing would.
 rm -rf /var/lib/watchpost
+mkdir -p "$(dirname "$MARK")" && touch "$MARK"
 dpkg -i "$DEB" >/dev/null || fail "dpkg -i"
 id -nG watchpost | grep -qw dialout || fail "watchpost is not in dialout"
 id -nG watchpost | grep -qw i2c || fail "watchpost is not in i2c (the group must be created)"
@@ -57,4 +59,5 @@ dpkg -r watchpost >/dev/null || fail "remove"
 [ -f /var/lib/watchpost/watchpost.db ] || fail "remove deleted the buffer (only purge may)"
 dpkg --purge watchpost >/dev/null || fail "purge"
 [ ! -e /var/lib/watchpost ] || fail "purge left /var/lib/watchpost"
+rm -f "$MARK"
 echo "deb check ok"

@@ -8,9 +8,9 @@
 //! retries slowly. It keeps the backlog gauge fresh, logs progress while draining a backlog, paces to
 //! `max_rate`, and stops when told to (`stop`) or once caught up after `drain`.
 
-use super::{Items, Sink, SinkCtl, SinkError};
+use super::{Items, Sink, SinkCtl, SinkError, Unfit};
 use crate::metrics::{SharedMetrics, SinkMetrics, SinkState};
-use crate::model::{Signals, Timestamp};
+use crate::model::{Control, Signals, Timestamp};
 use crate::store::{SharedStore, Store, StoreError, Stream};
 use crate::util::Backoff;
 use std::collections::VecDeque;
@@ -88,8 +88,10 @@ pub async fn run<S, B>(
         sent_since: 0,
         fail_log: crate::util::Throttle::new(Duration::from_secs(60)),
     };
-    let rate_start = Instant::now();
-    let mut rate_sent = 0u64;
+    let mut pace = sink
+        .max_rate()
+        .filter(|m| *m > 0)
+        .map(|rate| Pace::new(rate, sink.max_items()));
     r.refresh_backlog(cursor, false).await;
     let mut look_anyway = true;
     // Deliveries handed to the sink and not yet answered, oldest first; `next` is where the next chunk starts.
@@ -124,7 +126,7 @@ pub async fn run<S, B>(
         if inflight.len() < window && (next < newest || look_anyway || draining) {
             look_anyway = false;
             let limit = sink.max_items().max(1);
-            let items = match r.fetch(next, limit).await {
+            let mut items = match r.fetch(next, limit).await {
                 Ok(i) => i,
                 Err(e) => {
                     tracing::error!(sink = name, error = %e, "Cannot read the store; retrying.");
@@ -151,11 +153,30 @@ pub async fn run<S, B>(
                         }
                     }
                 }
-                let positions = items.positions();
-                let Some(&last) = positions.last() else {
+                let Some(&last) = items.positions().last() else {
                     continue;
                 };
-                let task = tokio::spawn(sink.deliver(&items));
+                // Whatever one item is, it must not stop the stream: what the sink can never carry is recorded
+                // as a dead letter and announced, and the rest of the chunk goes.
+                let unfit = sink.screen(&items);
+                if !unfit.is_empty() {
+                    if let Err(e) = r.skip(&unfit, &signals.control).await {
+                        tracing::error!(sink = name, error = %e, "Cannot record a dead letter; retrying.");
+                        let d = r.backoff.next_delay();
+                        if inflight.is_empty() && !r.wait(&ctl, d).await {
+                            break;
+                        }
+                        look_anyway = true;
+                        continue;
+                    }
+                    items.remove(&unfit);
+                }
+                let positions = items.positions();
+                let task = if items.is_empty() {
+                    tokio::spawn(async { Ok(()) })
+                } else {
+                    tokio::spawn(sink.deliver(&items))
+                };
                 inflight.push_back(InFlight {
                     last,
                     n: items.count(),
@@ -227,7 +248,12 @@ pub async fn run<S, B>(
                 }
                 cursor = last;
                 r.delivered(n);
-                rate_sent += n;
+                if let Some(p) = pace.as_mut() {
+                    let wait = p.take(n, Instant::now());
+                    if !wait.is_zero() && !r.wait(&ctl, wait).await {
+                        break;
+                    }
+                }
             }
             Err(SinkError::Rejected { reason }) => {
                 tracing::warn!(sink = name, items = n, server = %reason,
@@ -286,16 +312,44 @@ pub async fn run<S, B>(
         if r.last_progress.elapsed() >= PROGRESS_EVERY {
             r.refresh_backlog(cursor, true).await;
         }
-        if let Some(max) = sink.max_rate().filter(|m| *m > 0) {
-            let should_take = Duration::from_secs_f64(rate_sent as f64 / max as f64);
-            let elapsed = rate_start.elapsed();
-            if should_take > elapsed && !r.wait(&ctl, should_take - elapsed).await {
-                break;
-            }
-        }
     }
     abandon(&mut inflight);
     sink.close().await;
+}
+
+/// Pacing to `max_rate`: a token bucket holding at most one second of items (at least one chunk). A backlog
+/// replays at the rate, never faster: an outage earns no credit beyond the burst (a lifetime average would replay
+/// an outage's worth unpaced — exactly when a cloud broker's per-connection quota disconnects the gateway).
+#[derive(Debug)]
+struct Pace {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Pace {
+    fn new(rate: u64, chunk: usize) -> Pace {
+        let burst = (rate as f64).max(chunk as f64);
+        Pace {
+            rate: rate as f64,
+            burst,
+            tokens: burst,
+            last: Instant::now(),
+        }
+    }
+
+    /// Take `n` items at `now`; how long to wait before the next delivery.
+    fn take(&mut self, n: u64, now: Instant) -> Duration {
+        let earned = now.saturating_duration_since(self.last).as_secs_f64() * self.rate;
+        self.last = now;
+        self.tokens = (self.tokens + earned).min(self.burst) - n as f64;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / self.rate)
+        }
+    }
 }
 
 /// A chunk handed to the sink, not yet answered.
@@ -373,6 +427,42 @@ impl Runner {
         }
     }
 
+    /// Record items the sink can never carry as dead letters (the cursor moves past them with the chunk) and
+    /// announce each once: a WARN, the dead-letter counter and a DEAD_LETTER event.
+    async fn skip(
+        &self,
+        unfit: &[Unfit],
+        control: &tokio::sync::mpsc::Sender<Control>,
+    ) -> Result<(), StoreError> {
+        let (name, stream) = (self.name, self.stream);
+        let list = unfit.to_vec();
+        let fresh = self
+            .store
+            .call(move |s| {
+                let mut fresh = Vec::new();
+                for u in list {
+                    if s.record_skip(name, stream, u.position, &u.reason)? {
+                        fresh.push(u);
+                    }
+                }
+                Ok(fresh)
+            })
+            .await?;
+        for u in fresh {
+            tracing::warn!(sink = name, stream = stream.as_str(), position = u.position, reason = %u.reason,
+                "Dead-lettered an item this sink can never carry (it stays in the store); delivery goes on.");
+            self.m.dead.fetch_add(1, Ordering::Relaxed);
+            let reason = format!(
+                "sink {name} skipped {} item {}: {}",
+                stream.as_str(),
+                u.position,
+                u.reason
+            );
+            let _ = control.send(Control::DeadLetter { reason }).await;
+        }
+        Ok(())
+    }
+
     fn delivered(&mut self, n: u64) {
         self.m.delivered.fetch_add(n, Ordering::Relaxed);
         self.sent_since += n;
@@ -441,3 +531,6 @@ async fn record_state(store: &SharedStore, name: &'static str, state: String) {
         tracing::debug!(sink = name, error = %e, "Cannot record the sink state.");
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,248 @@
+//! The core's invariants where new surfaces meet it (design.md §0), against a real mosquitto: no single item stops a
+//! stream (an alert event larger than the broker takes is dead-lettered, announced, and the feed goes on), and an
+//! operator command runs once (a retained command is refused, a repeated `request_id` is not executed again, also
+//! across a restart).
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::time::Duration;
+
+fn config(data: &Path, port: u16, mqtt_extra: &str, sensors: &str) -> String {
+    format!(
+        r#"
+[gateway]
+id = "gw1"
+data_dir = "{}"
+
+[buffer]
+flush_interval = "100ms"
+
+[mqtt]
+url = "mqtt://127.0.0.1:{port}"
+{mqtt_extra}
+
+{sensors}
+"#,
+        data.display()
+    )
+}
+
+fn json(p: &str) -> serde_json::Value {
+    serde_json::from_str(p).expect("json payload")
+}
+
+/// One event far over `max_message_size` (its sensor's unit is 6 kB) ahead of an ordinary one: the big one is
+/// dead-lettered with a DEAD_LETTER event, the ordinary one is delivered after it, and the feed's cursor reaches the
+/// end of the store. Before the fix the feed reconnected forever behind the big event and nothing after it went out.
+#[test]
+fn an_event_larger_than_the_broker_takes_is_dead_lettered_and_the_feed_goes_on() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let broker = Mosquitto::start(dir.path(), "", false).expect("mosquitto");
+    let sub = Sub::start(broker.port, "viewer", true, &["watchpost/gw1/events"]);
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("w.toml");
+    let unit = "x".repeat(6000);
+    let sensors = format!(
+        r#"
+[[sensor]]
+id = "huge"
+source = {{ simulated = "constant", offset = 90.0 }}
+interval = "100ms"
+unit = "{unit}"
+warning = {{ high = 80.0 }}
+
+[[sensor]]
+id = "later"
+source = {{ simulated = "script", values = [10.0, 10.0, 10.0, 10.0, 10.0, 90.0], repeat = false }}
+interval = "100ms"
+warning = {{ high = 80.0 }}
+"#
+    );
+    std::fs::write(
+        &cfg,
+        config(&data, broker.port, "max_message_size = \"4KiB\"", &sensors),
+    )
+    .expect("write config");
+    let d = start_daemon(&cfg, dir.path());
+    let events = wait_for(
+        Duration::from_secs(20),
+        "the later alarm and the DEAD_LETTER event",
+        || {
+            let e: Vec<serde_json::Value> =
+                sub.on("/events").iter().map(|(p, _)| json(p)).collect();
+            let later = e
+                .iter()
+                .any(|v| v["sensor"] == "later" && v["state"] == "raised");
+            let dead = e.iter().any(|v| v["type"] == "DEAD_LETTER");
+            (later && dead).then_some(e)
+        },
+    );
+    assert!(
+        events.iter().all(|v| v["sensor"] != "huge"),
+        "the oversized event was published: {events:?}"
+    );
+    let dead = events
+        .iter()
+        .find(|v| v["type"] == "DEAD_LETTER")
+        .expect("dead letter");
+    let reason = dead["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("sink mqtt")
+            && reason.contains("max_message_size")
+            && reason.contains("gw1:huge"),
+        "the DEAD_LETTER event says what was skipped and why: {reason}"
+    );
+    // Every event in the store is behind the feed's cursor, and the skip is recorded once.
+    wait_for(
+        Duration::from_secs(10),
+        "the mqtt cursor at the end",
+        || {
+            with_store(&data, None, |s| {
+                let newest = s.newest()?.1;
+                Ok((s.cursor("mqtt", watchpost::store::Stream::Events)? >= newest).then_some(()))
+            })
+        },
+    );
+    let log = d.log();
+    assert_eq!(
+        log.matches("Dead-lettered an item this sink can never carry")
+            .count(),
+        1,
+        "{log}"
+    );
+}
+
+const COMMANDS: &str = r#"
+[mqtt.commands]
+enabled = true
+max_shelve = "1h"
+"#;
+
+const HOT: &str = r#"
+[[sensor]]
+id = "hot"
+source = { simulated = "constant", offset = 90.0 }
+interval = "100ms"
+warning = { high = 80.0 }
+"#;
+
+fn answers(sub: &Sub) -> Vec<serde_json::Value> {
+    sub.on("/commands/response")
+        .iter()
+        .map(|(p, _)| json(p))
+        .collect()
+}
+
+fn answer_to(sub: &Sub, rid: &str, nth: usize) -> serde_json::Value {
+    wait_for(
+        Duration::from_secs(15),
+        &format!("answer {nth} to {rid}"),
+        || {
+            answers(sub)
+                .into_iter()
+                .filter(|a| a["request_id"] == rid)
+                .nth(nth)
+        },
+    )
+}
+
+/// A retained `shelve` waiting on the broker is refused (and so not run again at every restart, undoing later
+/// actions); an `ack` is executed once per `request_id`: the same id again — right away or after a restart — is
+/// answered `rejected` as a duplicate and changes nothing.
+#[test]
+fn retained_commands_are_refused_and_a_request_id_runs_once_across_restarts() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let broker = Mosquitto::start(dir.path(), "", false).expect("mosquitto");
+    let port = broker.port;
+    let sub = Sub::start(
+        port,
+        "operator",
+        true,
+        &["watchpost/gw1/events", "watchpost/gw1/commands/response"],
+    );
+    // An operator's tool published with retain = true before the gateway came up.
+    sub.client
+        .publish(
+            "watchpost/gw1/commands/shelve",
+            rumqttc::QoS::AtLeastOnce,
+            true,
+            r#"{"sensor":"hot","duration":"30m","by":"tool","request_id":"ret-1"}"#,
+        )
+        .expect("publish retained");
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("w.toml");
+    std::fs::write(&cfg, config(&data, port, COMMANDS, HOT)).expect("write config");
+    let mut d = start_daemon(&cfg, dir.path());
+    let refused = answer_to(&sub, "ret-1", 0);
+    assert_eq!(refused["status"], "rejected", "{refused}");
+    assert!(
+        refused["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("retained"),
+        "{refused}"
+    );
+    let raised = wait_for(Duration::from_secs(15), "hot raised", || {
+        sub.on("/events")
+            .iter()
+            .map(|(p, _)| json(p))
+            .find(|e| e["sensor"] == "hot" && e["state"] == "raised")
+    });
+    let id = raised["id"].as_str().expect("id").to_string();
+    let ack = format!(r#"{{"id":"{id}","by":"alice","request_id":"ack-1"}}"#);
+    let send = |body: &str| {
+        sub.client
+            .publish(
+                "watchpost/gw1/commands/ack",
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                body.to_string(),
+            )
+            .expect("publish");
+    };
+    send(&ack);
+    let first = answer_to(&sub, "ack-1", 0);
+    assert_eq!(first["status"], "accepted", "{first}");
+    send(&ack);
+    let again = answer_to(&sub, "ack-1", 1);
+    assert_eq!(again["status"], "rejected", "{again}");
+    assert!(
+        again["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("duplicate request_id"),
+        "{again}"
+    );
+
+    // Restart: the retained shelve is refused again, the request id is still known.
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(Duration::from_secs(15)), Some(0), "{}", d.log());
+    let d2 = start_daemon(&cfg, dir.path());
+    let refused_again = answer_to(&sub, "ret-1", 1);
+    assert_eq!(refused_again["status"], "rejected", "{refused_again}");
+    send(&ack);
+    let after_restart = answer_to(&sub, "ack-1", 2);
+    assert_eq!(after_restart["status"], "rejected", "{after_restart}");
+    assert!(
+        after_restart["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("duplicate request_id"),
+        "{after_restart}"
+    );
+    // In the store: one acknowledgement, no shelf.
+    let events = with_store(&data, Vec::new(), |s| s.all_events());
+    let acks = events
+        .iter()
+        .filter(|(_, a)| a.id == id && a.state == watchpost::model::AlertState::Acknowledged)
+        .count();
+    assert_eq!(acks, 1, "{events:?}");
+    assert!(
+        events
+            .iter()
+            .all(|(_, a)| a.state != watchpost::model::AlertState::Shelved),
+        "{events:?}"
+    );
+    drop(d2);
+}
