@@ -11,7 +11,9 @@ fn shipped_configs_are_valid() {
     let mut n = 0;
     for entry in walk(&root) {
         if entry.extension().is_some_and(|e| e == "toml") {
-            let (code, out, err) = run_cli(&["check-config", entry.to_str().expect("utf8")]);
+            // The annotated examples name certificates and secrets of a deployed gateway.
+            let (code, out, err) =
+                run_cli(&["check-config", "--file-only", entry.to_str().expect("utf8")]);
             assert_eq!(code, 0, "{}: {out}{err}", entry.display());
             assert_eq!(out.trim(), "ok");
             n += 1;
@@ -111,8 +113,10 @@ fn systemd_unit_is_hardened() {
     );
 }
 
+/// A certificate or secret file that is not there is an error (the sink that needs it cannot start, and
+/// `check-config && systemctl reload` must not go ahead); `--file-only` checks the file alone.
 #[test]
-fn check_config_warns_about_files_it_cannot_read() {
+fn check_config_refuses_a_missing_certificate_and_file_only_does_not_look() {
     let dir = tempfile::tempdir().expect("tmp");
     let cfg = dir.path().join("w.toml");
     let missing = dir.path().join("no-such-ca.pem");
@@ -125,13 +129,26 @@ fn check_config_warns_about_files_it_cannot_read() {
     )
     .expect("w");
     let (code, out, err) = run_cli(&["check-config", cfg.to_str().expect("utf8")]);
-    assert_eq!(
-        (code, out.trim()),
-        (0, "ok"),
-        "the file itself is right: {err}"
-    );
+    assert_eq!(code, 1, "{out}{err}");
     assert!(
-        err.contains("warning:") && err.contains("mqtt.ca_file") && err.contains("no-such-ca.pem"),
+        err.contains("mqtt.ca_file")
+            && err.contains("no-such-ca.pem")
+            && err.contains("cannot start"),
         "{err}"
     );
+    assert!(!out.contains("ok"), "{out}");
+    let (code, out, err) = run_cli(&["check-config", "--file-only", cfg.to_str().expect("utf8")]);
+    assert_eq!((code, out.trim()), (0, "ok"), "{err}");
+    std::fs::write(&missing, "not a certificate, but there").expect("w");
+    let (code, out, err) = run_cli(&["check-config", cfg.to_str().expect("utf8")]);
+    assert_eq!((code, out.trim()), (0, "ok"), "{err}");
+}
+
+#[test]
+fn an_unreadable_file_is_a_warning_and_a_missing_one_an_error() {
+    use std::io::{Error, ErrorKind};
+    use watchpost::config::file_missing;
+    assert!(!file_missing(&Error::from(ErrorKind::PermissionDenied)));
+    assert!(file_missing(&Error::from(ErrorKind::NotFound)));
+    assert!(file_missing(&Error::from(ErrorKind::NotADirectory)));
 }

@@ -340,3 +340,111 @@ sensors = ["pump_*"]
         .as_str()
         .is_some_and(|s| s.contains(".ops.")));
 }
+
+/// A route with `min_severity = "critical"` follows the alarms it announced down: their de-escalation and clear
+/// are mailed, also when the daemon restarted in between (the announced set is kept in the store). Before, it
+/// lived in memory, and after a restart the de-escalation and the clear of an announced alarm were never mailed.
+#[test]
+fn a_route_mails_the_clear_of_an_alarm_it_announced_before_a_restart() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let smtp = Smtp::start(dir.path(), port, SmtpMode::Plain, None, None);
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("w.toml");
+    let values: Vec<String> = std::iter::repeat_n("100.0", 40)
+        .chain(std::iter::repeat_n("85.0", 5))
+        .chain(std::iter::once("50.0"))
+        .map(String::from)
+        .collect();
+    let sensor = format!(
+        r#"
+[[sensor]]
+id = "press"
+source = {{ simulated = "script", values = [{}], repeat = false }}
+interval = "100ms"
+stale_after = "1h"
+warning = {{ high = 80.0 }}
+critical = {{ high = 95.0 }}
+"#,
+        values.join(", ")
+    );
+    let email = format!(
+        "url = \"smtp://127.0.0.1:{port}\"\ntls = \"none\"\nto = [\"ops@example.test\"]\nmin_severity = \"critical\"\ndigest_window = \"200ms\"\n"
+    );
+    std::fs::write(&cfg, config(&data, "gw-r", &email, &sensor)).expect("w");
+    let mut d = start_daemon(&cfg, dir.path());
+    let first = smtp.wait_mails(1, T);
+    let raised = attachment(&first[0]);
+    assert_eq!(
+        (raised[0]["state"].as_str(), raised[0]["severity"].as_str()),
+        (Some("raised"), Some("CRITICAL"))
+    );
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(T), Some(0), "{}", d.log());
+    // The script starts again: the alarm (restored) stands at 100, then de-escalates to a warning and clears.
+    let _d = start_daemon(&cfg, dir.path());
+    let states = wait_for(T, "the de-escalation and the clear mailed", || {
+        let events: Vec<serde_json::Value> =
+            smtp.mails().iter().skip(1).flat_map(attachment).collect();
+        let states: Vec<String> = events
+            .iter()
+            .map(|e| e["state"].as_str().unwrap_or("").to_string())
+            .collect();
+        (states.contains(&"deescalated".to_string()) && states.contains(&"cleared".to_string()))
+            .then_some(states)
+    });
+    assert!(!states.contains(&"raised".to_string()), "{states:?}");
+}
+
+/// A mail re-sent after a crash is the same mail: the outbox in the store says which events the mail being sent
+/// covered, and after a restart the next mail covers exactly those — same events, same Message-ID — however many
+/// events arrived meanwhile; the rest follow in the next mail. The crash (after the server's 250, before the
+/// cursor commit) is set up by writing the outbox as the daemon would have left it.
+#[test]
+fn a_mail_resent_after_a_crash_covers_the_same_events_with_the_same_message_id() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("w.toml");
+    let email = format!(
+        "url = \"smtp://127.0.0.1:{port}\"\ntls = \"none\"\nto = [\"ops@example.test\"]\ndigest_window = \"200ms\"\n"
+    );
+    let sensors = format!("{}{}{}", hot("a", 99.0), hot("b", 99.0), hot("c", 99.0));
+    std::fs::write(&cfg, config(&data, "gw-o", &email, &sensors)).expect("w");
+    // No SMTP server yet: three alarms wait in the store.
+    let mut d = start_daemon(&cfg, dir.path());
+    wait_for(T, "three alarms stored", || (last_event(&data) >= 3).then_some(()));
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(T), Some(0), "{}", d.log());
+    let events = with_store(&data, Vec::new(), |s| s.all_events());
+    let (first, second) = (events[0].0, events[1].0);
+    with_store(&data, (), |s| {
+        s.set_sink_meta(
+            "email",
+            "outbox",
+            &format!(r#"{{"through":{second},"announced":[]}}"#),
+        )
+    });
+    let smtp = Smtp::start(dir.path(), port, SmtpMode::Plain, None, None);
+    let _d = start_daemon(&cfg, dir.path());
+    wait_acked(&data, "email");
+    let mails = smtp.wait_mails(2, T);
+    let mid = mails[0]["message_id"].as_str().expect("message id");
+    assert!(
+        mid.contains(&format!(".{first}-{second}@")),
+        "the re-sent mail keeps its Message-ID: {mid}"
+    );
+    let ids = |m: &serde_json::Value| -> Vec<String> {
+        attachment(m)
+            .iter()
+            .map(|e| e["id"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    assert_eq!(ids(&mails[0]).len(), 2, "{:?}", ids(&mails[0]));
+    let mut all: Vec<String> = mails.iter().flat_map(ids).collect();
+    let n = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), n, "no event in two mails: {all:?}");
+    assert_eq!(n, events.len(), "every event mailed");
+}

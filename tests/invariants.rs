@@ -246,3 +246,64 @@ fn retained_commands_are_refused_and_a_request_id_runs_once_across_restarts() {
     );
     drop(d2);
 }
+
+/// A reload changes exactly what changed, secrets included: a password file rewritten with the right password and
+/// a SIGHUP restart the MQTT sink, which then logs in and delivers what waited in the store. Before, secrets were
+/// not part of what a reload compares, and the sink kept the old password until a restart.
+#[test]
+fn a_rotated_password_file_and_a_reload_restart_the_sink_with_the_new_secret() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let passwd = dir.path().join("passwd");
+    let ok = std::process::Command::new("mosquitto_passwd")
+        .arg("-c")
+        .arg("-b")
+        .arg(&passwd)
+        .args(["gw", "s3cret"])
+        .status()
+        .expect("mosquitto_passwd")
+        .success();
+    assert!(ok);
+    let p_pw = free_port();
+    let extra = format!(
+        "listener {p_pw} 127.0.0.1\nallow_anonymous false\npassword_file {}\n",
+        passwd.display()
+    );
+    let broker = Mosquitto::start(dir.path(), &extra, false).expect("mosquitto");
+    let sub = Sub::start(broker.port, "viewer", true, &["watchpost/gw1/events"]);
+    let pwfile = dir.path().join("mqtt.password");
+    std::fs::write(&pwfile, "old-and-wrong\n").expect("w");
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("w.toml");
+    let body = config(&data, p_pw, "", HOT).replace(
+        &format!("url = \"mqtt://127.0.0.1:{p_pw}\""),
+        &format!(
+            "url = \"mqtt://127.0.0.1:{p_pw}\"\nusername = \"gw\"\npassword_file = \"{}\"",
+            pwfile.display()
+        ),
+    );
+    std::fs::write(&cfg, body).expect("write config");
+    let d = start_daemon(&cfg, dir.path());
+    // The alarm is committed while the broker refuses the login.
+    wait_for(Duration::from_secs(15), "the alarm in the store", || {
+        let n = with_store(&data, 0, |s| s.counts().map(|c| c.1));
+        (n > 0).then_some(())
+    });
+    assert!(sub.on("/events").is_empty());
+    std::fs::write(&pwfile, "s3cret\n").expect("rotate");
+    d.signal(libc::SIGHUP);
+    wait_for(
+        Duration::from_secs(20),
+        "the alarm delivered after the rotation",
+        || {
+            sub.on("/events")
+                .iter()
+                .any(|(p, _)| json(p)["sensor"] == "hot")
+                .then_some(())
+        },
+    );
+    let log = d.log();
+    assert!(
+        log.contains("Sink configuration changed; restarting it."),
+        "{log}"
+    );
+}

@@ -59,6 +59,10 @@ enum Cmd {
         /// Also list the alarm settings remote changes override (the overlay in the data directory).
         #[arg(long)]
         effective: bool,
+        /// Check the file alone, not the secrets, certificates and devices it names (e.g. on a workstation before
+        /// deploying it; the unit's ExecStartPre, so that a missing certificate stops one sink, not the buffering).
+        #[arg(long)]
+        file_only: bool,
     },
     /// Print the config file's JSON Schema (for editors: Taplo / Even Better TOML; see the README).
     Schema,
@@ -173,14 +177,42 @@ pub fn main() -> ExitCode {
             };
             remote::run(&cfg, cmd)
         }
-        Some(Cmd::CheckConfig { path, effective }) => {
+        Some(Cmd::CheckConfig {
+            path,
+            effective,
+            file_only,
+        }) => {
             let path = config_path(path.or(cli.config).as_deref());
             match config::load(&path) {
                 Ok(cfg) => {
-                    for (key, file, why) in config::unreadable_files(&cfg) {
-                        eprintln!("warning: {}: {key}: cannot read {}: {why} (the sink that needs it will not start)", path.display(), file.display());
+                    let files = if file_only {
+                        Vec::new()
+                    } else {
+                        config::unreadable_files(&cfg)
+                    };
+                    let (errors, warnings): (Vec<_>, Vec<_>) =
+                        files.into_iter().partition(|f| f.error);
+                    for f in &warnings {
+                        eprintln!("warning: {}: {}: cannot read {}: {} (as this user; the service user may read it — if not, what needs it will not start)", path.display(), f.key, f.path.display(), f.why);
                     }
-                    println!("ok");
+                    for f in &errors {
+                        eprintln!(
+                            "{}: {}: cannot read {}: {}: what needs it cannot start",
+                            path.display(),
+                            f.key,
+                            f.path.display(),
+                            f.why
+                        );
+                    }
+                    if !errors.is_empty() {
+                        eprintln!("{} problem(s) found in {}", errors.len(), path.display());
+                        return ExitCode::from(1);
+                    }
+                    match warnings.len() {
+                        0 => println!("ok"),
+                        1 => println!("ok, with 1 warning"),
+                        n => println!("ok, with {n} warnings"),
+                    }
                     if effective {
                         remote::print_effective(&cfg);
                     }

@@ -97,10 +97,28 @@ impl fmt::Display for KeyPath {
     }
 }
 
-/// Files the config refers to that this process cannot read now: `(key, path, why)`. Not errors of the file (the
-/// file may be right and the secret not yet deployed, or only readable by the service user); `check-config` prints
-/// them as warnings, and a sink that cannot start shows as failing at run time.
-pub fn unreadable_files(cfg: &Config) -> Vec<(String, PathBuf, String)> {
+/// A file the config refers to that this process cannot read now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileProblem {
+    /// The key naming it (`mqtt.ca_file`).
+    pub key: String,
+    /// The file.
+    pub path: PathBuf,
+    /// What the OS said.
+    pub why: String,
+    /// An error (the file is not there: the sink that needs it cannot start) rather than a warning (it is there
+    /// but not readable by this user — often right: the service user may read it, or systemd hands it over).
+    pub error: bool,
+}
+
+/// Whether an open error means the file is missing (an error) or only unreadable by this user (a warning).
+pub fn file_missing(e: &std::io::Error) -> bool {
+    e.kind() != std::io::ErrorKind::PermissionDenied
+}
+
+/// Files the config refers to that this process cannot read now. `check-config` reports a missing one as an error
+/// and an unreadable one as a warning; a sink that cannot start shows as failing at run time.
+pub fn unreadable_files(cfg: &Config) -> Vec<FileProblem> {
     let mut refs: Vec<(String, PathBuf)> = Vec::new();
     let mut add = |key: &str, p: &Option<PathBuf>| {
         if let Some(p) = p {
@@ -122,18 +140,25 @@ pub fn unreadable_files(cfg: &Config) -> Vec<(String, PathBuf, String)> {
         add("email.ca_file", &e.ca_file);
     }
     let mut out = Vec::new();
-    for (key, p) in refs {
-        if let Err(e) = std::fs::File::open(&p) {
-            out.push((key, p, e.to_string()));
+    for (key, path) in refs {
+        if let Err(e) = std::fs::File::open(&path) {
+            out.push(FileProblem {
+                key,
+                path,
+                error: file_missing(&e),
+                why: e.to_string(),
+            });
         }
     }
     for (i, b) in cfg.i2c.iter().enumerate() {
         if b.device != "simulated" && !Path::new(&b.device).exists() {
-            out.push((
-                format!("i2c[{i}].device"),
-                PathBuf::from(&b.device),
-                "does not exist (I2C bus enabled? i2c-dev loaded?)".into(),
-            ));
+            // A warning: the device may appear later (a module loaded after boot); the bus reports it meanwhile.
+            out.push(FileProblem {
+                key: format!("i2c[{i}].device"),
+                path: PathBuf::from(&b.device),
+                why: "does not exist (I2C bus enabled? i2c-dev loaded?)".into(),
+                error: false,
+            });
         }
     }
     out

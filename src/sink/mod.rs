@@ -94,6 +94,13 @@ impl Items {
             Items::Events(e) => e.is_empty(),
         }
     }
+    /// Keep the items up to position `end` (inclusive).
+    pub fn keep_through(&mut self, end: i64) {
+        match self {
+            Items::Readings(b) => b.retain(|b| b.id <= end),
+            Items::Events(e) => e.retain(|(s, _)| *s <= end),
+        }
+    }
     /// Remove the items at these positions.
     pub fn remove(&mut self, unfit: &[Unfit]) {
         let gone = |p: i64| unfit.iter().any(|u| u.position == p);
@@ -131,6 +138,11 @@ pub trait Sink: Send + 'static {
     fn screen(&self, items: &Items) -> Vec<Unfit> {
         let _ = items;
         Vec::new()
+    }
+    /// Where the next chunk must end (inclusive), when the sink decided a delivery before a restart that it must
+    /// repeat exactly (the email outbox); asked once the sink is [`Sink::ready`]. Default none.
+    fn chunk_end(&self) -> Option<i64> {
+        None
     }
     /// Chunks that may be in flight at once (delivered in order; a failure re-sends from the oldest). Default 1.
     fn window(&self) -> usize {
@@ -197,25 +209,64 @@ fn email_routes(cfg: &Config) -> Vec<&'static str> {
     Vec::new()
 }
 
+/// A digest of what a sink reads at start besides its settings: inline secrets (never serialized), and the
+/// contents of the secret, credential and certificate files it names (a rotated file keeps its path). A reload
+/// after a rotation restarts the sink; the digest, not the secret, is kept.
+fn secrets_digest(
+    inline: &[&Option<String>],
+    files: &[&Option<std::path::PathBuf>],
+    credentials: &[&Option<String>],
+) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for s in inline {
+        s.hash(&mut h);
+    }
+    let creds = std::env::var_os("CREDENTIALS_DIRECTORY").map(std::path::PathBuf::from);
+    let cred_files = credentials
+        .iter()
+        .map(|c| c.as_ref().zip(creds.as_ref()).map(|(c, dir)| dir.join(c)));
+    for f in files.iter().map(|f| (*f).clone()).chain(cred_files) {
+        f.and_then(|p| std::fs::read(p).ok()).hash(&mut h);
+    }
+    h.finish()
+}
+
 /// What a sink's configuration is, for deciding whether a reload restarts it.
 fn fingerprints(cfg: &Config) -> HashMap<&'static str, String> {
     let mut m = HashMap::new();
     let tags: Vec<_> = cfg.sensor.iter().map(|s| (&s.id, &s.tags)).collect();
     if let Some(i) = &cfg.influxdb {
-        let fp = serde_json::to_string(&(i, &cfg.gateway.id, &cfg.gateway.location, &tags));
+        let secrets = secrets_digest(
+            &[&i.token],
+            &[&i.token_file, &i.ca_file],
+            &[&i.token_credential],
+        );
+        let fp =
+            serde_json::to_string(&(i, &cfg.gateway.id, &cfg.gateway.location, &tags, secrets));
         m.insert("influxdb", fp.unwrap_or_default());
     }
     if let Some(q) = &cfg.mqtt {
-        let fp = serde_json::to_string(&(q, &cfg.gateway.id, &cfg.gateway.location));
+        let secrets = secrets_digest(
+            &[&q.password],
+            &[&q.password_file, &q.ca_file, &q.cert_file, &q.key_file],
+            &[&q.password_credential],
+        );
+        let fp = serde_json::to_string(&(q, &cfg.gateway.id, &cfg.gateway.location, secrets));
         m.insert("mqtt", fp.unwrap_or_default());
         if q.telemetry.is_some() {
-            let fp = serde_json::to_string(&(q, &cfg.gateway.id));
+            let fp = serde_json::to_string(&(q, &cfg.gateway.id, secrets));
             m.insert("telemetry", fp.unwrap_or_default());
         }
     }
     if let Some(e) = &cfg.email {
-        let fp =
-            serde_json::to_string(&(e, &cfg.gateway.id, &cfg.gateway.location)).unwrap_or_default();
+        let secrets = secrets_digest(
+            &[&e.password],
+            &[&e.password_file, &e.ca_file],
+            &[&e.password_credential],
+        );
+        let fp = serde_json::to_string(&(e, &cfg.gateway.id, &cfg.gateway.location, secrets))
+            .unwrap_or_default();
         for name in email_routes(cfg) {
             m.insert(name, fp.clone());
         }
@@ -308,7 +359,13 @@ fn spawn_one(
         #[cfg(feature = "email")]
         name if name == "email" || name.starts_with("email.") => {
             let e = cfg.email.clone()?;
-            run!(email::EmailSink::build(name, e, cfg.clone(), metrics))
+            run!(email::EmailSink::build(
+                name,
+                e,
+                cfg.clone(),
+                metrics,
+                Some(store.clone())
+            ))
         }
         other => {
             tracing::error!(

@@ -4,8 +4,14 @@
 //! its own cursor (`email`, `email.{name}`): the runner fetches the events after the cursor once the digest window
 //! after the first new event has passed ([`Sink::linger`]), this sink keeps the ones the route wants and sends them
 //! as one mail, and the cursor advances only when the server answered 250. A server that is down, refuses the
-//! login or times out keeps the events in the store; a restart resumes from the cursor. A re-sent mail carries
-//! the same Message-ID (made from the event sequence numbers), so a mail client shows a crash-time duplicate once.
+//! login or times out keeps the events in the store; a restart resumes from the cursor.
+//!
+//! A re-sent mail is the same mail: before a mail goes out, the last event it covers is written to the route's
+//! outbox in the store, and after a crash (between the server's 250 and the cursor commit, or during the send) the
+//! next mail covers exactly those events again — same events, same Message-ID (made from their sequence numbers),
+//! so a mail client shows it once — however many events arrived meanwhile. The alarms a route announced (whose
+//! de-escalation and clear follow them below `min_severity`) are kept in the store too, so a clear after a restart
+//! is still mailed.
 //!
 //! The hourly cap (`max_per_hour`, sliding hour) holds mails back; the events pile up after the cursor and the
 //! next mail folds them all in and says so.
@@ -17,7 +23,7 @@ use crate::metrics::{SharedMetrics, SinkMetrics};
 use crate::model::{Alert, AlertState, Severity, Timestamp};
 use crate::sink::runner::SinkBuild;
 use crate::sink::{Items, Sink, SinkError};
-use crate::store::Stream;
+use crate::store::{SharedStore, Stream};
 use compose::{compose, Digest};
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart};
@@ -95,6 +101,10 @@ struct Shared {
     mailed: HashSet<String>,
     /// The cap has held mails back since then.
     held_since: Option<Timestamp>,
+    /// The last event of the mail being sent (or sent and not yet committed): the next chunk ends there.
+    outbox: Option<i64>,
+    /// `mailed` and `outbox` were read from the store.
+    loaded: bool,
 }
 
 impl Shared {
@@ -122,6 +132,8 @@ pub struct EmailSink {
     metrics: Arc<SinkMetrics>,
     msgid_domain: String,
     route: String,
+    /// Where the outbox and the announced alarms are kept (none in unit tests).
+    store: Option<SharedStore>,
 }
 
 /// Builds an [`EmailSink`] for one route.
@@ -130,6 +142,7 @@ pub struct Build {
     e: EmailConfig,
     cfg: Config,
     metrics: Arc<SinkMetrics>,
+    store: Option<SharedStore>,
 }
 
 impl EmailSink {
@@ -139,12 +152,14 @@ impl EmailSink {
         e: EmailConfig,
         cfg: Config,
         metrics: &SharedMetrics,
+        store: Option<SharedStore>,
     ) -> Build {
         Build {
             name,
             e,
             cfg,
             metrics: metrics.sink(name),
+            store,
         }
     }
 }
@@ -245,6 +260,7 @@ impl SinkBuild<EmailSink> for Build {
             metrics: Arc::clone(&self.metrics),
             msgid_domain,
             route: route.unwrap_or("default").to_string(),
+            store: self.store.clone(),
         })
     }
 }
@@ -274,6 +290,52 @@ fn classify(e: &lettre::transport::smtp::Error) -> SinkError {
 }
 
 impl EmailSink {
+    /// Read the announced alarms and the outbox from the store, once.
+    async fn load(&mut self) {
+        let (Some(store), false) = (&self.store, Shared::lock(&self.shared).loaded) else {
+            return;
+        };
+        let name = self.name;
+        let read = store
+            .call(move |s| {
+                Ok((
+                    s.cursor(name, Stream::Events)?,
+                    s.sink_meta(name, "announced")?,
+                    s.sink_meta(name, "outbox")?,
+                ))
+            })
+            .await;
+        match read {
+            Ok((cursor, announced, outbox)) => {
+                #[derive(serde::Deserialize)]
+                struct Outbox {
+                    through: i64,
+                    announced: HashSet<String>,
+                }
+                let outbox = outbox
+                    .and_then(|o| serde_json::from_str::<Outbox>(&o).ok())
+                    .filter(|o| o.through > cursor);
+                let mut s = Shared::lock(&self.shared);
+                s.loaded = true;
+                match outbox {
+                    Some(o) => {
+                        tracing::info!(sink = name, through = o.through, "A mail was being sent when the daemon stopped; sending the same mail again.");
+                        s.mailed = o.announced;
+                        s.outbox = Some(o.through);
+                    }
+                    None => {
+                        s.mailed = announced
+                            .and_then(|a| serde_json::from_str(&a).ok())
+                            .unwrap_or_default();
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(sink = name, error = %e, "Cannot read the route's announced alarms; retrying.")
+            }
+        }
+    }
+
     /// The mail for the events of `items` this route wants (and how many), or `None` when it wants none.
     fn prepare(&self, items: &Items) -> Option<Job> {
         let (mut mailed, held_since) = {
@@ -371,7 +433,11 @@ impl Sink for EmailSink {
     fn linger(&self) -> Duration {
         self.linger
     }
+    fn chunk_end(&self) -> Option<i64> {
+        Shared::lock(&self.shared).outbox
+    }
     async fn ready(&mut self) {
+        self.load().await;
         loop {
             let wait = {
                 let mut s = Shared::lock(&self.shared);
@@ -403,9 +469,15 @@ impl Sink for EmailSink {
         items: &Items,
     ) -> impl std::future::Future<Output = Result<(), SinkError>> + Send + 'static {
         let job = self.prepare(items);
+        let through = items.positions().last().copied();
+        // The announced alarms this mail was decided from: a re-send after a crash decides from the same.
+        let before = job
+            .as_ref()
+            .map(|_| Shared::lock(&self.shared).mailed.clone());
         let transport = self.transport.clone();
         let shared = Arc::clone(&self.shared);
         let metrics = Arc::clone(&self.metrics);
+        let store = self.store.clone();
         let name = self.name;
         async move {
             let Some((msg, n, mailed)) = job else {
@@ -414,9 +486,32 @@ impl Sink for EmailSink {
             let msg = msg.map_err(|reason| SinkError::Rejected {
                 reason: format!("the mail cannot be built: {reason}"),
             })?;
+            // Decided before it goes: a re-send after a crash covers exactly these events.
+            if let (Some(store), Some(t)) = (&store, through) {
+                let outbox = serde_json::json!({ "through": t, "announced": before }).to_string();
+                store
+                    .call(move |s| s.set_sink_meta(name, "outbox", &outbox))
+                    .await
+                    .map_err(|e| SinkError::Retry {
+                        after: None,
+                        reason: format!("cannot record the mail in the outbox: {e}"),
+                    })?;
+                Shared::lock(&shared).outbox = Some(t);
+            }
             let started = Instant::now();
             match transport.send(msg).await {
                 Ok(resp) => {
+                    if let Some(store) = &store {
+                        let announced = serde_json::to_string(&mailed).unwrap_or_default();
+                        // The outbox stays: it is stale once the runner commits the cursor past it.
+                        let saved = store
+                            .call(move |s| s.set_sink_meta(name, "announced", &announced))
+                            .await;
+                        if let Err(e) = saved {
+                            // The cursor is not saved either then: the same mail goes again (same Message-ID).
+                            tracing::warn!(sink = name, error = %e, "Cannot record the sent mail; it will be sent again.");
+                        }
+                    }
                     let mut s = Shared::lock(&shared);
                     s.sent.push_back(Instant::now());
                     s.mailed = mailed;
@@ -473,7 +568,7 @@ mod tests {
         )
         .expect("config");
         let e = cfg.email.clone().expect("email");
-        EmailSink::build("email", e, cfg, &Arc::default())
+        EmailSink::build("email", e, cfg, &Arc::default(), None)
             .build()
             .map_err(|e| e.to_string())
             .expect("sink")

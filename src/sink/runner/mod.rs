@@ -153,6 +153,9 @@ pub async fn run<S, B>(
                         }
                     }
                 }
+                if let Some(end) = sink.chunk_end().filter(|e| *e > next) {
+                    items.keep_through(end);
+                }
                 let Some(&last) = items.positions().last() else {
                     continue;
                 };
