@@ -42,6 +42,8 @@ pub struct Metrics {
     pub commands_malformed: AtomicU64,
     /// Per-sink counters, by sink name.
     sinks: std::sync::Mutex<std::collections::BTreeMap<&'static str, Arc<SinkMetrics>>>,
+    /// When the async runtime last beat (ms since the epoch; 0: not started).
+    async_beat: AtomicU64,
 }
 
 /// Shared handle.
@@ -101,10 +103,36 @@ impl SinkMetrics {
 }
 
 impl Metrics {
-    /// The counters of sink `name` (created on first use).
+    /// The counters of sink `name` (created on first use: only a running sink's own code calls this).
     pub fn sink(&self, name: &'static str) -> Arc<SinkMetrics> {
         let mut m = self.sinks.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(m.entry(name).or_default())
+    }
+
+    /// The counters of sink `name` if it runs (readers: nothing unconfigured shows up as a sink).
+    pub fn sink_if_running(&self, name: &str) -> Option<Arc<SinkMetrics>> {
+        let m = self.sinks.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(name).cloned()
+    }
+
+    /// Forget sink `name` (a reload removed it): it no longer shows in `/metrics` or `/readyz`.
+    pub fn remove_sink(&self, name: &str) {
+        let mut m = self.sinks.lock().unwrap_or_else(|p| p.into_inner());
+        m.remove(name);
+    }
+
+    /// The async runtime is alive (called every second by a task on it).
+    pub fn beat(&self) {
+        self.async_beat
+            .store(crate::model::Timestamp::now().0 as u64, Ordering::Relaxed);
+    }
+
+    /// Whether the async runtime beat within `within` (the ingest thread feeds the systemd watchdog only then: a
+    /// wedged runtime — sources, sinks, signals — must not look alive because the store thread is).
+    pub fn async_alive(&self, within: std::time::Duration) -> bool {
+        let last = self.async_beat.load(Ordering::Relaxed);
+        let now = crate::model::Timestamp::now().0 as u64;
+        last == 0 || now.saturating_sub(last) <= within.as_millis() as u64
     }
 
     /// Prometheus text exposition.
@@ -246,6 +274,9 @@ impl Metrics {
     }
 }
 
+/// Connections the metrics endpoint holds open at once.
+const MAX_CONNECTIONS: usize = 256;
+
 /// Serve `/metrics` (Prometheus text), `/healthz` and `/readyz` (JSON, 200 or 503) on `listen` until cancelled;
 /// other paths answer 404.
 pub async fn serve(listen: String, metrics: SharedMetrics, token: CancellationToken) {
@@ -257,8 +288,9 @@ pub async fn serve(listen: String, metrics: SharedMetrics, token: CancellationTo
         }
     };
     tracing::info!(listen = %listen, "Metrics endpoint listening.");
-    // At most a few scrapes at once; beyond that connections wait in the backlog.
-    let slots = Arc::new(tokio::sync::Semaphore::new(8));
+    // Connections open at once (file descriptors); each has its own task, so one that sends nothing (a port scan,
+    // a stuck client) costs its slot for at most the read timeout and never delays a probe.
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
             break;
@@ -312,5 +344,34 @@ pub async fn serve(listen: String, metrics: SharedMetrics, token: CancellationTo
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// The systemd watchdog is fed only while the async runtime beats: a beat 11 s old counts as wedged.
+    #[test]
+    fn a_runtime_that_stopped_beating_is_not_alive() {
+        let m = Metrics::default();
+        assert!(m.async_alive(Duration::from_secs(10)), "before the first beat");
+        m.beat();
+        assert!(m.async_alive(Duration::from_secs(10)));
+        let old = crate::model::Timestamp::now().0 as u64 - 11_000;
+        m.async_beat.store(old, Ordering::Relaxed);
+        assert!(!m.async_alive(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn only_running_sinks_are_reported() {
+        let m = Metrics::default();
+        assert!(m.sink_if_running("influxdb").is_none());
+        let _ = m.sink("mqtt");
+        assert!(m.health(true).1.contains("mqtt"));
+        m.remove_sink("mqtt");
+        assert!(!m.health(true).1.contains("mqtt"));
+        assert!(!m.render().contains("sink=\"influxdb\""));
     }
 }

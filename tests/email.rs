@@ -413,7 +413,9 @@ fn a_mail_resent_after_a_crash_covers_the_same_events_with_the_same_message_id()
     std::fs::write(&cfg, config(&data, "gw-o", &email, &sensors)).expect("w");
     // No SMTP server yet: three alarms wait in the store.
     let mut d = start_daemon(&cfg, dir.path());
-    wait_for(T, "three alarms stored", || (last_event(&data) >= 3).then_some(()));
+    wait_for(T, "three alarms stored", || {
+        (last_event(&data) >= 3).then_some(())
+    });
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait_exit(T), Some(0), "{}", d.log());
     let events = with_store(&data, Vec::new(), |s| s.all_events());

@@ -307,3 +307,84 @@ fn a_rotated_password_file_and_a_reload_restart_the_sink_with_the_new_secret() {
         "{log}"
     );
 }
+
+/// Health is honest: idle connections to the metrics port do not delay a liveness probe (64 idle ones made 8 of
+/// 10 probes fail before), nothing unconfigured shows as a sink (the shadow's backlog look-up created a phantom
+/// "up" influxdb sink), and a sink a reload removed is gone from `/readyz` and `/metrics`.
+#[test]
+fn health_answers_beside_idle_connections_and_lists_only_configured_sinks() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let broker = Mosquitto::start(dir.path(), "", false).expect("mosquitto");
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("w.toml");
+    let mport = free_port();
+    let closed = free_port();
+    let body = |influx: bool| {
+        let mut extra = String::from("\n[mqtt.shadow]\nthing = \"gw1\"\n");
+        extra.push_str(&format!("\n[metrics]\nlisten = \"127.0.0.1:{mport}\"\n"));
+        if influx {
+            extra.push_str(&format!(
+                "\n[influxdb]\nurl = \"http://127.0.0.1:{closed}\"\norg = \"o\"\nbucket = \"b\"\n"
+            ));
+        }
+        config(&data, broker.port, &extra, HOT)
+    };
+    std::fs::write(&cfg, body(true)).expect("write config");
+    let d = start_daemon(&cfg, dir.path());
+    let ready = wait_for(Duration::from_secs(15), "/readyz", || {
+        http_get_status(mport, "/readyz")
+    });
+    assert!(ready.1.contains("\"influxdb\""), "{ready:?}");
+    // A reload without [influxdb]: the sink stops and is no longer reported.
+    std::fs::write(&cfg, body(false)).expect("write config");
+    d.signal(libc::SIGHUP);
+    wait_for(
+        Duration::from_secs(15),
+        "influxdb gone from /readyz",
+        || {
+            let (_, b) = http_get_status(mport, "/readyz")?;
+            (!b.contains("influxdb")).then_some(())
+        },
+    );
+    let metrics = http_get(mport, "/metrics").expect("metrics");
+    assert!(!metrics.contains("sink=\"influxdb\""), "{metrics}");
+    // 64 connections that never send a request, then ten probes: each answered at once.
+    let idle: Vec<std::net::TcpStream> = (0..64)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", mport)).expect("connect"))
+        .collect();
+    for _ in 0..10 {
+        let t = std::time::Instant::now();
+        let (code, body) = http_get_status(mport, "/healthz").expect("healthz answered");
+        assert_eq!(code, 200, "{body}");
+        assert!(
+            t.elapsed() < Duration::from_millis(1000),
+            "a probe took {:?} beside idle connections",
+            t.elapsed()
+        );
+    }
+    drop(idle);
+}
+
+/// With the shadow on and no `[influxdb]`, no influxdb sink appears anywhere.
+#[test]
+fn the_shadow_does_not_conjure_an_influxdb_sink() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let broker = Mosquitto::start(dir.path(), "", false).expect("mosquitto");
+    let sub = Sub::start(broker.port, "aws", true, &["$aws/things/gw1/shadow/update"]);
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("w.toml");
+    let mport = free_port();
+    let extra = format!(
+        "\n[mqtt.shadow]\nthing = \"gw1\"\nmin_interval = \"200ms\"\n\n[metrics]\nlisten = \"127.0.0.1:{mport}\"\n"
+    );
+    std::fs::write(&cfg, config(&data, broker.port, &extra, HOT)).expect("write config");
+    let _d = start_daemon(&cfg, dir.path());
+    // A shadow update went out (the backlog look-up ran).
+    wait_for(Duration::from_secs(15), "a shadow update", || {
+        (!sub.on("/update").is_empty()).then_some(())
+    });
+    let (_, ready) = http_get_status(mport, "/readyz").expect("readyz");
+    assert!(!ready.contains("influxdb"), "{ready}");
+    let metrics = http_get(mport, "/metrics").expect("metrics");
+    assert!(!metrics.contains("sink=\"influxdb\""), "{metrics}");
+}

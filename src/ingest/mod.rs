@@ -29,6 +29,8 @@ const OVERFLOW_CLEAR_AFTER: Duration = Duration::from_secs(600);
 const MAX_PENDING: usize = 200_000;
 /// Alert transitions held in memory while the disk refuses writes (≈ 300 bytes each: ≈ 3 MB).
 const MAX_UNSAVED_ALERTS: usize = 10_000;
+/// The async runtime counts as wedged when it has not beaten for this long (the unit's WatchdogSec is 30 s).
+const ASYNC_STALL: Duration = Duration::from_secs(10);
 /// How often staleness is checked (and the systemd watchdog is fed).
 const TICK: Duration = Duration::from_secs(1);
 /// Polls taken from the channel in one go before alerts are committed.
@@ -278,7 +280,8 @@ impl Writer {
                         self.engine.tick(Timestamp::now(), &mut out);
                         self.alerts = out;
                         self.check_overflow_cleared();
-                        if watchdog {
+                        // Fed only while the async runtime beats too: a wedged runtime gets the daemon restarted.
+                        if watchdog && self.metrics.async_alive(ASYNC_STALL) {
                             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
                         }
                     }

@@ -399,9 +399,16 @@ impl RunningSinks {
                 continue;
             }
             if let Some((_, c, h)) = self.running.remove(name) {
-                tracing::info!(sink = name, "Sink configuration changed; restarting it.");
+                if want.contains_key(name) {
+                    tracing::info!(sink = name, "Sink configuration changed; restarting it.");
+                } else {
+                    tracing::info!(sink = name, "Sink removed from the configuration; stopping it (its cursor stays in the store).");
+                }
                 c.stop.cancel();
                 let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
+                if !want.contains_key(name) {
+                    metrics.remove_sink(name);
+                }
             }
         }
         for (name, fp) in want {

@@ -265,7 +265,9 @@ impl Session {
                         if let Some(sh) = self.shadow.as_mut() {
                             let live = self.live.borrow().clone();
                             let backlog = (
-                                self.metrics.sink("influxdb").backlog.load(Ordering::Relaxed),
+                                self.metrics
+                                    .sink_if_running("influxdb")
+                                    .map_or(0, |m| m.backlog.load(Ordering::Relaxed)),
                                 self.sink.backlog.load(Ordering::Relaxed),
                             );
                             if let Some(o) = sh.maybe_update(&live, backlog, Timestamp::now()) {
