@@ -356,7 +356,10 @@ mod tests {
     #[test]
     fn a_runtime_that_stopped_beating_is_not_alive() {
         let m = Metrics::default();
-        assert!(m.async_alive(Duration::from_secs(10)), "before the first beat");
+        assert!(
+            m.async_alive(Duration::from_secs(10)),
+            "before the first beat"
+        );
         m.beat();
         assert!(m.async_alive(Duration::from_secs(10)));
         let old = crate::model::Timestamp::now().0 as u64 - 11_000;

@@ -388,3 +388,52 @@ fn the_shadow_does_not_conjure_an_influxdb_sink() {
     let metrics = http_get(mport, "/metrics").expect("metrics");
     assert!(!metrics.contains("sink=\"influxdb\""), "{metrics}");
 }
+
+/// A retained message over the client's incoming limit (5 MB on a commands topic) must not break the session it
+/// arrives on in a loop: the subscription it comes on is found and left out (an ERROR names it), and alerts flow.
+/// Before, the connection broke at every subscription: 59 reconnects in 30 s and almost no alert delivered.
+#[test]
+fn an_oversized_retained_message_costs_its_subscription_not_the_alerts() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let broker = Mosquitto::start(dir.path(), "", false).expect("mosquitto");
+    let sub = Sub::start(broker.port, "viewer", true, &["watchpost/gw1/events"]);
+    // A client that may publish 5 MB.
+    let mut o = rumqttc::MqttOptions::new("big", "127.0.0.1", broker.port);
+    o.set_max_packet_size(16 << 20, 16 << 20);
+    let (big, mut conn) = rumqttc::Client::new(o, 10);
+    big.publish(
+        "watchpost/gw1/commands/ack",
+        rumqttc::QoS::AtLeastOnce,
+        true,
+        vec![b'x'; 5 << 20],
+    )
+    .expect("publish");
+    for ev in conn.iter() {
+        if let Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) = ev {
+            break;
+        }
+    }
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("w.toml");
+    let sensors = r#"
+[[sensor]]
+id = "swing"
+source = { simulated = "script", values = [90.0, 50.0], repeat = true }
+interval = "200ms"
+warning = { high = 80.0 }
+"#;
+    std::fs::write(&cfg, config(&data, broker.port, COMMANDS, sensors)).expect("write config");
+    let d = start_daemon(&cfg, dir.path());
+    // Alarms keep coming (raised, cleared, …) and keep arriving.
+    wait_for(Duration::from_secs(30), "40 alert events delivered", || {
+        (sub.on("/events").len() >= 40).then_some(())
+    });
+    let log = d.log();
+    assert!(
+        log.contains("the subscription is left out") && log.contains("watchpost/gw1/commands/#"),
+        "{log}"
+    );
+    let connects = log.matches("MQTT connected.").count();
+    // One that broke over it, one that found it, one that stays.
+    assert!(connects <= 3, "{connects} connections: {log}");
+}

@@ -22,6 +22,7 @@ mod commands;
 mod feed;
 mod session;
 pub mod shadow;
+mod subscriptions;
 pub mod telemetry;
 
 pub use feed::AlertFeed;

@@ -193,6 +193,7 @@ impl Session {
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
         let mut acks = Acks::default();
         let mut first_error = true;
+        let mut subs = super::subscriptions::Subscriptions::default();
         'conn: loop {
             let (client, mut ev) = AsyncClient::new(self.opts.clone(), self.queue);
             // Alerts are small and latency matters: no Nagle.
@@ -201,11 +202,15 @@ impl Session {
             net.set_connection_timeout(10);
             ev.network_options = net;
             let mut connected = false;
-            let mut suback_wait = 0usize;
             let mut shadow_tick = tokio::time::interval(Duration::from_millis(250));
             loop {
+                let settle = subs.settle_at();
                 tokio::select! {
                     _ = stop.cancelled() => break 'conn,
+                    _ = async { if let Some(t) = settle { tokio::time::sleep_until(t).await } }, if settle.is_some() => {
+                        let step = subs.settled();
+                        self.subscribed(&client, step, &mut acks, true);
+                    }
                     cmd = cmds.recv() => match cmd {
                         None => break 'conn,
                         Some(Cmd::Deliver { msgs, qos, done }) => {
@@ -291,37 +296,28 @@ impl Session {
                                 self.sink.set_state(crate::metrics::SinkState::Up);
                             }
                             tracing::info!(session_present = ack.session_present, "MQTT connected.");
-                            suback_wait = 0;
-                            if let Some(c) = &commands {
-                                if client.try_subscribe(c.subscription(), QoS::AtLeastOnce).is_ok() {
-                                    suback_wait += 1;
-                                }
+                            // The shadow's get goes out once the broker confirmed every subscription (SUBACK), so
+                            // its answer cannot be missed.
+                            let mut filters: Vec<String> = commands.iter().map(|c| c.subscription()).collect();
+                            if let Some(sh) = self.shadow.as_ref() {
+                                filters.extend(sh.subscriptions());
                             }
-                            if let Some(sh) = self.shadow.as_mut() {
-                                // The get goes out once the broker confirmed every subscription (SUBACK), so its
-                                // answer cannot be missed.
-                                for t in sh.subscriptions() {
-                                    if client.try_subscribe(t, QoS::AtLeastOnce).is_ok() {
-                                        suback_wait += 1;
-                                    }
-                                }
-                            }
-                            // "online" goes out after the SUBSCRIBEs on the same connection: the broker handles a client's
-                            // packets in order, so whoever sees "online" may send a command and it reaches us.
-                            if self.status {
+                            let probing = subs.probing();
+                            let step = subs.connected(filters);
+                            self.subscribed(&client, step, &mut acks, probing);
+                            // "online" goes out after the SUBSCRIBEs on the same connection: the broker handles a
+                            // client's packets in order, so whoever sees "online" may send a command and it reaches
+                            // us. While probing (one filter at a time) it goes when every filter is subscribed.
+                            if self.status && !probing {
                                 let status = Out { topic: self.topics.status(), payload: status_payload(&self.cfg, true), retain: true };
                                 publish_untracked(&client, status, &mut acks);
                             }
                         }
                         Ok(Event::Incoming(Packet::SubAck(_))) => {
                             backoff.reset();
-                            suback_wait = suback_wait.saturating_sub(1);
-                            if suback_wait == 0 {
-                                if let Some(sh) = self.shadow.as_mut() {
-                                    let o = sh.on_connect();
-                                    publish_untracked(&client, o, &mut acks);
-                                }
-                            }
+                            let probing = subs.probing();
+                            let step = subs.suback(tokio::time::Instant::now());
+                            self.subscribed(&client, step, &mut acks, probing);
                         }
                         Ok(Event::Outgoing(Outgoing::Publish(pkid))) => acks.sent(pkid),
                         Ok(Event::Incoming(Packet::PubAck(a))) => {
@@ -345,6 +341,18 @@ impl Session {
                         Ok(_) => {}
                         Err(e) => {
                             self.sink.errors.fetch_add(1, Ordering::Relaxed);
+                            let oversized = matches!(
+                                &e,
+                                rumqttc::ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+                                    rumqttc::Error::PayloadSizeLimitExceeded(_)
+                                ))
+                            );
+                            if let Some(filter) = subs.broke(oversized) {
+                                tracing::error!(filter = %filter, error = %e,
+                                    "A retained message on this subscription is larger than the client accepts and breaks the connection: the subscription is left out until watchpost restarts. Remove the message (mosquitto_pub -r -n -t TOPIC) and restart.");
+                            } else if oversized {
+                                tracing::warn!(error = %e, "The broker sent a message larger than the client accepts; finding the subscription it came on (one at a time from now on).");
+                            }
                             // Not connected is not healthy, even with nothing to deliver right now.
                             if self.sink.state() == crate::metrics::SinkState::Up {
                                 self.sink.set_state(crate::metrics::SinkState::Failing);
@@ -370,6 +378,37 @@ impl Session {
         }
         self.connected.send_replace(false);
         acks.reset("MQTT session ended");
+    }
+}
+
+impl Session {
+    /// Act on a subscription step: subscribe what it names; once every filter is confirmed, the shadow's get and,
+    /// when `status` (the subscriptions were probed one by one), the `online` status.
+    fn subscribed(
+        &mut self,
+        client: &AsyncClient,
+        step: super::subscriptions::Step,
+        acks: &mut Acks,
+        status: bool,
+    ) {
+        for f in step.subscribe {
+            let _ = client.try_subscribe(f, QoS::AtLeastOnce);
+        }
+        if !step.done {
+            return;
+        }
+        if let Some(sh) = self.shadow.as_mut() {
+            let o = sh.on_connect();
+            publish_untracked(client, o, acks);
+        }
+        if status && self.status {
+            let o = Out {
+                topic: self.topics.status(),
+                payload: status_payload(&self.cfg, true),
+                retain: true,
+            };
+            publish_untracked(client, o, acks);
+        }
     }
 }
 
