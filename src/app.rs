@@ -58,6 +58,9 @@ pub async fn run_with_metrics(
     ingest.signals.remote = Some(remote_tx);
     let (in_force_tx, in_force_rx) = tokio::sync::watch::channel(None);
     ingest.signals.remote_in_force = Some(in_force_rx);
+    remote
+        .flush_pending_audit(&file_cfg, &ingest.signals.control)
+        .await;
     // The MQTT session hears of an outcome only when it differs from the last (a get answer repeats them).
     let report = |r: crate::model::RemoteResult| {
         in_force_tx.send_if_modified(|v| {

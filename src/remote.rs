@@ -15,8 +15,15 @@ use tokio::sync::mpsc;
 /// The overlay in force and the last outcome (a desired state seen again is not audited again).
 pub struct Remote {
     overlay: Overlay,
-    last: Option<(Option<u64>, String, RemoteResult)>,
+    /// The last desired document handled (its text) and its outcome.
+    last: Option<(String, RemoteResult)>,
+    /// Sensors whose overrides are left out (the sensor left the file, or the file's checks refuse them now).
+    left_out: Vec<String>,
 }
+
+/// Bytes the overrides may take in the shadow's `reported.alarms`: the whole reported document must stay under
+/// AWS IoT's 8 kB, beside the sensors, alerts and gateway health (about 40 sensors with two limits each).
+pub const MAX_REPORTED_ALARMS: usize = 4096;
 
 /// Whether remote settings are on for this config.
 pub fn enabled(cfg: &Config) -> bool {
@@ -39,6 +46,7 @@ impl Remote {
         Remote {
             overlay,
             last: None,
+            left_out: Vec::new(),
         }
     }
 
@@ -51,19 +59,27 @@ impl Remote {
             .then(|| self.in_force(true, self.overlay.version, Vec::new()))
     }
 
-    /// An outcome that reports the overrides in force.
+    /// An outcome that reports the overrides in force (those left out are not: the shadow must not claim them).
     fn in_force(&self, applied: bool, version: Option<u64>, errors: Vec<String>) -> RemoteResult {
+        let alarms: std::collections::BTreeMap<_, _> = self
+            .overlay
+            .alarms
+            .iter()
+            .filter(|(s, _)| !self.left_out.contains(s))
+            .collect();
         RemoteResult {
             applied,
             version,
             errors,
-            alarms: serde_json::to_value(&self.overlay.alarms).unwrap_or_default(),
+            alarms: serde_json::to_value(alarms).unwrap_or_default(),
         }
     }
 
     /// The file's config with the overlay applied (when remote settings are on); a file edit that the overlay
-    /// overrides is logged; an overlay that no longer fits the file is logged and left out.
-    pub fn effective(&self, file: &Config, old_file: Option<&Config>) -> Config {
+    /// overrides is logged; an override that no longer fits the file (its sensor is gone, or the file's checks
+    /// refuse it now) is logged and left out — alone: the others stay in force.
+    pub fn effective(&mut self, file: &Config, old_file: Option<&Config>) -> Config {
+        self.left_out.clear();
         if self.overlay.is_empty() {
             return file.clone();
         }
@@ -84,29 +100,72 @@ impl Remote {
                 }
             }
         }
-        match self.overlay.apply(file) {
-            Ok(c) => {
-                tracing::info!(
-                    overrides = self.overlay.changes(file).len(),
-                    version = self.overlay.version,
-                    "Remote alarm settings applied over the file."
-                );
-                c
-            }
-            Err(errors) => {
-                tracing::error!(errors = ?errors, "The remote settings overlay does not fit this configuration; the file's settings apply until the shadow sends new ones.");
-                file.clone()
-            }
+        let (cfg, errors, left_out) = self.overlay.apply_each(file);
+        if !left_out.is_empty() {
+            tracing::error!(sensors = ?left_out, errors = ?bounded(&errors, AUDIT_ERRORS), "Remote overrides that no longer fit the configuration are left out; the others apply.");
         }
+        tracing::info!(
+            overrides = self.overlay.changes(file).len(),
+            left_out = left_out.len(),
+            version = self.overlay.version,
+            "Remote alarm settings applied over the file."
+        );
+        self.left_out = left_out;
+        cfg
     }
 
     /// The outcome of the last change handled since the overlay was read.
     pub fn outcome(&self) -> Option<RemoteResult> {
-        self.last.as_ref().map(|l| l.2.clone())
+        self.last.as_ref().map(|l| l.1.clone())
     }
 
-    /// Handle a desired state: the new effective config when it applies. The outcome ([`Remote::outcome`]) goes
-    /// back to the shadow, and an audit event to the store (through `control`).
+    /// An audit written with an applied change whose commit was not confirmed (a crash came between): send it
+    /// again, once the ingest thread runs.
+    pub async fn flush_pending_audit(&mut self, file: &Config, control: &mpsc::Sender<Control>) {
+        let Some(audit) = self.overlay.audit_pending.clone() else {
+            return;
+        };
+        tracing::warn!("An applied remote change's audit event may not have been stored before the daemon stopped; recording it now.");
+        self.audit(file, audit, control).await;
+    }
+
+    /// Send an audit event (`{"state","reason","change"}`), wait until it is committed, and clear it from the
+    /// overlay's write-ahead slot.
+    async fn audit(
+        &mut self,
+        file: &Config,
+        audit: serde_json::Value,
+        control: &mpsc::Sender<Control>,
+    ) {
+        let state = if audit["state"] == "applied" {
+            AlertState::Applied
+        } else {
+            AlertState::Rejected
+        };
+        let (done, committed) = tokio::sync::oneshot::channel();
+        let sent = control
+            .send(Control::Audit {
+                state,
+                reason: audit["reason"].as_str().unwrap_or("").to_string(),
+                change: audit["change"].clone(),
+                done: Some(done),
+            })
+            .await
+            .is_ok();
+        // Bounded: a store that refuses writes must not hold up reloads and shutdown; the audit stays written
+        // ahead and goes again at the next start.
+        let committed = tokio::time::timeout(std::time::Duration::from_secs(10), committed).await;
+        if sent && matches!(committed, Ok(Ok(()))) && self.overlay.audit_pending.is_some() {
+            self.overlay.audit_pending = None;
+            if let Err(e) = self.overlay.save(&file.gateway.data_dir) {
+                tracing::warn!(error = %e, "Cannot clear the recorded audit from the overlay; it may be stored twice.");
+            }
+        }
+    }
+
+    /// Handle a desired state: the new effective config when something applies. Sensor by sensor: what fits is
+    /// applied, the rest is refused per key (reported in the shadow and the audit). The outcome
+    /// ([`Remote::outcome`]) goes back to the shadow, and an audit event to the store (through `control`).
     pub async fn change(
         &mut self,
         file: &Config,
@@ -114,10 +173,8 @@ impl Remote {
         control: &mpsc::Sender<Control>,
     ) -> Option<Config> {
         let key = c.desired.to_string();
-        if let Some((v, k, _)) = &self.last {
-            if *v == c.version && *k == key {
-                return None;
-            }
+        if self.last.as_ref().is_some_and(|(k, _)| *k == key) {
+            return None;
         }
         let known: Vec<String> = file.sensor.iter().map(|s| s.id.clone()).collect();
         let base = if c.replace {
@@ -135,102 +192,181 @@ impl Remote {
         } else {
             c.desired.clone()
         };
-        let outcome = base
-            .merged(&desired, &known)
-            .and_then(|next| {
-                if next.alarms == self.overlay.alarms {
-                    // Nothing to change (a get answer matching what is in force): answered, not audited.
-                    Err(Vec::new())
-                } else {
-                    Ok(next)
-                }
-            })
-            .and_then(|mut next| {
-                next.version = c.version.or(next.version);
-                next.updated = Some(Timestamp::now().rfc3339());
-                let cfg = next.apply(file)?;
-                Ok((next, cfg))
-            })
-            .and_then(|(next, cfg)| {
-                next.save(&file.gateway.data_dir)
-                    .map(|()| (next, cfg))
-                    .map_err(|e| vec![e])
-            });
-        let (result, new_cfg, state, detail) = match outcome {
-            Ok((next, cfg)) => {
-                let before = self.overlay.changes(file);
-                let after = next.changes(file);
-                let changes: Vec<_> = after
-                    .iter()
-                    .filter(|a| !before.contains(a))
-                    .map(|(s, k, file_v, new)| {
-                        let old = before
-                            .iter()
-                            .find(|b| b.0 == *s && b.1 == *k)
-                            .map(|b| b.3.clone())
-                            .unwrap_or_else(|| file_v.clone());
-                        serde_json::json!({"key": format!("{s}.{k}"), "old": old, "new": new})
-                    })
-                    .chain(before.iter().filter(|b| !after.iter().any(|a| a.0 == b.0 && a.1 == b.1)).map(
-                        |(s, k, file_v, old)| {
-                            serde_json::json!({"key": format!("{s}.{k}"), "old": old, "new": file_v, "from": "file"})
-                        },
-                    ))
-                    .collect();
-                self.overlay = next;
-                let r = self.in_force(true, c.version, Vec::new());
-                let reason = format!(
-                    "remote alarm settings applied (shadow version {})",
-                    opt(c.version)
-                );
-                (
-                    r,
-                    Some(cfg),
-                    AlertState::Applied,
-                    (reason, changes, Vec::new()),
-                )
-            }
-            Err(errors) if errors.is_empty() => {
-                let r = self.in_force(true, c.version, errors);
-                self.last = Some((c.version, key, r));
+        let (mut next, errors) = merge_each(base, &desired, &known, file);
+        // A refusal is known by what was refused: the same refused keys again (the shadow repeats a delta at
+        // every version its own updates bump, after a reconnect, after a restart) are not audited again.
+        let refusal = (!errors.is_empty()).then(|| digest(&errors));
+        let seen = refusal.is_some() && self.overlay.refused == refusal;
+        if next.alarms == self.overlay.alarms {
+            let r = self.in_force(
+                errors.is_empty(),
+                c.version,
+                bounded(&errors, REPORTED_ERRORS),
+            );
+            self.last = Some((key.clone(), r));
+            if errors.is_empty() || seen {
+                // Nothing to change (a get answer matching what is in force), or a refusal already audited
+                // (the same document again after a reconnect, a restart or a version bump): answered only.
                 return None;
             }
-            Err(errors) => {
-                let r = self.in_force(false, c.version, bounded(&errors, REPORTED_ERRORS));
-                tracing::warn!(version = c.version, count = errors.len(), errors = ?bounded(&errors, AUDIT_ERRORS), "Refused a remote change of alarm settings; nothing changed.");
-                let reason = format!(
-                    "remote alarm settings refused (shadow version {}): {}",
-                    opt(c.version),
-                    bounded(&errors, 1)
-                        .first()
-                        .map(String::as_str)
-                        .unwrap_or("")
-                );
-                let errors = bounded(&errors, AUDIT_ERRORS);
-                (r, None, AlertState::Rejected, (reason, Vec::new(), errors))
+            tracing::warn!(version = c.version, count = errors.len(), errors = ?bounded(&errors, AUDIT_ERRORS), "Refused a remote change of alarm settings; nothing changed.");
+            self.overlay.refused = refusal;
+            if let Err(e) = self.overlay.save(&file.gateway.data_dir) {
+                tracing::warn!(error = %e, "Cannot record the refusal; it may be audited again after a restart.");
             }
-        };
-        let (reason, mut changes, errors) = detail;
-        if changes.len() > AUDIT_CHANGES {
-            let more = changes.len() - AUDIT_CHANGES;
-            changes.truncate(AUDIT_CHANGES);
-            changes.push(serde_json::json!({ "more": more }));
+            let reason = format!(
+                "remote alarm settings refused (shadow version {}): {}",
+                opt(c.version),
+                bounded(&errors, 1)
+                    .first()
+                    .map(String::as_str)
+                    .unwrap_or("")
+            );
+            let change = serde_json::json!({
+                "version": c.version,
+                "changes": [],
+                "errors": bounded(&errors, AUDIT_ERRORS),
+            });
+            let audit =
+                serde_json::json!({"state": "rejected", "reason": reason, "change": change});
+            self.audit(file, audit, control).await;
+            return None;
         }
+        next.version = c.version.or(next.version);
+        next.updated = Some(Timestamp::now().rfc3339());
+        if refusal.is_some() {
+            next.refused = refusal;
+        }
+        let changes = audit_changes(&self.overlay, &next, file);
+        let reason =
+            if errors.is_empty() {
+                format!(
+                    "remote alarm settings applied (shadow version {})",
+                    opt(c.version)
+                )
+            } else {
+                format!(
+                "remote alarm settings applied in part (shadow version {}): {} refused, e.g. {}",
+                opt(c.version),
+                errors.len(),
+                bounded(&errors, 1).first().map(String::as_str).unwrap_or("")
+            )
+            };
         let change = serde_json::json!({
             "version": c.version,
             "changes": changes,
-            "errors": errors,
+            "errors": bounded(&errors, AUDIT_ERRORS),
         });
-        let _ = control
-            .send(Control::Audit {
-                state,
-                reason,
-                change,
-            })
-            .await;
-        self.last = Some((c.version, key, result));
-        new_cfg
+        let audit = serde_json::json!({"state": "applied", "reason": reason, "change": change});
+        // Written ahead with the change: a crash before the audit is committed sends it at the next start.
+        next.audit_pending = Some(audit.clone());
+        if let Err(e) = next.save(&file.gateway.data_dir) {
+            let errors = vec![e];
+            tracing::error!(errors = ?errors, "Cannot save the remote overlay; the change is not applied.");
+            let r = self.in_force(false, c.version, errors);
+            self.last = Some((key, r));
+            return None;
+        }
+        self.overlay = next;
+        let cfg = self.effective(file, None);
+        let r = self.in_force(true, c.version, bounded(&errors, REPORTED_ERRORS));
+        self.last = Some((key, r));
+        self.audit(file, audit, control).await;
+        Some(cfg)
     }
+}
+
+/// Merge `desired` into `base` sensor by sensor: a sensor's change that is refused (unknown sensor, a key that may
+/// not be set remotely, a value the file's checks refuse, over the shadow's room) is left out with its errors; the
+/// rest is taken.
+fn merge_each(
+    base: Overlay,
+    desired: &serde_json::Value,
+    known: &[String],
+    file: &Config,
+) -> (Overlay, Vec<String>) {
+    let mut next = base;
+    let mut errors = Vec::new();
+    let Some(top) = desired.as_object() else {
+        return (next, vec!["desired: expected an object".into()]);
+    };
+    for (k, v) in top {
+        let Some(sensors) = v.as_object().filter(|_| k == "alarms") else {
+            // Not ours (refused by name), or `alarms: null` (clears every override).
+            let one = serde_json::json!({ k: v });
+            match next.merged(&one, known) {
+                Ok(n) => next = n,
+                Err(e) => errors.extend(e),
+            }
+            continue;
+        };
+        for (sensor, sv) in sensors {
+            let one = serde_json::json!({ "alarms": { sensor: sv } });
+            let candidate = match next.merged(&one, known) {
+                Ok(n) => n,
+                Err(e) => {
+                    errors.extend(e);
+                    continue;
+                }
+            };
+            if let Some(keys) = candidate.alarms.get(sensor) {
+                let single = Overlay {
+                    alarms: std::collections::BTreeMap::from([(sensor.clone(), keys.clone())]),
+                    ..Overlay::default()
+                };
+                if let Err(e) = single.apply(file) {
+                    errors.extend(
+                        e.into_iter()
+                            .map(|m| format!("desired.alarms.{sensor}: {m}")),
+                    );
+                    continue;
+                }
+            }
+            let size = serde_json::to_string(&candidate.alarms).map_or(0, |t| t.len());
+            if size > MAX_REPORTED_ALARMS {
+                errors.push(format!(
+                    "desired.alarms.{sensor}: the overrides would take {size} bytes of the shadow's reported \
+                     document, more than the {MAX_REPORTED_ALARMS} they may (AWS IoT keeps 8 kB in all)"
+                ));
+                continue;
+            }
+            next = candidate;
+        }
+    }
+    (next, errors)
+}
+
+/// The audit's `changes`: every key whose value changed, with the old and new value (`from: "file"` when an
+/// override went and the file's value applies again).
+fn audit_changes(before: &Overlay, after: &Overlay, file: &Config) -> Vec<serde_json::Value> {
+    let before = before.changes(file);
+    let after = after.changes(file);
+    let mut changes: Vec<_> = after
+        .iter()
+        .filter(|a| !before.contains(a))
+        .map(|(s, k, file_v, new)| {
+            let old = before
+                .iter()
+                .find(|b| b.0 == *s && b.1 == *k)
+                .map(|b| b.3.clone())
+                .unwrap_or_else(|| file_v.clone());
+            serde_json::json!({"key": format!("{s}.{k}"), "old": old, "new": new})
+        })
+        .chain(
+            before
+                .iter()
+                .filter(|b| !after.iter().any(|a| a.0 == b.0 && a.1 == b.1))
+                .map(|(s, k, file_v, old)| {
+                    serde_json::json!({"key": format!("{s}.{k}"), "old": old, "new": file_v, "from": "file"})
+                }),
+        )
+        .collect();
+    if changes.len() > AUDIT_CHANGES {
+        let more = changes.len() - AUDIT_CHANGES;
+        changes.truncate(AUDIT_CHANGES);
+        changes.push(serde_json::json!({ "more": more }));
+    }
+    changes
 }
 
 /// Errors listed in an audit event; the rest are counted. An audit event stays a few kilobytes whatever a remote
@@ -264,6 +400,209 @@ fn bounded(errors: &[String], n: usize) -> Vec<String> {
     out
 }
 
+/// A short, stable name for a list of refusals.
+fn digest(errors: &[String]) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    errors.hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
 fn opt(v: Option<u64>) -> String {
     v.map(|v| v.to_string()).unwrap_or_else(|| "?".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn file(dir: &std::path::Path, sensors: &[&str]) -> Config {
+        let mut toml = format!(
+            "[gateway]\nid = \"gw\"\ndata_dir = \"{}\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:1\"\n[mqtt.shadow]\nthing = \"gw\"\napply_desired = true\n",
+            dir.display()
+        );
+        for s in sensors {
+            toml.push_str(&format!(
+                "[[sensor]]\nid = \"{s}\"\nsource = {{ simulated = \"constant\" }}\nwarning = {{ high = 80.0 }}\ncritical = {{ high = 95.0 }}\n"
+            ));
+        }
+        crate::config::parse_str(&toml, std::path::Path::new("t.toml"), &[]).expect("config")
+    }
+
+    /// The ingest thread's side of audits: commit (answer `done`) and count.
+    fn ingest() -> (
+        mpsc::Sender<Control>,
+        std::sync::Arc<std::sync::Mutex<Vec<AlertState>>>,
+    ) {
+        let (tx, mut rx) = mpsc::channel::<Control>(16);
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s2 = std::sync::Arc::clone(&seen);
+        tokio::spawn(async move {
+            while let Some(c) = rx.recv().await {
+                if let Control::Audit { state, done, .. } = c {
+                    s2.lock().expect("lock").push(state);
+                    if let Some(d) = done {
+                        let _ = d.send(());
+                    }
+                }
+            }
+        });
+        (tx, seen)
+    }
+
+    fn change(desired: serde_json::Value, version: u64) -> RemoteChange {
+        RemoteChange {
+            desired,
+            version: Some(version),
+            replace: false,
+        }
+    }
+
+    fn high(cfg: &Config, sensor: &str) -> Option<f64> {
+        cfg.sensor
+            .iter()
+            .find(|s| s.id == sensor)
+            .and_then(|s| s.warning)
+            .and_then(|w| w.high)
+    }
+
+    /// (b) One unknown sensor in `desired` does not block the rest, then or later; (c) the refused part is
+    /// audited once, whatever version it comes back with; a restart remembers it.
+    #[tokio::test]
+    async fn valid_parts_apply_and_a_refusal_is_audited_once() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let f = file(dir.path(), &["a", "b"]);
+        let (control, audits) = ingest();
+        let mut r = Remote::open(&f);
+        let d = json!({"alarms": {"nosuch": {"delay": "1s"}, "a": {"warning": {"high": 70}}}});
+        let cfg = r
+            .change(&f, change(d.clone(), 2), &control)
+            .await
+            .expect("applied");
+        assert_eq!(high(&cfg, "a"), Some(70.0));
+        let out = r.outcome().expect("outcome");
+        assert!(
+            out.applied && out.errors[0].contains("desired.alarms.nosuch"),
+            "{out:?}"
+        );
+        assert_eq!(out.alarms["a"]["warning"]["high"], 70);
+        // The shadow sends the refused part again and again with new versions (its own updates bump them).
+        let rest = json!({"alarms": {"nosuch": {"delay": "1s"}}});
+        for v in 3..10 {
+            assert!(r
+                .change(&f, change(rest.clone(), v), &control)
+                .await
+                .is_none());
+        }
+        // Later changes are not blocked.
+        let cfg = r
+            .change(
+                &f,
+                change(json!({"alarms": {"b": {"warning": {"high": 75}}}}), 11),
+                &control,
+            )
+            .await
+            .expect("applied");
+        assert_eq!((high(&cfg, "a"), high(&cfg, "b")), (Some(70.0), Some(75.0)));
+        // A restart: the refusal is remembered.
+        let mut again = Remote::open(&f);
+        let _ = again.effective(&f, None);
+        assert!(again.change(&f, change(rest, 12), &control).await.is_none());
+        tokio::task::yield_now().await;
+        assert_eq!(
+            *audits.lock().expect("lock"),
+            vec![AlertState::Applied, AlertState::Applied],
+            "the refused part alone is not audited"
+        );
+    }
+
+    /// (a) A reload that removes a sensor with an override keeps every other override in force, and the shadow
+    /// reports only what is in force.
+    #[tokio::test]
+    async fn a_sensor_leaving_the_file_takes_only_its_own_override() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let f = file(dir.path(), &["a", "b"]);
+        let (control, _) = ingest();
+        let mut r = Remote::open(&f);
+        let d = json!({"alarms": {"a": {"warning": {"high": 70}}, "b": {"warning": {"high": 60}}}});
+        r.change(&f, change(d, 2), &control).await.expect("applied");
+        let without_b = file(dir.path(), &["a"]);
+        let cfg = r.effective(&without_b, Some(&f));
+        assert_eq!(high(&cfg, "a"), Some(70.0), "a's override stays");
+        let reported = r.in_force(true, None, Vec::new()).alarms;
+        assert!(
+            reported.get("b").is_none() && reported["a"].is_object(),
+            "{reported}"
+        );
+        // b comes back: its override applies again.
+        let cfg = r.effective(&f, Some(&without_b));
+        assert_eq!(high(&cfg, "b"), Some(60.0));
+    }
+
+    /// (d) The audit is written ahead with the change: a crash before it was committed (no answer) leaves it in
+    /// the overlay, and the next start records it.
+    #[tokio::test]
+    async fn an_applied_change_is_never_without_its_audit() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let f = file(dir.path(), &["a"]);
+        // An ingest thread that dies before committing.
+        let (dead, rx) = mpsc::channel::<Control>(16);
+        drop(rx);
+        let mut r = Remote::open(&f);
+        r.change(
+            &f,
+            change(json!({"alarms": {"a": {"delay": "2s"}}}), 2),
+            &dead,
+        )
+        .await
+        .expect("applied");
+        let saved = Overlay::load(dir.path()).expect("overlay");
+        assert_eq!(
+            saved.audit_pending.as_ref().map(|a| a["state"].clone()),
+            Some(json!("applied"))
+        );
+        // The next start.
+        let (control, audits) = ingest();
+        let mut r = Remote::open(&f);
+        r.flush_pending_audit(&f, &control).await;
+        assert_eq!(*audits.lock().expect("lock"), vec![AlertState::Applied]);
+        assert!(Overlay::load(dir.path())
+            .expect("overlay")
+            .audit_pending
+            .is_none());
+    }
+
+    /// (f) Overrides stay within the shadow's room; what would not fit is refused by name.
+    #[tokio::test]
+    async fn overrides_beyond_the_shadows_room_are_refused_by_name() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let names: Vec<String> = (0..120).map(|i| format!("sensor_{i:03}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let f = file(dir.path(), &refs);
+        let (control, _) = ingest();
+        let mut r = Remote::open(&f);
+        let alarms: serde_json::Map<String, serde_json::Value> = names
+            .iter()
+            .map(|n| {
+                (
+                    n.clone(),
+                    json!({"warning": {"high": 70.5, "low": 1.5}, "delay": "10s"}),
+                )
+            })
+            .collect();
+        r.change(&f, change(json!({ "alarms": alarms }), 2), &control)
+            .await
+            .expect("applied in part");
+        let out = r.outcome().expect("outcome");
+        let kept = out.alarms.as_object().map_or(0, |a| a.len());
+        assert!(kept > 20 && kept < 120, "{kept} kept");
+        assert!(serde_json::to_string(&out.alarms).expect("json").len() <= MAX_REPORTED_ALARMS);
+        assert!(
+            out.errors[0].contains("more than the 4096"),
+            "{:?}",
+            out.errors
+        );
+        assert!(out.errors.len() <= REPORTED_ERRORS + 1);
+    }
 }

@@ -25,6 +25,8 @@ pub enum ConfigCmd {
 pub fn overrides(cfg: &Config) -> Result<Vec<String>, String> {
     let o = Overlay::load(&cfg.gateway.data_dir)?;
     let on = crate::remote::enabled(cfg);
+    // What the daemon leaves out (an override the file's checks refuse now) is not in force.
+    let (_, _, left_out) = o.apply_each(cfg);
     Ok(o.changes(cfg)
         .into_iter()
         .map(|(s, k, file, remote)| {
@@ -32,10 +34,12 @@ pub fn overrides(cfg: &Config) -> Result<Vec<String>, String> {
                 .version
                 .map(|v| v.to_string())
                 .unwrap_or_else(|| "?".into());
-            let state = if on {
-                ""
-            } else {
+            let state = if !on {
                 " — not applied: apply_desired is off"
+            } else if left_out.contains(&s) {
+                " — left out: it no longer fits the file's configuration"
+            } else {
+                ""
             };
             format!("{s}.{k} = {remote} (remote, shadow version {version}; file: {file}){state}")
         })

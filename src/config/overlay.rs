@@ -4,8 +4,9 @@
 //! Only alarm settings may be set remotely — per sensor `warning`, `critical` (`high`/`low`), `deadband`, `delay`,
 //! `off_delay`, `valid` (`min`/`max`) and `stale_after`; anything else in `desired` is refused by name. A desired
 //! document is merged into the overlay the way AWS merges shadow documents (`null` removes a key, which returns it
-//! to the file's value), applied to the file's config and checked by the same validation as the file, so a
-//! change is taken whole or not at all.
+//! to the file's value), applied to the file's config and checked by the same validation as the file — sensor by
+//! sensor: what fits is applied, the rest is refused per key and reported, and an override whose sensor left the
+//! file is left out without taking the others with it.
 
 use super::{validate, Config, Dur, Limits, ValidRange};
 use serde::{Deserialize, Serialize};
@@ -42,6 +43,14 @@ pub struct Overlay {
     /// Per sensor: key → value (objects for `warning`, `critical`, `valid`).
     #[serde(default)]
     pub alarms: BTreeMap<String, Map<String, Value>>,
+    /// What was last refused (a digest of the refusals): refused again — after a reconnect, a restart, or with a
+    /// new shadow version the gateway's own updates caused — it is not audited again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+    /// An applied change's audit event not yet known to be committed (written with the change, cleared once the
+    /// audit is in the store, sent again after a crash in between): no change in force without its audit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_pending: Option<Value>,
 }
 
 /// The overlay file of a data directory.
@@ -181,6 +190,27 @@ impl Overlay {
         } else {
             Err(errors)
         }
+    }
+
+    /// Apply sensor by sensor: the file's config with every override that fits, and for those that do not (a
+    /// sensor that left the file, a value the file's checks refuse) why, with the sensors left out.
+    pub fn apply_each(&self, file: &Config) -> (Config, Vec<String>, Vec<String>) {
+        let mut cfg = file.clone();
+        let (mut errors, mut left_out) = (Vec::new(), Vec::new());
+        for (sensor, keys) in &self.alarms {
+            let one = Overlay {
+                alarms: BTreeMap::from([(sensor.clone(), keys.clone())]),
+                ..Overlay::default()
+            };
+            match one.apply(&cfg) {
+                Ok(c) => cfg = c,
+                Err(e) => {
+                    errors.extend(e);
+                    left_out.push(sensor.clone());
+                }
+            }
+        }
+        (cfg, errors, left_out)
     }
 
     /// Every overridden key with its value in the file and in the overlay: `(sensor, key, file, remote)`.

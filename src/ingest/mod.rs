@@ -489,6 +489,7 @@ impl Writer {
                 state,
                 reason,
                 change,
+                done,
             } => {
                 let mut a = self.engine.gateway_alert(
                     AlertType::ConfigChange,
@@ -499,6 +500,11 @@ impl Writer {
                 a.operator.change = Some(change);
                 self.alerts.push(a);
                 self.commit_alerts();
+                if self.unsaved_alerts.is_empty() {
+                    if let Some(d) = done {
+                        let _ = d.send(());
+                    }
+                }
             }
             Control::DeadLetter { reason } => {
                 let a = self.engine.gateway_alert(

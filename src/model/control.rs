@@ -74,6 +74,8 @@ pub enum Control {
         reason: String,
         /// The detail for machines.
         change: serde_json::Value,
+        /// Told once the event is committed.
+        done: Option<tokio::sync::oneshot::Sender<()>>,
     },
     /// Store and publish a DEAD_LETTER event: a sink skipped an item it can never carry.
     DeadLetter {

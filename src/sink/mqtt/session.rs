@@ -194,6 +194,8 @@ impl Session {
         let mut acks = Acks::default();
         let mut first_error = true;
         let mut subs = super::subscriptions::Subscriptions::default();
+        // A desired state the daemon has not taken yet (coalesced; see hand_over).
+        let mut waiting: Option<crate::model::RemoteChange> = None;
         'conn: loop {
             let (client, mut ev) = AsyncClient::new(self.opts.clone(), self.queue);
             // Alerts are small and latency matters: no Nagle.
@@ -267,6 +269,11 @@ impl Session {
                         publish_untracked(&client, o, &mut acks);
                     }
                     _ = shadow_tick.tick(), if connected && self.shadow.is_some() => {
+                        if let (Some(tx), Some(w)) = (&self.remote, waiting.take()) {
+                            if let Err(mpsc::error::TrySendError::Full(c)) = tx.try_send(w) {
+                                waiting = Some(c);
+                            }
+                        }
                         if let Some(sh) = self.shadow.as_mut() {
                             let live = self.live.borrow().clone();
                             let backlog = (
@@ -334,7 +341,8 @@ impl Session {
                                     publish_untracked(&client, o, &mut acks);
                                 }
                                 if let (Some(tx), Some((desired, version, replace))) = (&self.remote, sh.take_desired()) {
-                                    hand_over(tx.clone(), desired, version, replace);
+                                    let change = crate::model::RemoteChange { desired, version, replace };
+                                    hand_over(tx, &mut waiting, change);
                                 }
                             }
                         }
@@ -412,22 +420,43 @@ impl Session {
     }
 }
 
-/// Give a desired state to the daemon's overlay and bring the outcome back to the shadow, without holding up the
-/// connection.
+/// Give a desired state to the daemon's overlay without holding up the connection. What the daemon has not taken
+/// yet waits in `waiting`, coalesced with what follows (a flood of deltas is one change, not a task each): a full
+/// document replaces it, a delta is merged into it.
 fn hand_over(
-    tx: mpsc::Sender<crate::model::RemoteChange>,
-    desired: serde_json::Value,
-    version: Option<u64>,
-    replace: bool,
+    tx: &mpsc::Sender<crate::model::RemoteChange>,
+    waiting: &mut Option<crate::model::RemoteChange>,
+    change: crate::model::RemoteChange,
 ) {
-    tokio::spawn(async move {
-        let change = crate::model::RemoteChange {
-            desired,
-            version,
-            replace,
-        };
-        let _ = tx.send(change).await;
-    });
+    let next = match waiting.take() {
+        Some(mut w) if !change.replace => {
+            merge_delta(&mut w.desired, change.desired);
+            w.version = change.version.or(w.version);
+            w
+        }
+        _ => change,
+    };
+    if let Err(mpsc::error::TrySendError::Full(c)) = tx.try_send(next) {
+        *waiting = Some(c);
+    }
+}
+
+/// Merge a later delta into an earlier one: objects key by key, anything else (a `null` too: it removes the key
+/// in the overlay) replaces.
+fn merge_delta(into: &mut serde_json::Value, from: serde_json::Value) {
+    match (into.as_object_mut(), from) {
+        (Some(i), serde_json::Value::Object(f)) => {
+            for (k, v) in f {
+                match i.get_mut(&k) {
+                    Some(slot) if slot.is_object() && v.is_object() => merge_delta(slot, v),
+                    _ => {
+                        i.insert(k, v);
+                    }
+                }
+            }
+        }
+        (_, f) => *into = f,
+    }
 }
 
 /// Queue a publish nobody waits for (status, shadow); false when the request queue was full.
@@ -444,6 +473,44 @@ fn publish_untracked(client: &AsyncClient, o: Out, acks: &mut Acks) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A flood of deltas while the daemon is busy becomes one waiting change, merged in order; a full document
+    /// replaces what waits.
+    #[test]
+    fn a_flood_of_deltas_is_coalesced_into_one_waiting_change() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let mut waiting = None;
+        let delta = |v: u64, d: serde_json::Value| crate::model::RemoteChange {
+            desired: d,
+            version: Some(v),
+            replace: false,
+        };
+        hand_over(
+            &tx,
+            &mut waiting,
+            delta(1, serde_json::json!({"alarms":{"a":{"delay":"1s"}}})),
+        );
+        assert!(waiting.is_none(), "the first one fits the channel");
+        for v in 2..5000 {
+            let d = serde_json::json!({"alarms":{"a":{"warning":{"high": v}}, format!("s{}", v % 3): {"delay": null}}});
+            hand_over(&tx, &mut waiting, delta(v, d));
+        }
+        let w = waiting.as_ref().expect("one waiting change");
+        assert_eq!(w.version, Some(4999));
+        assert_eq!(w.desired["alarms"]["a"]["warning"]["high"], 4999);
+        assert!(w.desired["alarms"]["s0"]["delay"].is_null());
+        assert_eq!(rx.try_recv().map(|c| c.version).ok(), Some(Some(1)));
+        let full = crate::model::RemoteChange {
+            desired: serde_json::json!({"alarms":{}}),
+            version: Some(5000),
+            replace: true,
+        };
+        hand_over(&tx, &mut waiting, full);
+        assert!(waiting.is_none());
+        assert!(rx
+            .try_recv()
+            .is_ok_and(|c| c.replace && c.version == Some(5000)));
+    }
 
     #[test]
     fn a_delivery_completes_only_when_every_publish_is_acknowledged() {
