@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every benchmark figure of the README "Performance" table from one command: builds the release binary with the
 # `bench` feature, starts mosquitto, VictoriaMetrics, aiosmtpd and a pymodbus server on free loopback ports, runs
-# `watchpost bench` (in-process, --mqtt, --influxdb, --email, --modbus), the gateway workload (../shared/bench/peer_workload.sh
+# `watchpost bench` (in-process, --mqtt, --influxdb, --email, --modbus), the gateway workload (bench/peer_workload.sh
 # when present) and prints the lines, with the machine they ran on.
 #   scripts/bench.sh            (needs what .ci/run installs)
 set -euo pipefail
@@ -15,14 +15,14 @@ MQ=$(port); printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_mess
 mosquitto -c "$T/mq.conf" >"$T/mq.log" 2>&1 & PIDS+=($!); waitp "$MQ"
 VM=$(port); victoria-metrics -httpListenAddr=127.0.0.1:"$VM" -storageDataPath="$T/vm" >"$T/vm.log" 2>&1 & PIDS+=($!); waitp "$VM"
 SM=$(port); "$PY" tests/support/smtp_server.py --port "$SM" --out "$T/mails" >"$T/sm.ready" 2>"$T/sm.log" & PIDS+=($!); waitp "$SM"
-MB=$(port); "$PY" ../shared/bench/modbus_server.py --host 127.0.0.1 --port "$MB" --count 100 >"$T/mb.log" 2>&1 & PIDS+=($!); waitp "$MB"
+MB=$(port); "$PY" bench/modbus_server.py --host 127.0.0.1 --port "$MB" --count 100 >"$T/mb.log" 2>&1 & PIDS+=($!); waitp "$MB"
 echo "# $(uname -srm), $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo); binary $(stat -c %s "$B") bytes"
 "$B" bench
 "$B" bench --mqtt "mqtt://127.0.0.1:$MQ"
 "$B" bench --influxdb "http://127.0.0.1:$VM"
 "$B" bench --email "smtp://127.0.0.1:$SM"
 "$B" bench --modbus "tcp://127.0.0.1:$MB"
-if [ -x ../shared/bench/peer_workload.sh ] || [ -f ../shared/bench/peer_workload.sh ]; then
+if [ -x bench/peer_workload.sh ] || [ -f bench/peer_workload.sh ]; then
     cargo build --release --locked >/dev/null
-    SRV_PY="$PY" bash ../shared/bench/peer_workload.sh "$B" 100 100 60 10 | grep -v '^ok$'
+    SRV_PY="$PY" bash bench/peer_workload.sh "$B" 100 100 60 10 | grep -v '^ok$'
 fi

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 S=${1:-4}; REGS=${2:-500}; POLLS=${3:-"100 50 20 10"}; DUR=${4:-30}
 PY=${WATCHPOST_TEST_PYTHON:-/var/cache/watchpost/venv/bin/python}
-SRV=../shared/bench/modbus_server.py
+SRV=bench/modbus_server.py
 cargo build -q --release --locked
 B=${CARGO_TARGET_DIR:-target}/release/watchpost
 source scripts/lib.sh

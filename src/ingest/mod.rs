@@ -122,8 +122,8 @@ struct Writer {
     alerts: Vec<Alert>,
     /// Newest timestamp written per sensor.
     last_ts: HashMap<Arc<str>, Timestamp>,
-    /// Wall and monotonic clocks at the last beat, to see the wall clock step.
-    clocks: (Timestamp, Instant),
+    /// The daemon's timeline: the wall clock, never stepping back (see clock.rs).
+    clock: clock::Timeline,
 }
 
 impl Writer {
@@ -194,7 +194,7 @@ impl Writer {
             overflow,
             alerts: Vec::new(),
             last_ts: HashMap::new(),
-            clocks: (Timestamp::now(), Instant::now()),
+            clock: clock::Timeline::new(Timestamp::now(), Instant::now()),
         };
         Ok((
             w,
@@ -277,7 +277,7 @@ impl Writer {
                     if last_tick.elapsed() + slack >= TICK {
                         last_tick = Instant::now();
                         let mut out = std::mem::take(&mut self.alerts);
-                        self.engine.tick(Timestamp::now(), &mut out);
+                        self.engine.tick(self.clock.now(), &mut out);
                         self.alerts = out;
                         self.check_overflow_cleared();
                         // Fed only while the async runtime beats too: a wedged runtime gets the daemon restarted.
@@ -313,17 +313,21 @@ impl Writer {
         tracing::info!("Readings committed.");
     }
 
-    /// A wall-clock step (more than 2 s off the monotonic clock since the last beat) is logged and the alarm
-    /// engine's timers are moved with it.
+    /// A wall-clock step (more than 2 s off the monotonic clock since the last look) is logged; a step forward
+    /// moves the alarm engine's timers with it, a step back is absorbed by the timeline (clock.rs).
     fn watch_clock(&mut self) {
-        let (wall, mono) = (Timestamp::now(), Instant::now());
-        let (pw, pm) = self.clocks;
-        self.clocks = (wall, mono);
-        let real = i64::try_from(mono.duration_since(pm).as_millis()).unwrap_or(i64::MAX);
-        let step = wall.0.saturating_sub(pw.0).saturating_sub(real);
-        if step.abs() > 2000 {
-            tracing::warn!(step_ms = step, "The wall clock stepped; alarm timers follow it, and each sensor's readings keep increasing timestamps.");
-            self.engine.shift_clock(step);
+        let seen = self.clock.observe(Timestamp::now(), Instant::now());
+        if seen.step_ms > 0 {
+            tracing::warn!(
+                step_ms = seen.step_ms,
+                "The wall clock stepped forward; alarm timers move with it."
+            );
+        } else if seen.step_ms < 0 {
+            tracing::warn!(step_ms = seen.step_ms, slew_s = -seen.step_ms / 100,
+                "The wall clock stepped back; readings keep their order and spacing on a clock that runs 10 % slow until it meets the wall clock again, and alarm delays are not shortened.");
+        }
+        if seen.shift_ms != 0 {
+            self.engine.shift_clock(seen.shift_ms);
         }
     }
 
@@ -351,6 +355,7 @@ impl Writer {
     }
 
     fn accept(&mut self, mut r: Reading) {
+        r.ts = self.clock.map(r.ts);
         // One sensor's readings never share or go back in time (a stepped-back clock): InfluxDB would overwrite.
         match self.last_ts.get_mut(&r.sensor) {
             Some(last) => {
@@ -471,7 +476,7 @@ impl Writer {
                 // Readings up to now are evaluated first; the command's events are committed (with the engine
                 // snapshot) before it is answered, so an answer never announces a change a crash could lose.
                 let mut out = std::mem::take(&mut self.alerts);
-                let result = self.engine.command(&req, Timestamp::now(), &mut out);
+                let result = self.engine.command(&req, self.clock.now(), &mut out);
                 self.alerts = out;
                 if self.alerts.is_empty() && self.unsaved_alerts.is_empty() {
                     // No event (a refusal, a shelf on a quiet sensor): the snapshot still records the request id
@@ -602,5 +607,6 @@ fn sd_watchdog() -> bool {
     sd_notify::watchdog_enabled(false, &mut usec)
 }
 
+mod clock;
 #[cfg(test)]
 mod tests;
