@@ -230,7 +230,13 @@ fn log_sensor_changes(old: &Config, new: &Config) {
     let changed: Vec<_> = new
         .sensor
         .iter()
-        .filter(|s| old.sensor.iter().any(|p| p.id == s.id && p != *s))
+        // Compared as written: a `nan` in a scripted source is unequal to itself as a number, and the journal's
+        // answer to "what did this reload do" must be true.
+        .filter(|s| {
+            old.sensor
+                .iter()
+                .any(|p| p.id == s.id && format!("{p:?}") != format!("{s:?}"))
+        })
         .map(|s| &s.id)
         .collect();
     if !(added.is_empty() && removed.is_empty() && changed.is_empty()) {

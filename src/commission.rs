@@ -18,7 +18,25 @@ pub fn command_runtime(cmd: &str) -> Option<tokio::runtime::Runtime> {
     }
 }
 
-/// Read the selected sensors once and print their values.
+/// A reading for people: 7 significant digits (an f32's precision; a driver's raw f64 arithmetic shows more
+/// digits than any sensor resolves).
+fn shown(v: f64) -> String {
+    crate::util::significant(v, 7)
+}
+
+/// One sensor in `read --json`: the value (full precision), its unit, where it came from and the raw registers
+/// or bytes.
+fn entry(v: Option<f64>, unit: &str, from: &str, raw: Vec<String>) -> serde_json::Value {
+    serde_json::json!({ "value": v, "unit": unit, "from": from, "raw": raw })
+}
+
+/// One sensor that could not be read, in `read --json`.
+fn failure(e: &dyn std::fmt::Display) -> serde_json::Value {
+    serde_json::json!({ "value": null, "error": e.to_string() })
+}
+
+/// Read the selected sensors once and print their values (with `json`: one object per sensor with its value,
+/// unit, origin and raw registers or bytes).
 pub fn read(cfg: &Config, only: &[String], json: bool) -> ExitCode {
     for id in only {
         if !cfg.sensor.iter().any(|s| &s.id == id) {
@@ -42,15 +60,11 @@ pub fn read(cfg: &Config, only: &[String], json: bool) -> ExitCode {
             let v = crate::source::simulated::Simulated::new(src).sample(Timestamp::now());
             if !json {
                 match v {
-                    Some(v) => println!("{:<24} {v} {unit}  (simulated)", s.id),
+                    Some(v) => println!("{:<24} {} {unit}  (simulated)", s.id, shown(v)),
                     None => println!("{:<24} (silent)  (simulated)", s.id),
                 }
             }
-            out.insert(
-                s.id.clone(),
-                v.map(serde_json::Value::from)
-                    .unwrap_or(serde_json::Value::Null),
-            );
+            out.insert(s.id.clone(), entry(v, unit, "simulated", Vec::new()));
             continue;
         }
         #[cfg(feature = "modbus")]
@@ -76,30 +90,24 @@ pub fn read(cfg: &Config, only: &[String], json: bool) -> ExitCode {
             match res {
                 Ok(words) => {
                     let (_, raw, v) = modbus::split(&req, &words).remove(0);
+                    let hex: Vec<String> = raw.iter().map(|w| format!("0x{w:04x}")).collect();
+                    let at = format!("unit {} {:?} @{}", p.unit, p.table, p.address);
                     if !json {
-                        let hex: Vec<String> = raw.iter().map(|w| format!("0x{w:04x}")).collect();
                         println!(
-                            "{:<24} {} {unit}  (unit {} {:?} @{} raw [{}])",
+                            "{:<24} {} {unit}  ({at} raw [{}])",
                             s.id,
-                            v.map(|v| v.to_string()).unwrap_or_else(|| "?".into()),
-                            p.unit,
-                            p.table,
-                            p.address,
+                            v.map(shown).unwrap_or_else(|| "?".into()),
                             hex.join(", ")
                         );
                     }
-                    out.insert(
-                        s.id.clone(),
-                        v.map(serde_json::Value::from)
-                            .unwrap_or(serde_json::Value::Null),
-                    );
+                    out.insert(s.id.clone(), entry(v, unit, &at, hex));
                 }
                 Err(e) => {
                     failed += 1;
                     if !json {
                         println!("{:<24} ERROR {e}", s.id);
                     }
-                    out.insert(s.id.clone(), serde_json::Value::Null);
+                    out.insert(s.id.clone(), failure(&e));
                 }
             }
         }
@@ -126,7 +134,7 @@ pub fn read(cfg: &Config, only: &[String], json: bool) -> ExitCode {
         };
         for ((s, src), (id, r, raw)) in sensors.iter().zip(results) {
             let unit = s.unit.as_deref().unwrap_or(src.native_unit());
-            let hex: Vec<String> = raw.iter().map(|b| format!("{b:02x}")).collect();
+            let hex: Vec<String> = raw.iter().map(|b| format!("0x{b:02x}")).collect();
             let at = format!(
                 "{} 0x{:02x} {} on {}",
                 src.chip.spec().name,
@@ -137,16 +145,20 @@ pub fn read(cfg: &Config, only: &[String], json: bool) -> ExitCode {
             match r {
                 Ok(v) => {
                     if !json {
-                        println!("{id:<24} {v} {unit}  ({at}, raw [{}])", hex.join(" "));
+                        println!(
+                            "{id:<24} {} {unit}  ({at}, raw [{}])",
+                            shown(v),
+                            hex.join(" ")
+                        );
                     }
-                    out.insert(id, serde_json::Value::from(v));
+                    out.insert(id, entry(Some(v), unit, &at, hex));
                 }
                 Err(e) => {
                     failed += 1;
                     if !json {
                         println!("{id:<24} ERROR {e}  ({at})");
                     }
-                    out.insert(id, serde_json::Value::Null);
+                    out.insert(id, failure(&e));
                 }
             }
         }
@@ -262,7 +274,10 @@ pub fn scan_modbus(
                                 let pair = [*w, *next];
                                 let f = decode(&pair, DataType::F32, o).unwrap_or(f64::NAN);
                                 let u = decode(&pair, DataType::U32, o).unwrap_or(f64::NAN);
-                                line.push_str(&format!("  {name}: f32 {f:<12.6} u32 {u}"));
+                                line.push_str(&format!(
+                                    "  {name}: f32 {:<14} u32 {u}",
+                                    crate::util::significant(f, 7)
+                                ));
                             }
                         }
                         println!("{line}");

@@ -103,19 +103,18 @@ where
 pub fn log_alert(a: &crate::model::Alert) {
     use crate::model::{AlertState, Severity};
     let (id, sensor, sev) = (&a.id, &a.sensor, a.severity.as_str());
-    let state = a.state.as_str();
     // Only what calls for attention is WARN/ERROR: raises, escalations, an active alarm unshelved. Clears and
     // operator actions (acknowledge, shelve), and raises of shelved alarms, are INFO.
     let attention = a.annunciates() || a.state == AlertState::Deescalated;
     match (a.state, a.severity) {
         _ if !attention => {
-            tracing::info!(target: "watchpost::alert", alert_id = %id, sensor = %sensor, severity = sev, state, "{}", a.summary())
+            tracing::info!(target: "watchpost::alert", alert_id = %id, sensor = %sensor, severity = sev, "{}", a.log_message())
         }
         (_, Severity::Critical) => {
-            tracing::error!(target: "watchpost::alert", alert_id = %id, sensor = %sensor, severity = sev, state, "{}", a.summary())
+            tracing::error!(target: "watchpost::alert", alert_id = %id, sensor = %sensor, severity = sev, "{}", a.log_message())
         }
         (_, Severity::Warning) => {
-            tracing::warn!(target: "watchpost::alert", alert_id = %id, sensor = %sensor, severity = sev, state, "{}", a.summary())
+            tracing::warn!(target: "watchpost::alert", alert_id = %id, sensor = %sensor, severity = sev, "{}", a.log_message())
         }
     }
 }

@@ -148,3 +148,52 @@ mod tests {
         }
     }
 }
+
+/// `v` with `digits` significant digits, in plain notation from 1e-4 to 1e7 and with an exponent outside it,
+/// trailing zeros dropped: `25.08248`, `-1.700218e38`, `1.2e-38`, `0`. For people (commissioning output); an f32
+/// carries about 7 significant digits.
+pub fn significant(v: f64, digits: usize) -> String {
+    if !v.is_finite() {
+        return format!("{v}");
+    }
+    if v == 0.0 {
+        return "0".into();
+    }
+    let digits = digits.clamp(1, 17);
+    let exp = v.abs().log10().floor() as i32;
+    let trim = |s: &str| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    if (-4..7).contains(&exp) {
+        let decimals = (digits as i32 - 1 - exp).max(0) as usize;
+        trim(&format!("{v:.decimals$}"))
+    } else {
+        let s = format!("{v:.prec$e}", prec = digits - 1);
+        match s.split_once('e') {
+            Some((m, e)) => format!("{}e{e}", trim(m)),
+            None => s,
+        }
+    }
+}
+
+#[cfg(test)]
+mod significant_tests {
+    use super::significant;
+
+    #[test]
+    fn seven_significant_digits_with_an_exponent_where_needed() {
+        assert_eq!(significant(25.082477569580078, 7), "25.08248");
+        assert_eq!(significant(-1.700_218_0e38, 7), "-1.700218e38");
+        assert_eq!(significant(1.2e-38, 7), "1.2e-38");
+        assert_eq!(significant(1.401298464e-45, 7), "1.401298e-45");
+        assert_eq!(significant(0.0, 7), "0");
+        assert_eq!(significant(1000.0, 7), "1000");
+        assert_eq!(significant(0.5, 7), "0.5");
+        assert_eq!(significant(12_345_678.0, 7), "1.234568e7");
+        assert_eq!(significant(f64::NAN, 7), "NaN");
+    }
+}

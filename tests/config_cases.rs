@@ -152,3 +152,128 @@ fn an_unreadable_file_is_a_warning_and_a_missing_one_an_error() {
     assert!(file_missing(&Error::from(ErrorKind::NotFound)));
     assert!(file_missing(&Error::from(ErrorKind::NotADirectory)));
 }
+
+/// The annotated reference config says "a commented-out line shows the default": for every such line in a
+/// single section, uncommenting it must change nothing. Lines that show an example rather than the default are
+/// listed here by name (they say so in their comment).
+#[test]
+fn the_reference_configs_commented_defaults_are_the_defaults() {
+    const EXAMPLES: &[&str] = &[
+        "client_id",
+        "username",
+        "password_file",
+        "ca_file",
+        "tags",
+        "name",
+        "token_file",
+        "location",
+        // The mode follows the URL's scheme unless set; the line shows what smtp:// means.
+        "tls",
+        "reply_to",
+        "sensors",
+        "exclude",
+    ];
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/watchpost.toml");
+    let text = std::fs::read_to_string(&path).expect("reference config");
+    let parse = |t: &str| {
+        watchpost::config::parse_str(t, &path, &[])
+            .map(|c| {
+                let mut v = serde_json::to_value(&c).expect("json");
+                // Sensors and buses are examples; the sections are what defaults speak of.
+                for k in ["sensor", "modbus", "i2c"] {
+                    v.as_object_mut().map(|o| o.remove(k));
+                }
+                v
+            })
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let base = parse(&text);
+    let lines: Vec<&str> = text.lines().collect();
+    let mut section = String::new();
+    let mut checked = 0;
+    let mut wrong = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        if l.starts_with('[') || l.starts_with("# [") {
+            section = l.to_string();
+        }
+        // Arrays of tables hold examples; a commented-out section is an example as a whole.
+        if section.starts_with("[[") || section.starts_with('#') {
+            continue;
+        }
+        let Some(rest) = l.strip_prefix("# ") else {
+            continue;
+        };
+        let Some((key, _)) = rest.split_once(" = ") else {
+            continue;
+        };
+        if !key.chars().all(|c| c.is_ascii_lowercase() || c == '_') || EXAMPLES.contains(&key) {
+            continue;
+        }
+        let mut changed = lines.clone();
+        changed[i] = rest;
+        if parse(&changed.join("\n")) != base {
+            wrong.push(format!("config/watchpost.toml:{}: {section} {rest}", i + 1));
+        }
+        checked += 1;
+    }
+    assert!(
+        wrong.is_empty(),
+        "documented as the default but not the default:\n{}",
+        wrong.join("\n")
+    );
+    assert!(checked >= 20, "only {checked} documented defaults found");
+}
+
+/// The documented topic names are the ones the code publishes on.
+#[test]
+fn documented_topics_are_the_published_ones() {
+    use watchpost::model::{Alert, AlertState, AlertType, Direction, Severity, Timestamp};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let reference = std::fs::read_to_string(root.join("config/watchpost.toml")).expect("reference");
+    assert!(
+        reference.contains("{topic_prefix}/{gateway.id}/alerts/{sensor}/{alarm}"),
+        "the reference config names the per-alarm topic"
+    );
+    let a = Alert {
+        kind: AlertType::Alert,
+        id: "gw:t:1".into(),
+        state: AlertState::Raised,
+        severity: Severity::Warning,
+        sensor: "oil_temp".into(),
+        device: "gw".into(),
+        location: String::new(),
+        value: Some(1.0),
+        unit: None,
+        threshold: Some(1.0),
+        direction: Some(Direction::High),
+        ts: Timestamp(0),
+        since: Timestamp(0),
+        reason: None,
+        operator: Default::default(),
+    };
+    let t = watchpost::sink::mqtt::Topics::new("watchpost", "gw");
+    assert_eq!(t.alert(&a), "watchpost/gw/alerts/oil_temp/high");
+    assert_eq!(t.events(), "watchpost/gw/events");
+    assert_eq!(t.status(), "watchpost/gw/status");
+    for doc in [
+        "config/watchpost.toml",
+        "docs/mqtt.md",
+        "docs/alarms.md",
+        "README.md",
+    ] {
+        let text = std::fs::read_to_string(root.join(doc)).expect("doc");
+        assert!(
+            !text.contains("Mozilla"),
+            "{doc}: the trust store is the system's (rustls-platform-verifier)"
+        );
+        for (i, l) in text.lines().enumerate() {
+            if let Some(p) = l.find("alerts/{sensor}") {
+                assert!(
+                    l[p..].starts_with("alerts/{sensor}/{alarm}"),
+                    "{doc}:{}: the retained topic is alerts/{{sensor}}/{{alarm}}: {l}",
+                    i + 1
+                );
+            }
+        }
+    }
+}

@@ -51,7 +51,12 @@ fn golden_register_maps_decode_exactly() {
             case.display()
         );
         for (k, v) in want {
-            let (g, w) = (got[k].as_f64(), v.as_f64().expect("number"));
+            let (g, w) = (got[k]["value"].as_f64(), v.as_f64().expect("number"));
+            assert!(
+                got[k]["raw"].as_array().is_some_and(|r| !r.is_empty()),
+                "{}: {k}: read --json carries the raw registers: {got}",
+                case.display()
+            );
             let g = g.unwrap_or_else(|| panic!("{}: {k} missing: {got}", case.display()));
             assert!(
                 (g - w).abs() <= w.abs() * 1e-12 + 1e-9,

@@ -901,7 +901,7 @@ _watchpost() {
             return 0
             ;;
         watchpost__subcmd__check__subcmd__config)
-            opts="-c -h --effective --config --log-format --log-level --help"
+            opts="-c -h --effective --file-only --config --log-format --log-level --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1516,7 +1516,7 @@ _watchpost() {
                     return 0
                     ;;
                 --table)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "holding input coil discrete" -- "${cur}"))
                     return 0
                     ;;
                 --address)

@@ -24,7 +24,7 @@ function __fish_watchpost_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c watchpost -n "__fish_watchpost_needs_command" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_needs_command" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Given (or in $WATCHPOST_CONFIG) with no command, runs the daemon; with neither, `watchpost` prints this help' -r -F
 complete -c watchpost -n "__fish_watchpost_needs_command" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
 json\t'One JSON object per event'"
 complete -c watchpost -n "__fish_watchpost_needs_command" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
@@ -39,23 +39,24 @@ complete -c watchpost -n "__fish_watchpost_needs_command" -f -a "scan" -d 'Find 
 complete -c watchpost -n "__fish_watchpost_needs_command" -f -a "buffer" -d 'Inspect the local buffer'
 complete -c watchpost -n "__fish_watchpost_needs_command" -f -a "alerts" -d 'Watch a gateway\'s alerts on the broker (the standing ones first, then live), or acknowledge, shelve and take sensors out of service (`[mqtt.commands]` on the gateway)'
 complete -c watchpost -n "__fish_watchpost_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c watchpost -n "__fish_watchpost_using_subcommand run" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand run" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Given (or in $WATCHPOST_CONFIG) with no command, runs the daemon; with neither, `watchpost` prints this help' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand run" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
 json\t'One JSON object per event'"
 complete -c watchpost -n "__fish_watchpost_using_subcommand run" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
 complete -c watchpost -n "__fish_watchpost_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c watchpost -n "__fish_watchpost_using_subcommand check-config" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand check-config" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Given (or in $WATCHPOST_CONFIG) with no command, runs the daemon; with neither, `watchpost` prints this help' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand check-config" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
 json\t'One JSON object per event'"
 complete -c watchpost -n "__fish_watchpost_using_subcommand check-config" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
 complete -c watchpost -n "__fish_watchpost_using_subcommand check-config" -l effective -d 'Also list the alarm settings remote changes override (the overlay in the data directory)'
+complete -c watchpost -n "__fish_watchpost_using_subcommand check-config" -l file-only -d 'Check the file alone, not the secrets, certificates and devices it names (e.g. on a workstation before deploying it; the unit\'s ExecStartPre, so that a missing certificate stops one sink, not the buffering)'
 complete -c watchpost -n "__fish_watchpost_using_subcommand check-config" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c watchpost -n "__fish_watchpost_using_subcommand schema" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand schema" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Given (or in $WATCHPOST_CONFIG) with no command, runs the daemon; with neither, `watchpost` prints this help' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand schema" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
 json\t'One JSON object per event'"
 complete -c watchpost -n "__fish_watchpost_using_subcommand schema" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
 complete -c watchpost -n "__fish_watchpost_using_subcommand schema" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c watchpost -n "__fish_watchpost_using_subcommand config; and not __fish_seen_subcommand_from reset-remote help" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand config; and not __fish_seen_subcommand_from reset-remote help" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Given (or in $WATCHPOST_CONFIG) with no command, runs the daemon; with neither, `watchpost` prints this help' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand config; and not __fish_seen_subcommand_from reset-remote help" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
 json\t'One JSON object per event'"
 complete -c watchpost -n "__fish_watchpost_using_subcommand config; and not __fish_seen_subcommand_from reset-remote help" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
@@ -64,20 +65,20 @@ complete -c watchpost -n "__fish_watchpost_using_subcommand config; and not __fi
 complete -c watchpost -n "__fish_watchpost_using_subcommand config; and not __fish_seen_subcommand_from reset-remote help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c watchpost -n "__fish_watchpost_using_subcommand config; and __fish_seen_subcommand_from reset-remote" -l sensor -d 'Only this sensor' -r
 complete -c watchpost -n "__fish_watchpost_using_subcommand config; and __fish_seen_subcommand_from reset-remote" -l key -d 'Only this key (with --sensor), e.g. warning or delay' -r
-complete -c watchpost -n "__fish_watchpost_using_subcommand config; and __fish_seen_subcommand_from reset-remote" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand config; and __fish_seen_subcommand_from reset-remote" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Given (or in $WATCHPOST_CONFIG) with no command, runs the daemon; with neither, `watchpost` prints this help' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand config; and __fish_seen_subcommand_from reset-remote" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
 json\t'One JSON object per event'"
 complete -c watchpost -n "__fish_watchpost_using_subcommand config; and __fish_seen_subcommand_from reset-remote" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
 complete -c watchpost -n "__fish_watchpost_using_subcommand config; and __fish_seen_subcommand_from reset-remote" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c watchpost -n "__fish_watchpost_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "reset-remote" -d 'Remove remote alarm settings (all, or one sensor\'s, or one key); then reload the daemon (`systemctl reload watchpost`). Clear the shadow\'s `desired` too, or it sets them again'
 complete -c watchpost -n "__fish_watchpost_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c watchpost -n "__fish_watchpost_using_subcommand read" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand read" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Given (or in $WATCHPOST_CONFIG) with no command, runs the daemon; with neither, `watchpost` prints this help' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand read" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
 json\t'One JSON object per event'"
 complete -c watchpost -n "__fish_watchpost_using_subcommand read" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
 complete -c watchpost -n "__fish_watchpost_using_subcommand read" -l json -d 'Print JSON (`{"sensor": value}`)'
 complete -c watchpost -n "__fish_watchpost_using_subcommand read" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and not __fish_seen_subcommand_from i2c modbus help" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and not __fish_seen_subcommand_from i2c modbus help" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Given (or in $WATCHPOST_CONFIG) with no command, runs the daemon; with neither, `watchpost` prints this help' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and not __fish_seen_subcommand_from i2c modbus help" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
 json\t'One JSON object per event'"
 complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and not __fish_seen_subcommand_from i2c modbus help" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
@@ -86,18 +87,21 @@ complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and not __fish
 complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and not __fish_seen_subcommand_from i2c modbus help" -f -a "modbus" -d 'Which Modbus units answer, with the registers shown in every decoding'
 complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and not __fish_seen_subcommand_from i2c modbus help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from i2c" -l bus -d 'The bus device, e.g. /dev/i2c-1' -r
-complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from i2c" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from i2c" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Given (or in $WATCHPOST_CONFIG) with no command, runs the daemon; with neither, `watchpost` prints this help' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from i2c" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
 json\t'One JSON object per event'"
 complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from i2c" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
 complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from i2c" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from modbus" -l url -d 'tcp://HOST:PORT or rtu:///dev/ttyUSB0?baud=9600&parity=N' -r
 complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from modbus" -l units -d 'Unit ids, e.g. `1-247` or `1,2,5-9`' -r
-complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from modbus" -l table -d 'Table: holding, input, coil, discrete' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from modbus" -l table -d 'Table: holding, input, coil, discrete' -r -f -a "holding\t''
+input\t''
+coil\t''
+discrete\t''"
 complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from modbus" -l address -d 'First (0-based) address' -r
 complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from modbus" -l count -d 'Registers to read' -r
 complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from modbus" -l timeout -d 'Per-unit timeout' -r
-complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from modbus" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from modbus" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Given (or in $WATCHPOST_CONFIG) with no command, runs the daemon; with neither, `watchpost` prints this help' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from modbus" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
 json\t'One JSON object per event'"
 complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from modbus" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
@@ -105,7 +109,7 @@ complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_see
 complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from help" -f -a "i2c" -d 'Which addresses answer on an I2C bus (probed like i2cdetect), with the likely chip'
 complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from help" -f -a "modbus" -d 'Which Modbus units answer, with the registers shown in every decoding'
 complete -c watchpost -n "__fish_watchpost_using_subcommand scan; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and not __fish_seen_subcommand_from status export help" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and not __fish_seen_subcommand_from status export help" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Given (or in $WATCHPOST_CONFIG) with no command, runs the daemon; with neither, `watchpost` prints this help' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and not __fish_seen_subcommand_from status export help" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
 json\t'One JSON object per event'"
 complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and not __fish_seen_subcommand_from status export help" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
@@ -113,7 +117,7 @@ complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and not __fi
 complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and not __fish_seen_subcommand_from status export help" -f -a "status" -d 'Size, backlog per sink, oldest undelivered age, drops'
 complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and not __fish_seen_subcommand_from status export help" -f -a "export" -d 'Export stored readings'
 complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and not __fish_seen_subcommand_from status export help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and __fish_seen_subcommand_from status" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and __fish_seen_subcommand_from status" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Given (or in $WATCHPOST_CONFIG) with no command, runs the daemon; with neither, `watchpost` prints this help' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and __fish_seen_subcommand_from status" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
 json\t'One JSON object per event'"
 complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and __fish_seen_subcommand_from status" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
@@ -127,7 +131,7 @@ complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and __fish_s
 ms\t''
 us\t''
 ns\t''"
-complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and __fish_seen_subcommand_from export" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and __fish_seen_subcommand_from export" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Given (or in $WATCHPOST_CONFIG) with no command, runs the daemon; with neither, `watchpost` prints this help' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and __fish_seen_subcommand_from export" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
 json\t'One JSON object per event'"
 complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and __fish_seen_subcommand_from export" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
@@ -135,16 +139,16 @@ complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and __fish_s
 complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and __fish_seen_subcommand_from help" -f -a "status" -d 'Size, backlog per sink, oldest undelivered age, drops'
 complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and __fish_seen_subcommand_from help" -f -a "export" -d 'Export stored readings'
 complete -c watchpost -n "__fish_watchpost_using_subcommand buffer; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -l broker -d 'Broker URL, e.g. mqtt://127.0.0.1:1883 or mqtts://broker:8883' -r
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -l gateway -d 'Only this gateway (default: all; commands need it)' -r
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -l prefix -d 'Topic prefix' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -l broker -d 'Broker URL, e.g. mqtt://127.0.0.1:1883 or mqtts://broker:8883 (default: the config\'s [mqtt] url, else mqtt://127.0.0.1:1883)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -l gateway -d 'Only this gateway (default: the config\'s gateway id, else all; commands need it)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -l prefix -d 'Topic prefix (default: the config\'s, else watchpost)' -r
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -l ca-file -d 'CA certificate (PEM) for mqtts://' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -l cert-file -d 'Client certificate (PEM)' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -l key-file -d 'Client key (PEM)' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -l username -d 'Username' -r
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -l password-file -d 'File holding the password (or set WATCHPOST_MQTT_PASSWORD; never on the command line, where `ps` shows it)' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -l count -d 'Exit after this many live events' -r
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Given (or in $WATCHPOST_CONFIG) with no command, runs the daemon; with neither, `watchpost` prints this help' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
 json\t'One JSON object per event'"
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
@@ -158,15 +162,15 @@ complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fi
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and not __fish_seen_subcommand_from ack shelve unshelve out-of-service in-service help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from ack" -l by -d 'Who acknowledges' -r
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from ack" -l note -d 'Why' -r
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from ack" -l broker -d 'Broker URL, e.g. mqtt://127.0.0.1:1883 or mqtts://broker:8883' -r
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from ack" -l gateway -d 'Only this gateway (default: all; commands need it)' -r
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from ack" -l prefix -d 'Topic prefix' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from ack" -l broker -d 'Broker URL, e.g. mqtt://127.0.0.1:1883 or mqtts://broker:8883 (default: the config\'s [mqtt] url, else mqtt://127.0.0.1:1883)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from ack" -l gateway -d 'Only this gateway (default: the config\'s gateway id, else all; commands need it)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from ack" -l prefix -d 'Topic prefix (default: the config\'s, else watchpost)' -r
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from ack" -l ca-file -d 'CA certificate (PEM) for mqtts://' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from ack" -l cert-file -d 'Client certificate (PEM)' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from ack" -l key-file -d 'Client key (PEM)' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from ack" -l username -d 'Username' -r
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from ack" -l password-file -d 'File holding the password (or set WATCHPOST_MQTT_PASSWORD; never on the command line, where `ps` shows it)' -r -F
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from ack" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from ack" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Given (or in $WATCHPOST_CONFIG) with no command, runs the daemon; with neither, `watchpost` prints this help' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from ack" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
 json\t'One JSON object per event'"
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from ack" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
@@ -175,59 +179,59 @@ complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_s
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -l duration -d 'How long, e.g. 30m, 2h (at most the gateway\'s mqtt.commands.max_shelve)' -r
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -l by -d 'Who shelves' -r
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -l note -d 'Why' -r
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -l broker -d 'Broker URL, e.g. mqtt://127.0.0.1:1883 or mqtts://broker:8883' -r
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -l gateway -d 'Only this gateway (default: all; commands need it)' -r
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -l prefix -d 'Topic prefix' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -l broker -d 'Broker URL, e.g. mqtt://127.0.0.1:1883 or mqtts://broker:8883 (default: the config\'s [mqtt] url, else mqtt://127.0.0.1:1883)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -l gateway -d 'Only this gateway (default: the config\'s gateway id, else all; commands need it)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -l prefix -d 'Topic prefix (default: the config\'s, else watchpost)' -r
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -l ca-file -d 'CA certificate (PEM) for mqtts://' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -l cert-file -d 'Client certificate (PEM)' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -l key-file -d 'Client key (PEM)' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -l username -d 'Username' -r
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -l password-file -d 'File holding the password (or set WATCHPOST_MQTT_PASSWORD; never on the command line, where `ps` shows it)' -r -F
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Given (or in $WATCHPOST_CONFIG) with no command, runs the daemon; with neither, `watchpost` prints this help' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
 json\t'One JSON object per event'"
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from shelve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from unshelve" -l sensor -d 'Every alarm of this sensor' -r
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from unshelve" -l by -d 'Who' -r
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from unshelve" -l broker -d 'Broker URL, e.g. mqtt://127.0.0.1:1883 or mqtts://broker:8883' -r
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from unshelve" -l gateway -d 'Only this gateway (default: all; commands need it)' -r
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from unshelve" -l prefix -d 'Topic prefix' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from unshelve" -l broker -d 'Broker URL, e.g. mqtt://127.0.0.1:1883 or mqtts://broker:8883 (default: the config\'s [mqtt] url, else mqtt://127.0.0.1:1883)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from unshelve" -l gateway -d 'Only this gateway (default: the config\'s gateway id, else all; commands need it)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from unshelve" -l prefix -d 'Topic prefix (default: the config\'s, else watchpost)' -r
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from unshelve" -l ca-file -d 'CA certificate (PEM) for mqtts://' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from unshelve" -l cert-file -d 'Client certificate (PEM)' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from unshelve" -l key-file -d 'Client key (PEM)' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from unshelve" -l username -d 'Username' -r
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from unshelve" -l password-file -d 'File holding the password (or set WATCHPOST_MQTT_PASSWORD; never on the command line, where `ps` shows it)' -r -F
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from unshelve" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from unshelve" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Given (or in $WATCHPOST_CONFIG) with no command, runs the daemon; with neither, `watchpost` prints this help' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from unshelve" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
 json\t'One JSON object per event'"
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from unshelve" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from unshelve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from out-of-service" -l by -d 'Who' -r
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from out-of-service" -l note -d 'Why' -r
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from out-of-service" -l broker -d 'Broker URL, e.g. mqtt://127.0.0.1:1883 or mqtts://broker:8883' -r
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from out-of-service" -l gateway -d 'Only this gateway (default: all; commands need it)' -r
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from out-of-service" -l prefix -d 'Topic prefix' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from out-of-service" -l broker -d 'Broker URL, e.g. mqtt://127.0.0.1:1883 or mqtts://broker:8883 (default: the config\'s [mqtt] url, else mqtt://127.0.0.1:1883)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from out-of-service" -l gateway -d 'Only this gateway (default: the config\'s gateway id, else all; commands need it)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from out-of-service" -l prefix -d 'Topic prefix (default: the config\'s, else watchpost)' -r
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from out-of-service" -l ca-file -d 'CA certificate (PEM) for mqtts://' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from out-of-service" -l cert-file -d 'Client certificate (PEM)' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from out-of-service" -l key-file -d 'Client key (PEM)' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from out-of-service" -l username -d 'Username' -r
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from out-of-service" -l password-file -d 'File holding the password (or set WATCHPOST_MQTT_PASSWORD; never on the command line, where `ps` shows it)' -r -F
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from out-of-service" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from out-of-service" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Given (or in $WATCHPOST_CONFIG) with no command, runs the daemon; with neither, `watchpost` prints this help' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from out-of-service" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
 json\t'One JSON object per event'"
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from out-of-service" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from out-of-service" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from in-service" -l by -d 'Who' -r
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from in-service" -l broker -d 'Broker URL, e.g. mqtt://127.0.0.1:1883 or mqtts://broker:8883' -r
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from in-service" -l gateway -d 'Only this gateway (default: all; commands need it)' -r
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from in-service" -l prefix -d 'Topic prefix' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from in-service" -l broker -d 'Broker URL, e.g. mqtt://127.0.0.1:1883 or mqtts://broker:8883 (default: the config\'s [mqtt] url, else mqtt://127.0.0.1:1883)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from in-service" -l gateway -d 'Only this gateway (default: the config\'s gateway id, else all; commands need it)' -r
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from in-service" -l prefix -d 'Topic prefix (default: the config\'s, else watchpost)' -r
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from in-service" -l ca-file -d 'CA certificate (PEM) for mqtts://' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from in-service" -l cert-file -d 'Client certificate (PEM)' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from in-service" -l key-file -d 'Client key (PEM)' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from in-service" -l username -d 'Username' -r
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from in-service" -l password-file -d 'File holding the password (or set WATCHPOST_MQTT_PASSWORD; never on the command line, where `ps` shows it)' -r -F
-complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from in-service" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no command is given' -r -F
+complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from in-service" -s c -l config -d 'Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Given (or in $WATCHPOST_CONFIG) with no command, runs the daemon; with neither, `watchpost` prints this help' -r -F
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from in-service" -l log-format -d 'Log format' -r -f -a "text\t'One human-readable line per event'
 json\t'One JSON object per event'"
 complete -c watchpost -n "__fish_watchpost_using_subcommand alerts; and __fish_seen_subcommand_from in-service" -l log-level -d 'Default log filter (RUST_LOG overrides it)' -r

@@ -14,15 +14,16 @@ use std::time::Duration;
 /// `watchpost alerts`.
 #[derive(Debug, Args)]
 pub struct AlertsArgs {
-    /// Broker URL, e.g. mqtt://127.0.0.1:1883 or mqtts://broker:8883.
-    #[arg(long, global = true, default_value = "mqtt://127.0.0.1:1883")]
-    broker: String,
-    /// Only this gateway (default: all; commands need it).
+    /// Broker URL, e.g. mqtt://127.0.0.1:1883 or mqtts://broker:8883 (default: the config's [mqtt] url, else
+    /// mqtt://127.0.0.1:1883).
+    #[arg(long, global = true)]
+    broker: Option<String>,
+    /// Only this gateway (default: the config's gateway id, else all; commands need it).
     #[arg(long, global = true)]
     gateway: Option<String>,
-    /// Topic prefix.
-    #[arg(long, global = true, default_value = "watchpost")]
-    prefix: String,
+    /// Topic prefix (default: the config's, else watchpost).
+    #[arg(long, global = true)]
+    prefix: Option<String>,
     /// CA certificate (PEM) for mqtts://.
     #[arg(long, global = true)]
     ca_file: Option<PathBuf>,
@@ -138,8 +139,39 @@ pub struct ViewOptions {
     pub color: bool,
 }
 
+/// The gateway's own MQTT settings, from `--config` (an error if it cannot be read) or the default config when
+/// it exists and is readable (on the gateway itself): broker, gateway id, prefix, TLS files and credentials.
+fn from_config(
+    given: Option<&std::path::Path>,
+) -> Result<Option<(crate::config::Config, crate::config::MqttConfig)>, String> {
+    let path = super::config_path(given);
+    let explicit = given.is_some() || std::env::var_os("WATCHPOST_CONFIG").is_some();
+    if !explicit && std::fs::File::open(&path).is_err() {
+        return Ok(None);
+    }
+    let cfg = crate::config::load(&path).map_err(|e| e.to_string())?;
+    match cfg.mqtt.clone() {
+        Some(m) => Ok(Some((cfg, m))),
+        None if explicit => Err(format!(
+            "{}: no [mqtt] section: give --broker",
+            path.display()
+        )),
+        None => Ok(None),
+    }
+}
+
 /// Run `watchpost alerts`: exit 0 (accepted / viewer done), 1 (refused or bad usage), 2 (no broker, no answer).
-pub fn run(a: AlertsArgs) -> ExitCode {
+/// Broker, gateway id, prefix, TLS and credentials come from the gateway's config when there is one; flags
+/// override.
+pub fn run(a: AlertsArgs, config: Option<&std::path::Path>) -> ExitCode {
+    let gw = match from_config(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("watchpost alerts: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let m = gw.as_ref().map(|(_, m)| m);
     let password = match &a.password_file {
         Some(f) => match std::fs::read_to_string(f) {
             Ok(p) => Some(p.trim_end_matches(['\r', '\n']).to_string()),
@@ -148,19 +180,44 @@ pub fn run(a: AlertsArgs) -> ExitCode {
                 return ExitCode::from(1);
             }
         },
-        None => std::env::var("WATCHPOST_MQTT_PASSWORD").ok(),
+        None => match std::env::var("WATCHPOST_MQTT_PASSWORD").ok() {
+            Some(p) => Some(p),
+            None => match m.map(|m| {
+                crate::config::resolve_secret(
+                    &m.password,
+                    &m.password_file,
+                    &m.password_env,
+                    &m.password_credential,
+                )
+            }) {
+                Some(Err(e)) => {
+                    eprintln!("watchpost alerts: the config's MQTT password: {e}");
+                    return ExitCode::from(1);
+                }
+                Some(Ok(p)) => p,
+                None => None,
+            },
+        },
     };
     let Some(rt) = crate::commission::command_runtime("alerts") else {
         return ExitCode::from(2);
     };
     let o = ViewOptions {
-        broker: a.broker,
-        gateway: a.gateway,
-        prefix: a.prefix,
-        ca_file: a.ca_file,
-        cert_file: a.cert_file,
-        key_file: a.key_file,
-        username: a.username,
+        broker: a
+            .broker
+            .or_else(|| m.map(|m| m.url.clone()))
+            .unwrap_or_else(|| "mqtt://127.0.0.1:1883".into()),
+        gateway: a
+            .gateway
+            .or_else(|| gw.as_ref().map(|(c, _)| c.gateway.id.clone())),
+        prefix: a
+            .prefix
+            .or_else(|| m.map(|m| m.topic_prefix.clone()))
+            .unwrap_or_else(|| "watchpost".into()),
+        ca_file: a.ca_file.or_else(|| m.and_then(|m| m.ca_file.clone())),
+        cert_file: a.cert_file.or_else(|| m.and_then(|m| m.cert_file.clone())),
+        key_file: a.key_file.or_else(|| m.and_then(|m| m.key_file.clone())),
+        username: a.username.or_else(|| m.and_then(|m| m.username.clone())),
         password,
         count: a.count,
         color: !a.no_color && std::io::IsTerminal::is_terminal(&std::io::stdout()),

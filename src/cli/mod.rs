@@ -34,8 +34,8 @@ const LONG_VERSION: &str = concat!(
     about = "Edge IoT ingestion gateway: sensors → validation and alarms → durable buffer → InfluxDB / MQTT"
 )]
 struct Cli {
-    /// Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Runs the daemon when no
-    /// command is given.
+    /// Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Given (or in
+    /// $WATCHPOST_CONFIG) with no command, runs the daemon; with neither, `watchpost` prints this help.
     #[arg(long, short = 'c', global = true)]
     config: Option<PathBuf>,
     /// Log format.
@@ -137,7 +137,7 @@ enum ScanCmd {
         #[arg(long, default_value = "1-247")]
         units: String,
         /// Table: holding, input, coil, discrete.
-        #[arg(long, default_value = "holding")]
+        #[arg(long, default_value = "holding", value_parser = ["holding", "input", "coil", "discrete"])]
         table: String,
         /// First (0-based) address.
         #[arg(long, default_value_t = 0)]
@@ -268,7 +268,7 @@ pub fn main() -> ExitCode {
             bench_exit(crate::bench::run(readings))
         }
         #[cfg(feature = "mqtt")]
-        Some(Cmd::Alerts(args)) => alerts::run(*args),
+        Some(Cmd::Alerts(args)) => alerts::run(*args, cli.config.as_deref()),
         Some(Cmd::Read { sensors, json }) => {
             let Some(cfg) = load_or_exit(cli.config.as_deref()) else {
                 return ExitCode::from(1);
@@ -294,6 +294,13 @@ pub fn main() -> ExitCode {
             };
             buffer(cmd, &cfg)
         }
+        None if cli.config.is_none() && std::env::var_os("WATCHPOST_CONFIG").is_none() => {
+            // A bare `watchpost` (often `sudo watchpost`, looking for help) must not start a daemon as root on
+            // the default config.
+            let _ = command().print_help();
+            eprintln!("\n(to run the daemon: watchpost run [--config PATH])");
+            ExitCode::from(1)
+        }
         Some(Cmd::Run) | None => {
             let path = config_path(cli.config.as_deref());
             telemetry::init(cli.log_format, &cli.log_level);
@@ -317,7 +324,7 @@ fn bench_exit(r: Result<(), Box<dyn std::error::Error>>) -> ExitCode {
 }
 
 /// The config file: `--config`, else `WATCHPOST_CONFIG`, else the packaged `/etc/watchpost/watchpost.toml`.
-fn config_path(given: Option<&Path>) -> PathBuf {
+pub(crate) fn config_path(given: Option<&Path>) -> PathBuf {
     given
         .map(Path::to_path_buf)
         .or_else(|| std::env::var_os("WATCHPOST_CONFIG").map(PathBuf::from))
@@ -374,7 +381,8 @@ fn run_daemon(path: PathBuf, cfg: Config) -> ExitCode {
     }
 }
 
-/// SIGTERM/SIGINT: orderly shutdown; a second one exits at once. SIGHUP: reload the config file.
+/// SIGTERM/SIGINT: orderly shutdown; a second one (more than a second later) exits at once. SIGHUP: reload the
+/// config file.
 async fn signals(path: PathBuf, shutdown: CancellationToken, reload: mpsc::Sender<Config>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
@@ -385,6 +393,7 @@ async fn signals(path: PathBuf, shutdown: CancellationToken, reload: mpsc::Sende
         tracing::error!("Cannot install signal handlers.");
         return;
     };
+    let mut first_stop: Option<std::time::Instant> = None;
     loop {
         let name = tokio::select! {
             _ = term.recv() => "SIGTERM",
@@ -403,11 +412,21 @@ async fn signals(path: PathBuf, shutdown: CancellationToken, reload: mpsc::Sende
                 continue;
             }
         };
-        if shutdown.is_cancelled() {
+        if let Some(first) = first_stop {
+            // `timeout -s TERM … runuser … watchpost run` delivers the same request twice (the wrapper forwards
+            // what the process group already got): within a second it is one request, not an impatient second.
+            if first.elapsed() < std::time::Duration::from_secs(1) {
+                tracing::info!(
+                    signal = name,
+                    "The same stop request again (forwarded); still shutting down in order."
+                );
+                continue;
+            }
             tracing::warn!(signal = name, "Second signal: exiting at once.");
             std::process::exit(2);
         }
         tracing::info!(signal = name, "Shutting down.");
+        first_stop = Some(std::time::Instant::now());
         shutdown.cancel();
     }
 }

@@ -432,8 +432,8 @@ fn build(mut table: toml::Table, issues: &mut Vec<Issue>) -> Option<Config> {
     for k in table.keys() {
         if !KNOWN.contains(&k.as_str()) {
             let hint = match k.as_str() {
-                "sensors" => " (did you mean [[sensor]]?)",
-                _ => "",
+                "sensors" => " (did you mean [[sensor]]?)".to_string(),
+                _ => did_you_mean(k, KNOWN.iter().copied()),
             };
             issues.push(Issue::new(
                 KeyPath::parse(k),
@@ -547,24 +547,72 @@ fn section<T: DeserializeOwned>(
                     }
                 }
             }
-            // Point at the offending key itself for unknown fields.
+            // Point at the offending key itself for unknown fields, and suggest the nearest known one.
             if let Some(rest) = msg.strip_prefix("unknown field `") {
                 if let Some(end) = rest.find('`') {
-                    let k = &rest[..end];
-                    if path.0.last() != Some(&Seg::Key(k.to_string())) {
-                        path = path.key(k);
+                    let k = rest[..end].to_string();
+                    let known: Vec<&str> = rest[end..].split('`').skip(2).step_by(2).collect();
+                    let hint = did_you_mean(&k, known.into_iter());
+                    if !hint.is_empty() {
+                        msg = msg.replacen(&format!("`{k}`"), &format!("`{k}`{hint}"), 1);
+                    }
+                    if path.0.last() != Some(&Seg::Key(k.clone())) {
+                        path = path.key(&k);
                     }
                 }
             }
-            issues.push(Issue::new(path, msg));
+            issues.push(Issue::new(path, people(&msg)));
             None
         }
     }
 }
 
+/// ` (did you mean `x`?)` for the known name nearest to `got`, when one is near enough to be a typo.
+fn did_you_mean<'a>(got: &str, known: impl Iterator<Item = &'a str>) -> String {
+    let best = known
+        .map(|k| (strsim::levenshtein(got, k), k))
+        .filter(|(d, _)| *d > 0 && *d <= (got.len() / 4).max(1))
+        .min();
+    match best {
+        Some((_, k)) => format!(" (did you mean `{k}`?)"),
+        None => String::new(),
+    }
+}
+
+/// serde's type names in people's words: "expected a number", not "expected f64".
+fn people(msg: &str) -> String {
+    let mut m = msg.to_string();
+    for t in ["f64", "f32"] {
+        m = m.replace(&format!("expected {t}"), "expected a number");
+    }
+    for t in [
+        "u64", "u32", "u16", "u8", "i64", "i32", "i16", "i8", "usize",
+    ] {
+        m = m.replace(&format!("expected {t}"), "expected a whole number");
+    }
+    m.replace("expected a borrowed string", "expected a string")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_in_peoples_words() {
+        assert_eq!(
+            people("invalid type: string \"80\", expected f64"),
+            "invalid type: string \"80\", expected a number"
+        );
+        assert_eq!(
+            people("invalid value: integer `-1`, expected u16"),
+            "invalid value: integer `-1`, expected a whole number"
+        );
+        assert_eq!(
+            did_you_mean("intervall", ["id", "interval", "unit"].into_iter()),
+            " (did you mean `interval`?)"
+        );
+        assert_eq!(did_you_mean("zzz", ["id", "interval"].into_iter()), "");
+    }
 
     #[test]
     fn keypath_roundtrip() {

@@ -18,9 +18,23 @@ impl Dur {
     pub const MAX: Duration = Duration::from_secs(100 * 365 * 86_400);
 }
 
+/// A string, or an error in the user's words: "expected a duration such as \"10s\"" rather than "expected a
+/// string".
+struct Text(&'static str);
+
+impl serde::de::Visitor<'_> for Text {
+    type Value = String;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+}
+
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
+        let s = d.deserialize_str(Text("a duration such as \"10s\" or \"500ms\""))?;
         let d = humantime::parse_duration(s.trim()).map_err(|e| {
             serde::de::Error::custom(format!(
                 "invalid duration {s:?}: {e} (write e.g. \"500ms\", \"5s\", \"2m\", \"7d\")"
@@ -43,7 +57,7 @@ pub struct Size(pub u64);
 
 impl<'de> Deserialize<'de> for Size {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
+        let s = d.deserialize_str(Text("a size such as \"64MiB\" or \"1GiB\""))?;
         s.trim()
             .parse::<bytesize::ByteSize>()
             .map_err(|e| {

@@ -246,7 +246,7 @@ impl Writer {
                     if first_reading {
                         first_reading = false;
                         if let Some(r) = batch.first() {
-                            tracing::info!(after_ms = started_at.elapsed().as_secs_f64() * 1e3, sensor = %r.sensor, "First reading.");
+                            tracing::info!(after_ms = %format!("{:.1}", started_at.elapsed().as_secs_f64() * 1e3), sensor = %r.sensor, "First reading.");
                         }
                     }
                     // A step is looked for before each batch too, not only at the beat: a reading stamped after an

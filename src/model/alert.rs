@@ -212,17 +212,34 @@ impl Alert {
 }
 
 impl Alert {
-    /// One-line summary for logs and the `alerts` viewer.
+    /// One-line summary for the `alerts` viewer.
     pub fn summary(&self) -> String {
-        let kind = self.kind.as_str();
-        let state = self.state.as_str();
-        let mut s = format!(
-            "{} {} {} sensor={}",
+        format!(
+            "{} {} {} sensor={}{} id={} ts={}",
             self.severity.as_str(),
-            kind,
-            state,
-            self.sensor
-        );
+            self.kind.as_str(),
+            self.state.as_str(),
+            self.sensor,
+            self.details(),
+            self.id,
+            self.ts
+        )
+    }
+
+    /// The journal line's message: what happened and the details; the alarm's id, sensor and severity are the
+    /// line's fields (not repeated in the text).
+    pub fn log_message(&self) -> String {
+        format!(
+            "{} {}{}",
+            self.kind.as_str(),
+            self.state.as_str(),
+            self.details()
+        )
+    }
+
+    /// ` value=… threshold=… reason=…`: what the event says beyond its class and identity.
+    fn details(&self) -> String {
+        let mut s = String::new();
         if let Some(v) = self.value {
             s.push_str(&format!(" value={v}"));
             if let Some(u) = &self.unit {
@@ -251,7 +268,6 @@ impl Alert {
         if let Some(n) = &self.operator.note {
             s.push_str(&format!(" note=\"{n}\""));
         }
-        s.push_str(&format!(" id={} ts={}", self.id, self.ts));
         s
     }
 }
