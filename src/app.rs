@@ -96,6 +96,7 @@ pub async fn run_with_metrics(
         ));
     }
 
+    metrics.watch_live(ingest.signals.live.clone());
     // The async runtime's heartbeat: the ingest thread feeds the systemd watchdog only while it beats.
     // Detached: it beats until the runtime ends, through the shutdown's drain.
     {

@@ -44,6 +44,8 @@ pub struct Metrics {
     sinks: std::sync::Mutex<std::collections::BTreeMap<&'static str, Arc<SinkMetrics>>>,
     /// When the async runtime last beat (ms since the epoch; 0: not started).
     async_beat: AtomicU64,
+    /// The live state (latest value per sensor, active alarms), once the daemon runs.
+    live: std::sync::Mutex<Option<tokio::sync::watch::Receiver<Arc<crate::model::Live>>>>,
 }
 
 /// Shared handle.
@@ -119,6 +121,83 @@ impl Metrics {
     pub fn remove_sink(&self, name: &str) {
         let mut m = self.sinks.lock().unwrap_or_else(|p| p.into_inner());
         m.remove(name);
+    }
+
+    /// Serve the live state too: each sensor's last value and quality, the active alarms by severity.
+    pub fn watch_live(&self, live: tokio::sync::watch::Receiver<Arc<crate::model::Live>>) {
+        *self.live.lock().unwrap_or_else(|p| p.into_inner()) = Some(live);
+    }
+
+    /// What an operator looks for first: the build, each sensor's last value and quality, active alarms.
+    fn render_live(&self, s: &mut String) {
+        s.push_str(
+            "# HELP watchpost_build_info The running build: version, git revision and target.
+# TYPE watchpost_build_info gauge
+",
+        );
+        s.push_str(&format!(
+            "watchpost_build_info{{version=\"{}\",revision=\"{}\",target=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION"),
+            label(env!("WATCHPOST_GIT_REV")),
+            label(env!("WATCHPOST_TARGET"))
+        ));
+        let live = self
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|l| Arc::clone(&l.borrow()));
+        let Some(live) = live else {
+            return;
+        };
+        s.push_str(
+            "# HELP watchpost_sensor_value Each sensor's last value (NaN when it was not a number).
+# TYPE watchpost_sensor_value gauge
+",
+        );
+        for (id, v) in &live.sensors {
+            let value = v.v.map_or_else(|| "NaN".to_string(), |x| x.to_string());
+            s.push_str(&format!(
+                "watchpost_sensor_value{{sensor=\"{}\"}} {value}\n",
+                label(id)
+            ));
+        }
+        s.push_str("# HELP watchpost_sensor_good Whether each sensor's last reading was good (1) or not (0), with its quality.
+# TYPE watchpost_sensor_good gauge
+");
+        for (id, v) in &live.sensors {
+            s.push_str(&format!(
+                "watchpost_sensor_good{{sensor=\"{}\",quality=\"{}\"}} {}\n",
+                label(id),
+                v.q,
+                u8::from(v.q == "good")
+            ));
+        }
+        s.push_str("# HELP watchpost_sensor_last_reading_timestamp_seconds When each sensor's last reading was taken.
+# TYPE watchpost_sensor_last_reading_timestamp_seconds gauge
+");
+        for (id, v) in &live.sensors {
+            s.push_str(&format!(
+                "watchpost_sensor_last_reading_timestamp_seconds{{sensor=\"{}\"}} {:.3}\n",
+                label(id),
+                v.ts as f64 / 1000.0
+            ));
+        }
+        s.push_str(
+            "# HELP watchpost_alarms_active Active alarms by severity.
+# TYPE watchpost_alarms_active gauge
+",
+        );
+        for sev in [
+            crate::model::Severity::Warning,
+            crate::model::Severity::Critical,
+        ] {
+            let n = live.alerts.iter().filter(|a| a.severity == sev).count();
+            s.push_str(&format!(
+                "watchpost_alarms_active{{severity=\"{}\"}} {n}\n",
+                sev.as_str()
+            ));
+        }
     }
 
     /// The async runtime is alive (called every second by a task on it).
@@ -244,6 +323,7 @@ impl Metrics {
                 s.push_str(&format!("{name}{{sink=\"{sink}\"}} {}\n", f(m)));
             }
         }
+        self.render_live(&mut s);
         s
     }
 }
@@ -272,6 +352,13 @@ impl Metrics {
         });
         (if ok { 200 } else { 503 }, body.to_string())
     }
+}
+
+/// A Prometheus label value: backslash, double quote and newline escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Connections the metrics endpoint holds open at once.

@@ -360,3 +360,34 @@ fn a_command_killed_before_its_answer_is_either_fully_applied_or_not_at_all() {
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait_exit(Duration::from_secs(10)), Some(0));
 }
+
+/// `watchpost alerts --config gw.toml` speaks to the gateway's own broker as that gateway (broker, gateway id,
+/// prefix, TLS and credentials from the file): an operator on the gateway repeats none of it. Before, it went to
+/// mqtt://127.0.0.1:1883 whatever the config said.
+#[test]
+fn alerts_takes_the_broker_and_gateway_from_the_config() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let broker = Mosquitto::start(dir.path(), "", false).expect("mosquitto");
+    let port = broker.port;
+    let sub = Sub::start(port, "watcher", true, &["watchpost/gw1/events"]);
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("w.toml");
+    std::fs::write(&cfg, config(&data, port)).expect("write");
+    let _d = start_daemon(&cfg, dir.path());
+    let hot = wait_event(&sub, "hot raised", |e| {
+        e["sensor"] == "hot" && e["state"] == "raised"
+    });
+    let id = hot["id"].as_str().expect("id").to_string();
+    let (code, out, err) = run_cli(&[
+        "alerts",
+        "--config",
+        cfg.to_str().expect("utf8"),
+        "ack",
+        &id,
+        "--by",
+        "alice",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let answer: serde_json::Value = serde_json::from_str(out.trim()).expect("answer");
+    assert_eq!(answer["status"], "accepted", "{answer}");
+}

@@ -189,6 +189,24 @@ fn metrics_endpoint_serves_prometheus_text() {
     assert!(body.contains("# TYPE watchpost_store_flushes_total counter"));
     assert!(body.contains("watchpost_readings_dropped_total 0"));
     assert!(body.contains("# TYPE watchpost_poll_latency_seconds summary"));
+    // What an operator looks for first: the build, each sensor's last value and quality, active alarms.
+    assert!(body.contains("watchpost_build_info{version=\""), "{body}");
+    assert!(
+        body.contains("watchpost_sensor_value{sensor=\"temp\"} 50"),
+        "{body}"
+    );
+    assert!(
+        body.contains("watchpost_sensor_good{sensor=\"temp\",quality=\"good\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("watchpost_alarms_active{severity=\"WARNING\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("watchpost_alarms_active{severity=\"CRITICAL\"} 0"),
+        "{body}"
+    );
     // Prometheus' own checker (lint included): what a scrape would accept.
     let mut check = std::process::Command::new("promtool")
         .args(["check", "metrics"])
@@ -508,4 +526,42 @@ fn metrics_endpoint_out_of_file_descriptors_does_not_spin_and_recovers() {
     assert!(d.child.try_wait().expect("w").is_none(), "{}", d.log());
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait_exit(Duration::from_secs(10)), Some(0));
+}
+
+/// Day-one traps: a bare `watchpost` prints the help and starts nothing (before: a daemon on the default config,
+/// often as root); a reload of an unchanged file with a scripted `nan` reports nothing as changed.
+#[test]
+fn a_bare_watchpost_prints_help_and_an_unchanged_reload_reports_no_change() {
+    let out = std::process::Command::new(bin())
+        .env_remove("WATCHPOST_CONFIG")
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{err}");
+    assert!(
+        stdout.contains("Usage:") && err.contains("watchpost run"),
+        "{stdout}{err}"
+    );
+    assert!(!err.contains("watchpost started"), "{err}");
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("watchpost.toml");
+    let text = config(&data, 40.0)
+        + "\n[[sensor]]\nid = \"gappy\"\nsource = { simulated = \"script\", values = [1.0, nan, 2.0] }\ninterval = \"100ms\"\n";
+    std::fs::write(&cfg, text).expect("write");
+    let d = start_daemon(&cfg, dir.path());
+    wait_for(Duration::from_secs(10), "started", || {
+        d.log().contains("watchpost started").then_some(())
+    });
+    d.signal(libc::SIGHUP);
+    wait_for(Duration::from_secs(10), "the reload done", || {
+        d.log().contains("Configuration reloaded").then_some(())
+    });
+    let log = d.log();
+    assert!(
+        !log.contains("Sensors changed by the reload"),
+        "an unchanged file changed nothing: {log}"
+    );
 }

@@ -97,3 +97,13 @@ fn extra_sections(page: &str) -> String {
     s.push_str(see_also);
     s
 }
+
+/// `cargo run` after `git status` does not rebuild the crate: the build script watches HEAD and the refs, not
+/// `.git/index`, which `git status` and `git describe --dirty` rewrite.
+#[test]
+fn the_build_script_does_not_watch_the_git_index() {
+    let build = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("build.rs"))
+        .expect("build.rs");
+    assert!(!build.contains("rerun-if-changed=.git/index"), "{build}");
+    assert!(build.contains("rerun-if-changed=.git/HEAD"), "{build}");
+}
