@@ -36,6 +36,11 @@ pub fn modbus_decode(data: &[u8]) {
     let types = [
         DataType::Bool,
         DataType::Bit(data.first().map(|b| b % 16).unwrap_or(0)),
+        DataType::U8Low,
+        DataType::U8High,
+        DataType::I8Low,
+        DataType::I8High,
+        DataType::F16,
         DataType::U16,
         DataType::I16,
         DataType::U32,

@@ -185,6 +185,16 @@ pub enum DataType {
     Bool,
     /// One bit of a register.
     Bit(u8),
+    /// The low byte of a register, unsigned (Telegraf's UINT8L).
+    U8Low,
+    /// The high byte of a register, unsigned (UINT8H).
+    U8High,
+    /// The low byte of a register, signed (INT8L).
+    I8Low,
+    /// The high byte of a register, signed (INT8H).
+    I8High,
+    /// IEEE 754 half precision in one register (FLOAT16).
+    F16,
     /// Unsigned 16-bit.
     U16,
     /// Signed 16-bit.
@@ -205,7 +215,8 @@ pub enum DataType {
 
 /// Modbus data type names accepted in `source.type`.
 pub const MODBUS_TYPES: &[&str] = &[
-    "bool", "bit", "u16", "i16", "u32", "i32", "u64", "i64", "f32", "f64",
+    "bool", "bit", "u8l", "u8h", "i8l", "i8h", "u16", "i16", "f16", "u32", "i32", "u64", "i64",
+    "f32", "f64",
 ];
 
 impl DataType {
@@ -214,6 +225,11 @@ impl DataType {
         Some(match s {
             "bool" => DataType::Bool,
             "bit" => DataType::Bit(bit?),
+            "u8l" => DataType::U8Low,
+            "u8h" => DataType::U8High,
+            "i8l" => DataType::I8Low,
+            "i8h" => DataType::I8High,
+            "f16" => DataType::F16,
             "u16" => DataType::U16,
             "i16" => DataType::I16,
             "u32" => DataType::U32,
@@ -229,7 +245,15 @@ impl DataType {
     /// Registers occupied.
     pub fn registers(self) -> u16 {
         match self {
-            DataType::Bool | DataType::Bit(_) | DataType::U16 | DataType::I16 => 1,
+            DataType::Bool
+            | DataType::Bit(_)
+            | DataType::U8Low
+            | DataType::U8High
+            | DataType::I8Low
+            | DataType::I8High
+            | DataType::U16
+            | DataType::I16
+            | DataType::F16 => 1,
             DataType::U32 | DataType::I32 | DataType::F32 => 2,
             DataType::U64 | DataType::I64 | DataType::F64 => 4,
         }

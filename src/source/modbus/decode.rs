@@ -30,6 +30,12 @@ pub fn decode(regs: &[u16], ty: DataType, order: WordOrder) -> Option<f64> {
     Some(match ty {
         DataType::Bool => f64::from(u8::from(regs[0] != 0)),
         DataType::Bit(n) => f64::from((regs[0] >> n) & 1),
+        // The register's bytes after the configured byte order: [high, low].
+        DataType::U8Low => f64::from(b[1]),
+        DataType::U8High => f64::from(b[0]),
+        DataType::I8Low => f64::from(b[1] as i8),
+        DataType::I8High => f64::from(b[0] as i8),
+        DataType::F16 => f64::from(half::f16::from_bits(u16::from_be_bytes([b[0], b[1]]))),
         DataType::U16 => f64::from(u16::from_be_bytes([b[0], b[1]])),
         DataType::I16 => f64::from(i16::from_be_bytes([b[0], b[1]])),
         DataType::U32 => f64::from(u32::from_be_bytes(b[..4].try_into().ok()?)),
@@ -65,6 +71,23 @@ mod tests {
             decode(&[0x0000, 0xAC41], DataType::F32, o("dcba")),
             Some(21.5)
         );
+    }
+
+    /// Telegraf's test vectors for the 8-bit halves and FLOAT16 (plugins/inputs/modbus/modbus_test.go).
+    #[test]
+    fn bytes_and_half_floats() {
+        let abcd = WordOrder::ABCD;
+        let badc = WordOrder::parse("badc").expect("order");
+        assert_eq!(decode(&[0x0102], DataType::U8Low, abcd), Some(2.0));
+        assert_eq!(decode(&[0x0102], DataType::U8High, abcd), Some(1.0));
+        assert_eq!(decode(&[0x0102], DataType::U8Low, badc), Some(1.0));
+        assert_eq!(decode(&[0xFE80], DataType::I8High, abcd), Some(-2.0));
+        assert_eq!(decode(&[0xFE80], DataType::I8Low, abcd), Some(-128.0));
+        assert_eq!(decode(&[0xB814], DataType::F16, abcd), Some(-0.509765625));
+        assert_eq!(decode(&[0x14B8], DataType::F16, badc), Some(-0.509765625));
+        assert_eq!(decode(&[0x3C00], DataType::F16, abcd), Some(1.0));
+        assert_eq!(decode(&[0x7BFF], DataType::F16, abcd), Some(65504.0));
+        assert!(decode(&[0x7E00], DataType::F16, abcd).is_some_and(f64::is_nan));
     }
 
     #[test]

@@ -289,12 +289,26 @@ pub async fn read(
     };
     match tokio::time::timeout(timeout, fut).await {
         Err(_) => Err(ReadError::Timeout),
-        Ok(Err(e)) => Err(ReadError::Transport(e.to_string())),
+        Ok(Err(e)) => Err(ReadError::Transport(transport_error(&e))),
         Ok(Ok(Err(code))) => Err(ReadError::Exception(u8::from(code))),
         Ok(Ok(Ok(words))) if words.len() < usize::from(req.count) => Err(ReadError::Transport(
             format!("short response: {} of {} values", words.len(), req.count),
         )),
         Ok(Ok(Ok(words))) => Ok(words),
+    }
+}
+
+/// What went wrong on the wire, in words: tokio-modbus reports a peer that closed the connection with a stale
+/// errno ("Operation now in progress (os error 115)").
+fn transport_error(e: &tokio_modbus::Error) -> String {
+    match e {
+        tokio_modbus::Error::Transport(io)
+            if io.kind() == std::io::ErrorKind::UnexpectedEof
+                || io.raw_os_error() == Some(libc::EINPROGRESS) =>
+        {
+            "the device closed the connection".to_string()
+        }
+        other => other.to_string(),
     }
 }
 
@@ -409,6 +423,9 @@ pub async fn run(
         }
         let Some(c) = ctx.as_mut() else { continue };
         let started = Instant::now();
+        // A reading is stamped when it was measured: the middle of the attempt that got the answer (a retry's,
+        // not the first timed-out one's; the device samples between request and response).
+        let mut sent_at = (Timestamp::now(), Instant::now());
         let mut result = read(c, &slots[i].req, bus.timeout.0).await;
         let mut tries = 0;
         while matches!(result, Err(ReadError::Timeout)) && tries < bus.retries {
@@ -416,6 +433,7 @@ pub async fn run(
             if rtu {
                 tokio::time::sleep(bus.frame_delay.0).await;
             }
+            sent_at = (Timestamp::now(), Instant::now());
             result = read(c, &slots[i].req, bus.timeout.0).await;
         }
         metrics.polls.fetch_add(1, Ordering::Relaxed);
@@ -437,7 +455,8 @@ pub async fn run(
                 slot.failures = 0;
                 slot.last_error = None;
                 unit_backoff.remove(&unit);
-                let ts = Timestamp::now();
+                let rtt = i64::try_from(sent_at.1.elapsed().as_millis()).unwrap_or(0);
+                let ts = Timestamp(sent_at.0 .0.saturating_add(rtt / 2));
                 let batch: Readings = values(&slot.req, &words)
                     .filter_map(|(p, v)| Some(Reading::new(Arc::clone(&p.id), ts, v?)))
                     .collect();
