@@ -304,9 +304,31 @@ fn second_signal_exits_at_once() {
         d.log().contains("watchpost started").then_some(())
     });
     d.signal(libc::SIGINT);
+    let first = std::time::Instant::now();
+    wait_for(Duration::from_secs(5), "the stop request taken", || {
+        d.log().contains("Shutting down.").then_some(())
+    });
+    // The same request forwarded by a wrapper (`timeout` + `runuser`) within the second: still one request.
+    d.signal(libc::SIGINT);
     wait_for(Duration::from_secs(5), "orderly shutdown begun", || {
         d.log().contains("Giving sinks time to drain").then_some(())
     });
+    wait_for(
+        Duration::from_secs(5),
+        "the duplicate taken as one request",
+        || {
+            d.log()
+                .contains("The same stop request again")
+                .then_some(())
+        },
+    );
+    // A second signal later than that (still inside the 3 s drain) cuts the shutdown short.
+    std::thread::sleep(Duration::from_millis(1200).saturating_sub(first.elapsed()));
+    assert!(
+        d.child.try_wait().expect("w").is_none(),
+        "still draining: {}",
+        d.log()
+    );
     let t = std::time::Instant::now();
     d.signal(libc::SIGINT);
     let code = d.wait_exit(Duration::from_secs(5));
