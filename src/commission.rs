@@ -133,7 +133,12 @@ pub fn read(cfg: &Config, only: &[String], json: bool) -> ExitCode {
             }
         };
         for ((s, src), (id, r, raw)) in sensors.iter().zip(results) {
-            let unit = s.unit.as_deref().unwrap_or(src.native_unit());
+            // A mapped or scaled value is no longer in the chip's unit (a 4–20 mA loop mapped to bar is not mA).
+            let native = src.map.is_none() && src.scale == 1.0 && src.add == 0.0;
+            let unit = s
+                .unit
+                .as_deref()
+                .unwrap_or(if native { src.native_unit() } else { "" });
             let hex: Vec<String> = raw.iter().map(|b| format!("0x{b:02x}")).collect();
             let at = format!(
                 "{} 0x{:02x} {} on {}",

@@ -86,14 +86,14 @@ pub const CHIPS: &[ChipSpec] = &[
             ("humidity", "%"),
             ("pressure", "hPa"),
         ],
-        options: &[],
+        options: &["oversampling", "filter"],
     },
     ChipSpec {
         name: "bmp280",
         chip: Chip::Bmp280,
         addresses: &[0x76, 0x77],
         quantities: &[("temperature", "°C"), ("pressure", "hPa")],
-        options: &[],
+        options: &["oversampling", "filter"],
     },
     ChipSpec {
         name: "sht3x",
@@ -230,6 +230,10 @@ pub struct I2cSource {
     pub signed: bool,
     /// Register sensor: write-before-read.
     pub trigger: Option<Trigger>,
+    /// BME280/BMP280 oversampling of each quantity (1, 2, 4, 8 or 16; default 1).
+    pub oversampling: u8,
+    /// BME280/BMP280 IIR filter coefficient (0 = off, the default; 2, 4, 8 or 16).
+    pub filter: u8,
     /// value = measured · scale + add (after `from`/`to`).
     pub scale: f64,
     /// Added after scaling.
@@ -257,6 +261,8 @@ pub struct I2cKeys {
     pub(crate) wait: Option<Dur>,
     pub(crate) from: Option<[f64; 2]>,
     pub(crate) to: Option<[f64; 2]>,
+    pub(crate) oversampling: Option<u8>,
+    pub(crate) filter: Option<u8>,
 }
 
 impl I2cKeys {
@@ -277,6 +283,8 @@ impl I2cKeys {
             ("wait", self.wait.is_some()),
             ("from", self.from.is_some()),
             ("to", self.to.is_some()),
+            ("oversampling", self.oversampling.is_some()),
+            ("filter", self.filter.is_some()),
         ];
         set.iter().filter(|(_, s)| *s).map(|(k, _)| *k).collect()
     }
@@ -384,6 +392,14 @@ pub(crate) fn i2c_source(
         }
     };
     let shunt_ohms = finite_pos("shunt_ohms", k.shunt_ohms)?;
+    let oversampling = k.oversampling.unwrap_or(1);
+    if ![1, 2, 4, 8, 16].contains(&oversampling) {
+        return Err(at("oversampling", "must be 1, 2, 4, 8 or 16"));
+    }
+    let filter = k.filter.unwrap_or(0);
+    if ![0, 2, 4, 8, 16].contains(&filter) {
+        return Err(at("filter", "must be 0 (off), 2, 4, 8 or 16"));
+    }
     let max_current = finite_pos("max_current", k.max_current)?;
     let mut channel = None;
     let mut range = 4.096;
@@ -494,6 +510,8 @@ pub(crate) fn i2c_source(
         big_endian,
         signed: k.signed.unwrap_or(false),
         trigger,
+        oversampling,
+        filter,
         scale: scale.unwrap_or(1.0),
         add: add.unwrap_or(0.0),
         map,

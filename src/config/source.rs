@@ -306,6 +306,8 @@ pub struct SourceKeys {
     wait: Option<Dur>,
     from: Option<[f64; 2]>,
     to: Option<[f64; 2]>,
+    oversampling: Option<u8>,
+    filter: Option<u8>,
     offset: Option<f64>,
     amplitude: Option<f64>,
     period: Option<Dur>,
@@ -347,6 +349,8 @@ impl SourceKeys {
             wait: self.wait,
             from: self.from,
             to: self.to,
+            oversampling: self.oversampling,
+            filter: self.filter,
         }
     }
     fn simulated_keys(&self) -> Vec<&'static str> {

@@ -130,7 +130,7 @@ impl I2c for Bus {
                 use embedded_hal::i2c::Error;
                 BusError {
                     kind: e.kind(),
-                    text: e.to_string(),
+                    text: linux_error_text(&e.to_string(), address),
                 }
             }),
             Backend::Sim(s) => s.transaction(address, operations),
@@ -144,6 +144,19 @@ impl I2c for Bus {
             }
         }
         r
+    }
+}
+
+/// The OS's words, and what to do when they are not enough: EBUSY on `I2C_SLAVE` means a kernel driver has bound
+/// the address (an RTC or a sensor overlay), and i2c-dev may not talk to it.
+pub fn linux_error_text(text: &str, address: u8) -> String {
+    if text.contains("os error 16") {
+        format!(
+            "{text}: a kernel driver holds address 0x{address:02x} (`ls -l /sys/bus/i2c/devices/*-00{address:02x}/driver` \
+             names it); unbind it, or remove the device-tree overlay that loads it"
+        )
+    } else {
+        text.to_string()
     }
 }
 

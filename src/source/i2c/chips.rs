@@ -62,6 +62,8 @@ pub fn open<I: I2c<Error = BusError> + 'static>(
             probe,
             address: a,
             last: None,
+            oversampling: src.oversampling,
+            filter: src.filter,
         }),
         Chip::Sht4x => Box::new(Sht4x {
             drv: sht4x::Sht4x::new_with_address(
@@ -117,13 +119,94 @@ fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), ChipError> {
     }
 }
 
-/// BME280/BMP280 through the `bme280` crate; `probe` reads ctrl_meas to notice a chip reset by a brown-out.
+/// BME280/BMP280 through the `bme280` crate (Bosch's compensation); `probe` (a second handle on the same bus)
+/// reads ctrl_meas to notice a chip reset by a brown-out, polls the `measuring` status bit while a conversion
+/// runs, and reads the raw data registers to refuse their reset values.
 struct Bme280<I> {
     drv: bme280::i2c::BME280<I>,
     probe: I,
     address: u8,
     /// (cycle, temperature °C, pressure hPa, humidity %).
     last: Option<(u64, f64, f64, f64)>,
+    /// Oversampling of each quantity (1…16) and the IIR filter coefficient (0 = off).
+    oversampling: u8,
+    filter: u8,
+}
+
+/// The datasheet's maximum conversion time in forced mode (BME280 datasheet 9.1, appendix B):
+/// 1.25 + 2.3·T + (2.3·P + 0.575) + (2.3·H + 0.575) ms with the same oversampling `os` for all three; 9.3 ms at ×1,
+/// 112.8 ms at ×16.
+pub fn bme280_max_conversion(os: u8) -> Duration {
+    let o = f64::from(os);
+    Duration::from_micros(
+        ((1.25 + 2.3 * o + (2.3 * o + 0.575) + (2.3 * o + 0.575)) * 1000.0) as u64,
+    )
+}
+
+/// The wait the `bme280` crate asks for after starting a forced conversion (a fixed 40 ms), done by the chip's own
+/// word instead: poll `status.measuring` (0xF3 bit 3) until it clears, at most the datasheet's maximum (and a
+/// margin for the bus). Shorter waits (the 2 ms after a soft reset) are slept as asked.
+struct Conversion<'a, I> {
+    probe: &'a mut I,
+    address: u8,
+    max: Duration,
+    /// Why the conversion did not finish (the crate's measurement is then thrown away).
+    failed: Option<ChipError>,
+}
+
+impl<I: I2c<Error = BusError>> DelayNs for Conversion<'_, I> {
+    fn delay_ns(&mut self, ns: u32) {
+        if ns < 10_000_000 {
+            std::thread::sleep(Duration::from_nanos(u64::from(ns)));
+            return;
+        }
+        let started = Instant::now();
+        let deadline = self.max + Duration::from_millis(5);
+        // The typical time is 80 % of the maximum; look a little before it, then every millisecond.
+        std::thread::sleep(self.max * 3 / 4);
+        loop {
+            let mut status = [0u8];
+            if let Err(e) = self.probe.write_read(self.address, &[0xF3], &mut status) {
+                self.failed = Some(ChipError::Bus(e));
+                return;
+            }
+            if status[0] & 0x08 == 0 {
+                return;
+            }
+            if started.elapsed() > deadline {
+                self.failed = Some(ChipError::Implausible(format!(
+                    "the conversion did not finish within the datasheet's maximum of {:.1} ms (status 0x{:02x})",
+                    self.max.as_secs_f64() * 1e3,
+                    status[0]
+                )));
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+fn bme_config(oversampling: u8, filter: u8) -> bme280::Configuration {
+    use bme280::{IIRFilter, Oversampling};
+    let o = match oversampling {
+        16 => Oversampling::Oversampling16X,
+        8 => Oversampling::Oversampling8X,
+        4 => Oversampling::Oversampling4X,
+        2 => Oversampling::Oversampling2X,
+        _ => Oversampling::Oversampling1X,
+    };
+    let f = match filter {
+        16 => IIRFilter::Coefficient16,
+        8 => IIRFilter::Coefficient8,
+        4 => IIRFilter::Coefficient4,
+        2 => IIRFilter::Coefficient2,
+        _ => IIRFilter::Off,
+    };
+    bme280::Configuration::default()
+        .with_temperature_oversampling(o)
+        .with_pressure_oversampling(o)
+        .with_humidity_oversampling(o)
+        .with_iir_filter(f)
 }
 
 fn bme_err(e: bme280::Error<BusError>) -> ChipError {
@@ -139,7 +222,9 @@ fn bme_err(e: bme280::Error<BusError>) -> ChipError {
 impl<I: I2c<Error = BusError>> Device for Bme280<I> {
     fn init(&mut self) -> Result<(), ChipError> {
         self.last = None;
-        self.drv.init(&mut Delay).map_err(bme_err)
+        self.drv
+            .init_with_config(&mut Delay, bme_config(self.oversampling, self.filter))
+            .map_err(bme_err)
     }
     fn read(&mut self, want: &I2cSource, cycle: u64) -> Result<f64, ChipError> {
         let (t, p, h) = match self.last {
@@ -152,7 +237,26 @@ impl<I: I2c<Error = BusError>> Device for Bme280<I> {
                     tracing::warn!(address = format!("0x{:02x}", self.address), "BME280 lost its configuration (reset or brown-out); initialising it again.");
                     self.init()?;
                 }
-                let m = self.drv.measure(&mut Delay).map_err(bme_err)?;
+                let mut wait = Conversion {
+                    probe: &mut self.probe,
+                    address: self.address,
+                    max: bme280_max_conversion(self.oversampling),
+                    failed: None,
+                };
+                let m = self.drv.measure(&mut wait).map_err(bme_err);
+                if let Some(e) = wait.failed {
+                    return Err(e);
+                }
+                let m = m?;
+                // 0x80000 (pressure, temperature) and 0x8000 (humidity) are the data registers' reset values: no
+                // conversion was done since power-on or reset. Compensated, they look like a plausible 26 °C.
+                let mut raw = [0u8; 6];
+                self.probe.write_read(self.address, &[0xF7], &mut raw)?;
+                if raw[..6] == [0x80, 0, 0, 0x80, 0, 0] {
+                    return Err(ChipError::Implausible(
+                        "the data registers hold their reset values: no conversion was done".into(),
+                    ));
+                }
                 let (t, p, h) = (
                     f64::from(m.temperature),
                     f64::from(m.pressure) / 100.0,
@@ -415,6 +519,17 @@ impl<I: I2c<Error = BusError>> Device for Regs<I> {
                         self.write16(0x00, 0x399F)?;
                         self.write16(0x05, cal)?;
                         self.kind = Own::Ina219 { lsb };
+                        // Current and power are computed by the next conversion (2 × 532 µs at 12 bits, datasheet
+                        // table 5): until the conversion-ready bit says so they read 0, which is not a reading.
+                        let deadline = Instant::now() + Duration::from_millis(5);
+                        while self.reg16(0x02)? & 0b10 == 0 {
+                            if Instant::now() > deadline {
+                                return Err(ChipError::Implausible(
+                                    "no conversion within 5 ms of the calibration (CNVR stays clear)".into(),
+                                ));
+                            }
+                            std::thread::sleep(Duration::from_micros(200));
+                        }
                     }
                 }
                 let bus = self.reg16(0x02)?;

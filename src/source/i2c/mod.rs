@@ -51,6 +51,9 @@ struct Due {
     interval: Duration,
     next: Instant,
     failing: bool,
+    /// The last fault logged for this sensor: each kind is logged once per change, whatever its neighbours on the
+    /// same device do (a full-scale ADS1115 channel beside healthy ones logged on every read before).
+    last_error: Option<String>,
 }
 
 /// Read `want` from `slot`, initialising the device first when needed. Returns the value in engineering units.
@@ -101,6 +104,7 @@ fn open(cfg: &I2cConfig, sensors: &[(SensorConfig, I2cSource)]) -> Result<Opened
             interval: s.interval.0,
             next: now,
             failing: false,
+            last_error: None,
         });
     }
     Ok((bus, slots, due))
@@ -207,8 +211,14 @@ fn bus_thread(
         }
         cycle += 1;
         let now = Instant::now();
-        // One sample time per cycle: the readings of one poll travel together (telemetry sends them as one message).
-        let ts = Timestamp::now();
+        // A reading is stamped when it was measured. The readings of one cycle share a stamp (they travel together:
+        // telemetry sends them as one message) as long as they were measured within STAMP_SPREAD of it; a reading
+        // measured later (a slow or hung transfer before it) starts a new stamp.
+        let mut ts = Timestamp::now();
+        let mut ts_at = Instant::now();
+        // A device measures once per cycle (a BME280's three quantities come from one conversion): the stamp of
+        // its first read this cycle.
+        let mut device_ts: Vec<(usize, Timestamp)> = Vec::new();
         let mut batch: Readings = Vec::new();
         for d in due.iter_mut().filter(|d| d.next <= now) {
             d.next += d.interval;
@@ -218,6 +228,17 @@ fn bus_thread(
             let slot = &mut slots[d.slot];
             let started = Instant::now();
             let r = read_one(slot, &d.src, cycle);
+            if ts_at.elapsed() > STAMP_SPREAD {
+                ts = Timestamp::now();
+                ts_at = Instant::now();
+            }
+            let ts = match device_ts.iter().find(|(s, _)| *s == d.slot) {
+                Some((_, t)) => *t,
+                None => {
+                    device_ts.push((d.slot, ts));
+                    ts
+                }
+            };
             metrics.polls.fetch_add(1, Ordering::Relaxed);
             metrics
                 .poll_latency_us
@@ -228,17 +249,21 @@ fn bus_thread(
                         tracing::info!(bus = %cfg.name, sensor = %d.id, address = format!("0x{:02x}", slot.address), "I2C sensor reads again.");
                     }
                     d.failing = false;
+                    d.last_error = None;
                     slot.last_error = None;
                     batch.push(Reading::new(Arc::clone(&d.id), ts, v));
                 }
                 Err(e) => {
                     metrics.source_errors.fetch_add(1, Ordering::Relaxed);
                     let msg = e.to_string();
-                    if slot.last_error.as_deref() != Some(msg.as_str()) {
+                    // Once per kind of fault: the measured value in the message ("3.41 mA") does not make a new one.
+                    let kind = fault_kind(&msg);
+                    if d.last_error.as_deref() != Some(kind.as_str()) {
                         tracing::warn!(bus = %cfg.name, sensor = %d.id, chip = d.src.chip.spec().name,
-                            address = format!("0x{:02x}", slot.address), error = %msg, "I2C read failed; the sensor reports a fault and the device is initialised again before its next read.");
-                        slot.last_error = Some(msg);
+                            address = format!("0x{:02x}", slot.address), error = %msg, "I2C read failed; the sensor reports a fault (logged once until it changes) and the device is initialised again before its next read.");
+                        d.last_error = Some(kind);
                     }
+                    slot.last_error = Some(msg);
                     d.failing = true;
                     // NaN: validation marks it invalid and raises SENSOR_FAULT; the good readings that follow clear it.
                     batch.push(Reading::new(Arc::clone(&d.id), ts, f64::NAN));
@@ -250,6 +275,16 @@ fn bus_thread(
             return;
         }
     }
+}
+
+/// Readings of one cycle measured within this of its stamp share it.
+const STAMP_SPREAD: Duration = Duration::from_millis(100);
+
+/// A fault message without its numbers: what "the same fault" means for logging once per change.
+fn fault_kind(msg: &str) -> String {
+    msg.chars()
+        .filter(|c| !c.is_ascii_digit() && *c != '.' && *c != '-')
+        .collect()
 }
 
 /// Sleep until `t` in short steps; true when cancelled.

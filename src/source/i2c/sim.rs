@@ -113,6 +113,13 @@ pub struct Bme280 {
     /// Raw ADC values loaded on the next forced measurement (temperature, pressure, humidity).
     pub adc: (u32, u32, u16),
     n: u32,
+    /// A part at the datasheet's slow end: a forced conversion takes the maximum time for the configured
+    /// oversampling (status.measuring set meanwhile, the data registers updated only at its end). Off: instant.
+    pub slow: bool,
+    /// When the running conversion ends.
+    converting: Option<std::time::Instant>,
+    /// Added to every conversion (an out-of-spec or hung part).
+    pub extra: std::time::Duration,
 }
 
 impl Bme280 {
@@ -150,6 +157,9 @@ impl Bme280 {
             humidity,
             adc: Self::EXAMPLE_ADC,
             n: 0,
+            slow: false,
+            converting: None,
+            extra: std::time::Duration::ZERO,
         };
         s.brownout();
         s
@@ -193,16 +203,51 @@ impl SimDevice for Bme280 {
                 Ok(())
             }
             [0xF4, v] if v & 3 != 0 => {
-                // Forced (or normal) mode: measure now, then back to sleep.
+                // Forced (or normal) mode: measure, then back to sleep.
                 self.r.write(bytes)?;
-                self.convert();
-                self.r.regs[0xF4] &= !3;
+                if self.slow {
+                    let os = |code: u8| {
+                        if code == 0 {
+                            0.0
+                        } else {
+                            f64::from(1u8 << (code.min(5) - 1))
+                        }
+                    };
+                    let (t, p, h) = (
+                        os(self.r.regs[0xF4] >> 5),
+                        os((self.r.regs[0xF4] >> 2) & 7),
+                        os(self.r.regs[0xF2] & 7),
+                    );
+                    // BST-BME280-DS002 appendix B, maximum: 1.25 + 2.3·T + (2.3·P + 0.575) + (2.3·H + 0.575) ms.
+                    let ms = 1.25
+                        + 2.3 * t
+                        + if p > 0.0 { 2.3 * p + 0.575 } else { 0.0 }
+                        + if h > 0.0 { 2.3 * h + 0.575 } else { 0.0 };
+                    self.converting = Some(
+                        std::time::Instant::now()
+                            + std::time::Duration::from_micros((ms * 1000.0) as u64)
+                            + self.extra,
+                    );
+                    self.r.regs[0xF3] |= 0x08;
+                } else {
+                    self.convert();
+                    self.r.regs[0xF4] &= !3;
+                }
                 Ok(())
             }
             _ => self.r.write(bytes),
         }
     }
     fn read(&mut self, buf: &mut [u8]) -> Result<(), BusError> {
+        if self
+            .converting
+            .is_some_and(|t| std::time::Instant::now() >= t)
+        {
+            self.converting = None;
+            self.convert();
+            self.r.regs[0xF4] &= !3;
+            self.r.regs[0xF3] &= !0x08;
+        }
         self.r.read(buf)
     }
     fn brownout(&mut self) {
@@ -397,6 +442,9 @@ pub struct Ina219 {
     r: Regs16,
     /// Shunt voltage (V) and bus voltage (V).
     pub volts: (f64, f64),
+    /// After a configuration or calibration write, the first conversion (shunt and bus at 12 bits: 2 × 532 µs,
+    /// datasheet table 5) ends then: until it does, CNVR is clear and current and power read 0.
+    converting: Option<std::time::Instant>,
 }
 
 impl Ina219 {
@@ -407,6 +455,7 @@ impl Ina219 {
         let mut s = Ina219 {
             r,
             volts: (shunt_v, bus_v),
+            converting: None,
         };
         s.update();
         s
@@ -426,15 +475,29 @@ impl Ina219 {
 
 impl SimDevice for Ina219 {
     fn write(&mut self, bytes: &[u8]) -> Result<(), BusError> {
-        if let Some((0x00, v)) = self.r.write(bytes) {
-            if v & 0x8000 != 0 {
-                self.brownout();
+        match self.r.write(bytes) {
+            Some((0x00, v)) if v & 0x8000 != 0 => self.brownout(),
+            Some((0x00 | 0x05, _)) => {
+                // A new configuration or calibration: the results so far are void until the next conversion.
+                self.converting =
+                    Some(std::time::Instant::now() + std::time::Duration::from_micros(1064));
+                self.r.regs.insert(0x03, 0);
+                self.r.regs.insert(0x04, 0);
+                let bus = self.r.regs.get(&0x02).copied().unwrap_or(0);
+                self.r.regs.insert(0x02, bus & !0b10);
             }
+            _ => {}
         }
-        self.update();
         Ok(())
     }
     fn read(&mut self, buf: &mut [u8]) -> Result<(), BusError> {
+        if self
+            .converting
+            .is_some_and(|t| std::time::Instant::now() >= t)
+        {
+            self.converting = None;
+            self.update();
+        }
         self.r.read(buf);
         Ok(())
     }

@@ -197,6 +197,9 @@ fn ina219_transactions() {
     let mut m = Mock::new(&[
         T::write(0x40, vec![0x00, 0x39, 0x9F]),
         T::write(0x40, vec![0x05, 0x10, 0x62]),
+        // The conversion-ready bit (CNVR, bus voltage bit 1): clear right after the calibration, then set.
+        T::write_read(0x40, vec![0x02], vec![0x5D, 0xC0]),
+        T::write_read(0x40, vec![0x02], vec![0x5D, 0xC2]),
         T::write_read(0x40, vec![0x02], vec![0x5D, 0xC2]),
         T::write_read(0x40, vec![0x04], vec![0x0C, 0xFF]),
         T::write_read(0x40, vec![0x02], vec![0x5D, 0xC2]),
@@ -284,4 +287,138 @@ impl embedded_hal::i2c::I2c for MockBus {
     ) -> Result<(), BusError> {
         self.0.transaction(address, operations).map_err(mock_err)
     }
+}
+
+/// A BME280 at the datasheet's slow end: every conversion takes the maximum for its oversampling. The driver waits
+/// for `status.measuring` to clear instead of a fixed 40 ms, so it reads the conversion — also at ×16, whose
+/// maximum (112.8 ms) is far beyond 40 ms. Before, the first read after start returned the data registers' reset
+/// values (26.46 °C, 820.45 hPa) as a good reading, and later ones the previous cycle's.
+#[test]
+fn a_slow_bme280_is_read_when_its_conversion_is_done() {
+    for os in ["", ", oversampling = 16"] {
+        let t = src(&format!(
+            "chip = \"bme280\", address = 0x76, quantity = \"temperature\"{os}"
+        ));
+        let p = src(&format!(
+            "chip = \"bme280\", address = 0x76, quantity = \"pressure\"{os}"
+        ));
+        let mut sb = SimBus::default();
+        let mut chip = sim::Bme280::new(true);
+        chip.slow = true;
+        sb.attach(0x76, Box::new(chip));
+        let bus = Rc::new(RefCell::new(Bus::open("simulated", Some(sb)).expect("bus")));
+        let mut d = chips::open(&t, super::bus::dev(&bus), super::bus::dev(&bus));
+        d.init().expect("init");
+        let started = std::time::Instant::now();
+        let tv = d.read(&t, 1).expect("temperature");
+        let pv = d.read(&p, 1).expect("pressure");
+        assert!(close(tv, 25.08, 0.005), "{os}: {tv} °C");
+        assert!(close(pv, 1006.5327, 0.001), "{os}: {pv} hPa");
+        let took = started.elapsed();
+        let max = chips::bme280_max_conversion(t.oversampling);
+        assert!(
+            took >= max && took < max + std::time::Duration::from_millis(30),
+            "{os}: {took:?}"
+        );
+    }
+}
+
+/// A conversion that never ends (a hung or out-of-spec part) is a fault, not the stale registers: the data
+/// registers still hold their reset values and would compensate to a plausible 26.46 °C.
+#[test]
+fn a_bme280_that_does_not_finish_its_conversion_gives_no_reading() {
+    let t = src("chip = \"bme280\", address = 0x76, quantity = \"temperature\"");
+    let mut sb = SimBus::default();
+    let mut chip = sim::Bme280::new(true);
+    chip.slow = true;
+    chip.extra = std::time::Duration::from_millis(200);
+    sb.attach(0x76, Box::new(chip));
+    let bus = Rc::new(RefCell::new(Bus::open("simulated", Some(sb)).expect("bus")));
+    let mut d = chips::open(&t, super::bus::dev(&bus), super::bus::dev(&bus));
+    d.init().expect("init");
+    let e = d
+        .read(&t, 1)
+        .expect_err("no reading from an unfinished conversion");
+    assert!(
+        e.to_string()
+            .contains("did not finish within the datasheet's maximum of 9.3 ms"),
+        "{e}"
+    );
+}
+
+/// The data registers' reset values are never a reading (a conversion skipped, e.g. after a reset).
+#[test]
+fn the_bme280_reset_values_are_never_a_reading() {
+    let t = src("chip = \"bme280\", address = 0x76, quantity = \"temperature\"");
+    let mut sb = SimBus::default();
+    let mut chip = sim::Bme280::new(true);
+    chip.adc = (0x80000, 0x80000, 0x8000);
+    sb.attach(0x76, Box::new(chip));
+    let bus = Rc::new(RefCell::new(Bus::open("simulated", Some(sb)).expect("bus")));
+    let mut d = chips::open(&t, super::bus::dev(&bus), super::bus::dev(&bus));
+    d.init().expect("init");
+    let e = d.read(&t, 1).expect_err("reset values");
+    assert!(e.to_string().contains("reset values"), "{e}");
+}
+
+/// The INA219's first current after power-on or a (re-)calibration is read once a conversion is done: before,
+/// it read right after writing the calibration and stored a good 0.0 A.
+#[test]
+fn the_ina219_waits_for_its_first_conversion_after_calibration() {
+    let c = src("chip = \"ina219\", address = 0x40, quantity = \"current\", shunt_ohms = 0.1, max_current = 3.2");
+    let (_bus, mut d) = on_sim(&c);
+    d.init().expect("init");
+    let a = d.read(&c, 1).expect("current");
+    // 32.5 mV over 0.1 Ω.
+    assert!(close(a, 0.325, 0.002), "{a} A");
+}
+
+/// The default configuration is what Bosch recommends for forced-mode polling (weather monitoring): oversampling
+/// ×1 and the IIR filter off, so a step in temperature shows in the next reading; both are set per device.
+#[test]
+fn bme280_defaults_to_oversampling_1_and_no_filter() {
+    let t = src("chip = \"bme280\", address = 0x76, quantity = \"temperature\"");
+    assert_eq!((t.oversampling, t.filter), (1, 0));
+    let (bus, mut d) = on_sim(&t);
+    d.init().expect("init");
+    d.read(&t, 1).expect("t");
+    let mut regs = [0u8; 4];
+    let mut b = bus.borrow_mut();
+    let sim = b.sim().expect("sim");
+    sim.transaction(
+        0x76,
+        &mut [
+            embedded_hal::i2c::Operation::Write(&[0xF2]),
+            embedded_hal::i2c::Operation::Read(&mut regs),
+        ],
+    )
+    .expect("read back");
+    // ctrl_hum osrs_h = 1; ctrl_meas osrs_t = 1, osrs_p = 1 (mode back to sleep); config filter = 0.
+    assert_eq!(regs[0] & 7, 1);
+    assert_eq!(regs[2] >> 2, 0b001_001);
+    assert_eq!((regs[3] >> 2) & 7, 0);
+    let bad = crate::config::parse_str(
+        "[gateway]\nid = \"gw\"\n[[i2c]]\nname = \"b\"\ndevice = \"simulated\"\n[[sensor]]\nid = \"s\"\nsource = { i2c = \"b\", chip = \"bme280\", address = 0x76, quantity = \"temperature\", oversampling = 3 }\n",
+        std::path::Path::new("t.toml"),
+        &[],
+    );
+    assert!(bad
+        .expect_err("oversampling 3")
+        .to_string()
+        .contains("must be 1, 2, 4, 8 or 16"));
+}
+
+/// EBUSY from i2c-dev says what holds the address and how to find it.
+#[test]
+fn a_busy_address_names_the_kernel_driver_to_look_for() {
+    let t = super::bus::linux_error_text("Device or resource busy (os error 16)", 0x68);
+    assert!(
+        t.contains("a kernel driver holds address 0x68")
+            && t.contains("/sys/bus/i2c/devices/*-0068/driver"),
+        "{t}"
+    );
+    assert_eq!(
+        super::bus::linux_error_text("Remote I/O error (os error 121)", 0x68),
+        "Remote I/O error (os error 121)"
+    );
 }
