@@ -77,9 +77,8 @@ fn schema() -> jsonschema::Validator {
 #[test]
 fn events_in_order_retained_state_for_late_subscribers_and_schema() {
     let dir = tempfile::tempdir().expect("tmp");
-    let Some(broker) = Mosquitto::start(dir.path(), "", false) else {
-        return;
-    };
+    let broker = Mosquitto::start(dir.path(), "", false)
+        .expect("broker: a test server or tool the suite needs (.ci/run installs them)");
     let sub = Sub::start(broker.port, "early", true, &["watchpost/gw1/#"]);
     let data = dir.path().join("data");
     let cfg = dir.path().join("w.toml");
@@ -172,9 +171,8 @@ fn events_in_order_retained_state_for_late_subscribers_and_schema() {
 #[test]
 fn will_publishes_offline_on_kill_9() {
     let dir = tempfile::tempdir().expect("tmp");
-    let Some(broker) = Mosquitto::start(dir.path(), "", false) else {
-        return;
-    };
+    let broker = Mosquitto::start(dir.path(), "", false)
+        .expect("broker: a test server or tool the suite needs (.ci/run installs them)");
     let sub = Sub::start(broker.port, "watcher", true, &["watchpost/gw1/status"]);
     let data = dir.path().join("data");
     let cfg = dir.path().join("w.toml");
@@ -207,9 +205,8 @@ fn will_publishes_offline_on_kill_9() {
 #[test]
 fn broker_outage_and_kill_9_lose_no_alert() {
     let dir = tempfile::tempdir().expect("tmp");
-    let Some(mut broker) = Mosquitto::start(dir.path(), "", true) else {
-        return;
-    };
+    let mut broker = Mosquitto::start(dir.path(), "", true)
+        .expect("broker: a test server or tool the suite needs (.ci/run installs them)");
     // A persistent-session subscriber: the broker queues for it across its own restart.
     let sub = Sub::start(
         broker.port,
@@ -273,9 +270,8 @@ warning = { high = 50.0 }
 #[test]
 fn tls_mutual_tls_and_passwords() {
     let dir = tempfile::tempdir().expect("tmp");
-    let Some(certs) = Certs::make(dir.path()) else {
-        return;
-    };
+    let certs = Certs::make(dir.path())
+        .expect("certs: a test server or tool the suite needs (.ci/run installs them)");
     let (p_pw, p_mtls, p_tlspw) = (free_port(), free_port(), free_port());
     let passwd = dir.path().join("passwd");
     let ok = std::process::Command::new("mosquitto_passwd")
@@ -295,9 +291,8 @@ fn tls_mutual_tls_and_passwords() {
         sc = c("server.crt"),
         sk = c("server.key")
     );
-    let Some(broker) = Mosquitto::start(dir.path(), &extra, false) else {
-        return;
-    };
+    let broker = Mosquitto::start(dir.path(), &extra, false)
+        .expect("broker: a test server or tool the suite needs (.ci/run installs them)");
     let sub = Sub::start(broker.port, "watcher", true, &["watchpost/+/status"]);
     let pwfile = dir.path().join("mqtt.password");
     std::fs::write(&pwfile, "s3cret\n").expect("w");
@@ -379,9 +374,8 @@ fn tls_mutual_tls_and_passwords() {
 #[test]
 fn device_shadow_protocol() {
     let dir = tempfile::tempdir().expect("tmp");
-    let Some(broker) = Mosquitto::start(dir.path(), "", false) else {
-        return;
-    };
+    let broker = Mosquitto::start(dir.path(), "", false)
+        .expect("broker: a test server or tool the suite needs (.ci/run installs them)");
     let aws = Sub::start(
         broker.port,
         "aws",
@@ -515,9 +509,8 @@ fn clearing_one_alarm_never_hides_another_on_the_same_sensor() {
     // (SENSOR_OFFLINE cleared, CRITICAL still active). The retained topics, the viewer and the store agree: one
     // active alarm, the CRITICAL.
     let dir = tempfile::tempdir().expect("tmp");
-    let Some(broker) = Mosquitto::start(dir.path(), "", false) else {
-        return;
-    };
+    let broker = Mosquitto::start(dir.path(), "", false)
+        .expect("broker: a test server or tool the suite needs (.ci/run installs them)");
     let feed = Sub::start(broker.port, "feed", true, &["watchpost/gw1/events"]);
     let data = dir.path().join("data");
     let cfg = dir.path().join("w.toml");
@@ -590,9 +583,8 @@ fn a_huge_retained_message_on_a_shadow_topic_does_not_stop_alert_delivery() {
     // Someone left a 900 kB retained message (over the old 256 kB limit) on a topic the shadow subscribes to. It is received and dropped
     // (counted); the connection stays up and every alert is delivered.
     let dir = tempfile::tempdir().expect("tmp");
-    let Some(broker) = Mosquitto::start(dir.path(), "", false) else {
-        return;
-    };
+    let broker = Mosquitto::start(dir.path(), "", false)
+        .expect("broker: a test server or tool the suite needs (.ci/run installs them)");
     let big = dir.path().join("big.txt");
     std::fs::write(&big, vec![b'x'; 900_000]).expect("w");
     let st = std::process::Command::new(require("mosquitto_pub").expect("mosquitto_pub"))
@@ -667,9 +659,8 @@ fn kill_9_at_random_moments_during_broker_and_timeseries_outages_loses_nothing()
     // down for 7 of them, alarms flowing the whole time. Counted at the far ends: every stored reading in
     // VictoriaMetrics once per timestamp, every stored alert event at a persistent subscriber, in order.
     let dir = tempfile::tempdir().expect("tmp");
-    let Some(mut broker) = Mosquitto::start(dir.path(), "", true) else {
-        return;
-    };
+    let mut broker = Mosquitto::start(dir.path(), "", true)
+        .expect("broker: a test server or tool the suite needs (.ci/run installs them)");
     let vm_port = free_port();
     let mut vm = Some(Vm::start(dir.path(), vm_port).expect("victoria-metrics"));
     let sub = Sub::start(broker.port, "faults", false, &["watchpost/gw1/events"]);
@@ -808,9 +799,8 @@ interval = "20ms"
 #[test]
 fn connections_cut_every_two_seconds_lose_nothing_and_cause_no_reconnect_storm() {
     let dir = tempfile::tempdir().expect("tmp");
-    let Some(broker) = Mosquitto::start(dir.path(), "", true) else {
-        return;
-    };
+    let broker = Mosquitto::start(dir.path(), "", true)
+        .expect("broker: a test server or tool the suite needs (.ci/run installs them)");
     let sub = Sub::start(broker.port, "cut-sub", false, &["watchpost/gw1/events"]);
     let (proxy, accepted) = cutting_proxy(broker.port, Duration::from_secs(2));
     let data = dir.path().join("data");

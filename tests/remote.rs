@@ -175,9 +175,8 @@ fn events(sub: &Sub) -> Vec<serde_json::Value> {
 #[test]
 fn remote_alarm_settings_through_the_shadow() {
     let dir = tempfile::tempdir().expect("tmp");
-    let Some(broker) = Mosquitto::start(dir.path(), "", false) else {
-        return;
-    };
+    let broker = Mosquitto::start(dir.path(), "", false)
+        .expect("broker: a test server or tool the suite needs (.ci/run installs them)");
     let port = broker.port;
     let feed = Sub::start(port, "watcher", true, &["watchpost/gw1/events"]);
     let mut aws = Aws::start(port);

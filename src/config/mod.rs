@@ -10,8 +10,12 @@
 //! boolean is taken as such, anything else as a string.
 
 mod email;
+mod files;
 mod i2c;
 mod locate;
+mod words;
+pub use files::{file_missing, unreadable_files, FileProblem};
+use words::{did_you_mean, people};
 pub mod overlay;
 #[cfg(test)]
 mod schema;
@@ -95,73 +99,6 @@ impl fmt::Display for KeyPath {
         }
         Ok(())
     }
-}
-
-/// A file the config refers to that this process cannot read now.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FileProblem {
-    /// The key naming it (`mqtt.ca_file`).
-    pub key: String,
-    /// The file.
-    pub path: PathBuf,
-    /// What the OS said.
-    pub why: String,
-    /// An error (the file is not there: the sink that needs it cannot start) rather than a warning (it is there
-    /// but not readable by this user — often right: the service user may read it, or systemd hands it over).
-    pub error: bool,
-}
-
-/// Whether an open error means the file is missing (an error) or only unreadable by this user (a warning).
-pub fn file_missing(e: &std::io::Error) -> bool {
-    e.kind() != std::io::ErrorKind::PermissionDenied
-}
-
-/// Files the config refers to that this process cannot read now. `check-config` reports a missing one as an error
-/// and an unreadable one as a warning; a sink that cannot start shows as failing at run time.
-pub fn unreadable_files(cfg: &Config) -> Vec<FileProblem> {
-    let mut refs: Vec<(String, PathBuf)> = Vec::new();
-    let mut add = |key: &str, p: &Option<PathBuf>| {
-        if let Some(p) = p {
-            refs.push((key.to_string(), p.clone()));
-        }
-    };
-    if let Some(i) = &cfg.influxdb {
-        add("influxdb.token_file", &i.token_file);
-        add("influxdb.ca_file", &i.ca_file);
-    }
-    if let Some(m) = &cfg.mqtt {
-        add("mqtt.password_file", &m.password_file);
-        add("mqtt.ca_file", &m.ca_file);
-        add("mqtt.cert_file", &m.cert_file);
-        add("mqtt.key_file", &m.key_file);
-    }
-    if let Some(e) = &cfg.email {
-        add("email.password_file", &e.password_file);
-        add("email.ca_file", &e.ca_file);
-    }
-    let mut out = Vec::new();
-    for (key, path) in refs {
-        if let Err(e) = std::fs::File::open(&path) {
-            out.push(FileProblem {
-                key,
-                path,
-                error: file_missing(&e),
-                why: e.to_string(),
-            });
-        }
-    }
-    for (i, b) in cfg.i2c.iter().enumerate() {
-        if b.device != "simulated" && !Path::new(&b.device).exists() {
-            // A warning: the device may appear later (a module loaded after boot); the bus reports it meanwhile.
-            out.push(FileProblem {
-                key: format!("i2c[{i}].device"),
-                path: PathBuf::from(&b.device),
-                why: "does not exist (I2C bus enabled? i2c-dev loaded?)".into(),
-                error: false,
-            });
-        }
-    }
-    out
 }
 
 /// One problem in a config file.
@@ -567,52 +504,9 @@ fn section<T: DeserializeOwned>(
     }
 }
 
-/// ` (did you mean `x`?)` for the known name nearest to `got`, when one is near enough to be a typo.
-fn did_you_mean<'a>(got: &str, known: impl Iterator<Item = &'a str>) -> String {
-    let best = known
-        .map(|k| (strsim::levenshtein(got, k), k))
-        .filter(|(d, _)| *d > 0 && *d <= (got.len() / 4).max(1))
-        .min();
-    match best {
-        Some((_, k)) => format!(" (did you mean `{k}`?)"),
-        None => String::new(),
-    }
-}
-
-/// serde's type names in people's words: "expected a number", not "expected f64".
-fn people(msg: &str) -> String {
-    let mut m = msg.to_string();
-    for t in ["f64", "f32"] {
-        m = m.replace(&format!("expected {t}"), "expected a number");
-    }
-    for t in [
-        "u64", "u32", "u16", "u8", "i64", "i32", "i16", "i8", "usize",
-    ] {
-        m = m.replace(&format!("expected {t}"), "expected a whole number");
-    }
-    m.replace("expected a borrowed string", "expected a string")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn messages_in_peoples_words() {
-        assert_eq!(
-            people("invalid type: string \"80\", expected f64"),
-            "invalid type: string \"80\", expected a number"
-        );
-        assert_eq!(
-            people("invalid value: integer `-1`, expected u16"),
-            "invalid value: integer `-1`, expected a whole number"
-        );
-        assert_eq!(
-            did_you_mean("intervall", ["id", "interval", "unit"].into_iter()),
-            " (did you mean `interval`?)"
-        );
-        assert_eq!(did_you_mean("zzz", ["id", "interval"].into_iter()), "");
-    }
 
     #[test]
     fn keypath_roundtrip() {
