@@ -49,6 +49,20 @@ pub enum StoreError {
     /// File system.
     #[error("store: {0}")]
     Io(#[from] std::io::Error),
+    /// The store was written by a newer watchpost: its schema is unknown here, so nothing is read or changed.
+    #[error(
+        "store: {path} has schema version {found}, newer than this watchpost understands ({known}); it was \
+         written by a newer release (downgraded package?). Install that release again, or move the file aside to \
+         start a new store (its undelivered data stays in the moved file)"
+    )]
+    Newer {
+        /// The file.
+        path: String,
+        /// Its `user_version`.
+        found: u32,
+        /// The newest this binary knows.
+        known: u32,
+    },
 }
 
 impl StoreError {

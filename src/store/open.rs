@@ -22,6 +22,47 @@ CREATE TABLE IF NOT EXISTS dead_letters (sink TEXT NOT NULL, stream TEXT NOT NUL
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
 
+/// The schema's version (`PRAGMA user_version`), and how each version is reached from the one before: applied in
+/// order, in one transaction, by the writer when it opens a store. Version 1 is the schema of the releases before
+/// versioning (their stores read `user_version` 0 and have every table). A store newer than this list is refused.
+/// Append a migration for every schema change; never edit one that shipped.
+const MIGRATIONS: &[(u32, &str)] = &[
+    (1, SCHEMA),
+    // record_skip looks a dead letter up by (sink, stream, pos) before writing it.
+    (
+        2,
+        "CREATE INDEX IF NOT EXISTS dead_letters_item ON dead_letters (sink, stream, pos);",
+    ),
+];
+
+/// The schema version this binary writes.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Bring the store to [`SCHEMA_VERSION`] (writer), or check it is not newer (readers).
+fn migrate(conn: &mut Connection, path: &Path, writer: bool) -> Result<(), StoreError> {
+    let found: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::Newer {
+            path: path.display().to_string(),
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    if !writer || found == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = conn.transaction()?;
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version)?;
+    }
+    tx.commit()?;
+    if found > 0 {
+        tracing::info!(path = %path.display(), from = found, to = SCHEMA_VERSION, "Store schema upgraded.");
+    }
+    Ok(())
+}
+
 /// One writer per data directory: an advisory lock (`flock`) on `watchpost.lock`, held while the store is open.
 /// A second daemon on the same directory is refused with a clear message instead of racing the first.
 fn lock_data_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
@@ -116,7 +157,7 @@ impl Store {
     }
 
     fn open_inner(path: &Path, writer: bool) -> Result<Store, StoreError> {
-        let conn = connect(path)?;
+        let mut conn = connect(path)?;
         if !writer {
             // Sink and CLI connections only move cursors: losing the last few moves to a power cut means a
             // re-delivery (at-least-once), never a loss, so they skip the fsync per commit.
@@ -124,7 +165,11 @@ impl Store {
             // Readers go through the data once, in order: a small cache is enough.
             conn.pragma_update(None, "cache_size", "-128")?;
         }
-        conn.execute_batch(SCHEMA)?;
+        migrate(&mut conn, path, writer)?;
+        if !writer {
+            // A store created before the daemon ran (the CLI on a fresh data_dir) still has its tables.
+            conn.execute_batch(SCHEMA)?;
+        }
         let mut s = Store {
             conn,
             path: path.to_path_buf(),

@@ -370,3 +370,64 @@ fn sink_reads_reuse_their_prepared_statement() {
         );
     }
 }
+
+/// An upgrade from a store written before the schema had a version (the release on the gateways now), with a
+/// backlog in it: the schema is brought to the current version, and nothing is lost — readings, alert events,
+/// every sink's cursor. A store from a newer release is refused, untouched.
+#[test]
+fn an_old_store_with_a_backlog_is_upgraded_and_a_newer_one_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let id: Arc<str> = Arc::from("s");
+    {
+        let mut s = Store::open(dir.path()).expect("open");
+        for b in 0..5 {
+            let rs: Vec<Reading> = (0..100)
+                .map(|i| Reading::new(Arc::clone(&id), Timestamp(b * 1000 + i), i as f64))
+                .collect();
+            s.append_readings(&rs, None).expect("append");
+        }
+        s.append_alerts(&[alert(1), alert(2)], None)
+            .expect("alerts");
+        s.ack("influxdb", Stream::Readings, 2).expect("cursor");
+        s.ack("mqtt", Stream::Events, 1).expect("cursor");
+        s.mark_clean().expect("clean");
+    }
+    // What the release before versioning left: the same tables, user_version 0, no index.
+    {
+        let c = rusqlite::Connection::open(dir.path().join(DB_FILE)).expect("raw");
+        c.execute_batch("DROP INDEX dead_letters_item; PRAGMA user_version = 0;")
+            .expect("downgrade");
+    }
+    let s = Store::open(dir.path()).expect("upgrade");
+    let version: u32 = s
+        .conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    assert_eq!(version, open::SCHEMA_VERSION);
+    assert_eq!(s.counts().expect("counts"), (500, 2));
+    assert_eq!(s.cursor("influxdb", Stream::Readings).expect("c"), 2);
+    assert_eq!(s.cursor("mqtt", Stream::Events).expect("c"), 1);
+    assert_eq!(s.pending(Stream::Readings, 2).expect("p"), 300);
+    drop(s);
+    {
+        let c = rusqlite::Connection::open(dir.path().join(DB_FILE)).expect("raw");
+        c.execute_batch("PRAGMA user_version = 99;").expect("newer");
+    }
+    let e = Store::open(dir.path())
+        .err()
+        .expect("a newer store is refused");
+    assert!(
+        e.to_string()
+            .contains("schema version 99, newer than this watchpost understands"),
+        "{e}"
+    );
+    let e = Store::open_existing(dir.path())
+        .err()
+        .expect("readers refuse it too");
+    assert!(matches!(e, StoreError::Newer { found: 99, .. }), "{e}");
+    let c = rusqlite::Connection::open(dir.path().join(DB_FILE)).expect("raw");
+    let v: u32 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("v");
+    assert_eq!(v, 99, "left untouched");
+}
