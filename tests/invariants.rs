@@ -289,6 +289,12 @@ fn a_rotated_password_file_and_a_reload_restart_the_sink_with_the_new_secret() {
         (n > 0).then_some(())
     });
     assert!(sub.on("/events").is_empty());
+    // A refused login is named for what it is (an ERROR with what to check), not a network cut.
+    wait_for(Duration::from_secs(15), "the refusal logged", || {
+        d.log()
+            .contains("The MQTT broker refused the connection")
+            .then_some(())
+    });
     std::fs::write(&pwfile, "s3cret\n").expect("rotate");
     d.signal(libc::SIGHUP);
     wait_for(

@@ -63,26 +63,27 @@ fn migrate(conn: &mut Connection, path: &Path, writer: bool) -> Result<(), Store
     Ok(())
 }
 
-/// One writer per data directory: an advisory lock (`flock`) on `watchpost.lock`, held while the store is open.
-/// A second daemon on the same directory is refused with a clear message instead of racing the first.
+/// One writer per data directory: an advisory lock (`File::try_lock`, flock on Linux) on `watchpost.lock`, held
+/// while the store is open. A second daemon on the same directory is refused with a clear message instead of
+/// racing the first.
 fn lock_data_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
-    use std::os::fd::AsRawFd;
     let path = dir.join("watchpost.lock");
     let f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)?;
-    // SAFETY: flock on a file descriptor we own; no memory is shared.
-    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if r != 0 {
-        return Err(StoreError::Io(std::io::Error::other(format!(
-            "another watchpost is using {} (lock file {}); run one daemon per data_dir",
-            dir.display(),
-            path.display()
-        ))));
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(StoreError::Io(std::io::Error::other(format!(
+                "another watchpost is using {} (lock file {}); run one daemon per data_dir",
+                dir.display(),
+                path.display()
+            ))))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Io(e)),
     }
-    Ok(f)
 }
 
 fn connect(path: &Path) -> Result<Connection, StoreError> {

@@ -39,6 +39,9 @@ pub(super) fn packet_len(payload: usize, topic: &str) -> usize {
     payload + topic.len() + 9
 }
 
+/// Wait after the broker refused the connection (credentials, certificate, ACL).
+const REFUSED_RETRY: Duration = Duration::from_secs(60);
+
 /// What the alert feed asks of the session.
 pub(super) enum Cmd {
     /// Publish these in order and answer when all are acknowledged (QoS 1) or handed to the client (QoS 0).
@@ -299,7 +302,7 @@ impl Session {
                             // (AWS IoT on a policy violation, or another device with the same client id) would
                             // otherwise be reconnected to twice a second.
                             self.connected.send_replace(true);
-                            if self.sink.state() == crate::metrics::SinkState::Failing {
+                            if self.sink.state() != crate::metrics::SinkState::Up {
                                 self.sink.set_state(crate::metrics::SinkState::Up);
                             }
                             tracing::info!(session_present = ack.session_present, "MQTT connected.");
@@ -367,6 +370,19 @@ impl Session {
                             }
                             self.connected.send_replace(false);
                             acks.reset("MQTT connection lost");
+                            // A refused login is configuration, not a network cut: an ERROR that says what to
+                            // check, and a slow retry (the broker's answer will not change by itself), like an
+                            // InfluxDB 401.
+                            if let rumqttc::ConnectionError::ConnectionRefused(code) = &e {
+                                self.sink.set_state(crate::metrics::SinkState::Failed);
+                                tracing::error!(code = ?code, "The MQTT broker refused the connection: check mqtt.username and the password, the client certificate, or the broker's ACL for this client id; alerts stay in the store; retrying in 60 s.");
+                                first_error = true;
+                                tokio::select! {
+                                    _ = stop.cancelled() => break 'conn,
+                                    _ = tokio::time::sleep(REFUSED_RETRY) => {}
+                                }
+                                continue 'conn;
+                            }
                             let wait = backoff.next_delay();
                             if first_error {
                                 tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "MQTT connection lost or refused; alerts stay in the store and will be re-sent.");
