@@ -334,7 +334,8 @@ fn tls_mutual_tls_and_passwords() {
         (
             "badpw",
             format!("url = \"mqtt://127.0.0.1:{p_pw}\"\nusername = \"gw\"\npassword = \"wrong\""),
-            "MQTT connection lost or refused",
+            // A refused login is an ERROR naming what to check, not a network cut.
+            "The MQTT broker refused the connection: check mqtt.username and the password",
         ),
         (
             "nocert",
