@@ -3,10 +3,12 @@
 //! For one sink it: builds the sink (retrying a sink that cannot start, visibly: ERROR log, `watchpost_sink_up`
 //! 0, state in `buffer status`); loads the cursor (a failed read is retried, never taken as 0, which would
 //! re-deliver the whole retention window); fetches the next chunk after the cursor on the blocking pool;
-//! delivers it; on success advances the cursor; on [`SinkError::Rejected`] records dead letters and moves on;
+//! takes out what the sink can never carry ([`Sink::screen`]: recorded as dead letters, announced once as
+//! DEAD_LETTER events, so no single item stops the stream); delivers the rest; on success advances the cursor; on [`SinkError::Rejected`] records dead letters and moves on;
 //! on [`SinkError::Retry`] backs off (jittered, honouring `after`); on [`SinkError::Refused`] logs an ERROR and
 //! retries slowly. It keeps the backlog gauge fresh, logs progress while draining a backlog, paces to
-//! `max_rate`, and stops when told to (`stop`) or once caught up after `drain`.
+//! `max_rate` (a token bucket with a one-second burst), and stops when told to (`stop`) or once caught up after
+//! `drain`.
 
 use super::{Items, Sink, SinkCtl, SinkError, Unfit};
 use crate::metrics::{SharedMetrics, SinkMetrics, SinkState};
