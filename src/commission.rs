@@ -31,12 +31,17 @@ fn entry(v: Option<f64>, unit: &str, from: &str, raw: Vec<String>) -> serde_json
 }
 
 /// One sensor that could not be read, in `read --json`.
+#[cfg(any(feature = "modbus", feature = "i2c"))]
 fn failure(e: &dyn std::fmt::Display) -> serde_json::Value {
     serde_json::json!({ "value": null, "error": e.to_string() })
 }
 
 /// Read the selected sensors once and print their values (with `json`: one object per sensor with its value,
 /// unit, origin and raw registers or bytes).
+#[cfg_attr(
+    not(any(feature = "modbus", feature = "i2c")),
+    allow(unused_mut, unused_variables)
+)]
 pub fn read(cfg: &Config, only: &[String], json: bool) -> ExitCode {
     for id in only {
         if !cfg.sensor.iter().any(|s| &s.id == id) {

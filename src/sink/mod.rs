@@ -6,7 +6,8 @@
 //! dead-letter the chunk, or a configuration/auth problem. A dead time-series server never delays an MQTT alert:
 //! each sink has its own task, cursor and backoff.
 //!
-//! Adding a sink: one module with a type implementing [`Sink`], a `consumers` entry and a `spawn_all` arm.
+//! Adding a sink: one module with a type implementing [`Sink`] (and its config struct), and one entry in the
+//! registry's table ([`KINDS`]), which gives its names, stream, reload fingerprint and start together.
 
 #[cfg(feature = "email")]
 pub mod email;
@@ -17,12 +18,15 @@ pub mod influxdb;
 pub mod lineproto;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
+mod registry;
 pub mod runner;
+
+pub use registry::{consumers, SinkContext, SinkKind, KINDS};
 
 use crate::config::Config;
 use crate::metrics::SharedMetrics;
 use crate::model::{Alert, Signals};
-use crate::store::{Batch, Consumer, SharedStore, Stream};
+use crate::store::{Batch, SharedStore, Stream};
 use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
@@ -181,99 +185,6 @@ impl SinkCtl {
     }
 }
 
-/// The sinks configured in `cfg` and the stream each consumes.
-pub fn consumers(cfg: &Config) -> Vec<Consumer> {
-    let mut v = Vec::new();
-    if cfg.influxdb.is_some() {
-        v.push(("influxdb".to_string(), Stream::Readings));
-    }
-    if cfg.mqtt.is_some() {
-        v.push(("mqtt".to_string(), Stream::Events));
-    }
-    if cfg.mqtt.as_ref().is_some_and(|m| m.telemetry.is_some()) {
-        v.push(("telemetry".to_string(), Stream::Readings));
-    }
-    for name in email_routes(cfg) {
-        v.push((name.to_string(), Stream::Events));
-    }
-    v
-}
-
-/// The email routes' sink names (`email`, `email.{route}`).
-fn email_routes(cfg: &Config) -> Vec<&'static str> {
-    #[cfg(feature = "email")]
-    if let Some(e) = &cfg.email {
-        return email::route_names(e);
-    }
-    let _ = cfg;
-    Vec::new()
-}
-
-/// A digest of what a sink reads at start besides its settings: inline secrets (never serialized), and the
-/// contents of the secret, credential and certificate files it names (a rotated file keeps its path). A reload
-/// after a rotation restarts the sink; the digest, not the secret, is kept.
-fn secrets_digest(
-    inline: &[&Option<String>],
-    files: &[&Option<std::path::PathBuf>],
-    credentials: &[&Option<String>],
-) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    for s in inline {
-        s.hash(&mut h);
-    }
-    let creds = std::env::var_os("CREDENTIALS_DIRECTORY").map(std::path::PathBuf::from);
-    let cred_files = credentials
-        .iter()
-        .map(|c| c.as_ref().zip(creds.as_ref()).map(|(c, dir)| dir.join(c)));
-    for f in files.iter().map(|f| (*f).clone()).chain(cred_files) {
-        f.and_then(|p| std::fs::read(p).ok()).hash(&mut h);
-    }
-    h.finish()
-}
-
-/// What a sink's configuration is, for deciding whether a reload restarts it.
-fn fingerprints(cfg: &Config) -> HashMap<&'static str, String> {
-    let mut m = HashMap::new();
-    let tags: Vec<_> = cfg.sensor.iter().map(|s| (&s.id, &s.tags)).collect();
-    if let Some(i) = &cfg.influxdb {
-        let secrets = secrets_digest(
-            &[&i.token],
-            &[&i.token_file, &i.ca_file],
-            &[&i.token_credential],
-        );
-        let fp =
-            serde_json::to_string(&(i, &cfg.gateway.id, &cfg.gateway.location, &tags, secrets));
-        m.insert("influxdb", fp.unwrap_or_default());
-    }
-    if let Some(q) = &cfg.mqtt {
-        let secrets = secrets_digest(
-            &[&q.password],
-            &[&q.password_file, &q.ca_file, &q.cert_file, &q.key_file],
-            &[&q.password_credential],
-        );
-        let fp = serde_json::to_string(&(q, &cfg.gateway.id, &cfg.gateway.location, secrets));
-        m.insert("mqtt", fp.unwrap_or_default());
-        if q.telemetry.is_some() {
-            let fp = serde_json::to_string(&(q, &cfg.gateway.id, secrets));
-            m.insert("telemetry", fp.unwrap_or_default());
-        }
-    }
-    if let Some(e) = &cfg.email {
-        let secrets = secrets_digest(
-            &[&e.password],
-            &[&e.password_file, &e.ca_file],
-            &[&e.password_credential],
-        );
-        let fp = serde_json::to_string(&(e, &cfg.gateway.id, &cfg.gateway.location, secrets))
-            .unwrap_or_default();
-        for name in email_routes(cfg) {
-            m.insert(name, fp.clone());
-        }
-    }
-    m
-}
-
 /// The sink tasks running now, by name.
 pub struct RunningSinks {
     running: HashMap<&'static str, (String, SinkCtl, tokio::task::JoinHandle<()>)>,
@@ -289,98 +200,47 @@ pub fn spawn_all(
     ctl: &SinkCtl,
     tracker: &TaskTracker,
 ) -> RunningSinks {
-    let mut running = HashMap::new();
-    for (name, fp) in fingerprints(cfg) {
-        let c = ctl.child();
-        if let Some(h) = spawn_one(name, cfg, store, signals, metrics, &c, tracker) {
-            running.insert(name, (fp, c, h));
-        }
-    }
-    RunningSinks {
-        running,
+    let mut r = RunningSinks {
+        running: HashMap::new(),
         store: store.clone(),
+    };
+    for (name, fp, kind) in registry::configured(cfg) {
+        r.start(name, fp, kind, cfg, signals, metrics, ctl, tracker);
     }
-}
-
-fn spawn_one(
-    name: &'static str,
-    cfg: &Config,
-    store: &SharedStore,
-    signals: &Signals,
-    metrics: &SharedMetrics,
-    ctl: &SinkCtl,
-    tracker: &TaskTracker,
-) -> Option<tokio::task::JoinHandle<()>> {
-    let _ = (cfg, store, signals, metrics, ctl, tracker);
-    // Every sink runs on the same runner; only how it is built differs.
-    #[allow(unused_macros)]
-    macro_rules! run {
-        ($build:expr) => {
-            Some(tracker.spawn(runner::run(
-                $build,
-                store.clone(),
-                signals.clone(),
-                metrics.clone(),
-                ctl.clone(),
-            )))
-        };
-    }
-    match name {
-        #[cfg(feature = "influxdb")]
-        "influxdb" => {
-            let i = cfg.influxdb.clone()?;
-            run!(influxdb::InfluxSink::build(i, cfg.clone()))
-        }
-        #[cfg(feature = "mqtt")]
-        "mqtt" => {
-            let m = cfg.mqtt.clone()?;
-            let build = mqtt::AlertFeed::build(
-                m,
-                cfg.clone(),
-                signals.clone(),
-                metrics.clone(),
-                ctl.stop.clone(),
-            );
-            run!(build)
-        }
-        #[cfg(feature = "mqtt")]
-        "telemetry" => {
-            let m = cfg.mqtt.clone()?;
-            let build = mqtt::telemetry::Telemetry::build(
-                m,
-                cfg.clone(),
-                signals.clone(),
-                metrics.clone(),
-                store.clone(),
-                ctl.stop.clone(),
-            );
-            run!(build)
-        }
-        #[cfg(feature = "email")]
-        name if name == "email" || name.starts_with("email.") => {
-            let e = cfg.email.clone()?;
-            run!(email::EmailSink::build(
-                name,
-                e,
-                cfg.clone(),
-                metrics,
-                Some(store.clone())
-            ))
-        }
-        other => {
-            tracing::error!(
-                sink = other,
-                "This sink is not compiled into this build; its data stays in the local store."
-            );
-            metrics
-                .sink(other)
-                .set_state(crate::metrics::SinkState::Failed);
-            None
-        }
-    }
+    r
 }
 
 impl RunningSinks {
+    /// Start sink `name` of `kind` on the runner; false when it is not compiled in.
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        &mut self,
+        name: &'static str,
+        fp: String,
+        kind: &registry::SinkKind,
+        cfg: &Config,
+        signals: &Signals,
+        metrics: &SharedMetrics,
+        ctl: &SinkCtl,
+        tracker: &TaskTracker,
+    ) -> bool {
+        let c = ctl.child();
+        let ctx = registry::SinkContext {
+            store: &self.store,
+            signals,
+            metrics,
+            ctl: &c,
+            tracker,
+        };
+        match (kind.spawn)(name, cfg, &ctx) {
+            Some(h) => {
+                self.running.insert(name, (fp, c, h));
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Apply a reload: restart exactly the sinks whose configuration changed, start new ones, stop removed ones.
     /// Returns how many were (re)started. A stopped sink's cursor stays in the store, so nothing pending is lost.
     pub async fn reload(
@@ -391,33 +251,37 @@ impl RunningSinks {
         ctl: &SinkCtl,
         tracker: &TaskTracker,
     ) -> usize {
-        let want = fingerprints(new);
+        let want = registry::configured(new);
+        let fp_of = |name: &str| {
+            want.iter()
+                .find(|(n, _, _)| *n == name)
+                .map(|(_, fp, _)| fp)
+        };
         let mut started = 0;
         let names: Vec<&'static str> = self.running.keys().copied().collect();
         for name in names {
-            if want.get(name) == self.running.get(name).map(|(fp, _, _)| fp) {
+            let now = fp_of(name);
+            if now == self.running.get(name).map(|(fp, _, _)| fp) {
                 continue;
             }
             if let Some((_, c, h)) = self.running.remove(name) {
-                if want.contains_key(name) {
+                if now.is_some() {
                     tracing::info!(sink = name, "Sink configuration changed; restarting it.");
                 } else {
                     tracing::info!(sink = name, "Sink removed from the configuration; stopping it (its cursor stays in the store).");
                 }
                 c.stop.cancel();
                 let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
-                if !want.contains_key(name) {
+                if now.is_none() {
                     metrics.remove_sink(name);
                 }
             }
         }
-        for (name, fp) in want {
+        for (name, fp, kind) in want {
             if self.running.contains_key(name) {
                 continue;
             }
-            let c = ctl.child();
-            if let Some(h) = spawn_one(name, new, &self.store, signals, metrics, &c, tracker) {
-                self.running.insert(name, (fp, c, h));
+            if self.start(name, fp, kind, new, signals, metrics, ctl, tracker) {
                 started += 1;
             }
         }

@@ -1,0 +1,292 @@
+//! Every kind of sink in one table: the names a configuration gives it (its cursors in the store), the stream it
+//! reads, what its configuration is (a reload restarts it when that changes) and how it is started on the runner.
+//! `consumers`, the reload fingerprints and the spawning all read this table, so they cannot disagree.
+//!
+//! Adding a sink: a module with a type implementing [`super::Sink`] and its [`super::runner::SinkBuild`], its config
+//! struct, and one entry in [`KINDS`].
+
+use super::{runner, SinkCtl};
+use crate::config::Config;
+use crate::metrics::SharedMetrics;
+use crate::model::Signals;
+use crate::store::{Consumer, SharedStore, Stream};
+use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
+
+/// What a starting sink gets.
+pub struct SinkContext<'a> {
+    /// The reader connection the sinks share.
+    pub store: &'a SharedStore,
+    /// Commit signals, the live state, the control channel.
+    pub signals: &'a Signals,
+    /// Counters.
+    pub metrics: &'a SharedMetrics,
+    /// This sink's control tokens.
+    pub ctl: &'a SinkCtl,
+    /// Where its task runs.
+    pub tracker: &'a TaskTracker,
+}
+
+impl SinkContext<'_> {
+    /// Start `build`'s sink on the runner.
+    #[allow(dead_code)] // unused when no sink feature is compiled in
+    fn run<S: super::Sink, B: runner::SinkBuild<S>>(&self, build: B) -> JoinHandle<()> {
+        self.tracker.spawn(runner::run(
+            build,
+            self.store.clone(),
+            self.signals.clone(),
+            self.metrics.clone(),
+            self.ctl.clone(),
+        ))
+    }
+}
+
+/// One kind of sink.
+pub struct SinkKind {
+    /// The sink names `cfg` configures (none: not configured; email gives one per route).
+    pub names: fn(&Config) -> Vec<&'static str>,
+    /// The stream it reads.
+    pub stream: Stream,
+    /// What its configuration is, secrets included, for deciding whether a reload restarts it.
+    pub fingerprint: fn(&Config) -> String,
+    /// Start the sink `name` (one of `names`).
+    pub spawn: fn(&'static str, &Config, &SinkContext<'_>) -> Option<JoinHandle<()>>,
+}
+
+/// Every sink compiled into this build.
+pub const KINDS: &[SinkKind] = &[
+    #[cfg(feature = "influxdb")]
+    SinkKind {
+        names: |c| {
+            if c.influxdb.is_some() {
+                vec!["influxdb"]
+            } else {
+                Vec::new()
+            }
+        },
+        stream: Stream::Readings,
+        fingerprint: |c| {
+            let Some(i) = &c.influxdb else {
+                return String::new();
+            };
+            let tags: Vec<_> = c.sensor.iter().map(|s| (&s.id, &s.tags)).collect();
+            let secrets = secrets_digest(
+                &[&i.token],
+                &[&i.token_file, &i.ca_file],
+                &[&i.token_credential],
+            );
+            serde_json::to_string(&(i, &c.gateway.id, &c.gateway.location, &tags, secrets))
+                .unwrap_or_default()
+        },
+        spawn: |_, c, ctx| {
+            let i = c.influxdb.clone()?;
+            Some(ctx.run(super::influxdb::InfluxSink::build(i, c.clone())))
+        },
+    },
+    #[cfg(feature = "mqtt")]
+    SinkKind {
+        names: |c| {
+            if c.mqtt.is_some() {
+                vec!["mqtt"]
+            } else {
+                Vec::new()
+            }
+        },
+        stream: Stream::Events,
+        fingerprint: |c| {
+            let Some(q) = &c.mqtt else {
+                return String::new();
+            };
+            serde_json::to_string(&(q, &c.gateway.id, &c.gateway.location, mqtt_secrets(q)))
+                .unwrap_or_default()
+        },
+        spawn: |_, c, ctx| {
+            let m = c.mqtt.clone()?;
+            let build = super::mqtt::AlertFeed::build(
+                m,
+                c.clone(),
+                ctx.signals.clone(),
+                ctx.metrics.clone(),
+                ctx.ctl.stop.clone(),
+            );
+            Some(ctx.run(build))
+        },
+    },
+    #[cfg(feature = "mqtt")]
+    SinkKind {
+        names: |c| {
+            if c.mqtt.as_ref().is_some_and(|m| m.telemetry.is_some()) {
+                vec!["telemetry"]
+            } else {
+                Vec::new()
+            }
+        },
+        stream: Stream::Readings,
+        fingerprint: |c| {
+            let Some(q) = &c.mqtt else {
+                return String::new();
+            };
+            serde_json::to_string(&(q, &c.gateway.id, mqtt_secrets(q))).unwrap_or_default()
+        },
+        spawn: |_, c, ctx| {
+            let m = c.mqtt.clone()?;
+            let build = super::mqtt::telemetry::Telemetry::build(
+                m,
+                c.clone(),
+                ctx.signals.clone(),
+                ctx.metrics.clone(),
+                ctx.store.clone(),
+                ctx.ctl.stop.clone(),
+            );
+            Some(ctx.run(build))
+        },
+    },
+    #[cfg(feature = "email")]
+    SinkKind {
+        names: |c| {
+            c.email
+                .as_ref()
+                .map(super::email::route_names)
+                .unwrap_or_default()
+        },
+        stream: Stream::Events,
+        fingerprint: |c| {
+            let Some(e) = &c.email else {
+                return String::new();
+            };
+            let secrets = secrets_digest(
+                &[&e.password],
+                &[&e.password_file, &e.ca_file],
+                &[&e.password_credential],
+            );
+            serde_json::to_string(&(e, &c.gateway.id, &c.gateway.location, secrets))
+                .unwrap_or_default()
+        },
+        spawn: |name, c, ctx| {
+            let e = c.email.clone()?;
+            let build = super::email::EmailSink::build(
+                name,
+                e,
+                c.clone(),
+                ctx.metrics,
+                Some(ctx.store.clone()),
+            );
+            Some(ctx.run(build))
+        },
+    },
+    // Sections for sinks this build leaves out: they stay consumers (nothing they would deliver is pruned) and
+    // show as failed.
+    #[cfg(not(feature = "influxdb"))]
+    SinkKind {
+        names: |c| {
+            if c.influxdb.is_some() {
+                vec!["influxdb"]
+            } else {
+                Vec::new()
+            }
+        },
+        stream: Stream::Readings,
+        fingerprint: |_| String::new(),
+        spawn: not_compiled,
+    },
+    #[cfg(not(feature = "mqtt"))]
+    SinkKind {
+        names: |c| {
+            if c.mqtt.is_some() {
+                vec!["mqtt"]
+            } else {
+                Vec::new()
+            }
+        },
+        stream: Stream::Events,
+        fingerprint: |_| String::new(),
+        spawn: not_compiled,
+    },
+    #[cfg(not(feature = "email"))]
+    SinkKind {
+        names: |c| {
+            if c.email.is_some() {
+                vec!["email"]
+            } else {
+                Vec::new()
+            }
+        },
+        stream: Stream::Events,
+        fingerprint: |_| String::new(),
+        spawn: not_compiled,
+    },
+];
+
+/// A configured sink this build does not have.
+#[allow(dead_code)] // unused when every sink is compiled in
+fn not_compiled(name: &'static str, _: &Config, ctx: &SinkContext<'_>) -> Option<JoinHandle<()>> {
+    tracing::error!(
+        sink = name,
+        "This sink is not compiled into this build; its data stays in the local store."
+    );
+    ctx.metrics
+        .sink(name)
+        .set_state(crate::metrics::SinkState::Failed);
+    None
+}
+
+/// The sinks configured in `cfg` and the stream each consumes (their cursors in the store).
+pub fn consumers(cfg: &Config) -> Vec<Consumer> {
+    KINDS
+        .iter()
+        .flat_map(|k| {
+            (k.names)(cfg)
+                .into_iter()
+                .map(|n| (n.to_string(), k.stream))
+        })
+        .collect()
+}
+
+/// Every configured sink's name with its kind's fingerprint.
+pub(super) fn configured(cfg: &Config) -> Vec<(&'static str, String, &'static SinkKind)> {
+    KINDS
+        .iter()
+        .flat_map(|k| {
+            let names = (k.names)(cfg);
+            let fp = if names.is_empty() {
+                String::new()
+            } else {
+                (k.fingerprint)(cfg)
+            };
+            names.into_iter().map(move |n| (n, fp.clone(), k))
+        })
+        .collect()
+}
+
+#[cfg(feature = "mqtt")]
+fn mqtt_secrets(q: &crate::config::MqttConfig) -> u64 {
+    secrets_digest(
+        &[&q.password],
+        &[&q.password_file, &q.ca_file, &q.cert_file, &q.key_file],
+        &[&q.password_credential],
+    )
+}
+
+/// A digest of what a sink reads at start besides its settings: inline secrets (never serialized), and the
+/// contents of the secret, credential and certificate files it names (a rotated file keeps its path). A reload
+/// after a rotation restarts the sink; the digest, not the secret, is kept.
+#[allow(dead_code)] // unused when no sink feature is compiled in
+fn secrets_digest(
+    inline: &[&Option<String>],
+    files: &[&Option<std::path::PathBuf>],
+    credentials: &[&Option<String>],
+) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for s in inline {
+        s.hash(&mut h);
+    }
+    let creds = std::env::var_os("CREDENTIALS_DIRECTORY").map(std::path::PathBuf::from);
+    let cred_files = credentials
+        .iter()
+        .map(|c| c.as_ref().zip(creds.as_ref()).map(|(c, dir)| dir.join(c)));
+    for f in files.iter().map(|f| (*f).clone()).chain(cred_files) {
+        f.and_then(|p| std::fs::read(p).ok()).hash(&mut h);
+    }
+    h.finish()
+}
