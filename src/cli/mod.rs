@@ -166,6 +166,15 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if !matches!(cli.cmd, Some(Cmd::Run) | None) {
+        // A command's output piped into `head` or `less` that closes early ends the command quietly, as any Unix
+        // tool does, instead of a panic on the broken pipe. (The daemon keeps Rust's default: a closed log pipe
+        // is an error there, not a reason to die.)
+        // SAFETY: restoring the default disposition of SIGPIPE before any thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match cli.cmd {
         Some(Cmd::Schema) => {
             print!("{}", include_str!("../../docs/config.schema.json"));
