@@ -57,13 +57,7 @@ pub struct SinkKind {
 pub const KINDS: &[SinkKind] = &[
     #[cfg(feature = "influxdb")]
     SinkKind {
-        names: |c| {
-            if c.influxdb.is_some() {
-                vec!["influxdb"]
-            } else {
-                Vec::new()
-            }
-        },
+        names: |c| named(c.influxdb.is_some(), "influxdb"),
         stream: Stream::Readings,
         fingerprint: |c| {
             let Some(i) = &c.influxdb else {
@@ -85,13 +79,7 @@ pub const KINDS: &[SinkKind] = &[
     },
     #[cfg(feature = "mqtt")]
     SinkKind {
-        names: |c| {
-            if c.mqtt.is_some() {
-                vec!["mqtt"]
-            } else {
-                Vec::new()
-            }
-        },
+        names: |c| named(c.mqtt.is_some(), "mqtt"),
         stream: Stream::Events,
         fingerprint: |c| {
             let Some(q) = &c.mqtt else {
@@ -115,11 +103,10 @@ pub const KINDS: &[SinkKind] = &[
     #[cfg(feature = "mqtt")]
     SinkKind {
         names: |c| {
-            if c.mqtt.as_ref().is_some_and(|m| m.telemetry.is_some()) {
-                vec!["telemetry"]
-            } else {
-                Vec::new()
-            }
+            named(
+                c.mqtt.as_ref().is_some_and(|m| m.telemetry.is_some()),
+                "telemetry",
+            )
         },
         stream: Stream::Readings,
         fingerprint: |c| {
@@ -178,44 +165,35 @@ pub const KINDS: &[SinkKind] = &[
     // show as failed.
     #[cfg(not(feature = "influxdb"))]
     SinkKind {
-        names: |c| {
-            if c.influxdb.is_some() {
-                vec!["influxdb"]
-            } else {
-                Vec::new()
-            }
-        },
+        names: |c| named(c.influxdb.is_some(), "influxdb"),
         stream: Stream::Readings,
         fingerprint: |_| String::new(),
         spawn: not_compiled,
     },
     #[cfg(not(feature = "mqtt"))]
     SinkKind {
-        names: |c| {
-            if c.mqtt.is_some() {
-                vec!["mqtt"]
-            } else {
-                Vec::new()
-            }
-        },
+        names: |c| named(c.mqtt.is_some(), "mqtt"),
         stream: Stream::Events,
         fingerprint: |_| String::new(),
         spawn: not_compiled,
     },
     #[cfg(not(feature = "email"))]
     SinkKind {
-        names: |c| {
-            if c.email.is_some() {
-                vec!["email"]
-            } else {
-                Vec::new()
-            }
-        },
+        names: |c| named(c.email.is_some(), "email"),
         stream: Stream::Events,
         fingerprint: |_| String::new(),
         spawn: not_compiled,
     },
 ];
+
+/// `[name]` when its section is there.
+fn named(present: bool, name: &'static str) -> Vec<&'static str> {
+    if present {
+        vec![name]
+    } else {
+        Vec::new()
+    }
+}
 
 /// A configured sink this build does not have.
 #[allow(dead_code)] // unused when every sink is compiled in

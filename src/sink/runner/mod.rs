@@ -113,7 +113,11 @@ pub async fn run<S, B>(
         };
         let draining = ctl.drain.is_cancelled();
         let linger = sink.linger();
-        if !linger.is_zero() && !draining && inflight.is_empty() && next < newest {
+        if !linger.is_zero()
+            && !draining
+            && inflight.is_empty()
+            && (next < newest || gathering.is_some())
+        {
             let since = *gathering.get_or_insert_with(Instant::now);
             let left = linger.saturating_sub(since.elapsed());
             if !left.is_zero() {
@@ -141,6 +145,14 @@ pub async fn run<S, B>(
                 }
             };
             if !items.is_empty() {
+                // A digest starts at the first item seen, however it was seen: a chunk found by a look at the store
+                // (at start, after an error) before any commit signal still waits out the linger, so what arrives
+                // meanwhile goes into the same delivery.
+                if !linger.is_zero() && !draining && inflight.is_empty() && gathering.is_none() {
+                    gathering = Some(Instant::now());
+                    look_anyway = true;
+                    continue;
+                }
                 if inflight.is_empty() {
                     // Wait until a delivery can succeed (e.g. MQTT connected); while draining, do not wait for a
                     // peer that is away: what is left stays in the store.

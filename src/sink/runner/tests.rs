@@ -337,3 +337,21 @@ fn pacing_gives_a_backlog_no_credit_for_the_time_it_waited() {
         assert_eq!(p.take(10, t), Duration::ZERO);
     }
 }
+
+/// Events already in the store when the sink starts (found by the first look, before any commit signal) wait out
+/// the linger too, so a storm that began before the sink did is still one digest (a flaky email test found this).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_is_found_at_start_waits_out_the_linger_with_what_follows() {
+    let mut h = Harness::new();
+    h.append(2);
+    let script = Arc::new(Mutex::new(Script::default()));
+    let mut f = fake(&script, 100, 1);
+    f.linger = Duration::from_millis(400);
+    let task = h.spawn(f);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    h.append(1);
+    h.wait_cursor(3).await;
+    h.ctl.stop.cancel();
+    task.await.expect("runner");
+    assert_eq!(deliveries(&script), vec![vec![1, 2, 3]]);
+}
