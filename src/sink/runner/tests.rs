@@ -149,6 +149,13 @@ impl Harness {
         }
     }
 
+    /// Commit `n` more events without the commit signal (the moment between a commit and its signal).
+    fn append_unsignalled(&mut self, n: u64) {
+        let start = self.writer.newest().expect("newest").1 as u64;
+        let alerts: Vec<Alert> = (start + 1..=start + n).map(alert).collect();
+        self.writer.append_alerts(&alerts, None).expect("append");
+    }
+
     fn spawn(&self, fake: Fake) -> tokio::task::JoinHandle<()> {
         tokio::spawn(run(
             Once(Some(fake)),
@@ -343,7 +350,7 @@ fn pacing_gives_a_backlog_no_credit_for_the_time_it_waited() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_is_found_at_start_waits_out_the_linger_with_what_follows() {
     let mut h = Harness::new();
-    h.append(2);
+    h.append_unsignalled(2);
     let script = Arc::new(Mutex::new(Script::default()));
     let mut f = fake(&script, 100, 1);
     f.linger = Duration::from_millis(400);
