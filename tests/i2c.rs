@@ -171,6 +171,14 @@ fn a_missing_bus_device_is_a_clear_error() {
     let _ = data;
 }
 
+/// A gateway with one simulated bus `bus1` and these sensors on it.
+fn simulated_bus(data: &Path, sensors: &str) -> String {
+    format!(
+        "[gateway]\nid = \"gw1\"\ndata_dir = \"{}\"\n\n[buffer]\nflush_interval = \"100ms\"\n\n[[i2c]]\nname = \"bus1\"\ndevice = \"simulated\"\n{sensors}",
+        data.display()
+    )
+}
+
 /// A fault is logged once until it changes (the README's promise), also when other channels of the same device
 /// read fine in between: a full-scale ADS1115 channel beside a healthy one logged on every read before (34 WARN
 /// lines in 34 s); the healthy channel keeps its readings.
@@ -182,30 +190,19 @@ fn a_fault_is_logged_once_while_the_neighbouring_channel_reads() {
     // The simulated ADS1115 sees 1.98 V on a0 and 3.3 V on a2: with the ±2.048 V range a2 is at full scale.
     std::fs::write(
         &cfg,
-        format!(
+        simulated_bus(
+            &data,
             r#"
-[gateway]
-id = "gw1"
-data_dir = "{}"
-
-[buffer]
-flush_interval = "100ms"
-
-[[i2c]]
-name = "bus1"
-device = "simulated"
-
 [[sensor]]
 id = "fine"
-source = {{ i2c = "bus1", chip = "ads1115", address = 0x48, channel = "a0", quantity = "voltage", range = 2.048 }}
+source = { i2c = "bus1", chip = "ads1115", address = 0x48, channel = "a0", quantity = "voltage", range = 2.048 }
 interval = "100ms"
 
 [[sensor]]
 id = "clipped"
-source = {{ i2c = "bus1", chip = "ads1115", address = 0x48, channel = "a2", quantity = "voltage", range = 2.048 }}
+source = { i2c = "bus1", chip = "ads1115", address = 0x48, channel = "a2", quantity = "voltage", range = 2.048 }
 interval = "100ms"
 "#,
-            data.display()
         ),
     )
     .expect("write");
@@ -234,35 +231,24 @@ fn readings_after_a_slow_transfer_carry_the_time_they_were_measured() {
     let cfg = dir.path().join("w.toml");
     std::fs::write(
         &cfg,
-        format!(
+        simulated_bus(
+            &data,
             r#"
-[gateway]
-id = "gw1"
-data_dir = "{}"
-
-[buffer]
-flush_interval = "100ms"
-
-[[i2c]]
-name = "bus1"
-device = "simulated"
-
 [[sensor]]
 id = "first"
-source = {{ i2c = "bus1", chip = "tmp117", address = 0x48 }}
+source = { i2c = "bus1", chip = "tmp117", address = 0x48 }
 interval = "3s"
 
 [[sensor]]
 id = "slow"
-source = {{ i2c = "bus1", chip = "register", address = 0x20, register = 0x10, length = 2, trigger = [0x01, 0x80], wait = "1s" }}
+source = { i2c = "bus1", chip = "register", address = 0x20, register = 0x10, length = 2, trigger = [0x01, 0x80], wait = "1s" }
 interval = "3s"
 
 [[sensor]]
 id = "after"
-source = {{ i2c = "bus1", chip = "sht4x", address = 0x44, quantity = "temperature" }}
+source = { i2c = "bus1", chip = "sht4x", address = 0x44, quantity = "temperature" }
 interval = "3s"
 "#,
-            data.display()
         ),
     )
     .expect("write");
