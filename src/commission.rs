@@ -295,10 +295,7 @@ pub fn scan_modbus(
                 }
                 Err(modbus::ReadError::Exception(c)) => {
                     found += 1;
-                    println!(
-                        "unit {unit}: answers with exception {c} ({})",
-                        modbus::exception_name(c)
-                    );
+                    println!("unit {unit}: answers with {c}");
                 }
                 Err(modbus::ReadError::Timeout) => {}
                 Err(e @ (modbus::ReadError::Transport(_) | modbus::ReadError::Config(_))) => {

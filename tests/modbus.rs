@@ -249,7 +249,9 @@ interval = "100ms"
         (readings_of(&data, "good").len() > 10).then_some(())
     });
     wait_for(Duration::from_secs(15), "exception logged", || {
-        d.log().contains("Illegal Data Address").then_some(())
+        d.log()
+            .contains("exception 2 (Illegal data address)")
+            .then_some(())
     });
     wait_for(Duration::from_secs(15), "timeouts logged", || {
         d.log().contains("error=timeout").then_some(())

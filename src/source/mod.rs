@@ -1,16 +1,20 @@
-//! Sources: where readings come from. A source only reads; it sends each reading into the ingest channel.
+//! Sources: where readings come from. A source only connects and reads one poll group
+//! ([`runner::Source`]); the [runner](runner::run) owns time: intervals, deadlines, retries, backoff, reconnects,
+//! measurement stamps, per-sensor faults, logs and counters.
 //!
 //! Sensors are grouped by what they share: each simulated sensor is its own group; all sensors of one
-//! `[[modbus]]` device or RTU line form one group served by one task (a bus is used by one request at a time).
-//! On reload, only groups whose configuration changed are restarted.
+//! `[[modbus]]` device or RTU line, or of one `[[i2c]]` bus, form one group served by one runner (a bus is used
+//! by one request at a time). On reload, only groups whose configuration changed are restarted.
 //!
-//! Adding a source kind: a variant of [`crate::config::SourceConfig`], a module here with an
-//! `async fn run(…, tx, token)`, and one arm in [`groups`] and [`spawn`].
+//! Adding a source kind (see docs/architecture.md): its config struct and a variant of
+//! [`crate::config::SourceConfig`], a module here implementing [`runner::Source`], and one arm in [`groups`] and
+//! [`spawn`].
 
 #[cfg(feature = "i2c")]
 pub mod i2c;
 #[cfg(feature = "modbus")]
 pub mod modbus;
+pub mod runner;
 pub mod simulated;
 
 use crate::config::{Config, SensorConfig, SimulatedSource, SourceConfig};
@@ -21,37 +25,21 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Why a read failed. The kind decides what the source does next.
+/// Why a read failed. The kind decides what the runner does next.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    /// No answer within the timeout: retry, then back off the device.
+    /// No answer within the deadline: retry, then back off the unit.
     #[error("timeout")]
     Timeout,
-    /// The device answered with an exception: it is alive, do not reconnect.
-    #[error("exception {0} ({name})", name = exception_name(*.0))]
-    Exception(u8),
+    /// The device answered with an error (a Modbus exception): it is alive, keep the connection.
+    #[error("{0}")]
+    Exception(String),
     /// Transport or protocol failure (connection refused or reset, garbage frame): reconnect.
     #[error("{0}")]
     Transport(String),
     /// The configuration cannot work (e.g. a serial option): retrying slowly, logged as an error.
     #[error("{0}")]
     Config(String),
-}
-
-/// Name of a Modbus exception code.
-pub fn exception_name(code: u8) -> &'static str {
-    match code {
-        1 => "Illegal Function",
-        2 => "Illegal Data Address",
-        3 => "Illegal Data Value",
-        4 => "Server Device Failure",
-        5 => "Acknowledge",
-        6 => "Server Device Busy",
-        8 => "Memory Parity Error",
-        10 => "Gateway Path Unavailable",
-        11 => "Gateway Target Device Failed to Respond",
-        _ => "Unknown Exception",
-    }
 }
 
 /// A unit of source scheduling: one task.
@@ -130,31 +118,29 @@ pub fn spawn(
     tracker: &TaskTracker,
     metrics: &SharedMetrics,
 ) {
+    let metrics = std::sync::Arc::clone(metrics);
     match group.kind {
         GroupKind::Simulated(s, src) => {
-            tracker.spawn(simulated::run(*s, src, tx, token));
+            let source = simulated::SimulatedSensor::new(&s, &src);
+            tracker.spawn(runner::run(source, tx, token, metrics));
         }
         #[cfg(feature = "i2c")]
         GroupKind::I2c(b, sensors) => {
-            tracker.spawn(i2c::run(
-                b,
-                sensors,
+            tracker.spawn(runner::run(
+                i2c::I2cBus::new(b, &sensors),
                 tx,
                 token,
-                std::sync::Arc::clone(metrics),
+                metrics,
             ));
         }
         #[cfg(feature = "modbus")]
         GroupKind::Modbus(m, sensors) => {
-            tracker.spawn(modbus::run(
-                m,
-                sensors,
+            tracker.spawn(runner::run(
+                modbus::ModbusBus::new(m, &sensors),
                 tx,
                 token,
-                std::sync::Arc::clone(metrics),
+                metrics,
             ));
         }
     }
-    #[cfg(not(any(feature = "modbus", feature = "i2c")))]
-    let _ = metrics;
 }

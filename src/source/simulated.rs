@@ -4,12 +4,11 @@
 //! `silent` indexes where the sensor sends nothing). `nan_probability` injects NaN; `decimals` rounds like an ADC.
 //! Time-based waveforms (sine, square) are functions of the wall clock, so a restart continues the curve.
 
+use super::runner::{Policy, Poll, Sample, Source};
+use super::SourceError;
 use crate::config::{SensorConfig, SimulatedSource, Waveform};
-use crate::model::{Reading, Readings, Timestamp};
+use crate::model::Timestamp;
 use std::sync::Arc;
-use tokio::sync::mpsc;
-use tokio::time::MissedTickBehavior;
-use tokio_util::sync::CancellationToken;
 
 /// A simulated signal generator.
 pub struct Simulated {
@@ -109,29 +108,65 @@ impl Simulated {
     }
 }
 
-/// Poll one simulated sensor until `token` is cancelled.
-pub async fn run(
-    s: SensorConfig,
-    src: SimulatedSource,
-    tx: mpsc::Sender<Readings>,
-    token: CancellationToken,
-) {
-    let id: Arc<str> = Arc::from(s.id.as_str());
-    let mut sim = Simulated::new(&src);
-    let mut tick = tokio::time::interval(s.interval.0);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = token.cancelled() => break,
-            _ = tick.tick() => {
-                let now = Timestamp::now();
-                if let Some(v) = sim.sample(now) {
-                    if tx.send(vec![Reading::new(Arc::clone(&id), now, v)]).await.is_err() {
-                        break;
-                    }
-                }
-            }
+/// One simulated sensor as a [`Source`]: never fails, never needs a connection.
+pub struct SimulatedSensor {
+    id: Arc<str>,
+    interval: std::time::Duration,
+    sim: Simulated,
+}
+
+impl SimulatedSensor {
+    /// From the sensor's config.
+    pub fn new(s: &SensorConfig, src: &SimulatedSource) -> Self {
+        SimulatedSensor {
+            id: Arc::from(s.id.as_str()),
+            interval: s.interval.0,
+            sim: Simulated::new(src),
         }
+    }
+}
+
+impl Source for SimulatedSensor {
+    fn name(&self) -> &str {
+        &self.id
+    }
+    fn policy(&self) -> Policy {
+        Policy {
+            kind: "Simulated",
+            timeout: std::time::Duration::from_secs(10),
+            retries: 0,
+            reconnect: (
+                std::time::Duration::from_secs(1),
+                std::time::Duration::from_secs(1),
+            ),
+            timeout_reconnects: false,
+            fresh_after_reconnect: false,
+            timeout_hint: "",
+        }
+    }
+    fn polls(&self) -> Vec<Poll> {
+        vec![Poll {
+            interval: self.interval,
+            unit: None,
+            what: "waveform".into(),
+            sensors: vec![Arc::clone(&self.id)],
+        }]
+    }
+    async fn connect(&mut self) -> Result<(), SourceError> {
+        Ok(())
+    }
+    async fn read(&mut self, _poll: usize) -> Result<Vec<Sample>, SourceError> {
+        let now = Timestamp::now();
+        Ok(self
+            .sim
+            .sample(now)
+            .map(|v| Sample {
+                sensor: Arc::clone(&self.id),
+                value: Ok(v),
+                at: Some(now),
+            })
+            .into_iter()
+            .collect())
     }
 }
 

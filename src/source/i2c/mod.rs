@@ -1,28 +1,28 @@
-//! I2C: one OS thread per bus owns the bus (Linux i2c-dev, or the register-map simulation) and reads its sensors
-//! serially, each on its own interval; the devices share the bus through `embedded-hal-bus`. A failed read (NACK,
-//! bus error, CRC mismatch, implausible value) is logged (once per change), counted, and sent as a NaN reading, so
-//! validation raises SENSOR_FAULT for that sensor and clears it when good readings return; the device is
-//! initialised again before its next read (a chip reset by a brown-out gets its configuration back). An async
-//! supervisor reports a transfer that does not complete within the bus `timeout` (a wedged bus), which a thread
-//! blocked in the kernel cannot report itself.
+//! I2C: one OS thread per bus owns the bus (Linux i2c-dev, or the register-map simulation) and reads the sensors
+//! of a poll group serially when the source runner asks; the devices share the bus through `embedded-hal-bus`. A
+//! failed read (NACK, bus error, CRC mismatch, implausible value) is that sensor's fault: the runner logs it (once
+//! per change), counts it and stores NaN, so validation raises SENSOR_FAULT and clears it when good readings
+//! return; the device is initialised again before its next read (a chip reset by a brown-out gets its
+//! configuration back). A transfer that does not complete within the bus `timeout` (a wedged bus) is reported by
+//! the async side, which a thread blocked in the kernel cannot do itself.
 
 pub mod bus;
 pub mod chips;
 pub mod sim;
 
+use super::runner::{Policy, Poll, Sample, Source};
+use super::SourceError;
 use crate::config::{I2cConfig, I2cSource, SensorConfig, SourceConfig};
-use crate::metrics::SharedMetrics;
-use crate::model::{Reading, Readings, Timestamp};
+use crate::model::Timestamp;
 use bus::{dev, Bus};
 use chips::{ChipError, Device};
 use sim::SimBus;
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::oneshot;
 
 /// The simulation for a `device = "simulated"` bus: a model of every configured chip, minus `absent` addresses.
 pub fn simulation(bus: &I2cConfig, sensors: &[(SensorConfig, I2cSource)]) -> SimBus {
@@ -35,25 +35,18 @@ pub fn simulation(bus: &I2cConfig, sensors: &[(SensorConfig, I2cSource)]) -> Sim
     s
 }
 
-/// A device on the bus and the sensors it serves.
+/// A device on the bus.
 struct Slot {
     address: u8,
     device: Box<dyn Device>,
     ready: bool,
-    last_error: Option<String>,
 }
 
-/// A sensor and when it is due.
+/// A sensor and the device that serves it.
 struct Due {
     id: Arc<str>,
     src: I2cSource,
     slot: usize,
-    interval: Duration,
-    next: Instant,
-    failing: bool,
-    /// The last fault logged for this sensor: each kind is logged once per change, whatever its neighbours on the
-    /// same device do (a full-scale ADS1115 channel beside healthy ones logged on every read before).
-    last_error: Option<String>,
 }
 
 /// Read `want` from `slot`, initialising the device first when needed. Returns the value in engineering units.
@@ -78,12 +71,15 @@ type Opened = (Rc<RefCell<Bus>>, Vec<Slot>, Vec<Due>);
 pub type OneRead = (String, Result<f64, String>, Vec<u8>);
 
 /// Open the bus and the drivers of `sensors`.
-fn open(cfg: &I2cConfig, sensors: &[(SensorConfig, I2cSource)]) -> Result<Opened, String> {
-    let sim = (cfg.device == "simulated").then(|| simulation(cfg, sensors));
+fn open(
+    cfg: &I2cConfig,
+    sensors: &[(SensorConfig, I2cSource)],
+    given: Option<SimBus>,
+) -> Result<Opened, String> {
+    let sim = given.or_else(|| (cfg.device == "simulated").then(|| simulation(cfg, sensors)));
     let bus = Rc::new(RefCell::new(Bus::open(&cfg.device, sim)?));
     let mut slots: Vec<Slot> = Vec::new();
     let mut due = Vec::new();
-    let now = Instant::now();
     for (s, src) in sensors {
         let slot = match slots.iter().position(|x| x.address == src.address) {
             Some(i) => i,
@@ -92,7 +88,6 @@ fn open(cfg: &I2cConfig, sensors: &[(SensorConfig, I2cSource)]) -> Result<Opened
                     address: src.address,
                     device: chips::open(src, dev(&bus), dev(&bus)),
                     ready: false,
-                    last_error: None,
                 });
                 slots.len() - 1
             }
@@ -101,10 +96,6 @@ fn open(cfg: &I2cConfig, sensors: &[(SensorConfig, I2cSource)]) -> Result<Opened
             id: Arc::from(s.id.as_str()),
             src: src.clone(),
             slot,
-            interval: s.interval.0,
-            next: now,
-            failing: false,
-            last_error: None,
         });
     }
     Ok((bus, slots, due))
@@ -120,113 +111,229 @@ pub fn sensors_on(cfg: &[SensorConfig], name: &str) -> Vec<(SensorConfig, I2cSou
         .collect()
 }
 
-/// Run one bus until `token` is cancelled.
-pub async fn run(
+/// What the bus thread is asked: read these sensors (indexes into the bus's sensors), answer here.
+type Job = (Vec<usize>, oneshot::Sender<Vec<Sample>>);
+
+/// The thread that owns an open bus.
+struct Worker {
+    jobs: std::sync::mpsc::Sender<Job>,
+    done: oneshot::Receiver<()>,
+}
+
+/// One `[[i2c]]` bus as a [`Source`]. The bus is blocking (i2c-dev ioctls), so an OS thread owns it and reads the
+/// sensors of one poll group per job; this side waits for the answer and watches the transfer clock, so a
+/// transfer that does not complete within the bus `timeout` (a wedged bus, which a thread blocked in the kernel
+/// cannot report itself) is a timeout while the thread is still stuck.
+pub struct I2cBus {
     cfg: I2cConfig,
-    sensors: Vec<SensorConfig>,
-    tx: mpsc::Sender<Readings>,
-    token: CancellationToken,
-    metrics: SharedMetrics,
-) {
-    let busy = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let opened = Instant::now();
-    let (done_tx, mut done) = tokio::sync::oneshot::channel::<()>();
-    let thread = {
-        let (cfg, busy, token, metrics) = (
-            cfg.clone(),
-            Arc::clone(&busy),
-            token.clone(),
-            Arc::clone(&metrics),
+    sensors: Vec<(SensorConfig, I2cSource)>,
+    polls: Vec<(Duration, Vec<usize>)>,
+    worker: Option<Worker>,
+    /// The answer to a job the thread has not finished (a wedged transfer): the next read waits for it.
+    pending: Option<oneshot::Receiver<Vec<Sample>>>,
+    busy: Arc<AtomicU64>,
+    epoch: Instant,
+    /// A given simulation instead of the config's (tests: a bus that wedges).
+    sim: Option<SimFactory>,
+}
+
+/// Builds the simulated bus at each open.
+pub type SimFactory = Arc<dyn Fn() -> SimBus + Send + Sync>;
+
+impl I2cBus {
+    /// On a simulation built by `sim` at each open, whatever the config's device says.
+    pub fn with_simulation(cfg: I2cConfig, sensors: &[SensorConfig], sim: SimFactory) -> Self {
+        I2cBus {
+            sim: Some(sim),
+            ..I2cBus::new(cfg, sensors)
+        }
+    }
+
+    /// The bus and its sensors from the config.
+    pub fn new(cfg: I2cConfig, sensors: &[SensorConfig]) -> Self {
+        let sensors = sensors_on(sensors, &cfg.name);
+        let mut polls: Vec<(Duration, Vec<usize>)> = Vec::new();
+        for (i, (s, _)) in sensors.iter().enumerate() {
+            match polls.iter_mut().find(|(iv, _)| *iv == s.interval.0) {
+                Some((_, v)) => v.push(i),
+                None => polls.push((s.interval.0, vec![i])),
+            }
+        }
+        I2cBus {
+            cfg,
+            sensors,
+            polls,
+            worker: None,
+            pending: None,
+            busy: Arc::default(),
+            epoch: Instant::now(),
+            sim: None,
+        }
+    }
+
+    /// Longest a poll group may take without a wedged transfer: the transfers and the configured waits.
+    fn group_budget(&self) -> Duration {
+        let waits: Duration = self
+            .sensors
+            .iter()
+            .map(|(_, src)| src.trigger.map_or(Duration::ZERO, |t| t.wait))
+            .sum();
+        self.cfg.timeout.0 * (self.sensors.len() as u32 + 1) + waits + Duration::from_secs(1)
+    }
+
+    /// A transfer has been in progress for longer than the bus timeout.
+    fn wedged(&self) -> bool {
+        let since = self.busy.load(Ordering::Relaxed);
+        since != 0
+            && self.epoch.elapsed().as_millis() as u64
+                > since + self.cfg.timeout.0.as_millis() as u64
+    }
+}
+
+impl Source for I2cBus {
+    fn name(&self) -> &str {
+        &self.cfg.name
+    }
+    fn policy(&self) -> Policy {
+        Policy {
+            kind: "I2C",
+            timeout: self.group_budget(),
+            retries: 0,
+            reconnect: (Duration::from_secs(1), Duration::from_secs(60)),
+            timeout_reconnects: false,
+            fresh_after_reconnect: false,
+            timeout_hint: "An I2C transfer has not completed within the timeout: the bus looks wedged (a device holding SDA low?). Its sensors go offline until it recovers.",
+        }
+    }
+    fn polls(&self) -> Vec<Poll> {
+        self.polls
+            .iter()
+            .map(|(interval, idx)| Poll {
+                interval: *interval,
+                unit: None,
+                what: format!("every {}", humantime::format_duration(*interval)),
+                sensors: idx
+                    .iter()
+                    .map(|&i| Arc::from(self.sensors[i].0.id.as_str()))
+                    .collect(),
+            })
+            .collect()
+    }
+    async fn connect(&mut self) -> Result<(), SourceError> {
+        if self.worker.is_some() {
+            return Ok(());
+        }
+        let (opened_tx, opened) = oneshot::channel();
+        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+        let (done_tx, done) = oneshot::channel();
+        let (cfg, sensors, busy, epoch) = (
+            self.cfg.clone(),
+            self.sensors.clone(),
+            Arc::clone(&self.busy),
+            self.epoch,
         );
+        let sim = self.sim.as_ref().map(|f| f());
         std::thread::Builder::new()
-            .name(format!("i2c-{}", cfg.name))
+            .name(format!("i2c-{}", self.cfg.name))
             .spawn(move || {
-                bus_thread(&cfg, &sensors, &tx, &token, &metrics, busy, opened);
+                bus_thread(&cfg, &sensors, sim, opened_tx, &rx, busy, epoch);
                 let _ = done_tx.send(());
             })
-    };
-    if let Err(e) = thread {
-        tracing::error!(bus = %cfg.name, error = %e, "Cannot start the I2C bus thread.");
-        return;
-    }
-    let mut check = tokio::time::interval(Duration::from_millis(250));
-    let mut wedged = false;
-    loop {
-        tokio::select! {
-            _ = &mut done => break,
-            _ = check.tick() => {
-                let since = busy.load(Ordering::Relaxed);
-                let stuck = since != 0 && opened.elapsed().as_millis() as u64 > since + cfg.timeout.0.as_millis() as u64;
-                if stuck && !wedged {
-                    metrics.source_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(bus = %cfg.name, device = %cfg.device, timeout_ms = cfg.timeout.0.as_millis() as u64,
-                        "An I2C transfer has not completed within the timeout: the bus looks wedged (a device holding SDA low?). Its sensors will go offline until it recovers.");
-                } else if !stuck && wedged {
-                    tracing::info!(bus = %cfg.name, "The I2C bus completes transfers again.");
-                }
-                wedged = stuck;
+            .map_err(|e| SourceError::Transport(format!("cannot start the bus thread: {e}")))?;
+        match opened.await {
+            Ok(Ok(())) => {
+                self.worker = Some(Worker { jobs, done });
+                tracing::info!(bus = %self.cfg.name, device = %self.cfg.device, sensors = self.sensors.len(), "I2C bus open.");
+                Ok(())
             }
+            Ok(Err(e)) => Err(SourceError::Config(format!("cannot open the I2C bus: {e}"))),
+            Err(_) => Err(SourceError::Transport("the bus thread stopped".into())),
+        }
+    }
+    async fn read(&mut self, poll: usize) -> Result<Vec<Sample>, SourceError> {
+        if self.pending.is_none() {
+            let (Some(w), Some((_, idx))) = (&self.worker, self.polls.get(poll)) else {
+                return Err(SourceError::Transport("the bus is not open".into()));
+            };
+            let (tx, rx) = oneshot::channel();
+            w.jobs
+                .send((idx.clone(), tx))
+                .map_err(|_| SourceError::Transport("the bus thread stopped".into()))?;
+            self.pending = Some(rx);
+        }
+        // The first look after 100 ms: a transfer that just came free has time to say so.
+        let step = Duration::from_millis(100);
+        let mut check = tokio::time::interval_at(tokio::time::Instant::now() + step, step);
+        loop {
+            let Some(rx) = self.pending.as_mut() else {
+                return Err(SourceError::Transport("the bus is not open".into()));
+            };
+            tokio::select! {
+                r = rx => {
+                    self.pending = None;
+                    return r.map_err(|_| SourceError::Transport("the bus thread stopped".into()));
+                }
+                _ = check.tick() => {
+                    if self.wedged() {
+                        return Err(SourceError::Timeout);
+                    }
+                }
+            }
+        }
+    }
+    fn disconnect(&mut self) {
+        self.worker = None;
+        self.pending = None;
+    }
+    async fn close(&mut self) {
+        self.pending = None;
+        if let Some(w) = self.worker.take() {
+            drop(w.jobs);
+            // A thread stuck in a wedged transfer is left behind rather than waited for.
+            let _ = tokio::time::timeout(Duration::from_secs(2), w.done).await;
         }
     }
 }
 
+/// The bus thread: open the bus, then read one poll group per job until the jobs stop.
 fn bus_thread(
     cfg: &I2cConfig,
-    sensors: &[SensorConfig],
-    tx: &mpsc::Sender<Readings>,
-    token: &CancellationToken,
-    metrics: &SharedMetrics,
-    busy: Arc<std::sync::atomic::AtomicU64>,
-    opened: Instant,
+    sensors: &[(SensorConfig, I2cSource)],
+    sim: Option<SimBus>,
+    opened: oneshot::Sender<Result<(), String>>,
+    jobs: &std::sync::mpsc::Receiver<Job>,
+    busy: Arc<AtomicU64>,
+    epoch: Instant,
 ) {
-    let sensors = sensors_on(sensors, &cfg.name);
-    let mut backoff = crate::util::Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
-    let (bus, mut slots, mut due) = loop {
-        match open(cfg, &sensors) {
-            Ok(x) => break x,
-            Err(e) => {
-                metrics.source_errors.fetch_add(1, Ordering::Relaxed);
-                let wait = backoff.next_delay();
-                tracing::error!(bus = %cfg.name, error = %e, retry_in_ms = wait.as_millis() as u64, "Cannot open the I2C bus.");
-                if sleep_until(Instant::now() + wait, token) {
-                    return;
-                }
-            }
+    let (bus, mut slots, due) = match open(cfg, sensors, sim) {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = opened.send(Err(e));
+            return;
         }
     };
     {
         let mut b = bus.borrow_mut();
         b.busy_since = busy;
-        b.set_epoch(opened);
+        b.set_epoch(epoch);
     }
-    tracing::info!(bus = %cfg.name, device = %cfg.device, sensors = due.len(), devices = slots.len(), "I2C bus open.");
+    if opened.send(Ok(())).is_err() {
+        return;
+    }
     let mut cycle = 0u64;
-    loop {
-        let Some(next) = due.iter().map(|d| d.next).min() else {
-            while !sleep_until(Instant::now() + Duration::from_secs(3600), token) {}
-            return;
-        };
-        if sleep_until(next, token) {
-            return;
-        }
+    while let Ok((idx, reply)) = jobs.recv() {
         cycle += 1;
-        let now = Instant::now();
-        // A reading is stamped when it was measured. The readings of one cycle share a stamp (they travel together:
-        // telemetry sends them as one message) as long as they were measured within STAMP_SPREAD of it; a reading
-        // measured later (a slow or hung transfer before it) starts a new stamp.
+        // A reading is stamped when it was measured. The readings of one group share a stamp (they travel
+        // together: telemetry sends them as one message) as long as they were measured within STAMP_SPREAD of
+        // it; a reading measured later (a slow or hung transfer before it) starts a new stamp.
         let mut ts = Timestamp::now();
         let mut ts_at = Instant::now();
         // A device measures once per cycle (a BME280's three quantities come from one conversion): the stamp of
         // its first read this cycle.
         let mut device_ts: Vec<(usize, Timestamp)> = Vec::new();
-        let mut batch: Readings = Vec::new();
-        for d in due.iter_mut().filter(|d| d.next <= now) {
-            d.next += d.interval;
-            if d.next < now {
-                d.next = now + d.interval;
-            }
+        let mut out = Vec::with_capacity(idx.len());
+        for d in idx.iter().filter_map(|&i| due.get(i)) {
             let slot = &mut slots[d.slot];
-            let started = Instant::now();
             let r = read_one(slot, &d.src, cycle);
             if ts_at.elapsed() > STAMP_SPREAD {
                 ts = Timestamp::now();
@@ -239,74 +346,31 @@ fn bus_thread(
                     ts
                 }
             };
-            metrics.polls.fetch_add(1, Ordering::Relaxed);
-            metrics
-                .poll_latency_us
-                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-            match r {
-                Ok(v) => {
-                    if d.failing {
-                        tracing::info!(bus = %cfg.name, sensor = %d.id, address = format!("0x{:02x}", slot.address), "I2C sensor reads again.");
-                    }
-                    d.failing = false;
-                    d.last_error = None;
-                    slot.last_error = None;
-                    batch.push(Reading::new(Arc::clone(&d.id), ts, v));
-                }
-                Err(e) => {
-                    metrics.source_errors.fetch_add(1, Ordering::Relaxed);
-                    let msg = e.to_string();
-                    // Once per kind of fault: the measured value in the message ("3.41 mA") does not make a new one.
-                    let kind = fault_kind(&msg);
-                    if d.last_error.as_deref() != Some(kind.as_str()) {
-                        tracing::warn!(bus = %cfg.name, sensor = %d.id, chip = d.src.chip.spec().name,
-                            address = format!("0x{:02x}", slot.address), error = %msg, "I2C read failed; the sensor reports a fault (logged once until it changes) and the device is initialised again before its next read.");
-                        d.last_error = Some(kind);
-                    }
-                    slot.last_error = Some(msg);
-                    d.failing = true;
-                    // NaN: validation marks it invalid and raises SENSOR_FAULT; the good readings that follow clear it.
-                    batch.push(Reading::new(Arc::clone(&d.id), ts, f64::NAN));
-                }
-            }
+            out.push(Sample {
+                sensor: Arc::clone(&d.id),
+                value: r.map_err(|e| {
+                    format!("{} at 0x{:02x}: {e}", d.src.chip.spec().name, slot.address)
+                }),
+                at: Some(ts),
+            });
         }
         bus.borrow_mut().take_raw();
-        if !batch.is_empty() && tx.blocking_send(batch).is_err() {
-            return;
+        if reply.send(out).is_err() {
+            // Nobody waits any more (the source stopped): the jobs channel closes next.
+            continue;
         }
     }
 }
 
-/// Readings of one cycle measured within this of its stamp share it.
+/// Readings of one group measured within this of its stamp share it.
 const STAMP_SPREAD: Duration = Duration::from_millis(100);
-
-/// A fault message without its numbers: what "the same fault" means for logging once per change.
-fn fault_kind(msg: &str) -> String {
-    msg.chars()
-        .filter(|c| !c.is_ascii_digit() && *c != '.' && *c != '-')
-        .collect()
-}
-
-/// Sleep until `t` in short steps; true when cancelled.
-fn sleep_until(t: Instant, token: &CancellationToken) -> bool {
-    loop {
-        if token.is_cancelled() {
-            return true;
-        }
-        let now = Instant::now();
-        if now >= t {
-            return false;
-        }
-        std::thread::sleep((t - now).min(Duration::from_millis(100)));
-    }
-}
 
 /// One reading of each sensor (commissioning): value, or the error, with the raw bytes read.
 pub fn read_once(
     cfg: &I2cConfig,
     sensors: &[(SensorConfig, I2cSource)],
 ) -> Result<Vec<OneRead>, String> {
-    let (bus, mut slots, due) = open(cfg, sensors)?;
+    let (bus, mut slots, due) = open(cfg, sensors, None)?;
     let mut out = Vec::new();
     for d in &due {
         bus.borrow_mut().take_raw();

@@ -422,3 +422,87 @@ fn a_busy_address_names_the_kernel_driver_to_look_for() {
         "Remote I/O error (os error 121)"
     );
 }
+
+/// A device whose transfers block while `stall` is set: a wedged bus, as a device holding SDA low makes one.
+struct Stalling {
+    inner: Box<dyn sim::SimDevice>,
+    stall: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl sim::SimDevice for Stalling {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), BusError> {
+        while self.stall.load(std::sync::atomic::Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        self.inner.write(bytes)
+    }
+    fn read(&mut self, buf: &mut [u8]) -> Result<(), BusError> {
+        self.inner.read(buf)
+    }
+}
+
+/// The bus thread blocked in a transfer cannot say so; the source side sees the transfer clock pass the bus
+/// `timeout` and reports a timeout (the sensors go offline) while the thread is stuck, and the answer when it
+/// comes back.
+#[tokio::test]
+async fn a_wedged_transfer_is_a_timeout_and_the_bus_answers_when_it_frees() {
+    use crate::source::runner::Source;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    let cfg = crate::config::parse_str(
+        "[gateway]\nid = \"gw\"\n[[i2c]]\nname = \"b\"\ndevice = \"simulated\"\ntimeout = \"100ms\"\n\
+         [[sensor]]\nid = \"t\"\nsource = { i2c = \"b\", chip = \"tmp117\", address = 0x48 }\n",
+        std::path::Path::new("t.toml"),
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let stall = Arc::new(AtomicBool::new(false));
+    let s2 = Arc::clone(&stall);
+    let mut bus = super::I2cBus::with_simulation(
+        cfg.i2c[0].clone(),
+        &cfg.sensor,
+        Arc::new(move || {
+            let mut sb = SimBus::default();
+            sb.attach(
+                0x48,
+                Box::new(Stalling {
+                    inner: SimBus::model(Chip::Tmp117),
+                    stall: Arc::clone(&s2),
+                }),
+            );
+            sb
+        }),
+    );
+    bus.connect().await.expect("open");
+    let first = bus.read(0).await.expect("a reading");
+    assert_eq!(first.len(), 1);
+    assert!(
+        first[0]
+            .value
+            .as_ref()
+            .is_ok_and(|v| (v - 21.5).abs() < 0.01),
+        "{first:?}"
+    );
+    stall.store(true, Ordering::Relaxed);
+    let t = Instant::now();
+    let r = bus.read(0).await;
+    assert!(
+        matches!(r, Err(crate::source::SourceError::Timeout)),
+        "{r:?}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_millis(600),
+        "reported after {:?} (timeout 100 ms)",
+        t.elapsed()
+    );
+    // Still stuck: the next read waits on the same transfer, and says so again.
+    assert!(matches!(
+        bus.read(0).await,
+        Err(crate::source::SourceError::Timeout)
+    ));
+    stall.store(false, Ordering::Relaxed);
+    let back = bus.read(0).await.expect("the bus frees");
+    assert!(back[0].value.is_ok(), "{back:?}");
+    bus.close().await;
+}

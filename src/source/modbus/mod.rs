@@ -17,26 +17,18 @@
 
 pub mod decode;
 
+use super::runner::{Policy, Poll, Sample, Source};
 use super::SourceError;
 use crate::config::{ModbusConfig, SensorConfig};
 use crate::config::{ModbusSource, SourceConfig};
-use crate::metrics::SharedMetrics;
-use crate::model::{Reading, Readings, Timestamp};
-use crate::util::Backoff;
 use decode::{decode, DataType, WordOrder};
-use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_modbus::client::Context;
 use tokio_modbus::prelude::*;
-use tokio_util::sync::CancellationToken;
 
 pub use crate::config::Table;
-
-pub use super::exception_name;
 
 /// One sensor's register map, compiled.
 #[derive(Debug, Clone)]
@@ -272,29 +264,44 @@ pub async fn read(
     req: &Request,
     timeout: Duration,
 ) -> Result<Vec<u16>, ReadError> {
+    tokio::time::timeout(timeout, read_untimed(ctx, req))
+        .await
+        .unwrap_or(Err(ReadError::Timeout))
+}
+
+/// Read one request; the caller owns the deadline (tokio-modbus has none).
+async fn read_untimed(ctx: &mut Context, req: &Request) -> Result<Vec<u16>, ReadError> {
     ctx.set_slave(Slave(req.unit));
-    let fut = async {
-        match req.table {
-            Table::Holding => ctx.read_holding_registers(req.start, req.count).await,
-            Table::Input => ctx.read_input_registers(req.start, req.count).await,
-            Table::Coil => ctx
-                .read_coils(req.start, req.count)
-                .await
-                .map(|r| r.map(|b| b.into_iter().map(u16::from).collect())),
-            Table::Discrete => ctx
-                .read_discrete_inputs(req.start, req.count)
-                .await
-                .map(|r| r.map(|b| b.into_iter().map(u16::from).collect())),
-        }
+    let r = match req.table {
+        Table::Holding => ctx.read_holding_registers(req.start, req.count).await,
+        Table::Input => ctx.read_input_registers(req.start, req.count).await,
+        Table::Coil => ctx
+            .read_coils(req.start, req.count)
+            .await
+            .map(|r| r.map(|b| b.into_iter().map(u16::from).collect())),
+        Table::Discrete => ctx
+            .read_discrete_inputs(req.start, req.count)
+            .await
+            .map(|r| r.map(|b| b.into_iter().map(u16::from).collect())),
     };
-    match tokio::time::timeout(timeout, fut).await {
-        Err(_) => Err(ReadError::Timeout),
-        Ok(Err(e)) => Err(ReadError::Transport(transport_error(&e))),
-        Ok(Ok(Err(code))) => Err(ReadError::Exception(u8::from(code))),
-        Ok(Ok(Ok(words))) if words.len() < usize::from(req.count) => Err(ReadError::Transport(
+    match r {
+        Err(e) => Err(ReadError::Transport(transport_error(&e))),
+        Ok(Err(code)) => Err(ReadError::Exception(exception(code))),
+        Ok(Ok(words)) if words.len() < usize::from(req.count) => Err(ReadError::Transport(
             format!("short response: {} of {} values", words.len(), req.count),
         )),
-        Ok(Ok(Ok(words))) => Ok(words),
+        Ok(Ok(words)) => Ok(words),
+    }
+}
+
+/// An exception response in words: tokio-modbus's names (the specification's), with the code.
+pub fn exception(code: ExceptionCode) -> String {
+    let n = u8::from(code);
+    match code {
+        ExceptionCode::Custom(_) => {
+            format!("exception {n} (not defined by the Modbus specification)")
+        }
+        named => format!("exception {n} ({named})"),
     }
 }
 
@@ -312,195 +319,90 @@ fn transport_error(e: &tokio_modbus::Error) -> String {
     }
 }
 
-struct Slot {
-    req: Request,
-    due: Instant,
-    failures: u32,
-    last_error: Option<String>,
+/// One `[[modbus]]` section (a TCP device or an RTU line) as a [`Source`]: its sensors coalesced into requests,
+/// one connection, requests strictly serial with `frame_delay` of silence between RTU frames.
+pub struct ModbusBus {
+    bus: ModbusConfig,
+    reqs: Vec<Request>,
+    ctx: Option<Context>,
+    rtu: bool,
+    /// An RTU line is quiet until then (the frame delay after the last frame).
+    quiet_until: Instant,
 }
 
-/// Poll all sensors of one bus until cancelled.
-pub async fn run(
-    bus: ModbusConfig,
-    sensors: Vec<SensorConfig>,
-    tx: mpsc::Sender<Readings>,
-    token: CancellationToken,
-    metrics: SharedMetrics,
-) {
-    let points: Vec<Point> = sensors
-        .iter()
-        .filter_map(|s| Point::from_config(s, &bus))
-        .collect();
-    let reqs = coalesce(&points, bus.max_gap);
-    let rtu = bus.url.starts_with("rtu://");
-    tracing::info!(bus = %bus.name, url = %bus.url, sensors = points.len(), requests = reqs.len(), "Modbus source started.");
-    let now = Instant::now();
-    let mut slots: Vec<Slot> = reqs
-        .into_iter()
-        .map(|req| Slot {
-            req,
-            due: now,
-            failures: 0,
-            last_error: None,
-        })
-        .collect();
-    // Per-unit backoff: a silent unit is polled less often.
-    let mut unit_backoff: HashMap<u8, (u32, Instant)> = HashMap::new();
-    // A refused TCP connection is cheap to retry: at most 2 s between attempts, so a returning device is read again
-    // within seconds whatever the outage length. A serial port that cannot be opened backs off up to 30 s.
-    let conn_cap = if rtu {
-        Duration::from_secs(30)
-    } else {
-        Duration::from_secs(2)
-    };
-    let mut conn_backoff = Backoff::new(Duration::from_millis(200), conn_cap);
-    let mut ctx: Option<Context> = None;
-    // The connection was lost (refused, reset): timeouts seen before say nothing about the units.
-    let mut lost = false;
-    // After a transport error on an open connection: not before this. A peer that accepts connections and then
-    // closes them or answers garbage would otherwise be reconnected to in a tight loop.
-    let mut reconnect_at: Option<Instant> = None;
-    loop {
-        if token.is_cancelled() {
-            break;
+impl ModbusBus {
+    /// The section and the sensors configured on it.
+    pub fn new(bus: ModbusConfig, sensors: &[SensorConfig]) -> Self {
+        let points: Vec<Point> = sensors
+            .iter()
+            .filter_map(|s| Point::from_config(s, &bus))
+            .collect();
+        let reqs = coalesce(&points, bus.max_gap);
+        tracing::info!(bus = %bus.name, url = %bus.url, sensors = points.len(), requests = reqs.len(), "Modbus source started.");
+        ModbusBus {
+            rtu: bus.url.starts_with("rtu://"),
+            bus,
+            reqs,
+            ctx: None,
+            quiet_until: Instant::now(),
         }
-        if ctx.is_none() {
-            if let Some(at) = reconnect_at.take() {
-                tokio::select! {
-                    _ = token.cancelled() => break,
-                    _ = tokio::time::sleep_until(at) => {}
-                }
-            }
-            match connect(&bus.url, bus.timeout.0).await {
-                Ok(c) => {
-                    // The backoff is reset by an answer, not by the connection: accepting is not answering.
-                    ctx = Some(c);
-                    if lost && !rtu {
-                        unit_backoff.clear();
-                        for s in &mut slots {
-                            s.due = s.due.min(Instant::now());
-                        }
-                    }
-                    lost = false;
-                }
-                Err(e) => {
-                    metrics.source_errors.fetch_add(1, Ordering::Relaxed);
-                    lost = true;
-                    let wait = conn_backoff.next_delay();
-                    if matches!(e, SourceError::Config(_)) {
-                        tracing::error!(bus = %bus.name, error = %e, retry_in_ms = wait.as_millis() as u64, "Modbus connection cannot work with this configuration.");
-                    } else {
-                        tracing::warn!(bus = %bus.name, error = %e, retry_in_ms = wait.as_millis() as u64, "Modbus connection failed.");
-                    }
-                    tokio::select! {
-                        _ = token.cancelled() => break,
-                        _ = tokio::time::sleep(wait) => {}
-                    }
-                    continue;
-                }
-            }
+    }
+}
+
+impl Source for ModbusBus {
+    fn name(&self) -> &str {
+        &self.bus.name
+    }
+    fn policy(&self) -> Policy {
+        Policy {
+            kind: "Modbus",
+            timeout: self.bus.timeout.0,
+            retries: self.bus.retries,
+            // A refused TCP connection is cheap to retry: at most 2 s between attempts, so a returning device is
+            // read again within seconds whatever the outage length. A serial port that cannot be opened backs
+            // off up to 30 s.
+            reconnect: (
+                Duration::from_millis(200),
+                Duration::from_secs(if self.rtu { 30 } else { 2 }),
+            ),
+            // A TCP device that does not answer may have a half-open connection; an RTU line stays open.
+            timeout_reconnects: !self.rtu,
+            fresh_after_reconnect: !self.rtu,
+            timeout_hint: "",
         }
-        // Next due request, respecting unit backoff.
-        let Some(i) = (0..slots.len()).min_by_key(|&i| {
-            let s = &slots[i];
-            let gate = unit_backoff
-                .get(&s.req.unit)
-                .map(|(_, t)| *t)
-                .unwrap_or(s.due);
-            s.due.max(gate)
-        }) else {
-            token.cancelled().await;
-            break;
+    }
+    fn polls(&self) -> Vec<Poll> {
+        self.reqs
+            .iter()
+            .map(|r| Poll {
+                interval: r.interval,
+                unit: Some(u32::from(r.unit)),
+                what: format!("unit {} {:?} {}+{}", r.unit, r.table, r.start, r.count)
+                    .to_lowercase(),
+                sensors: r.points.iter().map(|p| Arc::clone(&p.id)).collect(),
+            })
+            .collect()
+    }
+    async fn connect(&mut self) -> Result<(), SourceError> {
+        self.ctx = Some(connect(&self.bus.url, self.bus.timeout.0).await?);
+        Ok(())
+    }
+    async fn read(&mut self, poll: usize) -> Result<Vec<Sample>, SourceError> {
+        let (Some(ctx), Some(req)) = (self.ctx.as_mut(), self.reqs.get(poll)) else {
+            return Err(SourceError::Transport("not connected".into()));
         };
-        let gate = unit_backoff
-            .get(&slots[i].req.unit)
-            .map(|(_, t)| *t)
-            .unwrap_or(slots[i].due);
-        let at = slots[i].due.max(gate);
-        tokio::select! {
-            _ = token.cancelled() => break,
-            _ = tokio::time::sleep_until(at) => {}
+        if self.rtu {
+            tokio::time::sleep_until(self.quiet_until).await;
         }
-        let Some(c) = ctx.as_mut() else { continue };
-        let started = Instant::now();
-        // A reading is stamped when it was measured: the middle of the attempt that got the answer (a retry's,
-        // not the first timed-out one's; the device samples between request and response).
-        let mut sent_at = (Timestamp::now(), Instant::now());
-        let mut result = read(c, &slots[i].req, bus.timeout.0).await;
-        let mut tries = 0;
-        while matches!(result, Err(ReadError::Timeout)) && tries < bus.retries {
-            tries += 1;
-            if rtu {
-                tokio::time::sleep(bus.frame_delay.0).await;
-            }
-            sent_at = (Timestamp::now(), Instant::now());
-            result = read(c, &slots[i].req, bus.timeout.0).await;
-        }
-        metrics.polls.fetch_add(1, Ordering::Relaxed);
-        metrics
-            .poll_latency_us
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        let slot = &mut slots[i];
-        slot.due += slot.req.interval;
-        if slot.due < Instant::now() {
-            slot.due = Instant::now() + slot.req.interval;
-        }
-        let unit = slot.req.unit;
-        match result {
-            Ok(words) => {
-                conn_backoff.reset();
-                if slot.failures > 0 || unit_backoff.contains_key(&unit) {
-                    tracing::info!(bus = %bus.name, unit, "Modbus unit answers again.");
-                }
-                slot.failures = 0;
-                slot.last_error = None;
-                unit_backoff.remove(&unit);
-                let rtt = i64::try_from(sent_at.1.elapsed().as_millis()).unwrap_or(0);
-                let ts = Timestamp(sent_at.0 .0.saturating_add(rtt / 2));
-                let batch: Readings = values(&slot.req, &words)
-                    .filter_map(|(p, v)| Some(Reading::new(Arc::clone(&p.id), ts, v?)))
-                    .collect();
-                if !batch.is_empty() && tx.send(batch).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                metrics.source_errors.fetch_add(1, Ordering::Relaxed);
-                slot.failures += 1;
-                let msg = e.to_string();
-                let ids: Vec<&str> = slot.req.points.iter().map(|p| &*p.id).collect();
-                if slot.last_error.as_deref() != Some(msg.as_str()) {
-                    tracing::warn!(bus = %bus.name, unit, table = ?slot.req.table, address = slot.req.start, count = slot.req.count,
-                        sensors = ?ids, error = %msg, "Modbus read failed.");
-                    slot.last_error = Some(msg);
-                }
-                match e {
-                    // A well-formed answer: the device is there.
-                    ReadError::Exception(_) => conn_backoff.reset(),
-                    ReadError::Timeout => {
-                        let (n, _) = unit_backoff
-                            .get(&unit)
-                            .copied()
-                            .unwrap_or((0, Instant::now()));
-                        let wait = (slot.req.interval * 2u32.saturating_pow(n.min(6)))
-                            .min(Duration::from_secs(60));
-                        unit_backoff.insert(unit, (n + 1, Instant::now() + wait));
-                        if !rtu {
-                            // A TCP device that does not answer may have a half-open connection.
-                            ctx = None;
-                        }
-                    }
-                    ReadError::Transport(_) | ReadError::Config(_) => {
-                        ctx = None;
-                        lost = true;
-                        reconnect_at = Some(Instant::now() + conn_backoff.next_delay());
-                    }
-                }
-            }
-        }
-        if rtu {
-            tokio::time::sleep(bus.frame_delay.0).await;
-        }
+        let r = read_untimed(ctx, req).await;
+        self.quiet_until = Instant::now() + self.bus.frame_delay.0;
+        let words = r?;
+        Ok(values(req, &words)
+            .filter_map(|(p, v)| Some(Sample::good(&p.id, v?)))
+            .collect())
+    }
+    fn disconnect(&mut self) {
+        self.ctx = None;
     }
 }
 
