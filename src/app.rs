@@ -1,13 +1,13 @@
 //! The daemon: builds the topology from the config, runs it, applies reloads and shuts down in order.
 //!
 //! ```text
-//!  async runtime                         ingest thread                     async runtime
-//!  ┌──────────────────┐  mpsc (8192)  ┌──────────────────────┐  Signals  ┌─────────────────────────────┐
-//!  │ sources          │ ────────────▶ │ validate + alarms    │ ────────▶ │ sink runners (one per sink) │
-//!  │ one task / group │   Reading     │ store writer (WAL)   │  (watch)  │ cursor · fetch · deliver ·  │
-//!  └──────────────────┘               └──────────────────────┘           │ ack (store calls on the     │
-//!                                                                        │ blocking pool)              │
-//!                                                                        └─────────────────────────────┘
+//!  async runtime                          ingest thread                      async runtime
+//!  ┌────────────────────────┐ mpsc (1024) ┌──────────────────────┐ Signals  ┌─────────────────────────────┐
+//!  │ source runners         │ ──────────▶ │ validate + alarms    │ ───────▶ │ sink runners (one per sink) │
+//!  │ one per group: time,   │  Readings   │ store writer (WAL)   │ (watch)  │ cursor · fetch · deliver ·  │
+//!  │ deadlines, backoff;    │             │                      │ ◀─────── │ ack (store calls on the     │
+//!  │ a Source reads a poll  │             └──────────────────────┘ Control  │ blocking pool)              │
+//!  └────────────────────────┘                                      (mpsc)   └─────────────────────────────┘
 //! ```
 //! Shutdown order (SIGTERM): sources stop first, the ingest thread commits what they sent, sinks get
 //! `DRAIN_DEADLINE` to deliver, whatever is left stays on disk for the next start.

@@ -123,7 +123,7 @@ pub fn shadow(data: &[u8]) {
     let kind = kinds[usize::from(data.first().copied().unwrap_or(0)) % kinds.len()];
     let payload = data.get(1..).unwrap_or(&[]);
     let _ = sh.handle(&format!("$aws/things/t/shadow/{kind}"), payload, &metrics);
-    if let Some(o) = sh.maybe_update(&Live::default(), (0, 0), Timestamp(1)) {
+    if let Some(o) = sh.maybe_update(&Live::default(), &Default::default(), Timestamp(1)) {
         assert!(
             o.payload.len() <= SHADOW_BUDGET + 512,
             "{} bytes",

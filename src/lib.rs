@@ -8,12 +8,14 @@
 pub mod app;
 #[cfg(feature = "bench")]
 pub mod bench;
+pub mod channels;
 pub mod cli;
 pub mod commission;
 pub mod config;
 #[cfg(all(feature = "modbus", feature = "mqtt"))]
 pub mod fuzz;
 pub mod ingest;
+pub mod lineproto;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;

@@ -117,6 +117,14 @@ impl Metrics {
         m.get(name).cloned()
     }
 
+    /// Every running sink's backlog (items not yet delivered), by name: the registered sinks, whatever they are.
+    pub fn backlogs(&self) -> std::collections::BTreeMap<&'static str, i64> {
+        let m = self.sinks.lock().unwrap_or_else(|p| p.into_inner());
+        m.iter()
+            .map(|(n, s)| (*n, s.backlog.load(Ordering::Relaxed)))
+            .collect()
+    }
+
     /// Forget sink `name` (a reload removed it): it no longer shows in `/metrics` or `/readyz`.
     pub fn remove_sink(&self, name: &str) {
         let mut m = self.sinks.lock().unwrap_or_else(|p| p.into_inner());

@@ -169,7 +169,7 @@ struct SinkBench {
     _dir: tempfile::TempDir,
     cfg: crate::config::Config,
     store: Store,
-    signals: crate::model::Signals,
+    signals: crate::channels::Signals,
     /// Newest event seq (readings and live state stay idle).
     events_tx: tokio::sync::watch::Sender<i64>,
     _idle: (
@@ -198,7 +198,7 @@ impl SinkBench {
             _dir: dir,
             cfg,
             store,
-            signals: crate::model::Signals {
+            signals: crate::channels::Signals {
                 readings,
                 events,
                 live,

@@ -10,6 +10,7 @@
 //! boolean is taken as such, anything else as a string.
 
 mod email;
+mod fields;
 mod files;
 mod i2c;
 mod locate;

@@ -37,8 +37,13 @@ impl JsonSchema for SourceConfig {
         "Source".into()
     }
     fn json_schema(g: &mut SchemaGenerator) -> Schema {
-        // Read through its keys (`simulated = …`, `modbus = …`, `i2c = …` and their options).
-        <super::source::SourceKeys as JsonSchema>::json_schema(g)
+        // One strict table per kind, named by its key (`simulated = …`, `modbus = …`, `i2c = …`).
+        let kinds = [
+            g.subschema_for::<super::source::SimulatedKeys>(),
+            g.subschema_for::<super::source::ModbusKeys>(),
+            g.subschema_for::<super::i2c::I2cKeys>(),
+        ];
+        json_schema!({ "oneOf": kinds })
     }
 }
 

@@ -1,21 +1,22 @@
 //! `source = { … }`: where a sensor's values come from, one typed variant per kind.
 //!
 //! The TOML is one inline table per sensor (`source = { simulated = "sine", period = "60s" }`,
-//! `source = { modbus = "plc1", table = "holding", address = 3, type = "f32" }`). It is read as
-//! [`SourceKeys`] (every key of every kind, unknown keys refused) and then checked and turned into a
-//! [`SourceConfig`]: the kind's keys only, names parsed into enums, defaults filled in. A problem is reported as
+//! `source = { modbus = "plc1", table = "holding", address = 3, type = "f32" }`). The key that names the kind
+//! picks one strict struct of the keys as written ([`SimulatedKeys`], [`ModbusKeys`],
+//! [`super::i2c::I2cKeys`]; unknown keys refused, so a typo lists that kind's keys), which is then checked and
+//! turned into a [`SourceConfig`]: names parsed into enums, defaults filled in. A problem is reported as
 //! "`key`: message" so the loader can point at the key. Cross-references (does the bus exist) are checked in
 //! `validate`.
 //!
-//! Adding a source kind: a struct here, a variant of [`SourceConfig`], its discriminator key in [`SourceKeys`],
-//! and a module under `src/source/`.
+//! Adding a source kind: its keys struct and built struct here, a variant of [`SourceConfig`], a line in
+//! `KINDS`, and a module under `src/source/`.
 
 use super::Dur;
 use serde::{Deserialize, Serialize};
 
 /// Where a sensor's values come from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "SourceKeys")]
+#[serde(try_from = "toml::Table")]
 pub enum SourceConfig {
     /// A simulated waveform (demos, tests, the embedded default).
     Simulated(SimulatedSource),
@@ -281,33 +282,13 @@ pub struct ModbusSource {
     pub add: f64,
 }
 
-/// The keys of a `source = { … }` table as written: every kind's keys, unknown keys refused.
-#[derive(Debug, Clone, Deserialize, Default)]
+/// `source = { simulated = "…", … }` as written.
+#[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
-pub struct SourceKeys {
-    /// Simulated waveform: `sine`, `ramp`, `random_walk`, `square`, `script`, `constant`.
-    pub simulated: Option<String>,
-    /// Name of a `[[modbus]]` section.
-    pub modbus: Option<String>,
-    /// Name of an `[[i2c]]` section.
-    pub i2c: Option<String>,
-    chip: Option<String>,
-    quantity: Option<String>,
-    channel: Option<String>,
-    range: Option<f64>,
-    shunt_ohms: Option<f64>,
-    max_current: Option<f64>,
-    register: Option<u8>,
-    length: Option<u8>,
-    byte_order: Option<String>,
-    signed: Option<bool>,
-    trigger: Option<[u8; 2]>,
-    wait: Option<Dur>,
-    from: Option<[f64; 2]>,
-    to: Option<[f64; 2]>,
-    oversampling: Option<u8>,
-    filter: Option<u8>,
+pub struct SimulatedKeys {
+    /// Waveform: `sine`, `ramp`, `random_walk`, `square`, `script`, `constant`.
+    pub simulated: String,
     offset: Option<f64>,
     amplitude: Option<f64>,
     period: Option<Dur>,
@@ -321,6 +302,15 @@ pub struct SourceKeys {
     repeat: Option<bool>,
     nan_probability: Option<f64>,
     decimals: Option<u32>,
+}
+
+/// `source = { modbus = "…", … }` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ModbusKeys {
+    /// Name of a `[[modbus]]` section.
+    pub modbus: String,
     unit: Option<u8>,
     table: Option<String>,
     address: Option<u16>,
@@ -332,111 +322,78 @@ pub struct SourceKeys {
     add: Option<f64>,
 }
 
-impl SourceKeys {
-    fn i2c_keys(&self) -> super::i2c::I2cKeys {
-        super::i2c::I2cKeys {
-            chip: self.chip.clone(),
-            quantity: self.quantity.clone(),
-            channel: self.channel.clone(),
-            range: self.range,
-            shunt_ohms: self.shunt_ohms,
-            max_current: self.max_current,
-            register: self.register,
-            length: self.length,
-            byte_order: self.byte_order.clone(),
-            signed: self.signed,
-            trigger: self.trigger,
-            wait: self.wait,
-            from: self.from,
-            to: self.to,
-            oversampling: self.oversampling,
-            filter: self.filter,
-        }
-    }
-    fn simulated_keys(&self) -> Vec<&'static str> {
-        let set = [
-            ("offset", self.offset.is_some()),
-            ("amplitude", self.amplitude.is_some()),
-            ("period", self.period.is_some()),
-            ("step", self.step.is_some()),
-            ("min", self.min.is_some()),
-            ("max", self.max.is_some()),
-            ("noise", self.noise.is_some()),
-            ("seed", self.seed.is_some()),
-            ("values", self.values.is_some()),
-            ("silent", self.silent.is_some()),
-            ("repeat", self.repeat.is_some()),
-            ("nan_probability", self.nan_probability.is_some()),
-            ("decimals", self.decimals.is_some()),
-        ];
-        set.iter().filter(|(_, s)| *s).map(|(k, _)| *k).collect()
-    }
-    fn modbus_keys(&self) -> Vec<&'static str> {
-        let set = [
-            ("unit", self.unit.is_some()),
-            ("table", self.table.is_some()),
-            ("address", self.address.is_some()),
-            ("type", self.data_type.is_some()),
-            ("word_order", self.word_order.is_some()),
-            ("bit", self.bit.is_some()),
-            ("scale", self.scale.is_some()),
-            ("add", self.add.is_some()),
-        ];
-        set.iter().filter(|(_, s)| *s).map(|(k, _)| *k).collect()
-    }
+/// The source kinds: the key that names each, how a person calls its settings and the source, and its keys.
+struct Kind {
+    key: &'static str,
+    setting: &'static str,
+    source: &'static str,
+    fields: fn() -> &'static [&'static str],
 }
+
+const KINDS: [Kind; 3] = [
+    Kind {
+        key: "simulated",
+        setting: "a simulated-source setting",
+        source: "a simulated source",
+        fields: super::fields::of::<SimulatedKeys>,
+    },
+    Kind {
+        key: "modbus",
+        setting: "a Modbus setting",
+        source: "Modbus",
+        fields: super::fields::of::<ModbusKeys>,
+    },
+    Kind {
+        key: "i2c",
+        setting: "an I2C setting",
+        source: "an I2C source",
+        fields: super::fields::of::<super::i2c::I2cKeys>,
+    },
+];
 
 /// "`key`: message": the loader moves the key into the error's path.
 fn at(key: &str, msg: impl std::fmt::Display) -> String {
     format!("`{key}`: {msg}")
 }
 
-impl TryFrom<SourceKeys> for SourceConfig {
+/// Read `t` as the kind's strict key struct: an unknown key lists that kind's keys, not every kind's.
+fn keys<T: serde::de::DeserializeOwned>(t: toml::Table) -> Result<T, String> {
+    T::deserialize(toml::Value::Table(t)).map_err(|e| e.message().to_string())
+}
+
+impl TryFrom<toml::Table> for SourceConfig {
     type Error = String;
 
-    fn try_from(k: SourceKeys) -> Result<Self, String> {
-        let i2c_set = k.i2c_keys().set();
-        match (&k.simulated, &k.modbus, &k.i2c) {
-            (None, None, None) => Err(
+    fn try_from(t: toml::Table) -> Result<Self, String> {
+        let named: Vec<&Kind> = KINDS.iter().filter(|k| t.contains_key(k.key)).collect();
+        let kind = match named.as_slice() {
+            [] => return Err(
                 "needs one of `simulated = \"sine\"`, `modbus = \"<name of a [[modbus]] section>\"` or `i2c = \"<name of an [[i2c]] section>\"`".into(),
             ),
-            (Some(w), None, None) => {
-                if let Some(key) = i2c_set.first() {
-                    return Err(at(key, "is an I2C setting; it does not apply to a simulated source"));
-                }
-                simulated(&k, w).map(SourceConfig::Simulated)
+            [one] => *one,
+            _ => return Err("give only one of `simulated`, `modbus` and `i2c`".into()),
+        };
+        // A key of another kind is named as such ("is a Modbus setting"); anything else is left to the kind's
+        // strict struct, whose error lists the keys it has.
+        let mine = (kind.fields)();
+        for key in t.keys().filter(|k| !mine.contains(&k.as_str())) {
+            if let Some(other) = KINDS.iter().find(|o| (o.fields)().contains(&key.as_str())) {
+                return Err(at(
+                    key,
+                    format!("is {}; it does not apply to {}", other.setting, kind.source),
+                ));
             }
-            (None, Some(bus), None) => {
-                if let Some(key) = i2c_set.first() {
-                    return Err(at(key, "is an I2C setting; it does not apply to Modbus"));
-                }
-                modbus(&k, bus).map(SourceConfig::Modbus)
-            }
-            (None, None, Some(bus)) => {
-                let sim = k.simulated_keys();
-                let modbus_only: Vec<&str> = k
-                    .modbus_keys()
-                    .into_iter()
-                    .filter(|key| !["address", "scale", "add"].contains(key))
-                    .collect();
-                if let Some(key) = sim.first().or(modbus_only.first()) {
-                    return Err(at(key, "does not apply to an I2C source"));
-                }
-                super::i2c::i2c_source(bus, &k.i2c_keys(), k.address, k.scale, k.add)
-                    .map(SourceConfig::I2c)
-            }
-            _ => Err("give only one of `simulated`, `modbus` and `i2c`".into()),
+        }
+        match kind.key {
+            "simulated" => simulated(&keys(t)?).map(SourceConfig::Simulated),
+            "modbus" => modbus(&keys(t)?).map(SourceConfig::Modbus),
+            _ => super::i2c::i2c_source(&keys(t)?).map(SourceConfig::I2c),
         }
     }
 }
 
-fn simulated(k: &SourceKeys, w: &str) -> Result<SimulatedSource, String> {
-    if let Some(key) = k.modbus_keys().first() {
-        return Err(at(
-            key,
-            "is a Modbus setting; it does not apply to a simulated source",
-        ));
-    }
+fn simulated(k: &SimulatedKeys) -> Result<SimulatedSource, String> {
+    let w = k.simulated.as_str();
     let Some(&(_, waveform)) = Waveform::ALL.iter().find(|(n, _)| *n == w) else {
         let names: Vec<&str> = Waveform::ALL.iter().map(|(n, _)| *n).collect();
         return Err(at(
@@ -476,13 +433,7 @@ fn simulated(k: &SourceKeys, w: &str) -> Result<SimulatedSource, String> {
     })
 }
 
-fn modbus(k: &SourceKeys, bus: &str) -> Result<ModbusSource, String> {
-    if let Some(key) = k.simulated_keys().first() {
-        return Err(at(
-            key,
-            "is a simulated-source setting; it does not apply to Modbus",
-        ));
-    }
+fn modbus(k: &ModbusKeys) -> Result<ModbusSource, String> {
     const TABLES: &str = "coil, discrete, input, holding";
     let table = match &k.table {
         None => return Err(format!("missing `table` (one of {TABLES})")),
@@ -551,7 +502,7 @@ fn modbus(k: &SourceKeys, bus: &str) -> Result<ModbusSource, String> {
         }
     }
     Ok(ModbusSource {
-        bus: bus.to_string(),
+        bus: k.modbus.clone(),
         unit: k.unit.unwrap_or(1),
         table,
         address,

@@ -278,9 +278,9 @@ pub(crate) fn validate(cfg: &Config, issues: &mut Vec<Issue>) {
 const BUILT_IN_TAGS: [&str; 3] = ["device", "location", "sensor"];
 
 /// Every string that reaches line protocol must be read back exactly by InfluxDB's parsers (see
-/// `sink::lineproto::problem`), and names must not collide with InfluxDB's reserved ones or watchpost's own tags.
+/// `lineproto::problem`), and names must not collide with InfluxDB's reserved ones or watchpost's own tags.
 fn validate_line_protocol(cfg: &Config, issues: &mut Vec<Issue>) {
-    use crate::sink::lineproto::problem;
+    use crate::lineproto::problem;
     let p = KeyPath::parse;
     let check = |path: KeyPath, v: &str, issues: &mut Vec<Issue>| {
         if let Some(why) = problem(v) {

@@ -2,7 +2,8 @@
 //! once their events are committed), audit events and dead letters — each committed like an alarm transition.
 
 use super::Writer;
-use crate::model::{AlertState, AlertType, Control, Timestamp};
+use crate::channels::Control;
+use crate::model::{AlertState, AlertType, Timestamp};
 
 impl Writer {
     /// Handle one control message (on the ingest thread).

@@ -6,11 +6,11 @@
 //! so an fsync or a busy store never stalls a Modbus timeout or an MQTT keep-alive on the async workers.
 //! After each commit it bumps the [`Signals`] the sinks wait on.
 
+use crate::channels::{Control, Signals};
 use crate::config::Config;
 use crate::metrics::SharedMetrics;
 use crate::model::{
-    Alert, AlertState, AlertType, Control, LatestValue, Live, Quality, Reading, Readings, Signals,
-    Timestamp,
+    Alert, AlertState, AlertType, LatestValue, Live, Quality, Reading, Readings, Timestamp,
 };
 use crate::pipeline::Engine;
 use crate::store::{Consumer, Store};

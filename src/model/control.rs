@@ -1,7 +1,7 @@
-//! What reaches the ingest thread and the daemon besides readings: operator commands (answered after commit),
+//! What reaches the ingest thread and the daemon besides readings, as data: operator commands (answered after commit),
 //! audit events, and desired states from the device shadow with their outcome.
 
-use super::{AlertState, Timestamp};
+use super::Timestamp;
 
 /// What a shelve or unshelve applies to.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,29 +60,6 @@ pub struct Request {
 
 /// The answer to an operator command: the alert ids it changed, or why it was refused.
 pub type CommandResult = Result<Vec<String>, String>;
-
-/// What the ingest thread (the store's writer and the alarm engine's owner) is asked to do besides readings.
-#[derive(Debug)]
-pub enum Control {
-    /// An operator command, answered once its events are committed.
-    Command(Request, tokio::sync::oneshot::Sender<CommandResult>),
-    /// Store and publish an audit event (CONFIG_CHANGE `applied`/`rejected`) with this reason and detail.
-    Audit {
-        /// `Applied` or `Rejected`.
-        state: AlertState,
-        /// One line for people.
-        reason: String,
-        /// The detail for machines.
-        change: serde_json::Value,
-        /// Told once the event is committed.
-        done: Option<tokio::sync::oneshot::Sender<()>>,
-    },
-    /// Store and publish a DEAD_LETTER event: a sink skipped an item it can never carry.
-    DeadLetter {
-        /// What was skipped, by which sink, and why.
-        reason: String,
-    },
-}
 
 /// A desired state from the device shadow on its way to the remote-configuration overlay.
 #[derive(Debug)]

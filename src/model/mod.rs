@@ -4,7 +4,6 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::watch;
 
 mod alert;
 mod control;
@@ -266,24 +265,6 @@ pub struct Live {
     pub alerts: Vec<ActiveAlert>,
     /// Latest value per sensor.
     pub sensors: std::collections::BTreeMap<String, LatestValue>,
-}
-
-/// New-data signals for sinks: the newest committed batch id and event seq, and the live state.
-#[derive(Clone)]
-pub struct Signals {
-    /// Newest reading batch id.
-    pub readings: watch::Receiver<i64>,
-    /// Newest alert event seq.
-    pub events: watch::Receiver<i64>,
-    /// Live state for the device shadow.
-    pub live: watch::Receiver<Arc<Live>>,
-    /// Operator commands and audit events to the ingest thread.
-    pub control: tokio::sync::mpsc::Sender<Control>,
-    /// Remote alarm settings from the device shadow (when `apply_desired` is on).
-    pub remote: Option<tokio::sync::mpsc::Sender<RemoteChange>>,
-    /// The last outcome of remote settings — a change answered, or a reload that changed the overrides
-    /// (`watchpost config reset-remote`) — for the shadow's `reported` (a restarted MQTT session starts from it).
-    pub remote_in_force: Option<watch::Receiver<Option<RemoteResult>>>,
 }
 
 #[cfg(test)]

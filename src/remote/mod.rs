@@ -7,9 +7,10 @@
 //! over the file for the keys it sets; `watchpost config reset-remote` (then a reload) or a desired `null` removes
 //! an override.
 
+use crate::channels::Control;
 use crate::config::overlay::Overlay;
 use crate::config::Config;
-use crate::model::{AlertState, Control, RemoteChange, RemoteResult, Timestamp};
+use crate::model::{AlertState, RemoteChange, RemoteResult, Timestamp};
 use tokio::sync::mpsc;
 
 /// The overlay in force and the last outcome (a desired state seen again is not audited again).

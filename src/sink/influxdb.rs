@@ -9,7 +9,7 @@
 
 use super::lineproto::Encoder;
 use super::{Items, SinkError};
-use crate::config::{resolve_secret, Config, InfluxConfig};
+use crate::config::{resolve_secret, InfluxConfig};
 use crate::store::Stream;
 use std::time::Duration;
 
@@ -168,32 +168,20 @@ pub struct InfluxSink {
     max_rate: u64,
 }
 
-/// Builds an [`InfluxSink`] (resolving the token) for the runner.
-pub struct Build {
-    icfg: InfluxConfig,
-    cfg: Config,
-}
-
 impl InfluxSink {
-    /// What the runner needs to build the sink.
-    pub fn build(icfg: InfluxConfig, cfg: Config) -> Build {
-        Build { icfg, cfg }
-    }
-}
-
-impl super::runner::SinkBuild<InfluxSink> for Build {
-    fn name(&self) -> &'static str {
-        SINK
-    }
-    fn build(&mut self) -> Result<InfluxSink, SinkError> {
-        let client = Client::new(&self.icfg).map_err(|reason| SinkError::Refused { reason })?;
-        tracing::info!(url = %self.icfg.url, "InfluxDB sink ready.");
+    /// The sink of `cx.cfg.influxdb` (resolves the token).
+    pub fn open(cx: &super::SinkContext) -> Result<InfluxSink, SinkError> {
+        let icfg = cx.cfg.influxdb.as_ref().ok_or_else(|| SinkError::Refused {
+            reason: "no [influxdb] section".into(),
+        })?;
+        let client = Client::new(icfg).map_err(|reason| SinkError::Refused { reason })?;
+        tracing::info!(url = %icfg.url, "InfluxDB sink ready.");
         Ok(InfluxSink {
             client,
-            enc: Encoder::from_config(&self.cfg, None),
+            enc: Encoder::from_config(&cx.cfg, None),
             // ~64 bytes per line before gzip: a chunk of about `batch_size` bytes.
-            max_items: (self.icfg.batch_size.0 as usize / 64).max(1),
-            max_rate: self.icfg.max_rate,
+            max_items: (icfg.batch_size.0 as usize / 64).max(1),
+            max_rate: icfg.max_rate,
         })
     }
 }

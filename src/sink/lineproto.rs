@@ -3,7 +3,8 @@
 //! `"` and `\`. Any other backslash is written as it is (the parsers keep a `\` before an ordinary character).
 //! What no parser reads back the same — control characters, a trailing `\`, a `\` before space, `,`, `=` or `\`
 //! (InfluxDB 1.x keeps `\\`, InfluxDB 3 reads it as `\`), an
-//! empty or `#`-led measurement, `_`-led names — is refused by `check-config` ([`problem`]), so it never gets here.
+//! empty or `#`-led measurement, `_`-led names — is refused by `check-config` ([`problem`], in the leaf module [`crate::lineproto`] that the config
+//! checks share), so it never gets here.
 //! Empty tag values are omitted (line protocol forbids them).
 //!
 //! Data model: one measurement (default `sensor`) with tags `device`, `location`, `sensor` and configured tags;
@@ -11,61 +12,10 @@
 //! `quality`. Timestamp = sample time at the configured precision, so replays overwrite instead of duplicating.
 
 use crate::config::{Config, InfluxConfig};
+pub use crate::lineproto::{key, measurement, problem, string_value};
 use crate::model::{Quality, Reading};
 use std::collections::BTreeMap;
 use std::fmt::Write;
-
-fn esc(out: &mut String, s: &str, extra: &[char]) {
-    for c in s.chars() {
-        match c {
-            // Refused by `check-config`; kept off the wire even if a store from elsewhere carries one.
-            c if c.is_control() => out.push(' '),
-            c if extra.contains(&c) => {
-                out.push('\\');
-                out.push(c);
-            }
-            c => out.push(c),
-        }
-    }
-}
-
-/// Why `s` cannot be written as a line-protocol name (measurement, tag key or value) that every InfluxDB parser
-/// reads back as `s`; `None` when it can.
-pub fn problem(s: &str) -> Option<&'static str> {
-    if s.chars().any(char::is_control) {
-        return Some(
-            "contains a control character (newline, tab, …), which line protocol cannot carry",
-        );
-    }
-    if s.ends_with('\\') {
-        return Some("ends with a backslash, which would escape the separator after it");
-    }
-    if s.contains("\\ ") || s.contains("\\,") || s.contains("\\=") || s.contains("\\\\") {
-        return Some("has a backslash before a space, comma, equals sign or another backslash, which InfluxDB's parsers do not read back the same");
-    }
-    None
-}
-
-/// Escape a measurement name.
-pub fn measurement(out: &mut String, s: &str) {
-    esc(out, s, &[',', ' ']);
-}
-
-/// Escape a tag key, tag value or field key.
-pub fn key(out: &mut String, s: &str) {
-    esc(out, s, &[',', '=', ' ']);
-}
-
-/// Escape a string field value (without the quotes).
-pub fn string_value(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c => out.push(c),
-        }
-    }
-}
 
 /// Pre-escaped tag set per sensor, so encoding a point is one lookup and a few copies.
 #[derive(Debug, Default, Clone)]

@@ -6,9 +6,11 @@
 //! dead-letter the chunk, or a configuration/auth problem. A dead time-series server never delays an MQTT alert:
 //! each sink has its own task, cursor and backoff.
 //!
-//! Adding a sink: one module with a type implementing [`Sink`] (and its config struct), and one entry in the
-//! registry's table ([`KINDS`]), which gives its names, stream, reload fingerprint and start together.
+//! Adding a sink (docs/architecture.md): one module with a type implementing [`Sink`] and a constructor from a
+//! [`SinkContext`], its config struct, and one entry in the registry's table ([`KINDS`]), which gives its names,
+//! stream, reload fingerprint and start together.
 
+mod context;
 #[cfg(feature = "email")]
 pub mod email;
 #[cfg(any(feature = "influxdb", feature = "mqtt"))]
@@ -21,11 +23,13 @@ pub mod mqtt;
 mod registry;
 pub mod runner;
 
-pub use registry::{consumers, SinkContext, SinkKind, KINDS};
+pub use context::{Open, SinkContext};
+pub use registry::{consumers, SinkKind, KINDS};
 
+use crate::channels::Signals;
 use crate::config::Config;
 use crate::metrics::SharedMetrics;
-use crate::model::{Alert, Signals};
+use crate::model::Alert;
 use crate::store::{Batch, SharedStore, Stream};
 use std::collections::HashMap;
 use std::future::Future;
@@ -225,14 +229,15 @@ impl RunningSinks {
         tracker: &TaskTracker,
     ) -> bool {
         let c = ctl.child();
-        let ctx = registry::SinkContext {
-            store: &self.store,
-            signals,
-            metrics,
-            ctl: &c,
-            tracker,
+        let cx = SinkContext {
+            name,
+            cfg: std::sync::Arc::new(cfg.clone()),
+            store: self.store.clone(),
+            signals: signals.clone(),
+            metrics: metrics.clone(),
+            ctl: c.clone(),
         };
-        match (kind.spawn)(name, cfg, &ctx) {
+        match (kind.spawn)(&cx, tracker) {
             Some(h) => {
                 self.running.insert(name, (fp, c, h));
                 true

@@ -2,43 +2,20 @@
 //! reads, what its configuration is (a reload restarts it when that changes) and how it is started on the runner.
 //! `consumers`, the reload fingerprints and the spawning all read this table, so they cannot disagree.
 //!
-//! Adding a sink: a module with a type implementing [`super::Sink`] and its [`super::runner::SinkBuild`], its config
-//! struct, and one entry in [`KINDS`].
+//! Adding a sink: a module with a type implementing [`super::Sink`] and a constructor from a [`SinkContext`], its
+//! config struct, and one entry in [`KINDS`].
 
-use super::{runner, SinkCtl};
+use super::context::{Open, SinkContext};
+use super::runner;
 use crate::config::Config;
-use crate::metrics::SharedMetrics;
-use crate::model::Signals;
-use crate::store::{Consumer, SharedStore, Stream};
+use crate::store::{Consumer, Stream};
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
-/// What a starting sink gets.
-pub struct SinkContext<'a> {
-    /// The reader connection the sinks share.
-    pub store: &'a SharedStore,
-    /// Commit signals, the live state, the control channel.
-    pub signals: &'a Signals,
-    /// Counters.
-    pub metrics: &'a SharedMetrics,
-    /// This sink's control tokens.
-    pub ctl: &'a SinkCtl,
-    /// Where its task runs.
-    pub tracker: &'a TaskTracker,
-}
-
-impl SinkContext<'_> {
-    /// Start `build`'s sink on the runner.
-    #[allow(dead_code)] // unused when no sink feature is compiled in
-    fn run<S: super::Sink, B: runner::SinkBuild<S>>(&self, build: B) -> JoinHandle<()> {
-        self.tracker.spawn(runner::run(
-            build,
-            self.store.clone(),
-            self.signals.clone(),
-            self.metrics.clone(),
-            self.ctl.clone(),
-        ))
-    }
+/// Start the sink `open` makes on the runner.
+#[allow(dead_code)] // unused when no sink feature is compiled in
+fn start<S: super::Sink>(cx: &SinkContext, open: Open<S>, tracker: &TaskTracker) -> JoinHandle<()> {
+    tracker.spawn(runner::run(open, cx.clone()))
 }
 
 /// One kind of sink.
@@ -49,8 +26,8 @@ pub struct SinkKind {
     pub stream: Stream,
     /// What its configuration is, secrets included, for deciding whether a reload restarts it.
     pub fingerprint: fn(&Config) -> String,
-    /// Start the sink `name` (one of `names`).
-    pub spawn: fn(&'static str, &Config, &SinkContext<'_>) -> Option<JoinHandle<()>>,
+    /// Start the sink `cx.name` (one of `names`) on `tracker`.
+    pub spawn: fn(&SinkContext, &TaskTracker) -> Option<JoinHandle<()>>,
 }
 
 /// Every sink compiled into this build.
@@ -72,10 +49,7 @@ pub const KINDS: &[SinkKind] = &[
             serde_json::to_string(&(i, &c.gateway.id, &c.gateway.location, &tags, secrets))
                 .unwrap_or_default()
         },
-        spawn: |_, c, ctx| {
-            let i = c.influxdb.clone()?;
-            Some(ctx.run(super::influxdb::InfluxSink::build(i, c.clone())))
-        },
+        spawn: |cx, t| Some(start(cx, super::influxdb::InfluxSink::open, t)),
     },
     #[cfg(feature = "mqtt")]
     SinkKind {
@@ -88,17 +62,7 @@ pub const KINDS: &[SinkKind] = &[
             serde_json::to_string(&(q, &c.gateway.id, &c.gateway.location, mqtt_secrets(q)))
                 .unwrap_or_default()
         },
-        spawn: |_, c, ctx| {
-            let m = c.mqtt.clone()?;
-            let build = super::mqtt::AlertFeed::build(
-                m,
-                c.clone(),
-                ctx.signals.clone(),
-                ctx.metrics.clone(),
-                ctx.ctl.stop.clone(),
-            );
-            Some(ctx.run(build))
-        },
+        spawn: |cx, t| Some(start(cx, super::mqtt::AlertFeed::open, t)),
     },
     #[cfg(feature = "mqtt")]
     SinkKind {
@@ -115,18 +79,7 @@ pub const KINDS: &[SinkKind] = &[
             };
             serde_json::to_string(&(q, &c.gateway.id, mqtt_secrets(q))).unwrap_or_default()
         },
-        spawn: |_, c, ctx| {
-            let m = c.mqtt.clone()?;
-            let build = super::mqtt::telemetry::Telemetry::build(
-                m,
-                c.clone(),
-                ctx.signals.clone(),
-                ctx.metrics.clone(),
-                ctx.store.clone(),
-                ctx.ctl.stop.clone(),
-            );
-            Some(ctx.run(build))
-        },
+        spawn: |cx, t| Some(start(cx, super::mqtt::telemetry::Telemetry::open, t)),
     },
     #[cfg(feature = "email")]
     SinkKind {
@@ -149,17 +102,7 @@ pub const KINDS: &[SinkKind] = &[
             serde_json::to_string(&(e, &c.gateway.id, &c.gateway.location, secrets))
                 .unwrap_or_default()
         },
-        spawn: |name, c, ctx| {
-            let e = c.email.clone()?;
-            let build = super::email::EmailSink::build(
-                name,
-                e,
-                c.clone(),
-                ctx.metrics,
-                Some(ctx.store.clone()),
-            );
-            Some(ctx.run(build))
-        },
+        spawn: |cx, t| Some(start(cx, super::email::EmailSink::open, t)),
     },
     // Sections for sinks this build leaves out: they stay consumers (nothing they would deliver is pruned) and
     // show as failed.
@@ -197,12 +140,13 @@ fn named(present: bool, name: &'static str) -> Vec<&'static str> {
 
 /// A configured sink this build does not have.
 #[allow(dead_code)] // unused when every sink is compiled in
-fn not_compiled(name: &'static str, _: &Config, ctx: &SinkContext<'_>) -> Option<JoinHandle<()>> {
+fn not_compiled(cx: &SinkContext, _: &TaskTracker) -> Option<JoinHandle<()>> {
+    let name = cx.name;
     tracing::error!(
         sink = name,
         "This sink is not compiled into this build; its data stays in the local store."
     );
-    ctx.metrics
+    cx.metrics
         .sink(name)
         .set_state(crate::metrics::SinkState::Failed);
     None

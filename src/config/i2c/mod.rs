@@ -141,11 +141,13 @@ pub struct I2cSource {
     pub map: Option<([f64; 2], [f64; 2])>,
 }
 
-/// The I2C keys of a `source = { … }` table.
-#[derive(Debug, Clone, Deserialize, Default)]
+/// `source = { i2c = "…", … }` as written.
+#[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct I2cKeys {
+    /// Name of an `[[i2c]]` section.
+    pub i2c: String,
     pub(crate) chip: Option<String>,
     pub(crate) quantity: Option<String>,
     pub(crate) channel: Option<String>,
@@ -162,10 +164,13 @@ pub struct I2cKeys {
     pub(crate) to: Option<[f64; 2]>,
     pub(crate) oversampling: Option<u8>,
     pub(crate) filter: Option<u8>,
+    pub(crate) address: Option<u16>,
+    pub(crate) scale: Option<f64>,
+    pub(crate) add: Option<f64>,
 }
 
 impl I2cKeys {
-    /// The I2C-only keys that are set (they do not apply to other source kinds).
+    /// The chip options that are set (each chip accepts some).
     pub(crate) fn set(&self) -> Vec<&'static str> {
         let set = [
             ("chip", self.chip.is_some()),
@@ -194,13 +199,8 @@ fn at(key: &str, msg: impl std::fmt::Display) -> String {
 }
 
 /// Build an [`I2cSource`] from the keys; `address`, `scale` and `add` are shared with Modbus.
-pub(crate) fn i2c_source(
-    bus: &str,
-    k: &I2cKeys,
-    address: Option<u16>,
-    scale: Option<f64>,
-    add: Option<f64>,
-) -> Result<I2cSource, String> {
+pub(crate) fn i2c_source(k: &I2cKeys) -> Result<I2cSource, String> {
+    let (bus, address, scale, add) = (k.i2c.as_str(), k.address, k.scale, k.add);
     let names = || CHIPS.iter().map(|c| c.name).collect::<Vec<_>>().join(", ");
     let Some(chip_name) = &k.chip else {
         return Err(format!("missing `chip` (one of {})", names()));

@@ -18,10 +18,10 @@
 
 pub mod compose;
 
-use crate::config::{resolve_secret, Config, EmailConfig, MinSeverity, TlsMode};
-use crate::metrics::{SharedMetrics, SinkMetrics};
+use crate::config::{resolve_secret, EmailConfig, MinSeverity, TlsMode};
+use crate::metrics::SinkMetrics;
 use crate::model::{Alert, AlertState, Severity, Timestamp};
-use crate::sink::runner::SinkBuild;
+use crate::sink::SinkContext;
 use crate::sink::{Items, Sink, SinkError};
 use crate::store::{SharedStore, Stream};
 use compose::{compose, Digest};
@@ -136,34 +136,6 @@ pub struct EmailSink {
     store: Option<SharedStore>,
 }
 
-/// Builds an [`EmailSink`] for one route.
-pub struct Build {
-    name: &'static str,
-    e: EmailConfig,
-    cfg: Config,
-    metrics: Arc<SinkMetrics>,
-    store: Option<SharedStore>,
-}
-
-impl EmailSink {
-    /// The builder of the route `name` (one of [`route_names`]).
-    pub fn build(
-        name: &'static str,
-        e: EmailConfig,
-        cfg: Config,
-        metrics: &SharedMetrics,
-        store: Option<SharedStore>,
-    ) -> Build {
-        Build {
-            name,
-            e,
-            cfg,
-            metrics: metrics.sink(name),
-            store,
-        }
-    }
-}
-
 fn refused(reason: String) -> SinkError {
     SinkError::Refused { reason }
 }
@@ -220,17 +192,19 @@ fn transport(e: &EmailConfig) -> Result<AsyncSmtpTransport<Tokio1Executor>, Sink
     Ok(b.build())
 }
 
-impl SinkBuild<EmailSink> for Build {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-    fn build(&mut self) -> Result<EmailSink, SinkError> {
-        let e = &self.e;
-        let route = self.name.strip_prefix("email.");
+impl EmailSink {
+    /// The route `cx.name` (one of [`route_names`]) of `cx.cfg.email`.
+    pub fn open(cx: &SinkContext) -> Result<EmailSink, SinkError> {
+        let e = cx
+            .cfg
+            .email
+            .as_ref()
+            .ok_or_else(|| refused("no [email] section".into()))?;
+        let route = cx.name.strip_prefix("email.");
         let (to, filter) = match route.and_then(|r| e.route.iter().find(|x| x.name == r)) {
             Some(r) => (&r.to, Filter::new(r.min_severity, &r.sensors, &r.exclude)),
             None if route.is_none() => (&e.to, Filter::new(e.min_severity, &e.sensors, &e.exclude)),
-            None => return Err(refused(format!("no route {:?} in [email]", self.name))),
+            None => return Err(refused(format!("no route {:?} in [email]", cx.name))),
         };
         let from = mailbox(&e.from, "from")?;
         let to = to
@@ -244,23 +218,23 @@ impl SinkBuild<EmailSink> for Build {
             .transpose()?;
         let msgid_domain = from.email.domain().to_string();
         let transport = transport(e)?;
-        tracing::info!(sink = self.name, url = %e.url, recipients = to.len(), "Email route started.");
+        tracing::info!(sink = cx.name, url = %e.url, recipients = to.len(), "Email route started.");
         Ok(EmailSink {
-            name: self.name,
+            name: cx.name,
             transport,
             from,
             to,
             reply_to,
             filter,
-            gateway: self.cfg.gateway.id.clone(),
-            location: self.cfg.gateway.location.clone(),
+            gateway: cx.cfg.gateway.id.clone(),
+            location: cx.cfg.gateway.location.clone(),
             linger: e.digest_window.0,
             cap: e.max_per_hour.max(1),
             shared: Arc::default(),
-            metrics: Arc::clone(&self.metrics),
+            metrics: cx.metrics.sink(cx.name),
             msgid_domain,
             route: route.unwrap_or("default").to_string(),
-            store: self.store.clone(),
+            store: Some(cx.store.clone()),
         })
     }
 }

@@ -27,6 +27,9 @@ fn filter_follows_announced_alarms_down() {
 }
 
 fn sink(cap: u32) -> EmailSink {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store =
+        crate::store::SharedStore::new(crate::store::Store::open(dir.path()).expect("store"));
     let cfg = crate::config::parse_str(
         &format!(
             "[gateway]\nid = \"gw\"\n[email]\nurl = \"smtp://127.0.0.1:1\"\ntls = \"none\"\nfrom = \"gw@example.test\"\nto = [\"ops@example.test\"]\nmax_per_hour = {cap}\n"
@@ -35,11 +38,12 @@ fn sink(cap: u32) -> EmailSink {
         &[],
     )
     .expect("config");
-    let e = cfg.email.clone().expect("email");
-    EmailSink::build("email", e, cfg, &Arc::default(), None)
-        .build()
+    let mut s = EmailSink::open(&SinkContext::for_tests("email", cfg, store))
         .map_err(|e| e.to_string())
-        .expect("sink")
+        .expect("sink");
+    // These tests compose and pace mails; the outbox in the store has tests of its own.
+    s.store = None;
+    s
 }
 
 fn formatted(job: Option<Job>) -> String {

@@ -9,8 +9,9 @@
 //! answered `busy`). The broker's ACLs decide who may publish here.
 
 use super::shadow::Out;
+use crate::channels::Control;
 use crate::metrics::SharedMetrics;
-use crate::model::{Command, Control, Request, Target, Timestamp};
+use crate::model::{Command, Request, Target, Timestamp};
 use crate::util::Throttle;
 use serde::Deserialize;
 use std::sync::atomic::Ordering;

@@ -5,10 +5,8 @@
 use super::session::{Cmd, Msg, Session};
 use super::shadow::Shadow;
 use super::{options, Topics};
-use crate::config::{Config, MqttConfig};
-use crate::metrics::SharedMetrics;
-use crate::model::{AlertState, Signals};
-use crate::sink::runner::SinkBuild;
+use crate::model::AlertState;
+use crate::sink::SinkContext;
 use crate::sink::{Items, Sink, SinkError, Unfit};
 use crate::store::Stream;
 use tokio::sync::{mpsc, watch};
@@ -31,95 +29,65 @@ pub struct AlertFeed {
     limit: usize,
 }
 
-/// Builds an [`AlertFeed`] and starts its connection.
-pub struct Build {
-    m: MqttConfig,
-    cfg: Config,
-    signals: Signals,
-    metrics: SharedMetrics,
-    stop: CancellationToken,
-}
-
 impl AlertFeed {
-    /// What the runner needs to build the feed; the connection stops with `stop`.
-    pub fn build(
-        m: MqttConfig,
-        cfg: Config,
-        signals: Signals,
-        metrics: SharedMetrics,
-        stop: CancellationToken,
-    ) -> Build {
-        Build {
-            m,
-            cfg,
-            signals,
-            metrics,
-            stop,
-        }
-    }
-}
-
-impl SinkBuild<AlertFeed> for Build {
-    fn name(&self) -> &'static str {
-        SINK
-    }
-    fn build(&mut self) -> Result<AlertFeed, SinkError> {
+    /// The feed of `cx.cfg.mqtt`; its connection starts now and stops with the sink.
+    pub fn open(cx: &SinkContext) -> Result<AlertFeed, SinkError> {
         crate::install_crypto_provider();
-        let opts =
-            options(&self.m, &self.cfg, false).map_err(|reason| SinkError::Refused { reason })?;
-        let max_items = usize::from(self.m.max_inflight.max(1));
+        let m = cx.cfg.mqtt.as_ref().ok_or_else(|| SinkError::Refused {
+            reason: "no [mqtt] section".into(),
+        })?;
+        let opts = options(m, &cx.cfg, false).map_err(|reason| SinkError::Refused { reason })?;
+        let max_items = usize::from(m.max_inflight.max(1));
         let (cmds, rx) = mpsc::channel(4);
         let (connected_tx, connected) = watch::channel(false);
-        let stop = self.stop.child_token();
+        let stop = cx.ctl.stop.child_token();
         let session = Session {
             opts,
-            cfg: self.cfg.clone(),
-            topics: Topics::new(&self.m.topic_prefix, &self.cfg.gateway.id),
-            shadow: self.m.shadow.as_ref().map(|s| {
-                let all = Topics::new(&self.m.topic_prefix, &self.cfg.gateway.id).alerts_all();
-                Shadow::new(s, &self.cfg.gateway.id, &all)
+            cfg: (*cx.cfg).clone(),
+            topics: Topics::new(&m.topic_prefix, &cx.cfg.gateway.id),
+            shadow: m.shadow.as_ref().map(|s| {
+                let all = Topics::new(&m.topic_prefix, &cx.cfg.gateway.id).alerts_all();
+                Shadow::new(s, &cx.cfg.gateway.id, &all)
             }),
-            commands: self.m.commands.as_ref().filter(|c| c.enabled).map(|c| {
+            commands: m.commands.as_ref().filter(|c| c.enabled).map(|c| {
                 let (tx, rx) = mpsc::channel(64);
-                let base = Topics::new(&self.m.topic_prefix, &self.cfg.gateway.id).base;
+                let base = Topics::new(&m.topic_prefix, &cx.cfg.gateway.id).base;
                 let commands = super::commands::Commands::new(
                     &base,
                     c.max_shelve.0,
-                    self.signals.control.clone(),
+                    cx.signals.control.clone(),
                     tx,
-                    self.metrics.clone(),
+                    cx.metrics.clone(),
                 );
                 (commands, rx)
             }),
-            remote: self
-                .m
+            remote: m
                 .shadow
                 .as_ref()
                 .filter(|s| s.apply_desired)
-                .and(self.signals.remote.clone()),
-            remote_in_force: self
-                .m
+                .and(cx.signals.remote.clone()),
+            remote_in_force: m
                 .shadow
                 .as_ref()
                 .filter(|s| s.apply_desired)
-                .and(self.signals.remote_in_force.clone()),
-            live: self.signals.live.clone(),
-            metrics: self.metrics.clone(),
-            sink: self.metrics.sink(SINK),
+                .and(cx.signals.remote_in_force.clone()),
+            live: cx.signals.live.clone(),
+            metrics: cx.metrics.clone(),
+            sink: cx.metrics.sink(SINK),
             connected: connected_tx,
             queue: WINDOW * 2 * max_items + 64,
             status: true,
         };
         let session = tokio::spawn(session.run(rx, stop.clone()));
-        tracing::info!(url = %self.m.url, "MQTT sink started.");
+        tracing::info!(url = %m.url, "MQTT sink started.");
         Ok(AlertFeed {
             cmds,
             connected,
-            topics: Topics::new(&self.m.topic_prefix, &self.cfg.gateway.id),
+            topics: Topics::new(&m.topic_prefix, &cx.cfg.gateway.id),
             max_items,
             stop,
             session,
-            limit: self.m.max_message_size.0 as usize,
+            limit: m.max_message_size.0 as usize,
         })
     }
 }

@@ -279,13 +279,9 @@ impl Session {
                         }
                         if let Some(sh) = self.shadow.as_mut() {
                             let live = self.live.borrow().clone();
-                            let backlog = (
-                                self.metrics
-                                    .sink_if_running("influxdb")
-                                    .map_or(0, |m| m.backlog.load(Ordering::Relaxed)),
-                                self.sink.backlog.load(Ordering::Relaxed),
-                            );
-                            if let Some(o) = sh.maybe_update(&live, backlog, Timestamp::now()) {
+                            // Every running sink's backlog, whichever sinks are configured.
+                            let backlog = self.metrics.backlogs();
+                            if let Some(o) = sh.maybe_update(&live, &backlog, Timestamp::now()) {
                                 if !publish_untracked(&client, o.clone(), &mut acks) {
                                     // Not queued: the shadow must not believe it was sent.
                                     sh.unsent(&o);

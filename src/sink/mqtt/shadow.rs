@@ -21,7 +21,7 @@
 use crate::config::ShadowConfig;
 use crate::metrics::SharedMetrics;
 use crate::model::{Live, Timestamp};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -215,12 +215,7 @@ impl Shadow {
     }
 
     /// An update to publish now, if due, changed and allowed.
-    pub fn maybe_update(
-        &mut self,
-        live: &Live,
-        backlog: (i64, i64),
-        now: Timestamp,
-    ) -> Option<Out> {
+    pub fn maybe_update(&mut self, live: &Live, backlog: &Backlogs, now: Timestamp) -> Option<Out> {
         let t0 = Instant::now();
         self.in_flight
             .retain(|_, r| t0.duration_since(r.sent) < REQUEST_EXPIRY);
@@ -506,6 +501,9 @@ mod document;
 mod patch;
 mod summary;
 use document::Reported;
+
+/// Each running sink's backlog by name (`reported.gateway.backlog`): the registered sinks, whichever they are.
+pub type Backlogs = BTreeMap<&'static str, i64>;
 
 #[cfg(test)]
 mod tests;

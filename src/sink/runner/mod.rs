@@ -10,9 +10,10 @@
 //! `max_rate` (a token bucket with a one-second burst), and stops when told to (`stop`) or once caught up after
 //! `drain`.
 
-use super::{Items, Sink, SinkCtl, SinkError, Unfit};
-use crate::metrics::{SharedMetrics, SinkMetrics, SinkState};
-use crate::model::{Control, Signals, Timestamp};
+use super::{Items, Sink, SinkContext, SinkCtl, SinkError, Unfit};
+use crate::channels::Control;
+use crate::metrics::{SinkMetrics, SinkState};
+use crate::model::Timestamp;
 use crate::store::{SharedStore, Store, StoreError, Stream};
 use crate::util::Backoff;
 use std::collections::VecDeque;
@@ -30,23 +31,18 @@ const IDLE_CHECK: Duration = Duration::from_secs(60);
 /// Reading batches read per store query while filling a chunk.
 const BATCHES_PER_QUERY: usize = 16;
 
-/// Run one sink until stopped (or, when draining, until caught up). `build` makes the sink; it is called again
+/// Run one sink until stopped (or, when draining, until caught up). `open` makes the sink from `cx`; it is called again
 /// (every minute) while it fails.
-pub async fn run<S, B>(
-    build: B,
-    store: SharedStore,
-    mut signals: Signals,
-    metrics: SharedMetrics,
-    ctl: SinkCtl,
-) where
+pub async fn run<S, F>(mut open: F, cx: SinkContext)
+where
     S: Sink,
-    B: SinkBuild<S>,
+    F: FnMut(&SinkContext) -> Result<S, SinkError> + Send + 'static,
 {
-    let name = build.name();
-    let m = metrics.sink(name);
-    let mut build = build;
+    let name = cx.name;
+    let (store, mut signals, ctl) = (cx.store.clone(), cx.signals.clone(), cx.ctl.clone());
+    let m = cx.metrics.sink(name);
     let mut sink = loop {
-        match build.build() {
+        match open(&cx) {
             Ok(s) => break s,
             Err(e) => {
                 m.set_state(SinkState::Failed);
@@ -382,14 +378,6 @@ fn abandon(inflight: &mut VecDeque<InFlight>) {
     for f in inflight.drain(..) {
         f.task.abort();
     }
-}
-
-/// How a sink is made; called again while it fails.
-pub trait SinkBuild<S>: Send + 'static {
-    /// The sink's name (known before it is built).
-    fn name(&self) -> &'static str;
-    /// Make the sink.
-    fn build(&mut self) -> Result<S, SinkError>;
 }
 
 struct Runner {

@@ -2,7 +2,8 @@
 //! the cursor, dead letters (rejected chunks and items the sink can never carry), the digest linger, and pacing.
 
 use super::*;
-use crate::metrics::Metrics;
+use crate::channels::Signals;
+use crate::metrics::{Metrics, SharedMetrics};
 use crate::model::{Alert, AlertState, AlertType, Live, Severity};
 use std::sync::Mutex;
 use tokio::sync::{mpsc, watch};
@@ -63,14 +64,11 @@ impl Sink for Fake {
     }
 }
 
-struct Once(Option<Fake>);
-
-impl SinkBuild<Fake> for Once {
-    fn name(&self) -> &'static str {
-        "fake"
-    }
-    fn build(&mut self) -> Result<Fake, SinkError> {
-        self.0.take().ok_or(SinkError::Refused {
+/// The fake's constructor: it makes the sink once.
+fn once(fake: Fake) -> impl FnMut(&SinkContext) -> Result<Fake, SinkError> + Send + 'static {
+    let mut fake = Some(fake);
+    move |_| {
+        fake.take().ok_or(SinkError::Refused {
             reason: "built twice".into(),
         })
     }
@@ -157,13 +155,22 @@ impl Harness {
     }
 
     fn spawn(&self, fake: Fake) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(run(
-            Once(Some(fake)),
-            self.store.clone(),
-            self.signals.clone(),
-            self.metrics.clone(),
-            self.ctl.clone(),
-        ))
+        let cx = SinkContext {
+            name: "fake",
+            cfg: Arc::new(
+                crate::config::parse_str(
+                    "[gateway]\nid = \"gw\"\n",
+                    std::path::Path::new("t.toml"),
+                    &[],
+                )
+                .expect("config"),
+            ),
+            store: self.store.clone(),
+            signals: self.signals.clone(),
+            metrics: self.metrics.clone(),
+            ctl: self.ctl.clone(),
+        };
+        tokio::spawn(run(once(fake), cx))
     }
 
     fn cursor(&self) -> i64 {

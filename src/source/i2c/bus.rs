@@ -2,50 +2,13 @@
 //! a recorder of the bytes read (for `watchpost read`'s raw column) and a clock per transfer (a wedged bus is
 //! reported). Drivers get [`Dev`] handles: `embedded-hal-bus`'s `RcDevice` over the one bus.
 
+pub use super::error::BusError;
 use super::sim::SimBus;
-use embedded_hal::i2c::{
-    ErrorKind, ErrorType, I2c, NoAcknowledgeSource, Operation, SevenBitAddress,
-};
+use embedded_hal::i2c::{ErrorType, I2c, Operation, SevenBitAddress};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-
-/// A bus error, by kind (what the fault handling needs) and with the OS text.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BusError {
-    /// What kind of failure.
-    pub kind: ErrorKind,
-    /// The OS or simulation message.
-    pub text: String,
-}
-
-impl std::fmt::Display for BusError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.kind {
-            ErrorKind::NoAcknowledge(_) => write!(f, "no acknowledge (NACK): {}", self.text),
-            ErrorKind::ArbitrationLoss => write!(f, "arbitration lost: {}", self.text),
-            ErrorKind::Bus => write!(f, "bus error: {}", self.text),
-            _ => write!(f, "{}", self.text),
-        }
-    }
-}
-
-impl embedded_hal::i2c::Error for BusError {
-    fn kind(&self) -> ErrorKind {
-        self.kind
-    }
-}
-
-impl BusError {
-    /// A NACK on the address.
-    pub fn nack() -> BusError {
-        BusError {
-            kind: ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address),
-            text: "the device did not answer".into(),
-        }
-    }
-}
 
 /// Where transfers go.
 pub enum Backend {

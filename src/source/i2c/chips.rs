@@ -2,7 +2,7 @@
 //! `sht4x` and `ads1x1x`; TMP117, SHT3x, INA219 and the generic register sensor are a few registers each and
 //! written here from their datasheets. Each checks what it reads (CRC, identity, plausibility) and says so.
 
-use super::bus::BusError;
+use super::error::BusError;
 use crate::config::{AdcChannel, Chip, I2cSource};
 use embedded_hal::delay::DelayNs;
 use embedded_hal::i2c::I2c;

@@ -8,6 +8,7 @@
 
 pub mod bus;
 pub mod chips;
+pub mod error;
 pub mod sim;
 
 use super::runner::{Policy, Poll, Sample, Source};

@@ -3,7 +3,7 @@
 //! follows its datasheet's register map and conversion; the BME280 carries the calibration of Bosch's worked
 //! example (BST-BME280-DS002 §8.1), so the compensated values are the datasheet's.
 
-use super::bus::BusError;
+use super::error::BusError;
 use crate::config::Chip;
 use embedded_hal::i2c::{Operation, SevenBitAddress};
 use std::collections::BTreeMap;

@@ -2,7 +2,7 @@
 //! sensors are left out), with `null` for what the stored document holds and this one does not.
 
 use super::summary::alert_summary;
-use super::{cut, patch, Shadow, TOP_ALERTS};
+use super::{cut, patch, Backlogs, Shadow, TOP_ALERTS};
 use crate::model::{Live, Timestamp};
 use std::collections::BTreeSet;
 
@@ -19,13 +19,13 @@ pub(super) struct Reported {
 
 impl Shadow {
     /// The reported document for `live` within the budget.
-    pub(super) fn reported(&self, live: &Live, backlog: (i64, i64), now: Timestamp) -> Reported {
+    pub(super) fn reported(&self, live: &Live, backlog: &Backlogs, now: Timestamp) -> Reported {
         let mut doc = serde_json::json!({
             "alerts": alert_summary(&live.alerts, &self.alerts_topic, TOP_ALERTS),
             "gateway": {
                 "version": env!("CARGO_PKG_VERSION"),
                 "uptime_s": self.started.elapsed().as_secs(),
-                "backlog": { "influxdb": backlog.0, "mqtt": backlog.1 },
+                "backlog": backlog,
             },
             "lastUpdate": now.rfc3339(),
         });

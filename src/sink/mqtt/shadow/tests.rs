@@ -186,7 +186,7 @@ fn run(sh: &mut Shadow, aws: &mut Aws, l: &Live, connect: bool) -> Vec<Out> {
         queue.push(sh.on_connect());
     }
     for _ in 0..50 {
-        if let Some(o) = sh.maybe_update(l, (0, 0), Timestamp(1)) {
+        if let Some(o) = sh.maybe_update(l, &Backlogs::new(), Timestamp(1)) {
             queue.push(o);
         }
         if queue.is_empty() {
@@ -217,7 +217,7 @@ fn first_update_waits_for_the_get_and_carries_the_version() {
     let mut sh = Shadow::new(&cfg("t"), "gw", "watchpost/gw/alerts/#");
     let get = sh.on_connect();
     assert!(
-        sh.maybe_update(&live(1, 3, 0), (0, 0), Timestamp(1))
+        sh.maybe_update(&live(1, 3, 0), &Backlogs::new(), Timestamp(1))
             .is_none(),
         "no update before the get answer"
     );
@@ -226,7 +226,7 @@ fn first_update_waits_for_the_get_and_carries_the_version() {
         sh.handle(&t, &p, &m);
     }
     let up = sh
-        .maybe_update(&live(1, 3, 0), (0, 0), Timestamp(1))
+        .maybe_update(&live(1, 3, 0), &Backlogs::new(), Timestamp(1))
         .expect("update");
     let v: Value = serde_json::from_str(&up.payload).expect("json");
     assert_eq!(
@@ -234,6 +234,28 @@ fn first_update_waits_for_the_get_and_carries_the_version() {
         "optimistic locking with the version from the get"
     );
     assert!(aws.request(&up)[0].0.ends_with("update/accepted"));
+}
+
+/// The backlog is every running sink's, by its name: an email route or a sink added later shows without the
+/// shadow knowing it.
+#[test]
+fn the_backlog_names_every_running_sink() {
+    let mut aws = Aws::new("t");
+    let mut sh = Shadow::new(&cfg("t"), "gw", "watchpost/gw/alerts/#");
+    let get = sh.on_connect();
+    let m: SharedMetrics = Arc::default();
+    for (t, p) in aws.request(&get) {
+        sh.handle(&t, &p, &m);
+    }
+    let backlog = Backlogs::from([("influxdb", 12), ("mqtt", 0), ("email:ops", 3)]);
+    let up = sh
+        .maybe_update(&live(1, 3, 0), &backlog, Timestamp(1))
+        .expect("update");
+    assert!(aws.request(&up)[0].0.ends_with("update/accepted"));
+    assert_eq!(
+        aws.reported["gateway"]["backlog"],
+        json!({ "influxdb": 12, "mqtt": 0, "email:ops": 3 })
+    );
 }
 
 #[test]
@@ -363,7 +385,7 @@ fn a_deleted_and_recreated_shadow_and_absurd_versions_do_not_stall_it() {
     );
     // A stale answer to our own request frees its slot at once.
     let up = sh
-        .maybe_update(&live(3, 3, 0), (0, 0), Timestamp(2))
+        .maybe_update(&live(3, 3, 0), &Backlogs::new(), Timestamp(2))
         .expect("update");
     let tok = serde_json::from_str::<Value>(&up.payload).expect("j")["clientToken"].clone();
     let stale = json!({ "state": {}, "version": 0, "clientToken": tok }).to_string();

@@ -13,10 +13,10 @@ pub mod modes;
 
 use super::session::{Cmd, Msg, Session};
 use super::{options, Topics};
-use crate::config::{Config, MqttConfig, TelemetryConfig, TelemetryMode, TopicLayout};
-use crate::metrics::{SharedMetrics, SinkMetrics};
-use crate::model::{Reading, Signals, Timestamp};
-use crate::sink::runner::SinkBuild;
+use crate::config::{TelemetryConfig, TelemetryMode, TopicLayout};
+use crate::metrics::SinkMetrics;
+use crate::model::{Reading, Timestamp};
+use crate::sink::SinkContext;
 use crate::sink::{Items, Sink, SinkError};
 use crate::store::{SharedStore, Stream};
 use modes::{Message, OnChange, Windows};
@@ -65,37 +65,6 @@ pub struct Telemetry {
     limit: usize,
 }
 
-/// Builds a [`Telemetry`] sink.
-pub struct Build {
-    m: MqttConfig,
-    cfg: Config,
-    signals: Signals,
-    metrics: SharedMetrics,
-    store: SharedStore,
-    stop: CancellationToken,
-}
-
-impl Telemetry {
-    /// What the runner needs to build the sink; its connection stops with `stop`.
-    pub fn build(
-        m: MqttConfig,
-        cfg: Config,
-        signals: Signals,
-        metrics: SharedMetrics,
-        store: SharedStore,
-        stop: CancellationToken,
-    ) -> Build {
-        Build {
-            m,
-            cfg,
-            signals,
-            metrics,
-            store,
-            stop,
-        }
-    }
-}
-
 fn fresh_state(t: &TelemetryConfig) -> State {
     match t.mode {
         TelemetryMode::Raw => State::Raw,
@@ -123,51 +92,51 @@ fn fresh_state(t: &TelemetryConfig) -> State {
 /// How long after a window's end its readings are still waited for (slow polls commit late).
 const GRACE_MS: i64 = 2000;
 
-impl SinkBuild<Telemetry> for Build {
-    fn name(&self) -> &'static str {
-        SINK
-    }
-    fn build(&mut self) -> Result<Telemetry, SinkError> {
+impl Telemetry {
+    /// The telemetry sink of `cx.cfg.mqtt.telemetry`, with its own MQTT session.
+    pub fn open(cx: &SinkContext) -> Result<Telemetry, SinkError> {
         crate::install_crypto_provider();
-        let t = self.m.telemetry.clone().ok_or_else(|| SinkError::Refused {
+        let m = cx.cfg.mqtt.as_ref().ok_or_else(|| SinkError::Refused {
+            reason: "no [mqtt] section".into(),
+        })?;
+        let t = m.telemetry.clone().ok_or_else(|| SinkError::Refused {
             reason: "no [mqtt.telemetry] section".into(),
         })?;
-        let opts =
-            options(&self.m, &self.cfg, true).map_err(|reason| SinkError::Refused { reason })?;
+        let opts = options(m, &cx.cfg, true).map_err(|reason| SinkError::Refused { reason })?;
         let (cmds, rx) = mpsc::channel(4);
         let (connected_tx, connected) = watch::channel(false);
-        let stop = self.stop.child_token();
-        let topics = Topics::new(&self.m.topic_prefix, &self.cfg.gateway.id);
+        let stop = cx.ctl.stop.child_token();
+        let topics = Topics::new(&m.topic_prefix, &cx.cfg.gateway.id);
         let session = Session {
             opts,
-            cfg: self.cfg.clone(),
+            cfg: (*cx.cfg).clone(),
             topics: topics.clone(),
             shadow: None,
             commands: None,
             remote: None,
             remote_in_force: None,
-            live: self.signals.live.clone(),
-            metrics: self.metrics.clone(),
-            sink: self.metrics.sink(SINK),
+            live: cx.signals.live.clone(),
+            metrics: cx.metrics.clone(),
+            sink: cx.metrics.sink(SINK),
             connected: connected_tx,
             queue: 4096,
             status: false,
         };
         let session = tokio::spawn(session.run(rx, stop.clone()));
-        tracing::info!(url = %self.m.url, mode = ?t.mode, "MQTT telemetry started.");
+        tracing::info!(url = %m.url, mode = ?t.mode, "MQTT telemetry started.");
         Ok(Telemetry {
             cmds,
             connected,
             topic: format!("{}/telemetry", topics.base),
             state: fresh_state(&t),
             t,
-            device: self.cfg.gateway.id.clone(),
+            device: cx.cfg.gateway.id.clone(),
             last_pos: i64::MIN,
-            store: self.store.clone(),
-            metrics: self.metrics.sink(SINK),
+            store: cx.store.clone(),
+            metrics: cx.metrics.sink(SINK),
             stop,
             session,
-            limit: self.m.max_message_size.0 as usize,
+            limit: m.max_message_size.0 as usize,
         })
     }
 }
