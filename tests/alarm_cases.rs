@@ -1,6 +1,7 @@
 //! Golden alarm cases: `tests/alarm_cases/NAME.toml` (the sensors, as in a config file), `NAME.timeline` (what
 //! happens: `<seconds> <sensor> <value>`, `nan` allowed, or `<seconds> tick` — time passes with no reading) and
-//! `NAME.expected` (every event the engine emits: `<seconds> <sensor> <TYPE> <state> <SEVERITY> <value>`). The cases
+//! `NAME.expected` (every event the engine emits: `<seconds> <sensor> <TYPE> <state> <SEVERITY> <value>`, and
+//! every reading validation marks bad: `<seconds> <sensor> reading <quality>`). The cases
 //! follow ISA-18.2's alarm states as the engine implements them (deadband, on- and off-delays, escalation and
 //! de-escalation, faults, silence). `WATCHPOST_BLESS=1` rewrites the `.expected` files; a change to one shows in
 //! review as a change of behaviour.
@@ -54,8 +55,18 @@ fn play(case: &Path) -> String {
                 let mut r = Reading::new(Arc::from(*sensor), now, v);
                 engine.tick(now, &mut out);
                 engine.evaluate(&mut r, &mut out);
+                if r.quality != watchpost::model::Quality::Good {
+                    lines.push_str(&format!(
+                        "{at:<6} {sensor} reading {}\n",
+                        r.quality.as_str()
+                    ));
+                }
             }
-            _ => panic!("{}:{}: expected `<s> <sensor> <value>` or `<s> tick`", case.display(), n + 1),
+            _ => panic!(
+                "{}:{}: expected `<s> <sensor> <value>` or `<s> tick`",
+                case.display(),
+                n + 1
+            ),
         }
         for a in out.drain(..) {
             let value = a
@@ -89,7 +100,10 @@ fn alarm_cases_emit_exactly_the_expected_events() {
         }
         let want = std::fs::read_to_string(&path).unwrap_or_default();
         if got != want {
-            failed.push(format!("{}:\n--- expected\n{want}--- got\n{got}", case.display()));
+            failed.push(format!(
+                "{}:\n--- expected\n{want}--- got\n{got}",
+                case.display()
+            ));
         }
     }
     assert!(failed.is_empty(), "{}", failed.join("\n"));
