@@ -53,6 +53,7 @@ fn kill_9_while_writing_loses_nothing_committed() {
                 last = parse(&l);
             }
         }
+        // SAFETY: kill(2) with our own child's pid; no memory is involved.
         unsafe {
             libc::kill(child.id() as i32, libc::SIGKILL);
         }

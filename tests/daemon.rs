@@ -346,7 +346,7 @@ fn second_signal_exits_at_once() {
 }
 
 #[test]
-fn disk_that_refuses_writes_is_survived() {
+fn a_file_size_limit_lowers_the_cap_and_commits_go_on() {
     use std::os::unix::process::CommandExt;
     let dir = tempfile::tempdir().expect("tmp");
     let data = dir.path().join("data");
@@ -370,6 +370,7 @@ fn disk_that_refuses_writes_is_survived() {
         .arg(&cfg)
         .stderr(std::fs::File::create(&log).expect("log"))
         .stdout(std::process::Stdio::null());
+    // SAFETY: the pre-exec hook calls only async-signal-safe functions (signal, setrlimit) between fork and exec.
     unsafe {
         child.pre_exec(|| {
             // A file-size limit makes writes fail like a full disk (EFBIG instead of a signal).
@@ -386,11 +387,32 @@ fn disk_that_refuses_writes_is_survived() {
         child: child.spawn().expect("spawn"),
         log: log.clone(),
     };
-    wait_for(Duration::from_secs(60), "write failures", || {
-        d.log().contains("Cannot commit readings").then_some(())
+    // The file-size limit is known to the process (RLIMIT_FSIZE): the cap comes down to it before a write fails
+    // (before, the WAL grew into the limit, every write failed, and the daemon never committed again).
+    wait_for(
+        Duration::from_secs(60),
+        "the cap lowered to the limit",
+        || d.log().contains("Buffer cap reached").then_some(()),
+    );
+    let newest = || {
+        let mut last = 0;
+        if let Ok(mut s) = watchpost::store::Store::open_existing(&data) {
+            let _ = s.export(watchpost::model::Timestamp(0), Some("temp"), |r| {
+                last = last.max(r.ts.0)
+            });
+        }
+        last
+    };
+    let before = newest();
+    wait_for(Duration::from_secs(20), "readings still committed", || {
+        (newest() > before + 2_000).then_some(())
     });
-    // Still alive and still committing after making room.
-    std::thread::sleep(Duration::from_millis(1500));
+    let log_text = d.log();
+    assert!(!log_text.contains("Cannot commit readings"), "{log_text}");
+    for f in ["watchpost.db", "watchpost.db-wal"] {
+        let len = std::fs::metadata(data.join(f)).map_or(0, |m| m.len());
+        assert!(len < 600 * 1024, "{f} is {len} bytes");
+    }
     assert!(
         d.child.try_wait().expect("wait").is_none(),
         "daemon died: {}",
@@ -499,6 +521,7 @@ fn metrics_endpoint_out_of_file_descriptors_does_not_spin_and_recovers() {
         .arg(&cfg)
         .stderr(std::fs::File::create(&log).expect("log"))
         .stdout(std::process::Stdio::null());
+    // SAFETY: the pre-exec hook calls only async-signal-safe functions (signal, setrlimit) between fork and exec.
     unsafe {
         child.pre_exec(|| {
             // Few file descriptors: a burst of connections runs the daemon out of them (EMFILE on accept).

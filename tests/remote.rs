@@ -282,11 +282,37 @@ fn remote_alarm_settings_through_the_shadow() {
     let desired = r#"{"alarms":{"hot":{"warning":{"high":70},"delay":"1s"}}}"#;
     aws.pump(desired);
     aws.since = aws.sub.on("/update").len();
+    let restarted = watchpost::model::Timestamp::now();
     let mut d = start_daemon(&cfg, dir.path());
     aws.reported(desired, "report after restart", |r| {
         r["config"]["applied"] == true && r["sensors"]["hot"].is_object()
     });
-    std::thread::sleep(Duration::from_millis(300));
+    // The restarted engine has judged readings (a second raise would be committed with them).
+    wait_for(
+        Duration::from_secs(10),
+        "readings judged after the restart",
+        || {
+            let n = with_store(&data, 0, |s| {
+                let mut n = 0;
+                s.export(restarted, Some("hot"), |_| n += 1)?;
+                Ok(n)
+            });
+            (n >= 3).then_some(())
+        },
+    );
+    let stored = with_store(&data, Vec::new(), |s| s.all_events());
+    let raises = stored
+        .iter()
+        .filter(|(_, a)| {
+            a.sensor == "hot"
+                && a.kind == watchpost::model::AlertType::Alert
+                && a.state == watchpost::model::AlertState::Raised
+        })
+        .count();
+    assert_eq!(
+        raises, 1,
+        "one raise in the store across the restart: {stored:?}"
+    );
     let alerts: Vec<_> = events(&feed)
         .into_iter()
         .filter(|e| e["type"] == "ALERT")

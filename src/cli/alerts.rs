@@ -13,7 +13,7 @@ use std::time::Duration;
 
 /// `watchpost alerts`.
 #[derive(Debug, Args)]
-pub struct AlertsArgs {
+pub(super) struct AlertsArgs {
     /// Broker URL, e.g. mqtt://127.0.0.1:1883 or mqtts://broker:8883 (default: the config's [mqtt] url, else
     /// mqtt://127.0.0.1:1883).
     #[arg(long, global = true)]
@@ -116,7 +116,7 @@ enum Action {
 
 /// Options of the `watchpost alerts` viewer.
 #[derive(Debug, Clone)]
-pub struct ViewOptions {
+pub(super) struct ViewOptions {
     /// Broker URL.
     pub broker: String,
     /// Gateway id, or all gateways.
@@ -163,7 +163,7 @@ fn from_config(
 /// Run `watchpost alerts`: exit 0 (accepted / viewer done), 1 (refused or bad usage), 2 (no broker, no answer).
 /// Broker, gateway id, prefix, TLS and credentials come from the gateway's config when there is one; flags
 /// override.
-pub fn run(a: AlertsArgs, config: Option<&std::path::Path>) -> ExitCode {
+pub(super) fn run(a: AlertsArgs, config: Option<&std::path::Path>) -> ExitCode {
     let gw = match from_config(config) {
         Ok(c) => c,
         Err(e) => {
@@ -411,7 +411,7 @@ fn colored(a: &Alert, color: bool) -> String {
 
 /// Subscribe and print alerts: the active ones (from the retained topics) first, then every transition live.
 /// Reconnects when the broker drops; a broker that cannot be reached at the start is an error.
-pub async fn view(o: ViewOptions) -> Result<(), String> {
+pub(super) async fn view(o: ViewOptions) -> Result<(), String> {
     let (client, mut ev) = AsyncClient::new(options(&o, "viewer")?, 64);
     let gw = o.gateway.clone().unwrap_or_else(|| "+".into());
     let prefix = o.prefix.trim_end_matches('/').to_string();

@@ -31,7 +31,7 @@ const LONG_VERSION: &str = concat!(
     name = "watchpost",
     version,
     long_version = LONG_VERSION,
-    about = "Edge IoT ingestion gateway: sensors → validation and alarms → durable buffer → InfluxDB / MQTT"
+    about = "Edge IoT ingestion gateway: Modbus/I2C sensors → validation and ISA-18.2 alarms → durable buffer → InfluxDB, MQTT (alerts, shadow, telemetry, operator commands), email"
 )]
 struct Cli {
     /// Config file (default: $WATCHPOST_CONFIG, else /etc/watchpost/watchpost.toml). Given (or in

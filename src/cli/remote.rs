@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 /// `watchpost config …`
 #[derive(Debug, Subcommand)]
-pub enum ConfigCmd {
+pub(super) enum ConfigCmd {
     /// Remove remote alarm settings (all, or one sensor's, or one key); then reload the daemon
     /// (`systemctl reload watchpost`). Clear the shadow's `desired` too, or it sets them again.
     ResetRemote {
@@ -22,7 +22,7 @@ pub enum ConfigCmd {
 }
 
 /// Lines naming every overridden key: `sensor.key = remote (remote, shadow version N; file: value)`.
-pub fn overrides(cfg: &Config) -> Result<Vec<String>, String> {
+pub(super) fn overrides(cfg: &Config) -> Result<Vec<String>, String> {
     let o = Overlay::load(&cfg.gateway.data_dir)?;
     let on = crate::remote::enabled(cfg);
     // What the daemon leaves out (an override the file's checks refuse now) is not in force.
@@ -47,7 +47,7 @@ pub fn overrides(cfg: &Config) -> Result<Vec<String>, String> {
 }
 
 /// Print the effective overrides after `ok` (check-config --effective).
-pub fn print_effective(cfg: &Config) {
+pub(super) fn print_effective(cfg: &Config) {
     match overrides(cfg) {
         Ok(lines) if lines.is_empty() => {
             println!("no remote overrides: every alarm setting comes from the file")
@@ -63,7 +63,7 @@ pub fn print_effective(cfg: &Config) {
 }
 
 /// `watchpost config reset-remote`.
-pub fn run(cfg: &Config, cmd: ConfigCmd) -> ExitCode {
+pub(super) fn run(cfg: &Config, cmd: ConfigCmd) -> ExitCode {
     let ConfigCmd::ResetRemote { sensor, key } = cmd;
     let dir = &cfg.gateway.data_dir;
     let mut o = match Overlay::load(dir) {

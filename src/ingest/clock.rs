@@ -34,7 +34,7 @@ pub(super) struct Timeline {
 }
 
 impl Timeline {
-    pub fn new(wall: Timestamp, mono: Instant) -> Timeline {
+    pub(super) fn new(wall: Timestamp, mono: Instant) -> Timeline {
         Timeline {
             wall,
             mono,
@@ -43,7 +43,7 @@ impl Timeline {
     }
 
     /// Look at the clocks (before each batch and at each beat).
-    pub fn observe(&mut self, wall: Timestamp, mono: Instant) -> Observed {
+    pub(super) fn observe(&mut self, wall: Timestamp, mono: Instant) -> Observed {
         let real = mono.saturating_duration_since(self.mono).as_millis();
         let real = i64::try_from(real).unwrap_or(i64::MAX);
         let step = wall.0.saturating_sub(self.wall.0).saturating_sub(real);
@@ -71,7 +71,7 @@ impl Timeline {
 
     /// The timeline's time for a reading stamped `ts` by the wall clock: `ts` plus what is left of backward steps,
     /// unless it was stamped on the clock before the step (then it is ahead of the timeline and left as it was).
-    pub fn map(&self, ts: Timestamp) -> Timestamp {
+    pub(super) fn map(&self, ts: Timestamp) -> Timestamp {
         if self.offset < 1.0 {
             return ts;
         }
@@ -85,13 +85,13 @@ impl Timeline {
     }
 
     /// The timeline's time now.
-    pub fn now(&self) -> Timestamp {
+    pub(super) fn now(&self) -> Timestamp {
         self.map(Timestamp::now())
     }
 
     /// What is left of backward steps (ms).
     #[cfg(test)]
-    pub fn offset_ms(&self) -> i64 {
+    pub(super) fn offset_ms(&self) -> i64 {
         self.offset as i64
     }
 }

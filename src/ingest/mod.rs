@@ -13,7 +13,7 @@ use crate::model::{
     Alert, AlertState, AlertType, LatestValue, Live, Quality, Reading, Readings, Timestamp,
 };
 use crate::pipeline::Engine;
-use crate::store::{Consumer, Store};
+use crate::store::{Consumer, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -124,6 +124,8 @@ struct Writer {
     last_ts: HashMap<Arc<str>, Timestamp>,
     /// The daemon's timeline: the wall clock, never stepping back (see clock.rs).
     clock: clock::Timeline,
+    /// Store failures are logged once a minute with a count, not on every flush.
+    fail_log: crate::util::Throttle,
 }
 
 impl Writer {
@@ -195,6 +197,7 @@ impl Writer {
             alerts: Vec::new(),
             last_ts: HashMap::new(),
             clock: clock::Timeline::new(Timestamp::now(), Instant::now()),
+            fail_log: crate::util::Throttle::new(Duration::from_secs(60)),
         };
         Ok((
             w,
@@ -419,11 +422,24 @@ impl Writer {
         }
         self.publish_live();
         let snap = self.engine.snapshot();
-        match self.store.append_readings(&self.pending, Some(&snap)) {
+        let mut r = self.store.append_readings(&self.pending, Some(&snap));
+        if r.as_ref().is_err_and(StoreError::is_full) {
+            // The write-ahead log may be what is full (it grows until a checkpoint, and a WAL that cannot grow
+            // blocks every write): move it into the database, truncate it, and try once more before dropping
+            // anything.
+            self.store.checkpoint();
+            r = self.store.append_readings(&self.pending, Some(&snap));
+        }
+        match r {
             Ok(id) => {
                 self.pending.clear();
                 self.metrics.flushes.fetch_add(1, Ordering::Relaxed);
-                self.metrics.store_failing.store(false, Ordering::Relaxed);
+                if self.metrics.store_failing.swap(false, Ordering::Relaxed) {
+                    self.fail_log.reset();
+                    tracing::info!(
+                        "Readings are committed again; what was held in memory is stored."
+                    );
+                }
                 if let Some(id) = id {
                     self.readings_tx.send_replace(id);
                 }
@@ -431,9 +447,12 @@ impl Writer {
             Err(e) => {
                 self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
                 self.metrics.store_failing.store(true, Ordering::Relaxed);
-                tracing::error!(error = %e, held = self.pending.len(), "Cannot commit readings; holding them in memory and retrying.");
+                if let Some(suppressed) = self.fail_log.ready() {
+                    tracing::error!(error = %e, held = self.pending.len(), suppressed, "Cannot commit readings; holding them in memory and retrying.");
+                }
                 if e.is_full() {
-                    // Make room: drop the oldest stored readings (alerts are kept).
+                    // Still full after the checkpoint: make room by dropping the oldest stored readings (alerts
+                    // are kept).
                     let used = self.store.used_bytes().unwrap_or(0);
                     self.enforce_cap(used / 10 * 9);
                 }
@@ -446,7 +465,8 @@ impl Writer {
                 return;
             }
         }
-        let max = self.cfg.buffer.max_size.0;
+        // The configured cap, lowered to what the disk and the file-size limit leave.
+        let max = self.store.room(self.cfg.buffer.max_size.0);
         self.enforce_cap(max);
     }
 
@@ -543,7 +563,11 @@ impl Writer {
                 }
             }
             Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "Cannot enforce the buffer cap."),
+            Err(e) => {
+                if let Some(suppressed) = self.fail_log.ready() {
+                    tracing::error!(error = %e, suppressed, "Cannot enforce the buffer cap.");
+                }
+            }
         }
     }
 }

@@ -115,7 +115,7 @@ pub(super) struct Ids {
 
 impl Ids {
     /// A new active alarm with the next id.
-    pub fn next(
+    pub(super) fn next(
         &mut self,
         sensor: &str,
         severity: Severity,
@@ -156,7 +156,7 @@ pub(super) struct At {
 
 impl Emitter<'_> {
     /// Push the message for `a` changing to `state`.
-    pub fn emit(&mut self, kind: AlertType, state: AlertState, a: &Active, at: At) {
+    pub(super) fn emit(&mut self, kind: AlertType, state: AlertState, a: &Active, at: At) {
         self.out.push(Alert {
             kind,
             id: a.id.clone(),
@@ -181,7 +181,7 @@ impl Emitter<'_> {
     }
 
     /// Raise a new alarm: allocate its id and push the `raised` message.
-    pub fn raise(
+    pub(super) fn raise(
         &mut self,
         kind: AlertType,
         severity: Severity,
@@ -194,7 +194,7 @@ impl Emitter<'_> {
     }
 
     /// Evaluate one side (high or low) of the threshold alarm with a good value `v` at `now`.
-    pub fn threshold(&mut self, dir: Direction, d: &mut DirState, v: f64, now: Timestamp) {
+    pub(super) fn threshold(&mut self, dir: Direction, d: &mut DirState, v: f64, now: Timestamp) {
         let rules = self.rules;
         let at = || At {
             value: Some(v),

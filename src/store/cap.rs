@@ -19,7 +19,72 @@ pub struct Dropped {
     pub last: Timestamp,
 }
 
+/// Room kept free beside the database for its write-ahead log (the WAL is checkpointed at this size).
+pub(super) const WAL_BUDGET: u64 = 4 * 1024 * 1024;
+
+/// Widen a C size (32 bits on armv7, 64 on the rest) to u64.
+#[allow(clippy::useless_conversion)]
+fn wide<T: Into<u64>>(v: T) -> u64 {
+    v.into()
+}
+
+/// The process's file-size limit (`ulimit -f`, systemd's `LimitFSIZE=`), if any: the database file and its WAL
+/// can each grow only to it.
+pub(super) fn file_size_limit() -> Option<u64> {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into `l`, a live local of the right type.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut l) } == 0;
+    (ok && l.rlim_cur != libc::RLIM_INFINITY).then_some(wide(l.rlim_cur))
+}
+
+/// Free bytes for an unprivileged writer on the file system holding `path`.
+fn free_space(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+    // SAFETY: `c` is a NUL-terminated path and `st` a buffer of the right type; statvfs fills it on success.
+    let st = unsafe {
+        if libc::statvfs(c.as_ptr(), st.as_mut_ptr()) != 0 {
+            return None;
+        }
+        st.assume_init()
+    };
+    Some(wide(st.f_bavail).saturating_mul(wide(st.f_frsize)))
+}
+
+/// What the store may hold, from the configured cap and what the machine leaves: the file-size limit (the
+/// database must stay below it with room to grow between two checks) and the free space (the files as they are
+/// plus what is free, less the WAL's budget). Enforced before every write fails rather than after.
+pub(super) fn room(max_bytes: u64, fsize_limit: Option<u64>, files_and_free: Option<u64>) -> u64 {
+    let mut room = max_bytes;
+    if let Some(l) = fsize_limit {
+        room = room.min(l / 10 * 7);
+    }
+    if let Some(total) = files_and_free {
+        room = room.min(total.saturating_sub(WAL_BUDGET) / 10 * 9);
+    }
+    room
+}
+
 impl Store {
+    /// What this store may hold now: `max_bytes` lowered to what the file system and the file-size limit leave
+    /// (see [`room`]).
+    pub fn room(&self, max_bytes: u64) -> u64 {
+        let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        let files = size(&self.path) + size(std::path::Path::new(&wal));
+        let dir = self.path.parent().unwrap_or(std::path::Path::new("."));
+        room(
+            max_bytes,
+            file_size_limit(),
+            free_space(dir).map(|f| f.saturating_add(files)),
+        )
+    }
+
     /// Bytes in use inside the database (pages not on the free list), WAL content included.
     pub fn used_bytes(&self) -> Result<u64, StoreError> {
         let one = |sql: &str| -> Result<i64, StoreError> {

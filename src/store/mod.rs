@@ -192,10 +192,25 @@ impl Store {
         self.set_meta(&format!("sink.{sink}.{key}"), value)
     }
 
+    /// Move the write-ahead log into the database and truncate it (best effort: a failure leaves the log as it
+    /// was). A WAL that has reached a file-size or disk limit blocks every write until this runs.
+    pub fn checkpoint(&mut self) {
+        let r = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            });
+        match r {
+            Ok(0) => {}
+            Ok(_) => tracing::debug!("WAL checkpoint blocked by a reader."),
+            Err(e) => tracing::debug!(error = %e, "WAL checkpoint failed."),
+        }
+    }
+
     /// Record a clean shutdown (the next open skips the integrity check).
     pub fn mark_clean(&mut self) -> Result<(), StoreError> {
         self.set_meta("clean_shutdown", "1")?;
-        let _ = self.conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
+        self.checkpoint();
         Ok(())
     }
 

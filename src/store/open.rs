@@ -36,7 +36,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
 ];
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub(super) const SCHEMA_VERSION: u32 = 2;
 
 /// Bring the store to [`SCHEMA_VERSION`] (writer), or check it is not newer (readers).
 fn migrate(conn: &mut Connection, path: &Path, writer: bool) -> Result<(), StoreError> {
@@ -93,6 +93,12 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     // After a checkpoint the WAL file shrinks back to 8 MiB at most: a long outage does not leave a large WAL
     // (and its shared-memory index) behind on a small card.
     conn.pragma_update(None, "journal_size_limit", 8 * 1024 * 1024)?;
+    // Checkpoint the WAL at 4 MiB (SQLite's default), or at a quarter of a file-size limit: a WAL that reaches
+    // the limit blocks every write, the deletes that would make room included.
+    let wal_pages = super::cap::file_size_limit().map_or(super::cap::WAL_BUDGET, |l| {
+        (l / 4).min(super::cap::WAL_BUDGET)
+    }) / 4096;
+    conn.pragma_update(None, "wal_autocheckpoint", wal_pages.max(8) as i64)?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     // Small page cache: gateways have little RAM and the access pattern is append + sequential read.
     conn.pragma_update(None, "cache_size", "-512")?;

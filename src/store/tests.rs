@@ -431,3 +431,20 @@ fn an_old_store_with_a_backlog_is_upgraded_and_a_newer_one_refused() {
         .expect("v");
     assert_eq!(v, 99, "left untouched");
 }
+
+#[test]
+fn the_cap_is_lowered_to_what_the_disk_and_the_file_size_limit_leave() {
+    use super::cap::{room, WAL_BUDGET};
+    const MIB: u64 = 1024 * 1024;
+    // A big disk and no limit: the configured cap.
+    assert_eq!(room(256 * MIB, None, Some(100_000 * MIB)), 256 * MIB);
+    // `ulimit -f` 600 KiB: the database stays at 70 % of it (room for a WAL of a quarter and growth).
+    assert_eq!(room(MIB, Some(600 * 1024), None), 600 * 1024 / 10 * 7);
+    // 20 MiB of files and free space: 90 % of what is left beside the WAL's budget.
+    assert_eq!(
+        room(256 * MIB, None, Some(20 * MIB)),
+        (20 * MIB - WAL_BUDGET) / 10 * 9
+    );
+    // Less than the WAL's budget: nothing to spare, the oldest readings go first.
+    assert_eq!(room(256 * MIB, None, Some(MIB)), 0);
+}

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 /// The store in `data`, or `None` while the daemon has not created it yet. Any other error fails the test: a
 /// helper that turned errors into "empty" would let "nothing here" assertions pass for the wrong reason.
-pub fn store(data: &Path) -> Option<watchpost::store::Store> {
+pub(crate) fn store(data: &Path) -> Option<watchpost::store::Store> {
     if !data.join(watchpost::store::DB_FILE).exists() {
         return None;
     }
@@ -15,7 +15,7 @@ pub fn store(data: &Path) -> Option<watchpost::store::Store> {
 }
 
 /// Run `f` on the store; `default` while it does not exist yet; store errors fail the test.
-pub fn with_store<T>(
+pub(crate) fn with_store<T>(
     data: &Path,
     default: T,
     f: impl FnOnce(&mut watchpost::store::Store) -> Result<T, watchpost::store::StoreError>,
@@ -27,12 +27,12 @@ pub fn with_store<T>(
 }
 
 /// Path of the built binary.
-pub fn bin() -> PathBuf {
+pub(crate) fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_watchpost"))
 }
 
 /// A free loopback TCP port.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -41,7 +41,7 @@ pub fn free_port() -> u16 {
 
 /// A loopback TCP peer that serves each connection with `serve` on its own thread; returns its port and the count
 /// of connections it accepted.
-pub fn counting_peer(
+pub(crate) fn counting_peer(
     serve: fn(std::net::TcpStream),
 ) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -58,7 +58,7 @@ pub fn counting_peer(
 }
 
 /// Poll `f` until it returns `Some` or `timeout` passes.
-pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {
         if let Some(v) = f() {
@@ -72,25 +72,26 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
 }
 
 /// A child process killed on drop.
-pub struct Proc {
+pub(crate) struct Proc {
     pub child: Child,
     pub log: PathBuf,
 }
 
 impl Proc {
-    pub fn pid(&self) -> i32 {
+    pub(crate) fn pid(&self) -> i32 {
         self.child.id() as i32
     }
-    pub fn signal(&self, sig: i32) {
+    pub(crate) fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) with our own child's pid; no memory is involved.
         unsafe {
             libc::kill(self.pid(), sig);
         }
     }
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
     /// Wait for exit up to `timeout`; returns the exit code.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
         let start = Instant::now();
         while start.elapsed() < timeout {
             if let Ok(Some(st)) = self.child.try_wait() {
@@ -110,7 +111,7 @@ impl Drop for Proc {
 }
 
 /// Start `watchpost run --config cfg`, logging to `dir/watchpost.log`.
-pub fn start_daemon(cfg: &Path, dir: &Path) -> Proc {
+pub(crate) fn start_daemon(cfg: &Path, dir: &Path) -> Proc {
     let log = dir.join(format!("watchpost-{}.log", fastrand::u32(..)));
     let f = std::fs::File::create(&log).expect("log");
     let child = Command::new(bin())
@@ -125,7 +126,7 @@ pub fn start_daemon(cfg: &Path, dir: &Path) -> Proc {
 }
 
 /// Run the binary to completion.
-pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+pub(crate) fn run_cli(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(bin())
         .args(args)
         .output()
@@ -138,7 +139,7 @@ pub fn run_cli(args: &[&str]) -> (i32, String, String) {
 }
 
 /// Find an executable on PATH.
-pub fn which(name: &str) -> Option<PathBuf> {
+pub(crate) fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|p| {
         std::env::split_paths(&p)
             .map(|d| d.join(name))
@@ -147,7 +148,7 @@ pub fn which(name: &str) -> Option<PathBuf> {
 }
 
 /// A server the test needs. A test that cannot run fails with the install hint: it never passes silently.
-pub fn require(name: &str) -> Option<PathBuf> {
+pub(crate) fn require(name: &str) -> Option<PathBuf> {
     match which(name) {
         Some(p) => Some(p),
         None => panic!(
@@ -158,14 +159,14 @@ pub fn require(name: &str) -> Option<PathBuf> {
 }
 
 /// A real VictoriaMetrics server on a free port (InfluxDB v2 write API at /api/v2/write).
-pub struct Vm {
+pub(crate) struct Vm {
     pub proc: Proc,
     pub port: u16,
     pub dir: PathBuf,
 }
 
 impl Vm {
-    pub fn start(dir: &Path, port: u16) -> Option<Vm> {
+    pub(crate) fn start(dir: &Path, port: u16) -> Option<Vm> {
         let exe = require("victoria-metrics")?;
         let data = dir.join("vm-data");
         let log = dir.join(format!("vm-{}.log", fastrand::u32(..)));
@@ -197,7 +198,7 @@ impl Vm {
     }
 
     /// Export all samples of `metric` as (labels json, values, timestamps) lines.
-    pub fn export(&self, matcher: &str) -> Vec<serde_json::Value> {
+    pub(crate) fn export(&self, matcher: &str) -> Vec<serde_json::Value> {
         let body = http_post_form(
             self.port,
             "/api/v1/export",
@@ -210,7 +211,7 @@ impl Vm {
     }
 
     /// Samples across all series matching `matcher`, and distinct (series, timestamp) pairs among them.
-    pub fn count_distinct(&self, matcher: &str) -> (usize, usize) {
+    pub(crate) fn count_distinct(&self, matcher: &str) -> (usize, usize) {
         let mut total = 0;
         let mut distinct = 0;
         for s in self.export(matcher) {
@@ -225,7 +226,7 @@ impl Vm {
     }
 
     /// Count of samples across all series matching `matcher`.
-    pub fn count(&self, matcher: &str) -> usize {
+    pub(crate) fn count(&self, matcher: &str) -> usize {
         self.export(matcher)
             .iter()
             .map(|s| s["values"].as_array().map(|a| a.len()).unwrap_or(0))
@@ -233,7 +234,7 @@ impl Vm {
     }
 }
 
-pub use watchpost::sink::influxdb::urlencode;
+pub(crate) use watchpost::sink::influxdb::urlencode;
 
 fn http(port: u16, req: String) -> Option<String> {
     use std::io::{Read, Write};
@@ -265,7 +266,7 @@ fn http(port: u16, req: String) -> Option<String> {
 }
 
 /// Status code and body of a GET.
-pub fn http_get_status(port: u16, path: &str) -> Option<(u16, String)> {
+pub(crate) fn http_get_status(port: u16, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
@@ -281,14 +282,14 @@ pub fn http_get_status(port: u16, path: &str) -> Option<(u16, String)> {
     Some((code, body.to_string()))
 }
 
-pub fn http_get(port: u16, path: &str) -> Option<String> {
+pub(crate) fn http_get(port: u16, path: &str) -> Option<String> {
     http(
         port,
         format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"),
     )
 }
 
-pub fn http_post_form(port: u16, path: &str, body: &str) -> Option<String> {
+pub(crate) fn http_post_form(port: u16, path: &str, body: &str) -> Option<String> {
     http(
         port,
         format!(
@@ -299,12 +300,12 @@ pub fn http_post_form(port: u16, path: &str, body: &str) -> Option<String> {
 }
 
 /// Test certificates: a CA, a server cert for localhost/127.0.0.1, a client cert (CN=gateway-01).
-pub struct Certs {
+pub(crate) struct Certs {
     pub dir: PathBuf,
 }
 
 impl Certs {
-    pub fn make(dir: &Path) -> Option<Certs> {
+    pub(crate) fn make(dir: &Path) -> Option<Certs> {
         require("openssl")?;
         let d = dir.join("certs");
         std::fs::create_dir_all(&d).expect("mkdir");
@@ -330,13 +331,13 @@ openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 
         assert!(ok, "certificate generation failed");
         Some(Certs { dir: d })
     }
-    pub fn path(&self, f: &str) -> PathBuf {
+    pub(crate) fn path(&self, f: &str) -> PathBuf {
         self.dir.join(f)
     }
 }
 
 /// A real mosquitto broker with its own config file on free loopback ports.
-pub struct Mosquitto {
+pub(crate) struct Mosquitto {
     pub proc: Option<Proc>,
     pub port: u16,
     pub conf: PathBuf,
@@ -345,7 +346,7 @@ pub struct Mosquitto {
 
 impl Mosquitto {
     /// `extra` is appended to the config (more listeners). The first listener is plain and anonymous on `port`.
-    pub fn start(dir: &Path, extra: &str, persistence: bool) -> Option<Mosquitto> {
+    pub(crate) fn start(dir: &Path, extra: &str, persistence: bool) -> Option<Mosquitto> {
         require("mosquitto")?;
         let port = free_port();
         let mdir = dir.join(format!("mqtt-{port}"));
@@ -367,7 +368,7 @@ impl Mosquitto {
         Some(m)
     }
 
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         let log = self.dir.join(format!("broker-{}.log", fastrand::u32(..)));
         let child = Command::new("mosquitto")
             .arg("-c")
@@ -386,7 +387,7 @@ impl Mosquitto {
     }
 
     /// Stop with SIGTERM (it saves its persistence file) and wait.
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut p) = self.proc.take() {
             p.signal(libc::SIGTERM);
             p.wait_exit(Duration::from_secs(10));
@@ -401,7 +402,7 @@ impl Drop for Mosquitto {
 }
 
 /// A subscriber collecting `(topic, payload, retained)`; reconnects by itself.
-pub struct Sub {
+pub(crate) struct Sub {
     pub msgs: std::sync::Arc<std::sync::Mutex<Vec<(String, String, bool)>>>,
     pub client: rumqttc::Client,
     /// SUBACKs received (or, on a resumed session, the number of topics).
@@ -410,7 +411,7 @@ pub struct Sub {
 }
 
 impl Sub {
-    pub fn start(port: u16, id: &str, clean: bool, topics: &[&str]) -> Sub {
+    pub(crate) fn start(port: u16, id: &str, clean: bool, topics: &[&str]) -> Sub {
         let mut o = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
         o.set_clean_session(clean);
         o.set_keep_alive(Duration::from_secs(5));
@@ -463,12 +464,12 @@ impl Sub {
         sub
     }
     /// Wait until the broker acknowledged every subscription (SUBACK), so nothing published after this is missed.
-    pub fn wait_subscribed(&self) {
+    pub(crate) fn wait_subscribed(&self) {
         wait_for(Duration::from_secs(10), "SUBACK", || {
             (self.subscribed.load(std::sync::atomic::Ordering::SeqCst) >= self.topics).then_some(())
         });
     }
-    pub fn on(&self, topic_suffix: &str) -> Vec<(String, bool)> {
+    pub(crate) fn on(&self, topic_suffix: &str) -> Vec<(String, bool)> {
         self.msgs
             .lock()
             .map(|m| {
@@ -479,13 +480,13 @@ impl Sub {
             })
             .unwrap_or_default()
     }
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         let _ = self.client.try_disconnect();
     }
 }
 
 /// Python with pymodbus (the venv .ci/run creates, or WATCHPOST_TEST_PYTHON).
-pub fn python() -> Option<PathBuf> {
+pub(crate) fn python() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("WATCHPOST_TEST_PYTHON") {
         return Some(PathBuf::from(p));
     }
@@ -500,7 +501,7 @@ pub fn python() -> Option<PathBuf> {
 }
 
 /// A pymodbus server (TCP port or RTU tty) serving `map`.
-pub fn modbus_server(
+pub(crate) fn modbus_server(
     map: &Path,
     tcp: Option<u16>,
     rtu: Option<&Path>,
@@ -533,22 +534,30 @@ pub fn modbus_server(
                 .ok()
                 .map(|_| ())
         });
-    } else {
-        std::thread::sleep(Duration::from_millis(1500));
+    } else if let Some(tty) = rtu {
+        // Listening on a serial line is having it open: wait until the server holds the tty's device.
+        wait_for(Duration::from_secs(20), "pymodbus holding the tty", || {
+            let dev = std::fs::canonicalize(tty).ok()?;
+            std::fs::read_dir(format!("/proc/{}/fd", p.pid()))
+                .ok()?
+                .flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == dev))
+                .then_some(())
+        });
     }
     Some(p)
 }
 
 /// How the test SMTP server secures its connections.
 #[derive(Clone, Copy, PartialEq)]
-pub enum SmtpMode {
+pub(crate) enum SmtpMode {
     Plain,
     Starttls,
     Smtps,
 }
 
 /// A real SMTP server (aiosmtpd) writing each accepted mail, decoded, as JSON into `out`.
-pub struct Smtp {
+pub(crate) struct Smtp {
     pub proc: Proc,
     pub port: u16,
     pub out: PathBuf,
@@ -556,7 +565,7 @@ pub struct Smtp {
 
 impl Smtp {
     /// Start on `port`; `certs` for STARTTLS/SMTPS, `auth` as `user:password`.
-    pub fn start(
+    pub(crate) fn start(
         dir: &Path,
         port: u16,
         mode: SmtpMode,
@@ -608,7 +617,7 @@ impl Smtp {
     }
 
     /// Every accepted mail so far, in order.
-    pub fn mails(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn mails(&self) -> Vec<serde_json::Value> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&self.out)
             .map(|d| {
                 d.filter_map(|e| e.ok().map(|e| e.path()))
@@ -627,7 +636,7 @@ impl Smtp {
     }
 
     /// Wait until at least `n` mails arrived; returns them all.
-    pub fn wait_mails(&self, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
+    pub(crate) fn wait_mails(&self, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
         wait_for(timeout, &format!("{n} mail(s)"), || {
             let m = self.mails();
             (m.len() >= n).then_some(m)
@@ -637,7 +646,7 @@ impl Smtp {
 
 /// A TCP proxy to `target` that cuts every connection through it each `period`; returns its port and how many
 /// connections it has accepted.
-pub fn cutting_proxy(
+pub(crate) fn cutting_proxy(
     target: u16,
     period: Duration,
 ) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {

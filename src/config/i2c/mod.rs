@@ -87,7 +87,7 @@ impl AdcChannel {
 }
 
 /// ADS1115 full-scale ranges in volts.
-pub const ADC_RANGES: &[f64] = &[6.144, 4.096, 2.048, 1.024, 0.512, 0.256];
+pub(super) const ADC_RANGES: &[f64] = &[6.144, 4.096, 2.048, 1.024, 0.512, 0.256];
 
 /// Write-before-read of a register sensor: write `value` to `register`, wait, then read.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -145,7 +145,7 @@ pub struct I2cSource {
 #[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
-pub struct I2cKeys {
+pub(super) struct I2cKeys {
     /// Name of an `[[i2c]]` section.
     pub i2c: String,
     pub(crate) chip: Option<String>,

@@ -277,6 +277,7 @@ fn local(t: Timestamp) -> String {
     let secs = t.0.div_euclid(1000) as libc::time_t;
     // SAFETY: `localtime_r` writes only into `tm`, which we own; a zeroed `tm` is a valid value.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are to live locals of the right types; the result is only compared with null.
     let ok = unsafe { !libc::localtime_r(&secs, &mut tm).is_null() };
     if !ok {
         return String::new();

@@ -50,7 +50,7 @@ fn clean(s: &str, max: usize) -> String {
 
 /// Read a command: the verb from the topic, the rest from the JSON body. The request id (when readable) comes
 /// back even when the command is refused.
-pub fn parse(
+pub(super) fn parse(
     verb: &str,
     payload: &[u8],
     max_shelve: Duration,
@@ -186,7 +186,7 @@ fn answer(
 }
 
 /// The command side of the alert connection.
-pub struct Commands {
+pub(super) struct Commands {
     base: String,
     max_shelve: Duration,
     control: mpsc::Sender<Control>,
@@ -197,7 +197,7 @@ pub struct Commands {
 
 impl Commands {
     /// For the gateway's topic base; answers go out through `responses` (the session publishes them).
-    pub fn new(
+    pub(super) fn new(
         base: &str,
         max_shelve: Duration,
         control: mpsc::Sender<Control>,
@@ -215,7 +215,7 @@ impl Commands {
     }
 
     /// The subscription.
-    pub fn subscription(&self) -> String {
+    pub(super) fn subscription(&self) -> String {
         format!("{}/#", self.base)
     }
 
@@ -226,7 +226,7 @@ impl Commands {
     /// Handle a message if it is on the command topics (true); never waits. A `retained` message is refused: the
     /// broker hands it out again at every (re)subscription, so running it would undo later operator actions at
     /// each restart or reconnect.
-    pub fn handle(&mut self, topic: &str, payload: &[u8], retained: bool) -> bool {
+    pub(super) fn handle(&mut self, topic: &str, payload: &[u8], retained: bool) -> bool {
         let Some(verb) = topic
             .strip_prefix(self.base.as_str())
             .and_then(|r| r.strip_prefix('/'))

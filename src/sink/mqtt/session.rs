@@ -29,7 +29,7 @@ pub(super) struct Msg {
 impl Msg {
     /// The PUBLISH packet's size at most: payload, topic, its length (2), the packet id (2) and a fixed header of
     /// at most 5 bytes.
-    pub fn packet_len(&self) -> usize {
+    pub(super) fn packet_len(&self) -> usize {
         packet_len(self.payload.len(), &self.topic)
     }
 }
@@ -186,7 +186,7 @@ pub(super) struct Session {
 }
 
 impl Session {
-    pub async fn run(mut self, mut cmds: mpsc::Receiver<Cmd>, stop: CancellationToken) {
+    pub(super) async fn run(mut self, mut cmds: mpsc::Receiver<Cmd>, stop: CancellationToken) {
         let (mut commands, mut answers) = match self.commands.take() {
             Some((c, a)) => (Some(c), Some(a)),
             None => (None, None),

@@ -42,12 +42,12 @@ pub(super) struct Step {
 
 impl Subscriptions {
     /// Whether this connection subscribes one filter at a time.
-    pub fn probing(&self) -> bool {
+    pub(super) fn probing(&self) -> bool {
         self.probe
     }
 
     /// A connection is up and wants `filters`: what to subscribe now.
-    pub fn connected(&mut self, filters: Vec<String>) -> Step {
+    pub(super) fn connected(&mut self, filters: Vec<String>) -> Step {
         let mut filters: VecDeque<String> = filters
             .into_iter()
             .filter(|f| !self.skipped.contains(f))
@@ -79,7 +79,7 @@ impl Subscriptions {
     }
 
     /// A SUBACK arrived.
-    pub fn suback(&mut self, now: Instant) -> Step {
+    pub(super) fn suback(&mut self, now: Instant) -> Step {
         self.waiting = self.waiting.saturating_sub(1);
         if let Some((_, settle)) = self.probing.as_mut() {
             *settle = Some(now + SETTLE);
@@ -92,12 +92,12 @@ impl Subscriptions {
     }
 
     /// When the filter being probed has settled (its retained messages arrived without breaking anything).
-    pub fn settle_at(&self) -> Option<Instant> {
+    pub(super) fn settle_at(&self) -> Option<Instant> {
         self.probing.as_ref().and_then(|(_, s)| *s)
     }
 
     /// The probed filter settled: the next one, or done.
-    pub fn settled(&mut self) -> Step {
+    pub(super) fn settled(&mut self) -> Step {
         self.probing = None;
         match self.pending.pop_front() {
             Some(next) => {
@@ -121,7 +121,7 @@ impl Subscriptions {
 
     /// The connection broke; `oversized` when over an incoming packet larger than the client accepts. Returns the
     /// filter left out from now on, if this found it.
-    pub fn broke(&mut self, oversized: bool) -> Option<String> {
+    pub(super) fn broke(&mut self, oversized: bool) -> Option<String> {
         let probed = self.probing.take().map(|(f, _)| f);
         self.pending.clear();
         if !oversized {
