@@ -280,7 +280,7 @@ pub(super) fn run(a: AlertsArgs, config: Option<&std::path::Path>) -> ExitCode {
 
 fn options(o: &ViewOptions, role: &str) -> Result<MqttOptions, String> {
     crate::install_crypto_provider();
-    let (tls, host, port) = parse_url(&o.broker)?;
+    let (tls, host, port) = parse_url(&o.broker).map_err(|e| e.to_string())?;
     let mut opts = MqttOptions::new(
         format!("watchpost-{role}-{}", fastrand::u32(..)),
         host,
@@ -297,7 +297,8 @@ fn options(o: &ViewOptions, role: &str) -> Result<MqttOptions, String> {
             o.cert_file.as_deref(),
             o.key_file.as_deref(),
             &[],
-        )?;
+        )
+        .map_err(|e| e.to_string())?;
         opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
             Arc::new(c),
         )));

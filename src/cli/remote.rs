@@ -23,7 +23,7 @@ pub(super) enum ConfigCmd {
 
 /// Lines naming every overridden key: `sensor.key = remote (remote, shadow version N; file: value)`.
 pub(super) fn overrides(cfg: &Config) -> Result<Vec<String>, String> {
-    let o = Overlay::load(&cfg.gateway.data_dir)?;
+    let o = Overlay::load(&cfg.gateway.data_dir).map_err(|e| e.to_string())?;
     let on = crate::remote::enabled(cfg);
     // What the daemon leaves out (an override the file's checks refuse now) is not in force.
     let (_, _, left_out) = o.apply_each(cfg);

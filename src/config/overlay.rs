@@ -53,6 +53,27 @@ pub struct Overlay {
     pub audit_pending: Option<Value>,
 }
 
+/// Why the overlay file cannot be read or written (its path and the OS's or the parser's words).
+#[derive(Debug, thiserror::Error)]
+pub enum OverlayError {
+    /// Unreadable, or not an overlay document.
+    #[error("{}: {reason}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The atomic write failed (nothing changed on disk).
+    #[error("cannot save {}: {reason}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
 /// The overlay file of a data directory.
 pub fn overlay_path(data_dir: &Path) -> PathBuf {
     data_dir.join(OVERLAY_FILE)
@@ -60,21 +81,29 @@ pub fn overlay_path(data_dir: &Path) -> PathBuf {
 
 impl Overlay {
     /// Read the overlay of `data_dir` (none yet: empty).
-    pub fn load(data_dir: &Path) -> Result<Overlay, String> {
+    pub fn load(data_dir: &Path) -> Result<Overlay, OverlayError> {
         let path = overlay_path(data_dir);
+        let bad = |reason: String| OverlayError::Read {
+            path: path.clone(),
+            reason,
+        };
         match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", path.display())),
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| bad(e.to_string())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Overlay::default()),
-            Err(e) => Err(format!("{}: {e}", path.display())),
+            Err(e) => Err(bad(e.to_string())),
         }
     }
 
     /// Write atomically: a temporary file, fsync, rename, fsync of the directory.
-    pub fn save(&self, data_dir: &Path) -> Result<(), String> {
+    pub fn save(&self, data_dir: &Path) -> Result<(), OverlayError> {
         use std::io::Write;
         let path = overlay_path(data_dir);
+        let failed = |reason: String| OverlayError::Write {
+            path: path.clone(),
+            reason,
+        };
         let tmp = data_dir.join(format!("{OVERLAY_FILE}.tmp"));
-        let text = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
+        let text = serde_json::to_vec_pretty(self).map_err(|e| failed(e.to_string()))?;
         let write = || -> std::io::Result<()> {
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(&text)?;
@@ -82,7 +111,7 @@ impl Overlay {
             std::fs::rename(&tmp, &path)?;
             std::fs::File::open(data_dir)?.sync_all()
         };
-        write().map_err(|e| format!("cannot save {}: {e}", path.display()))
+        write().map_err(|e| failed(e.to_string()))
     }
 
     /// Whether nothing is overridden.

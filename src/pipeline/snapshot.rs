@@ -36,6 +36,17 @@ pub struct Restored {
     pub unreadable: Vec<String>,
 }
 
+/// Why a saved alarm state cannot be restored (the engine then starts with no active alarms).
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// Not the JSON of a snapshot.
+    #[error("not an alarm snapshot: {0}")]
+    NotASnapshot(serde_json::Error),
+    /// Written by a newer watchpost.
+    #[error("the alarm snapshot is version {0}, newer than this watchpost understands ({SNAPSHOT_VERSION})")]
+    Newer(u32),
+}
+
 impl Engine {
     /// Serialize the persistent state (active alarms, pending delays, counters).
     pub fn snapshot(&self) -> String {
@@ -55,14 +66,11 @@ impl Engine {
     /// Restore state saved by [`Engine::snapshot`] (this or an earlier version); unknown sensors are ignored.
     /// `now` restarts the staleness clock (downtime does not count as the sensor being silent). Fails only when
     /// the document is not a snapshot at all or is from a newer version.
-    pub fn restore(&mut self, json: &str, now: Timestamp) -> Result<Restored, String> {
+    pub fn restore(&mut self, json: &str, now: Timestamp) -> Result<Restored, SnapshotError> {
         let snap: Snapshot<serde_json::Value> =
-            serde_json::from_str(json).map_err(|e| format!("not an alarm snapshot: {e}"))?;
+            serde_json::from_str(json).map_err(SnapshotError::NotASnapshot)?;
         if snap.version > SNAPSHOT_VERSION {
-            return Err(format!(
-                "the alarm snapshot is version {}, newer than this watchpost understands ({SNAPSHOT_VERSION})",
-                snap.version
-            ));
+            return Err(SnapshotError::Newer(snap.version));
         }
         self.ids.counter = self.ids.counter.max(snap.counter);
         self.requests = snap.requests.into_iter().collect();

@@ -262,7 +262,7 @@ impl Remote {
         // Written ahead with the change: a crash before the audit is committed sends it at the next start.
         next.audit_pending = Some(audit.clone());
         if let Err(e) = next.save(&file.gateway.data_dir) {
-            let errors = vec![e];
+            let errors = vec![e.to_string()];
             tracing::error!(errors = ?errors, "Cannot save the remote overlay; the change is not applied.");
             let r = self.in_force(false, c.version, errors);
             self.last = Some((key, r));

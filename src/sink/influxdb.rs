@@ -49,14 +49,15 @@ pub struct Client {
 
 impl Client {
     /// Build from config (resolves the token).
-    pub fn new(cfg: &InfluxConfig) -> Result<Client, String> {
+    pub fn new(cfg: &InfluxConfig) -> Result<Client, super::SetupError> {
         crate::install_crypto_provider();
         let token = resolve_secret(
             &cfg.token,
             &cfg.token_file,
             &cfg.token_env,
             &cfg.token_credential,
-        )?;
+        )
+        .map_err(super::SetupError::Secret)?;
         let tls = if cfg.url.starts_with("https://") {
             crate::tls::client_config(cfg.ca_file.as_deref(), None, None, &[])?
         } else {
@@ -70,7 +71,7 @@ impl Client {
             .timeout(cfg.timeout.0)
             .user_agent(concat!("watchpost/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .map_err(|e| super::SetupError::Http(e.to_string()))?;
         let base = cfg.url.trim_end_matches('/');
         let url = format!(
             "{base}/api/v2/write?org={}&bucket={}&precision={}",
@@ -174,7 +175,7 @@ impl InfluxSink {
         let icfg = cx.cfg.influxdb.as_ref().ok_or_else(|| SinkError::Refused {
             reason: "no [influxdb] section".into(),
         })?;
-        let client = Client::new(icfg).map_err(|reason| SinkError::Refused { reason })?;
+        let client = Client::new(icfg)?;
         tracing::info!(url = %icfg.url, "InfluxDB sink ready.");
         Ok(InfluxSink {
             client,

@@ -62,6 +62,31 @@ pub enum SinkError {
     },
 }
 
+/// Why a sink's client cannot be set up from its configuration (a `Refused` start: kept, ERROR, slow retry).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// Certificates, keys, trust store.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// A password or token that cannot be read (file, environment, credential).
+    #[error("{0}")]
+    Secret(String),
+    /// A URL the client cannot use.
+    #[error("{0}")]
+    Url(String),
+    /// The HTTP client library refused its settings.
+    #[error("cannot build the HTTP client: {0}")]
+    Http(String),
+}
+
+impl From<SetupError> for SinkError {
+    fn from(e: SetupError) -> Self {
+        SinkError::Refused {
+            reason: e.to_string(),
+        }
+    }
+}
+
 /// An item a sink can never carry (larger than the far side takes): the runner dead-letters it and goes on, so
 /// one item never stops a stream.
 #[derive(Debug, Clone, PartialEq)]

@@ -36,7 +36,7 @@ impl AlertFeed {
         let m = cx.cfg.mqtt.as_ref().ok_or_else(|| SinkError::Refused {
             reason: "no [mqtt] section".into(),
         })?;
-        let opts = options(m, &cx.cfg, false).map_err(|reason| SinkError::Refused { reason })?;
+        let opts = options(m, &cx.cfg, false)?;
         let max_items = usize::from(m.max_inflight.max(1));
         let (cmds, rx) = mpsc::channel(4);
         let (connected_tx, connected) = watch::channel(false);

@@ -29,13 +29,18 @@ pub use feed::AlertFeed;
 
 use crate::config::{resolve_secret, Config, MqttConfig};
 use crate::model::{Alert, AlertType, Direction, Timestamp};
+use crate::sink::SetupError;
 use rumqttc::{LastWill, MqttOptions, QoS, TlsConfiguration, Transport};
 use shadow::SHADOW_MAX_INFLIGHT;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Host and port from `mqtt://host:port` / `mqtts://host:port`.
-pub fn parse_url(url: &str) -> Result<(bool, String, u16), String> {
+pub fn parse_url(url: &str) -> Result<(bool, String, u16), SetupError> {
+    parse_url_text(url).map_err(SetupError::Url)
+}
+
+fn parse_url_text(url: &str) -> Result<(bool, String, u16), String> {
     let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
         (true, r)
     } else if let Some(r) = url.strip_prefix("mqtt://") {
@@ -132,7 +137,7 @@ fn status_payload(cfg: &Config, online: bool) -> String {
 
 /// Options of the alert connection (`telemetry` false: client id, status will) or of the telemetry connection
 /// (client id `…-telemetry`, no will: the alert connection owns the gateway's status).
-fn options(m: &MqttConfig, cfg: &Config, telemetry: bool) -> Result<MqttOptions, String> {
+fn options(m: &MqttConfig, cfg: &Config, telemetry: bool) -> Result<MqttOptions, SetupError> {
     let (tls, host, port) = parse_url(&m.url)?;
     let mut client_id = m
         .client_id
@@ -167,7 +172,8 @@ fn options(m: &MqttConfig, cfg: &Config, telemetry: bool) -> Result<MqttOptions,
         &m.password_file,
         &m.password_env,
         &m.password_credential,
-    )?;
+    )
+    .map_err(SetupError::Secret)?;
     if let Some(u) = &m.username {
         o.set_credentials(u.clone(), password.unwrap_or_default());
     }
@@ -192,16 +198,16 @@ mod tests {
     #[test]
     fn urls() {
         assert_eq!(
-            parse_url("mqtt://127.0.0.1:1884"),
-            Ok((false, "127.0.0.1".into(), 1884))
+            parse_url("mqtt://127.0.0.1:1884").ok(),
+            Some((false, "127.0.0.1".into(), 1884))
         );
         assert_eq!(
-            parse_url("mqtts://broker.example"),
-            Ok((true, "broker.example".into(), 8883))
+            parse_url("mqtts://broker.example").ok(),
+            Some((true, "broker.example".into(), 8883))
         );
         assert_eq!(
-            parse_url("mqtt://[::1]:1883"),
-            Ok((false, "::1".into(), 1883))
+            parse_url("mqtt://[::1]:1883").ok(),
+            Some((false, "::1".into(), 1883))
         );
         assert!(parse_url("http://x").is_err());
         assert!(parse_url("mqtt://:1").is_err());

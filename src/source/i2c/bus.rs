@@ -2,7 +2,7 @@
 //! a recorder of the bytes read (for `watchpost read`'s raw column) and a clock per transfer (a wedged bus is
 //! reported). Drivers get [`Dev`] handles: `embedded-hal-bus`'s `RcDevice` over the one bus.
 
-pub use super::error::BusError;
+pub use super::error::{BusError, OpenError};
 use super::sim::SimBus;
 use embedded_hal::i2c::{ErrorType, I2c, Operation, SevenBitAddress};
 use std::cell::RefCell;
@@ -31,23 +31,24 @@ pub struct Bus {
 
 impl Bus {
     /// Open `device` (`/dev/i2c-N`), or a simulation when `sim` is given.
-    pub fn open(device: &str, sim: Option<SimBus>) -> Result<Bus, String> {
+    pub fn open(device: &str, sim: Option<SimBus>) -> Result<Bus, OpenError> {
         let backend = match sim {
             Some(s) => Backend::Sim(s),
             None => {
                 #[cfg(target_os = "linux")]
                 {
                     if !std::path::Path::new(device).exists() {
-                        return Err(format!(
-                            "{device} does not exist (is the I2C bus enabled, e.g. dtparam=i2c_arm=on, and is the i2c-dev module loaded?)"
-                        ));
+                        return Err(OpenError::Missing(device.to_string()));
                     }
                     Backend::Linux(linux_embedded_hal::I2cdev::new(device).map_err(|e| {
-                        format!("cannot open {device}: {e} (is the service user in the i2c group?)")
+                        OpenError::Refused {
+                            device: device.to_string(),
+                            reason: e.to_string(),
+                        }
                     })?)
                 }
                 #[cfg(not(target_os = "linux"))]
-                return Err(format!("{device}: I2C devices are only supported on Linux"));
+                return Err(OpenError::NotLinux(device.to_string()));
             }
         };
         Ok(Bus {

@@ -497,8 +497,17 @@ impl<I: I2c<Error = BusError>> Device for Regs<I> {
                 Ok(if want.quantity == "humidity" { h } else { t })
             }
             Own::Tmp117 => {
-                let raw = self.reg16(0x00)?;
-                // 0x8000 is the power-on value before the first conversion.
+                let mut raw = self.reg16(0x00)?;
+                if raw == 0x8000 {
+                    // The power-on value before the first conversion (SNOSD82 §7.5: 125 ms with the default
+                    // averaging of 8). Wait for Data_Ready (configuration bit 13), at most one conversion cycle at
+                    // the default settings (1 s), then read the conversion.
+                    let deadline = Instant::now() + Duration::from_millis(1100);
+                    while self.reg16(0x01)? & 0x2000 == 0 && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    raw = self.reg16(0x00)?;
+                }
                 check(raw != 0x8000, || {
                     "no conversion yet (0x8000 after power-on)".into()
                 })?;

@@ -38,3 +38,22 @@ impl BusError {
         }
     }
 }
+
+/// Why a bus device cannot be opened, and what to check.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// No such device node.
+    #[error("{0} does not exist (is the I2C bus enabled, e.g. dtparam=i2c_arm=on, and is the i2c-dev module loaded?)")]
+    Missing(String),
+    /// The node exists but cannot be opened.
+    #[error("cannot open {device}: {reason} (is the service user in the i2c group?)")]
+    Refused {
+        /// The device node.
+        device: String,
+        /// The OS's words.
+        reason: String,
+    },
+    /// Not a Linux build.
+    #[error("{0}: I2C devices are only supported on Linux")]
+    NotLinux(String),
+}

@@ -15,7 +15,7 @@ use super::runner::{Policy, Poll, Sample, Source};
 use super::SourceError;
 use crate::config::{I2cConfig, I2cSource, SensorConfig, SourceConfig};
 use crate::model::Timestamp;
-use bus::{dev, Bus};
+use bus::{dev, Bus, OpenError};
 use chips::{ChipError, Device};
 use sim::SimBus;
 use std::cell::RefCell;
@@ -76,7 +76,7 @@ fn open(
     cfg: &I2cConfig,
     sensors: &[(SensorConfig, I2cSource)],
     given: Option<SimBus>,
-) -> Result<Opened, String> {
+) -> Result<Opened, OpenError> {
     let sim = given.or_else(|| (cfg.device == "simulated").then(|| simulation(cfg, sensors)));
     let bus = Rc::new(RefCell::new(Bus::open(&cfg.device, sim)?));
     let mut slots: Vec<Slot> = Vec::new();
@@ -301,7 +301,7 @@ fn bus_thread(
     cfg: &I2cConfig,
     sensors: &[(SensorConfig, I2cSource)],
     sim: Option<SimBus>,
-    opened: oneshot::Sender<Result<(), String>>,
+    opened: oneshot::Sender<Result<(), OpenError>>,
     jobs: &std::sync::mpsc::Receiver<Job>,
     busy: Arc<AtomicU64>,
     epoch: Instant,
@@ -370,7 +370,7 @@ const STAMP_SPREAD: Duration = Duration::from_millis(100);
 pub fn read_once(
     cfg: &I2cConfig,
     sensors: &[(SensorConfig, I2cSource)],
-) -> Result<Vec<OneRead>, String> {
+) -> Result<Vec<OneRead>, OpenError> {
     let (bus, mut slots, due) = open(cfg, sensors, None)?;
     let mut out = Vec::new();
     for d in &due {
@@ -384,7 +384,7 @@ pub fn read_once(
 /// Which addresses answer on `device` (the way `i2cdetect` probes: a one-byte read at 0x30–0x37 and 0x50–0x5F,
 /// where a quick write could change an EEPROM or a write-only chip, a zero-length write elsewhere), with the
 /// likely chip from its identity register where one exists.
-pub fn scan(device: &str) -> Result<Vec<(u8, String)>, String> {
+pub fn scan(device: &str) -> Result<Vec<(u8, String)>, OpenError> {
     use embedded_hal::i2c::I2c;
     let mut bus = Bus::open(device, None)?;
     let mut found = Vec::new();

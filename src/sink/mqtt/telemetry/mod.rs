@@ -102,7 +102,7 @@ impl Telemetry {
         let t = m.telemetry.clone().ok_or_else(|| SinkError::Refused {
             reason: "no [mqtt.telemetry] section".into(),
         })?;
-        let opts = options(m, &cx.cfg, true).map_err(|reason| SinkError::Refused { reason })?;
+        let opts = options(m, &cx.cfg, true)?;
         let (cmds, rx) = mpsc::channel(4);
         let (connected_tx, connected) = watch::channel(false);
         let stop = cx.ctl.stop.child_token();
