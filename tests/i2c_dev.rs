@@ -276,3 +276,101 @@ fn the_daemon_stores_each_conversion_and_survives_a_missing_chip() {
     );
     d.signal(libc::SIGTERM);
 }
+
+/// A BME280 browning out mid-run (its registers back to their power-on values: sleep mode, measurements skipped,
+/// data registers 0x80000) and then the bus held by it (a transfer that never completes): no stored reading is
+/// anything but one of the chip's conversions, the hang is reported as a wedged bus, and readings resume when
+/// the bus frees.
+#[test]
+fn a_brownout_and_a_held_bus_store_nothing_untrue() {
+    let ctl = tempfile::tempdir().expect("ctl");
+    let ctl_arg = ctl.path().to_string_lossy().into_owned();
+    let b = Bench::new(&["--ctl", &ctl_arg]);
+    let cfg = b.config(
+        r#"
+[[sensor]]
+id = "room_temp"
+source = { i2c = "bus1", chip = "bme280", address = 0x76, quantity = "temperature" }
+interval = "200ms"
+
+[[sensor]]
+id = "room_pressure"
+source = { i2c = "bus1", chip = "bme280", address = 0x76, quantity = "pressure" }
+interval = "200ms"
+"#,
+    );
+    std::fs::write(
+        &cfg,
+        std::fs::read_to_string(&cfg)
+            .expect("cfg")
+            .replace("device = ", "timeout = \"300ms\"\ndevice = "),
+    )
+    .expect("cfg");
+    let data = b.root.join("data");
+    let log = b.root.join("daemon.log");
+    let child = b
+        .command(&["run", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("daemon");
+    let d = Proc { child, log };
+    let stored = |sensor: &str| -> Vec<f64> {
+        with_store(&data, Vec::new(), |s| {
+            let mut v = Vec::new();
+            s.export(watchpost::model::Timestamp(0), Some(sensor), |r| {
+                v.push(r.value)
+            })?;
+            Ok(v)
+        })
+    };
+    wait_for(T, "readings", || {
+        (stored("room_temp").len() >= 3).then_some(())
+    });
+    std::fs::write(ctl.path().join("brownout-76"), b"").expect("brownout");
+    wait_for(T, "the brownout", || {
+        (!b.truth("brownout").is_empty()).then_some(())
+    });
+    let n = stored("room_temp").len();
+    wait_for(T, "readings after the brownout", || {
+        (stored("room_temp").len() >= n + 3).then_some(())
+    });
+    // The bus held low by the chip.
+    std::fs::write(ctl.path().join("hang-76"), b"").expect("hang");
+    wait_for(T, "the wedge reported", || {
+        d.log().contains("the bus looks wedged").then_some(())
+    });
+    std::fs::remove_file(ctl.path().join("hang-76")).expect("free");
+    let n = stored("room_temp").len();
+    wait_for(T, "readings after the bus frees", || {
+        (stored("room_temp").len() >= n + 3).then_some(())
+    });
+    d.signal(libc::SIGTERM);
+    // Every stored temperature and pressure is one of the chip's conversions (or a fault, NaN) — never a value
+    // compensated from reset registers or skipped measurements.
+    let truth = b.truth("bme280");
+    let is_true = |v: f64, key: &str, tol: f64| {
+        v.is_nan()
+            || truth
+                .iter()
+                .any(|t| t[key].as_f64().is_some_and(|x| close(v, x, tol)))
+    };
+    for v in stored("room_temp") {
+        assert!(
+            is_true(v, "temperature", 0.01),
+            "{v} °C is no conversion of the chip"
+        );
+    }
+    for v in stored("room_pressure") {
+        assert!(
+            is_true(v, "pressure", 0.02),
+            "{v} hPa is no conversion of the chip"
+        );
+    }
+    assert!(
+        d.log().contains("lost its configuration"),
+        "the brownout was noticed: {}",
+        d.log()
+    );
+}

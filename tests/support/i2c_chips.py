@@ -34,6 +34,8 @@ ap.add_argument("--socket", required=True)
 ap.add_argument("--truth", required=True)
 ap.add_argument("--slow", action="store_true", help="BME280 at the datasheet's maximum conversion time")
 ap.add_argument("--absent", nargs="*", default=[])
+ap.add_argument("--ctl", help="a directory: a file brownout-76 resets the chip at 0x76 once; hang-76 holds the bus in "
+                "the chip's next transfer while it exists (SDA held low)")
 a = ap.parse_args()
 
 ENXIO, EREMOTEIO = 6, 121
@@ -368,11 +370,30 @@ for x in a.absent:
     devices.pop(int(x, 0), None)
 
 
+def control(addr):
+    if not a.ctl:
+        return
+    brown = os.path.join(a.ctl, f"brownout-{addr:02x}")
+    if os.path.exists(brown):
+        os.unlink(brown)
+        dev = devices.get(addr)
+        # A supply glitch: the chip restarts with its power-on register values.
+        if hasattr(dev, "reset"):
+            dev.reset()
+        elif dev is not None:
+            dev.__init__()
+        truth(chip="brownout", address=addr)
+    hang = os.path.join(a.ctl, f"hang-{addr:02x}")
+    while os.path.exists(hang):
+        time.sleep(0.01)
+
+
 def transfer(msgs):
     """msgs: [(addr, flags, len, data)] → (errno, [read bytes])"""
     reads = []
     with lock:
         for addr, flags, n, data in msgs:
+            control(addr)
             dev = devices.get(addr)
             if dev is None:
                 return ENXIO, []
