@@ -45,6 +45,7 @@ fn codec_bench(c: &mut Criterion) {
             ts: r.ts,
             value: r.value,
             quality: r.quality,
+            exact: None,
         })
         .collect();
     let enc = codec::encode(&rows, 1).expect("encode");

@@ -94,18 +94,31 @@ pub fn read(cfg: &Config, only: &[String], json: bool) -> ExitCode {
             });
             match res {
                 Ok(words) => {
-                    let (_, raw, v) = modbus::split(&req, &words).remove(0);
+                    let (_, raw, v, exact) = modbus::split(&req, &words).remove(0);
                     let hex: Vec<String> = raw.iter().map(|w| format!("0x{w:04x}")).collect();
                     let at = format!("unit {} {:?} @{}", p.unit, p.table, p.address);
+                    let text = match &exact {
+                        Some(crate::model::Exact::Text(t)) => format!("{t:?}"),
+                        Some(crate::model::Exact::Int(i)) => i.to_string(),
+                        Some(crate::model::Exact::UInt(u)) => u.to_string(),
+                        None => v.map(shown).unwrap_or_else(|| "?".into()),
+                    };
                     if !json {
                         println!(
-                            "{:<24} {} {unit}  ({at} raw [{}])",
+                            "{:<24} {text} {unit}  ({at} raw [{}])",
                             s.id,
-                            v.map(shown).unwrap_or_else(|| "?".into()),
                             hex.join(", ")
                         );
                     }
-                    out.insert(s.id.clone(), entry(v, unit, &at, hex));
+                    let mut e = entry(v, unit, &at, hex);
+                    // The exact value as JSON keeps it: a string, or an integer beyond 2^53 digit for digit.
+                    match exact {
+                        Some(crate::model::Exact::Text(t)) => e["value"] = serde_json::json!(&*t),
+                        Some(crate::model::Exact::Int(i)) => e["value"] = serde_json::json!(i),
+                        Some(crate::model::Exact::UInt(u)) => e["value"] = serde_json::json!(u),
+                        None => {}
+                    }
+                    out.insert(s.id.clone(), e);
                 }
                 Err(e) => {
                     failed += 1;

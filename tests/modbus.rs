@@ -50,12 +50,18 @@ fn golden_register_maps_decode_exactly() {
             case.display()
         );
         for (k, v) in want {
-            let (g, w) = (got[k]["value"].as_f64(), v.as_f64().expect("number"));
             assert!(
                 got[k]["raw"].as_array().is_some_and(|r| !r.is_empty()),
                 "{}: {k}: read --json carries the raw registers: {got}",
                 case.display()
             );
+            // Text and integers kept exact are compared exactly (digit for digit beyond 2^53).
+            let exact = |x: &serde_json::Value| x.is_string() || x.is_u64() || x.is_i64();
+            if exact(&got[k]["value"]) || v.is_string() {
+                assert_eq!(&got[k]["value"], v, "{}: {k}", case.display());
+                continue;
+            }
+            let (g, w) = (got[k]["value"].as_f64(), v.as_f64().expect("number"));
             let g = g.unwrap_or_else(|| panic!("{}: {k} missing: {got}", case.display()));
             assert!(
                 (g - w).abs() <= w.abs() * 1e-12 + 1e-9,
@@ -311,4 +317,64 @@ interval = "100ms"
             .any(|l| l.contains("bus=junk") && l.contains("failed")),
         "{log}"
     );
+}
+
+/// STRING and 64-bit registers from a live pymodbus through the daemon: the store keeps them exact, and the line
+/// protocol carries them as `value_text` and `value_uint`/`value_int` (read back by InfluxDB 3's own parser).
+#[test]
+fn strings_and_64_bit_integers_stay_exact_through_the_store_and_line_protocol() {
+    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/modbus_cases/strings_and_64bit");
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let _srv =
+        modbus_server(&case.join("map.json"), Some(port), None, dir.path()).expect("pymodbus");
+    let bus =
+        format!("[[modbus]]\nname = \"dev\"\nurl = \"tcp://127.0.0.1:{port}\"\ntimeout = \"2s\"\n");
+    let sensors = std::fs::read_to_string(case.join("sensors.toml")).expect("sensors.toml");
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("w.toml");
+    std::fs::write(&cfg, cfg_text(&data, &bus, &sensors)).expect("w");
+    let d = start_daemon(&cfg, dir.path());
+    let stored = |sensor: &str| -> Option<watchpost::model::Reading> {
+        with_store(&data, None, |s| {
+            let mut last = None;
+            s.export(watchpost::model::Timestamp(0), Some(sensor), |r| {
+                last = Some(r.clone())
+            })?;
+            Ok(last)
+        })
+    };
+    use watchpost::model::{Exact, Quality};
+    let max = wait_for(Duration::from_secs(20), "a stored counter_max", || {
+        stored("counter_max")
+    });
+    assert_eq!(max.exact, Some(Exact::UInt(u64::MAX)));
+    let signed = wait_for(Duration::from_secs(20), "energy_signed", || {
+        stored("energy_signed")
+    });
+    assert_eq!(signed.exact, Some(Exact::Int(-9_007_199_254_740_993)));
+    let tag = wait_for(Duration::from_secs(20), "tag", || stored("tag"));
+    assert_eq!(tag.exact, Some(Exact::Text("PUMP-07".into())));
+    assert_eq!(
+        tag.quality,
+        Quality::Good,
+        "text is good as read, not an invalid number"
+    );
+    drop(d);
+    let (code, lp, err) = run_cli(&[
+        "buffer",
+        "export",
+        "--config",
+        cfg.to_str().expect("utf8"),
+        "--format",
+        "lp",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(lp.contains("value_uint=18446744073709551615u"), "{lp}");
+    assert!(lp.contains("value_int=-9007199254740993i"), "{lp}");
+    assert!(lp.contains("value_text=\"PUMP-07\""), "{lp}");
+    for line in lp.lines().filter(|l| !l.starts_with('#')) {
+        let parsed: Vec<_> = influxdb_line_protocol::parse_lines(line).collect();
+        assert!(parsed.iter().all(|p| p.is_ok()), "{line}: {parsed:?}");
+    }
 }

@@ -56,6 +56,7 @@ impl Source for Counter {
             sensor: Arc::clone(&self.id),
             value,
             at: None,
+            exact: None,
         }])
     }
 }

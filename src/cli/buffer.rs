@@ -205,11 +205,20 @@ fn export(
                     } else {
                         r.sensor.to_string()
                     };
+                    // An exact value as it is: an integer digit for digit, text quoted.
+                    let value = match &r.exact {
+                        Some(crate::model::Exact::Int(i)) => i.to_string(),
+                        Some(crate::model::Exact::UInt(u)) => u.to_string(),
+                        Some(crate::model::Exact::Text(t)) => {
+                            format!("\"{}\"", t.replace('"', "\"\""))
+                        }
+                        None => r.value.to_string(),
+                    };
                     line = format!(
                         "{},{},{},{}\n",
                         r.ts.rfc3339(),
                         s,
-                        r.value,
+                        value,
                         r.quality.as_str()
                     );
                 }

@@ -212,18 +212,22 @@ pub enum DataType {
     F32,
     /// IEEE 754 double.
     F64,
+    /// ASCII text over this many registers, two characters each (trailing NULs and spaces trimmed): a text
+    /// reading, never a number.
+    String(u8),
 }
 
 /// Modbus data type names accepted in `source.type`.
 pub const MODBUS_TYPES: &[&str] = &[
     "bool", "bit", "u8l", "u8h", "i8l", "i8h", "u16", "i16", "f16", "u32", "i32", "u64", "i64",
-    "f32", "f64",
+    "f32", "f64", "string",
 ];
 
 impl DataType {
-    /// Parse the config name.
-    pub fn parse(s: &str, bit: Option<u8>) -> Option<DataType> {
+    /// Parse the config name (`string` takes its length in registers).
+    pub fn parse(s: &str, bit: Option<u8>, length: Option<u8>) -> Option<DataType> {
         Some(match s {
+            "string" => DataType::String(length?),
             "bool" => DataType::Bool,
             "bit" => DataType::Bit(bit?),
             "u8l" => DataType::U8Low,
@@ -257,6 +261,7 @@ impl DataType {
             | DataType::F16 => 1,
             DataType::U32 | DataType::I32 | DataType::F32 => 2,
             DataType::U64 | DataType::I64 | DataType::F64 => 4,
+            DataType::String(n) => u16::from(n),
         }
     }
 }
@@ -318,6 +323,8 @@ pub struct ModbusKeys {
     data_type: Option<String>,
     word_order: Option<String>,
     bit: Option<u8>,
+    /// Registers of a `type = "string"` (two characters each).
+    length: Option<u8>,
     scale: Option<f64>,
     add: Option<f64>,
 }
@@ -464,7 +471,21 @@ fn modbus(k: &ModbusKeys) -> Result<ModbusSource, String> {
     if ty != "bit" && k.bit.is_some() {
         return Err(at("bit", "only applies to type = \"bit\""));
     }
-    let data_type = DataType::parse(ty, k.bit).ok_or_else(|| at("type", "unknown type"))?;
+    if ty == "string" && k.length.is_none_or(|n| n == 0 || n > 125) {
+        return Err(
+            "type = \"string\" needs `length`: its registers, 1 to 125 (two characters each)"
+                .into(),
+        );
+    }
+    if ty != "string" && k.length.is_some() {
+        return Err(at("length", "only applies to type = \"string\""));
+    }
+    if ty == "string" && (k.scale.is_some() || k.add.is_some()) {
+        let key = if k.scale.is_some() { "scale" } else { "add" };
+        return Err(at(key, "a string register is text, not a number to scale"));
+    }
+    let data_type =
+        DataType::parse(ty, k.bit, k.length).ok_or_else(|| at("type", "unknown type"))?;
     if table.is_bits() && data_type != DataType::Bool {
         return Err(at(
             "type",
@@ -480,6 +501,12 @@ fn modbus(k: &ModbusKeys) -> Result<ModbusSource, String> {
                     format!("unknown order {wo:?}; expected abcd, cdab, badc, dcba (or the 8-letter forms for 64-bit types)"),
                 )
             })?;
+            if matches!(data_type, DataType::String(_)) && o.word_swap {
+                return Err(at(
+                    "word_order",
+                    format!("{wo:?} swaps registers; a string is read in register order: \"abcd\" (first character in the high byte) or \"badc\" (in the low byte)"),
+                ));
+            }
             match (data_type.registers(), o.word_swap, o.byte_swap) {
                 // Least significant byte first (`dcba`, `little`) of a one-register value is a byte swap.
                 (1, true, true) => WordOrder {

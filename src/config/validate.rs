@@ -376,6 +376,23 @@ fn validate_sensor(
     if s.interval.0 < Duration::from_millis(10) {
         issues.push(Issue::new(base.key("interval"), "must be at least 10ms"));
     }
+    if let super::SourceConfig::Modbus(m) = &s.source {
+        if matches!(m.data_type, super::DataType::String(_)) {
+            let numeric = [
+                ("warning", s.warning.is_some()),
+                ("critical", s.critical.is_some()),
+                ("valid", s.valid.is_some()),
+                ("max_rate", s.max_rate.is_some()),
+                ("stuck_after", s.stuck_after.is_some()),
+            ];
+            for (key, _) in numeric.iter().filter(|(_, set)| *set) {
+                issues.push(Issue::new(
+                    base.key(key),
+                    "this sensor reads text (type = \"string\"): there is no number to compare",
+                ));
+            }
+        }
+    }
     if let Some(st) = s.stale_after {
         if st.0 <= s.interval.0 {
             issues.push(Issue::new(

@@ -224,10 +224,41 @@ pub struct Reading {
     pub sensor: Arc<str>,
     /// Sample time.
     pub ts: Timestamp,
-    /// Engineering value (after scaling).
+    /// Engineering value (after scaling); for an exact value, its nearest f64 (NaN for text).
     pub value: f64,
     /// Set by validation; sources emit `Good`.
     pub quality: Quality,
+    /// The value itself where an f64 cannot hold it: a 64-bit integer register beyond 2^53, or text.
+    pub exact: Option<Exact>,
+}
+
+/// A value an f64 cannot carry: kept as read through the store, the line protocol and JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Exact {
+    /// A signed 64-bit integer.
+    Int(i64),
+    /// An unsigned 64-bit integer.
+    UInt(u64),
+    /// Text (a Modbus STRING): never a number, never compared with limits.
+    Text(Arc<str>),
+}
+
+impl Exact {
+    /// The nearest f64 (NaN for text).
+    pub fn approx(&self) -> f64 {
+        match self {
+            Exact::Int(i) => *i as f64,
+            Exact::UInt(u) => *u as f64,
+            Exact::Text(_) => f64::NAN,
+        }
+    }
+    /// Text, if it is.
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Exact::Text(t) => Some(t),
+            _ => None,
+        }
+    }
 }
 
 impl Reading {
@@ -238,7 +269,22 @@ impl Reading {
             ts,
             value,
             quality: Quality::Good,
+            exact: None,
         }
+    }
+    /// A good reading of an exact value.
+    pub fn exact(sensor: Arc<str>, ts: Timestamp, e: Exact) -> Self {
+        Reading {
+            sensor,
+            ts,
+            value: e.approx(),
+            quality: Quality::Good,
+            exact: Some(e),
+        }
+    }
+    /// Whether this is text (no number to validate or compare).
+    pub fn is_text(&self) -> bool {
+        matches!(self.exact, Some(Exact::Text(_)))
     }
 }
 

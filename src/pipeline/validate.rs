@@ -2,6 +2,7 @@
 //!
 //! NaN/∞ → `invalid`; outside `valid` → `out_of_range`; the same value for `stuck_after` → `stuck` (these three
 //! raise SENSOR_FAULT); faster than `max_rate` → `spike` (up to three in a row, then the new level is believed).
+//! Text readings (a Modbus STRING) are good as read: there is no number to check.
 
 use super::alarm::SensorState;
 use super::SensorRules;
@@ -16,6 +17,11 @@ pub(super) struct Fault {
 
 /// Set `r.quality`; return the fault to raise, if any. Updates the stuck and spike references in `st`.
 pub(super) fn check(r: &mut Reading, rules: &SensorRules, st: &mut SensorState) -> Option<Fault> {
+    if r.is_text() {
+        // Text is not a number: nothing to range-check, compare or call stuck; it still says the sensor answers.
+        r.quality = Quality::Good;
+        return None;
+    }
     let v = r.value;
     let now = r.ts;
     if !v.is_finite() {

@@ -8,12 +8,13 @@
 //! Empty tag values are omitted (line protocol forbids them).
 //!
 //! Data model: one measurement (default `sensor`) with tags `device`, `location`, `sensor` and configured tags;
-//! field `value` (float); field `quality` (string) only when the quality is not good; NaN/∞ readings carry only
-//! `quality`. Timestamp = sample time at the configured precision, so replays overwrite instead of duplicating.
+//! field `value` (float); for a 64-bit integer register also `value_int` (`i`) or `value_uint` (`u`), exact; for a
+//! text register `value_text` (string) instead of `value`; field `quality` (string) only when the quality is not
+//! good; NaN/∞ readings carry only `quality`. Timestamp = sample time at the configured precision, so replays overwrite instead of duplicating.
 
 use crate::config::{Config, InfluxConfig};
 pub use crate::lineproto::{key, measurement, problem, string_value};
-use crate::model::{Quality, Reading};
+use crate::model::{Exact, Quality, Reading};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -104,9 +105,26 @@ impl Encoder {
     pub fn line(&mut self, out: &mut String, r: &Reading) {
         let (div, mul) = (self.precision_div, self.precision_mul);
         out.push_str(self.prefix(&r.sensor));
-        let finite = r.value.is_finite();
+        let mut finite = r.value.is_finite();
         if finite {
             let _ = write!(out, "value={:?}", r.value);
+        }
+        // Exact values in fields of their own type, so `value` stays a float in every series of the measurement
+        // (InfluxDB refuses a field whose type changes between writes).
+        match &r.exact {
+            Some(Exact::Int(i)) => {
+                let _ = write!(out, ",value_int={i}i");
+            }
+            Some(Exact::UInt(u)) => {
+                let _ = write!(out, ",value_uint={u}u");
+            }
+            Some(Exact::Text(t)) => {
+                out.push_str("value_text=\"");
+                string_value(out, t);
+                out.push('"');
+                finite = true;
+            }
+            None => {}
         }
         if r.quality != Quality::Good {
             if finite {
@@ -141,6 +159,7 @@ mod tests {
             ts: Timestamp(1_700_000_000_123),
             value: 21.5,
             quality: Quality::Good,
+            exact: None,
         };
         e.line(&mut out, &r);
         assert_eq!(
@@ -153,6 +172,7 @@ mod tests {
             ts: Timestamp(1_700_000_000_999),
             value: f64::NAN,
             quality: Quality::Invalid,
+            exact: None,
         };
         let mut e = Encoder::new("m", "s", BTreeMap::new(), BTreeMap::new());
         e.line(&mut out, &bad);
@@ -163,12 +183,42 @@ mod tests {
             ts: Timestamp(1),
             value: 300.0,
             quality: Quality::OutOfRange,
+            exact: None,
         };
         let mut e = Encoder::new("m", "ns", BTreeMap::new(), BTreeMap::new());
         e.line(&mut out, &oor);
         assert_eq!(
             out,
             "m,sensor=s value=300.0,quality=\"out_of_range\" 1000000\n"
+        );
+        let mut e = Encoder::new("m", "ms", BTreeMap::new(), BTreeMap::new());
+        let mut out = String::new();
+        let big = 18_446_744_073_709_551_615u64;
+        e.line(
+            &mut out,
+            &Reading::exact(Arc::from("c"), Timestamp(5), Exact::UInt(big)),
+        );
+        e.line(
+            &mut out,
+            &Reading::exact(
+                Arc::from("d"),
+                Timestamp(5),
+                Exact::Int(-9_007_199_254_740_993),
+            ),
+        );
+        e.line(
+            &mut out,
+            &Reading::exact(
+                Arc::from("n"),
+                Timestamp(5),
+                Exact::Text("PUMP \"7\"".into()),
+            ),
+        );
+        assert_eq!(
+            out,
+            "m,sensor=c value=1.8446744073709552e19,value_uint=18446744073709551615u 5\n\
+             m,sensor=d value=-9007199254740992.0,value_int=-9007199254740993i 5\n\
+             m,sensor=n value_text=\"PUMP \\\"7\\\"\" 5\n"
         );
     }
 }

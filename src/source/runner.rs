@@ -7,7 +7,7 @@
 
 use super::SourceError;
 use crate::metrics::SharedMetrics;
-use crate::model::{Reading, Readings, Timestamp};
+use crate::model::{Exact, Reading, Readings, Timestamp};
 use crate::util::Backoff;
 use std::collections::HashMap;
 use std::future::Future;
@@ -41,6 +41,8 @@ pub struct Sample {
     pub value: Result<f64, String>,
     /// When it was measured, when the source knows better than the runner's mid-attempt stamp.
     pub at: Option<Timestamp>,
+    /// The value exactly, where an f64 cannot hold it (a 64-bit integer, text); `value` is then its nearest f64.
+    pub exact: Option<Exact>,
 }
 
 impl Sample {
@@ -50,6 +52,16 @@ impl Sample {
             sensor: Arc::clone(sensor),
             value: Ok(v),
             at: None,
+            exact: None,
+        }
+    }
+    /// A good exact value, stamped by the runner.
+    pub fn exact(sensor: &Arc<str>, e: Exact) -> Sample {
+        Sample {
+            sensor: Arc::clone(sensor),
+            value: Ok(e.approx()),
+            at: None,
+            exact: Some(e),
         }
     }
 }
@@ -233,7 +245,10 @@ pub async fn run<S: Source>(
                     .into_iter()
                     .map(|s| {
                         let v = faults.note(&src, &policy, &s, &metrics);
-                        Reading::new(s.sensor, s.at.unwrap_or(mid), v)
+                        let mut r = Reading::new(s.sensor, s.at.unwrap_or(mid), v);
+                        // A fault is NaN whatever the type; a good exact value travels with its f64.
+                        r.exact = s.exact.filter(|_| s.value.is_ok());
+                        r
                     })
                     .collect();
                 if !batch.is_empty() && tx.send(batch).await.is_err() {

@@ -164,6 +164,7 @@ impl Source for SimulatedSensor {
                 sensor: Arc::clone(&self.id),
                 value: Ok(v),
                 at: Some(now),
+                exact: None,
             })
             .into_iter()
             .collect())

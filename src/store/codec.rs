@@ -1,21 +1,23 @@
 //! Compact encoding of a batch of readings: columnar, delta-coded, zstd-compressed.
 //!
 //! Layout before compression (all integers LEB128 varints, signed ones zigzag):
-//! `version=1 | n | base_ts | sensor column | ts column | tag column | value column`.
+//! `version | n | base_ts | sensor column | ts column | tag column | value column`; version 1, or 2 when the batch
+//! holds exact values (a binary that knows only 1 refuses such a batch rather than misread it).
 //! * sensor: global sensor index (table `sensors`), delta to the previous reading's index;
 //! * ts: delta to the previous reading's timestamp (ms);
 //! * tag: `quality << 4 | enc`; enc 0–6 = decimal with k digits, delta to this sensor's previous mantissa
-//!   in the batch; 7–13 = decimal with k−7 digits, absolute; 15 = raw f64 (8 bytes LE);
+//!   in the batch; 7–13 = decimal with k−7 digits, absolute; 14 = an exact value (version 2: a kind byte, then
+//!   0 = i64 zigzag, 1 = u64 varint, 2 = UTF-8 text as length + bytes); 15 = raw f64 (8 bytes LE);
 //! * value: per the tag.
 //!
 //! Most sensor values are decimals with few digits (ADC counts scaled by 10^-k), so a value usually costs one to
 //! three bytes, and zstd squeezes the repetitive columns.
 
-use crate::model::{Quality, Timestamp};
+use crate::model::{Exact, Quality, Timestamp};
 use std::collections::HashMap;
 
 /// A reading as stored: sensor as a global index.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     /// Index into the `sensors` table.
     pub sensor: u32,
@@ -25,6 +27,8 @@ pub struct Row {
     pub value: f64,
     /// Quality.
     pub quality: Quality,
+    /// The exact value, where an f64 cannot hold it.
+    pub exact: Option<Exact>,
 }
 
 fn put_var(out: &mut Vec<u8>, mut v: u64) {
@@ -113,7 +117,11 @@ pub fn encode_with(z: &mut Zstd, rows: &[Row]) -> std::io::Result<Vec<u8>> {
 fn encode_raw(rows: &[Row]) -> Vec<u8> {
     let n = rows.len();
     let mut raw = Vec::with_capacity(n * 6 + 16);
-    raw.push(1u8);
+    raw.push(if rows.iter().any(|r| r.exact.is_some()) {
+        2u8
+    } else {
+        1u8
+    });
     put_var(&mut raw, n as u64);
     let base = rows.first().map(|r| r.ts.0).unwrap_or(0);
     put_zz(&mut raw, base);
@@ -131,6 +139,25 @@ fn encode_raw(rows: &[Row]) -> Vec<u8> {
     let mut vals = Vec::with_capacity(n * 3);
     for r in rows {
         let q = (r.quality as u8) << 4;
+        if let Some(e) = &r.exact {
+            raw.push(q | 14);
+            match e {
+                Exact::Int(i) => {
+                    vals.push(0);
+                    put_zz(&mut vals, *i);
+                }
+                Exact::UInt(u) => {
+                    vals.push(1);
+                    put_var(&mut vals, *u);
+                }
+                Exact::Text(t) => {
+                    vals.push(2);
+                    put_var(&mut vals, t.len() as u64);
+                    vals.extend_from_slice(t.as_bytes());
+                }
+            }
+            continue;
+        }
         match decimal(r.value) {
             Some((k, m)) => match last.insert(r.sensor, (k, m)) {
                 Some((pk, pm)) if pk == k => {
@@ -219,7 +246,7 @@ pub fn decode_with(z: &mut Zstd, data: &[u8]) -> Option<Vec<Row>> {
 
 fn decode_raw(raw: &[u8]) -> Option<Vec<Row>> {
     let mut r = Rd { b: raw, p: 0 };
-    if r.byte()? != 1 {
+    if !matches!(r.byte()?, 1 | 2) {
         return None;
     }
     let n = r.var()? as usize;
@@ -248,6 +275,7 @@ fn decode_raw(raw: &[u8]) -> Option<Vec<Row>> {
     for i in 0..n {
         let tag = tags[i];
         let enc = tag & 0x0f;
+        let mut exact = None;
         let value = match enc {
             0..=6 => {
                 let m = last.get(&sensors[i])?.wrapping_add(r.zz()?);
@@ -259,6 +287,22 @@ fn decode_raw(raw: &[u8]) -> Option<Vec<Row>> {
                 last.insert(sensors[i], m);
                 m as f64 / POW10[(enc - 7) as usize]
             }
+            14 => {
+                let e = match r.byte()? {
+                    0 => Exact::Int(r.zz()?),
+                    1 => Exact::UInt(r.var()?),
+                    2 => {
+                        let len = usize::try_from(r.var()?).ok()?;
+                        let b = r.b.get(r.p..r.p.checked_add(len)?)?;
+                        r.p += len;
+                        Exact::Text(std::sync::Arc::from(std::str::from_utf8(b).ok()?))
+                    }
+                    _ => return None,
+                };
+                let v = e.approx();
+                exact = Some(e);
+                v
+            }
             15 => r.f64()?,
             _ => return None,
         };
@@ -267,6 +311,7 @@ fn decode_raw(raw: &[u8]) -> Option<Vec<Row>> {
             ts: Timestamp(ts[i]),
             value,
             quality: Quality::from_u8(tag >> 4),
+            exact,
         });
     }
     Some(out)
@@ -285,30 +330,35 @@ mod tests {
                 ts: Timestamp(1_700_000_000_000),
                 value: 21.53,
                 quality: Quality::Good,
+                exact: None,
             },
             Row {
                 sensor: 3,
                 ts: Timestamp(1_700_000_001_000),
                 value: 21.55,
                 quality: Quality::Good,
+                exact: None,
             },
             Row {
                 sensor: 0,
                 ts: Timestamp(1_700_000_000_990),
                 value: f64::NAN,
                 quality: Quality::Invalid,
+                exact: None,
             },
             Row {
                 sensor: 1,
                 ts: Timestamp(1_700_000_001_001),
                 value: 1.0 / 3.0,
                 quality: Quality::Good,
+                exact: None,
             },
             Row {
                 sensor: 3,
                 ts: Timestamp(1_700_000_002_000),
                 value: -7.0,
                 quality: Quality::OutOfRange,
+                exact: None,
             },
         ];
         let enc = encode(&rows, 3).expect("encode");
@@ -333,6 +383,7 @@ mod tests {
                 ts: Timestamp(5),
                 value: 1.5,
                 quality: Quality::Good,
+                exact: None,
             }],
             1,
         )
@@ -379,6 +430,7 @@ mod tests {
                 ts: Timestamp(*t),
                 value: 1.0,
                 quality: Quality::Good,
+                exact: None,
             })
             .collect();
         let dec = decode(&encode(&rows, 1).expect("encode")).expect("decode");
@@ -396,7 +448,7 @@ mod tests {
     proptest! {
         #[test]
         fn roundtrip_any(rows in proptest::collection::vec((0u32..50, -1_000_000i64..1_000_000, any::<f64>(), 0u8..5), 0..200)) {
-            let rows: Vec<Row> = rows.into_iter().map(|(s, t, v, q)| Row { sensor: s, ts: Timestamp(1_700_000_000_000 + t), value: v, quality: Quality::from_u8(q) }).collect();
+            let rows: Vec<Row> = rows.into_iter().map(|(s, t, v, q)| Row { sensor: s, ts: Timestamp(1_700_000_000_000 + t), value: v, quality: Quality::from_u8(q), exact: None }).collect();
             let dec = decode(&encode(&rows, 1).expect("encode")).expect("decode");
             prop_assert_eq!(dec.len(), rows.len());
             for (a, b) in rows.iter().zip(&dec) {
@@ -405,5 +457,42 @@ mod tests {
                 prop_assert!(a.value.to_bits() == b.value.to_bits() || (a.value.is_nan() && b.value.is_nan()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod exact_tests {
+    use super::*;
+
+    #[test]
+    fn exact_values_round_trip_and_mark_the_batch_version_2() {
+        let row = |sensor: u32, e: Option<Exact>, value: f64| Row {
+            sensor,
+            ts: Timestamp(1_700_000_000_000 + i64::from(sensor)),
+            value,
+            quality: Quality::Good,
+            exact: e,
+        };
+        let big = 9_007_199_254_740_993u64; // 2^53 + 1: no f64 holds it
+        let rows = vec![
+            row(0, Some(Exact::UInt(big)), big as f64),
+            row(1, Some(Exact::Int(i64::MIN)), i64::MIN as f64),
+            row(2, Some(Exact::Text("PUMP-07 ok".into())), f64::NAN),
+            row(3, None, 21.5),
+        ];
+        let raw = encode_raw(&rows);
+        assert_eq!(raw[0], 2);
+        let back = decode_raw(&raw).expect("decode");
+        assert_eq!(back[0].exact, Some(Exact::UInt(big)));
+        assert_eq!(back[1].exact, Some(Exact::Int(i64::MIN)));
+        assert_eq!(back[2].exact, Some(Exact::Text("PUMP-07 ok".into())));
+        assert!(back[2].value.is_nan());
+        assert_eq!((back[3].value, back[3].exact.clone()), (21.5, None));
+        // Without exact values the batch stays version 1 (readable by the previous release).
+        assert_eq!(encode_raw(&rows[3..])[0], 1);
+        // A text that claims more bytes than there are is a corrupt batch, not a panic.
+        let mut cut = raw.clone();
+        cut.truncate(raw.len() - 12);
+        assert!(decode_raw(&cut).is_none());
     }
 }

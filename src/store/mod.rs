@@ -308,6 +308,7 @@ impl Store {
                 ts: r.ts,
                 value: r.value,
                 quality: r.quality,
+                exact: r.exact.clone(),
             });
         }
         let tx = self.conn.transaction()?;
@@ -477,6 +478,7 @@ impl Store {
                                 ts: r.ts,
                                 value: r.value,
                                 quality: r.quality,
+                                exact: r.exact,
                             })
                         })
                         .collect();

@@ -353,6 +353,7 @@ fn bus_thread(
                     format!("{} at 0x{:02x}: {e}", d.src.chip.spec().name, slot.address)
                 }),
                 at: Some(ts),
+                exact: None,
             });
         }
         bus.borrow_mut().take_raw();

@@ -3,6 +3,7 @@
 //! The names ([`DataType`], [`WordOrder`]) are part of the config; this module turns registers into numbers.
 
 pub use crate::config::{DataType, WordOrder};
+use crate::model::Exact;
 
 /// Big-endian bytes of `regs` (at most four registers) after undoing the word order; no allocation (called for
 /// every reading).
@@ -21,9 +22,38 @@ fn ordered_bytes(regs: &[u16], order: WordOrder) -> [u8; 8] {
     out
 }
 
-/// Decode registers into a number. `regs` must hold exactly `ty.registers()` values.
-pub fn decode(regs: &[u16], ty: DataType, order: WordOrder) -> Option<f64> {
+/// The value an f64 cannot hold: a 64-bit integer exactly, or a string's text (characters in register order, two
+/// per register, the first in the high byte unless `badc`; cut at the first NUL, trailing spaces trimmed; bytes
+/// that are not UTF-8 replaced). `None` for the other types.
+pub fn decode_exact(regs: &[u16], ty: DataType, order: WordOrder) -> Option<Exact> {
     if regs.len() != ty.registers() as usize {
+        return None;
+    }
+    match ty {
+        DataType::U64 => Some(Exact::UInt(u64::from_be_bytes(ordered_bytes(regs, order)))),
+        DataType::I64 => Some(Exact::Int(i64::from_be_bytes(ordered_bytes(regs, order)))),
+        DataType::String(_) => {
+            let mut bytes = Vec::with_capacity(regs.len() * 2);
+            for r in regs {
+                let [hi, lo] = r.to_be_bytes();
+                bytes.extend_from_slice(&if order.byte_swap { [lo, hi] } else { [hi, lo] });
+            }
+            if let Some(nul) = bytes.iter().position(|b| *b == 0) {
+                bytes.truncate(nul);
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            Some(Exact::Text(std::sync::Arc::from(
+                text.trim_end_matches(' '),
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// Decode registers into a number. `regs` must hold exactly `ty.registers()` values. A string is not a number
+/// (`None`; see [`decode_exact`]).
+pub fn decode(regs: &[u16], ty: DataType, order: WordOrder) -> Option<f64> {
+    if regs.len() != ty.registers() as usize || matches!(ty, DataType::String(_)) {
         return None;
     }
     let b = ordered_bytes(regs, order);
@@ -44,6 +74,7 @@ pub fn decode(regs: &[u16], ty: DataType, order: WordOrder) -> Option<f64> {
         DataType::U64 => u64::from_be_bytes(b[..8].try_into().ok()?) as f64,
         DataType::I64 => i64::from_be_bytes(b[..8].try_into().ok()?) as f64,
         DataType::F64 => f64::from_be_bytes(b[..8].try_into().ok()?),
+        DataType::String(_) => return None,
     })
 }
 

@@ -21,6 +21,7 @@ use super::runner::{Policy, Poll, Sample, Source};
 use super::SourceError;
 use crate::config::{ModbusConfig, SensorConfig};
 use crate::config::{ModbusSource, SourceConfig};
+use crate::model::Exact;
 use decode::{decode, DataType, WordOrder};
 use std::sync::Arc;
 use std::time::Duration;
@@ -134,25 +135,40 @@ pub fn coalesce(points: &[Point], max_gap: u16) -> Vec<Request> {
     out
 }
 
-/// Split a response into `(point, raw registers, value)` (commissioning: shows the raw words).
-pub fn split<'a>(req: &'a Request, words: &[u16]) -> Vec<(&'a Point, Vec<u16>, Option<f64>)> {
+/// Split a response into `(point, raw registers, value, exact value)` (commissioning: shows the raw words).
+pub type Split<'a> = (&'a Point, Vec<u16>, Option<f64>, Option<Exact>);
+
+/// Split a response into each point's raw registers and values.
+pub fn split<'a>(req: &'a Request, words: &[u16]) -> Vec<Split<'a>> {
     req.points
         .iter()
         .map(|p| {
             let raw = point_words(req, p, words);
-            (p, raw.to_vec(), value(p, raw))
+            (p, raw.to_vec(), value(p, raw), exact(p, raw))
         })
         .collect()
 }
 
-/// Each point's value from a response, without copying its registers (the poll loop's path).
-pub fn values<'a>(
-    req: &'a Request,
-    words: &'a [u16],
-) -> impl Iterator<Item = (&'a Point, Option<f64>)> + 'a {
-    req.points
-        .iter()
-        .map(move |p| (p, value(p, point_words(req, p, words))))
+/// Each point's sample from a response, without copying its registers (the poll loop's path): an exact value
+/// where its type asks for one.
+pub fn samples<'a>(req: &'a Request, words: &'a [u16]) -> impl Iterator<Item = Sample> + 'a {
+    req.points.iter().filter_map(move |p| {
+        let raw = point_words(req, p, words);
+        match exact(p, raw) {
+            Some(e) => Some(Sample::exact(&p.id, e)),
+            None => value(p, raw).map(|v| Sample::good(&p.id, v)),
+        }
+    })
+}
+
+/// A point's value where an f64 cannot hold it: a string's text; a 64-bit integer read as it is (unscaled).
+pub fn exact(p: &Point, raw: &[u16]) -> Option<Exact> {
+    let wants = matches!(p.ty, DataType::String(_))
+        || (matches!(p.ty, DataType::U64 | DataType::I64) && p.scale == 1.0 && p.add == 0.0);
+    if p.table.is_bits() || !wants {
+        return None;
+    }
+    decode::decode_exact(raw, p.ty, p.order)
 }
 
 /// A point's registers in a response (empty when the response is short).
@@ -397,9 +413,7 @@ impl Source for ModbusBus {
         let r = read_untimed(ctx, req).await;
         self.quiet_until = Instant::now() + self.bus.frame_delay.0;
         let words = r?;
-        Ok(values(req, &words)
-            .filter_map(|(p, v)| Some(Sample::good(&p.id, v?)))
-            .collect())
+        Ok(samples(req, &words).collect())
     }
     fn disconnect(&mut self) {
         self.ctx = None;

@@ -83,6 +83,7 @@ impl Source for Scripted {
                 sensor,
                 value: Err("crc mismatch 0x12".into()),
                 at: None,
+                exact: None,
             }]),
         }
     }

@@ -3,7 +3,7 @@
 //! with the connection, the cursor and rewinds.
 
 use crate::config::TopicLayout;
-use crate::model::{Quality, Reading};
+use crate::model::{Exact, Quality, Reading};
 use serde_json::{json, Map, Value};
 // (Map and Value build the rare aggregate messages; raw and on_change write JSON directly.)
 use std::collections::{BTreeMap, HashMap};
@@ -43,6 +43,16 @@ fn push_value(out: &mut Vec<u8>, v: f64) {
     }
 }
 
+/// A reading's value in JSON: exact where it is kept exact (a string, an integer beyond 2^53 digit for digit).
+fn push_reading(out: &mut Vec<u8>, r: &Reading) {
+    match &r.exact {
+        Some(Exact::Text(t)) => push_str(out, t),
+        Some(Exact::Int(i)) => out.extend_from_slice(i.to_string().as_bytes()),
+        Some(Exact::UInt(u)) => out.extend_from_slice(u.to_string().as_bytes()),
+        None => push_value(out, r.value),
+    }
+}
+
 fn push_head(out: &mut Vec<u8>, device: &str, ts: i64) {
     out.extend_from_slice(b"{\"device\":");
     push_str(out, device);
@@ -61,7 +71,7 @@ pub fn per_poll(device: &str, layout: TopicLayout, readings: &[&Reading]) -> Vec
                 b.extend_from_slice(b",\"sensor\":");
                 push_str(&mut b, &r.sensor);
                 b.extend_from_slice(b",\"value\":");
-                push_value(&mut b, r.value);
+                push_reading(&mut b, r);
                 if r.quality != Quality::Good {
                     b.extend_from_slice(b",\"quality\":");
                     push_str(&mut b, r.quality.as_str());
@@ -95,7 +105,7 @@ pub fn per_poll(device: &str, layout: TopicLayout, readings: &[&Reading]) -> Vec
                     }
                     push_str(&mut b, &r.sensor);
                     b.push(b':');
-                    push_value(&mut b, r.value);
+                    push_reading(&mut b, r);
                 }
                 b.push(b'}');
                 let bad: Vec<&&Reading> =
@@ -140,19 +150,31 @@ pub struct OnChange {
 impl OnChange {
     /// Whether `r` is sent; remembers it when it is.
     pub fn pass(&mut self, r: &Reading) -> bool {
+        // Text has no deadband: it is sent when it changes (remembered by a digest of it).
+        let text = r.exact.as_ref().and_then(Exact::text).map(|t| {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            t.hash(&mut h);
+            (h.finish() >> 12) as f64
+        });
+        let value = text.unwrap_or(r.value);
         let send = match self.last.get(&r.sensor) {
             None => true,
             Some(&(v, ts, q)) => {
-                let moved = (r.value - v).abs();
-                q != r.quality
-                    || r.value.is_finite() != v.is_finite()
-                    || moved > self.deadband.max(v.abs() * self.percent / 100.0)
-                    || r.ts.0 - ts >= self.max_interval_ms
+                let moved = (value - v).abs();
+                let changed = match text {
+                    Some(_) => value != v,
+                    None => {
+                        value.is_finite() != v.is_finite()
+                            || moved > self.deadband.max(v.abs() * self.percent / 100.0)
+                    }
+                };
+                q != r.quality || changed || r.ts.0 - ts >= self.max_interval_ms
             }
         };
         if send {
             self.last
-                .insert(Arc::clone(&r.sensor), (r.value, r.ts.0, r.quality));
+                .insert(Arc::clone(&r.sensor), (value, r.ts.0, r.quality));
         }
         send
     }

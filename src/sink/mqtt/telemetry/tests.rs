@@ -126,3 +126,35 @@ fn windows_match_statistics_computed_here_and_count_late_readings() {
     assert_eq!(b["late"], json!(1));
     assert_eq!(b["sensors"]["a"]["count"], json!(5));
 }
+
+/// Exact values are JSON as they are (an integer digit for digit, text as a string), and text is sent by
+/// exception when it changes.
+#[test]
+fn exact_values_are_json_as_they_are_and_text_goes_when_it_changes() {
+    use crate::model::Exact;
+    let big = Reading::exact(Arc::from("count"), Timestamp(1000), Exact::UInt(u64::MAX));
+    let tag = Reading::exact(
+        Arc::from("tag"),
+        Timestamp(1000),
+        Exact::Text("PUMP \"7\"".into()),
+    );
+    let m = per_poll("gw", TopicLayout::Device, &[&big, &tag]);
+    let body = String::from_utf8(m[0].body.clone()).expect("utf8");
+    assert!(
+        body.contains(r#""count":18446744073709551615"#) && body.contains(r#""tag":"PUMP \"7\"""#),
+        "{body}"
+    );
+    let mut oc = OnChange {
+        deadband: 1.0,
+        max_interval_ms: 60_000,
+        ..OnChange::default()
+    };
+    let t =
+        |ts: i64, s: &str| Reading::exact(Arc::from("tag"), Timestamp(ts), Exact::Text(s.into()));
+    assert!(oc.pass(&t(0, "RUN")));
+    assert!(
+        !oc.pass(&t(1000, "RUN")),
+        "unchanged text is not sent again"
+    );
+    assert!(oc.pass(&t(2000, "STOP")), "changed text is sent");
+}
