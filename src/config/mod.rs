@@ -22,6 +22,7 @@ pub mod overlay;
 mod schema;
 mod secret;
 mod source;
+mod sparkplug;
 mod types;
 mod validate;
 
@@ -31,6 +32,7 @@ pub use locate::line_col;
 use locate::locate;
 pub use secret::resolve_secret;
 pub use source::*;
+pub use sparkplug::{id_problem as sparkplug_id_problem, SparkplugConfig};
 pub use types::*;
 
 use serde::de::DeserializeOwned;
@@ -368,7 +370,16 @@ fn apply_env(table: &mut toml::Table, var: &str, val: &str) -> Option<String> {
 
 fn build(mut table: toml::Table, issues: &mut Vec<Issue>) -> Option<Config> {
     const KNOWN: &[&str] = &[
-        "gateway", "buffer", "influxdb", "mqtt", "email", "metrics", "modbus", "i2c", "sensor",
+        "gateway",
+        "buffer",
+        "influxdb",
+        "mqtt",
+        "email",
+        "metrics",
+        "modbus",
+        "i2c",
+        "sensor",
+        "sparkplug",
     ];
     for k in table.keys() {
         if !KNOWN.contains(&k.as_str()) {
@@ -402,6 +413,7 @@ fn build(mut table: toml::Table, issues: &mut Vec<Issue>) -> Option<Config> {
     let influxdb = opt_section::<InfluxConfig>(&mut table, "influxdb", issues);
     let mqtt = opt_section::<MqttConfig>(&mut table, "mqtt", issues);
     let email = opt_section::<EmailConfig>(&mut table, "email", issues);
+    let sparkplug = opt_section::<SparkplugConfig>(&mut table, "sparkplug", issues);
     let metrics = opt_section::<MetricsConfig>(&mut table, "metrics", issues);
     let modbus = array_section::<ModbusConfig>(&mut table, "modbus", issues);
     let i2c = array_section::<I2cConfig>(&mut table, "i2c", issues);
@@ -412,6 +424,7 @@ fn build(mut table: toml::Table, issues: &mut Vec<Issue>) -> Option<Config> {
         influxdb: influxdb?,
         mqtt: mqtt?,
         email: email?,
+        sparkplug: sparkplug?,
         metrics: metrics?,
         modbus: modbus?,
         i2c: i2c?,

@@ -93,6 +93,8 @@ pub struct Config {
     pub mqtt: Option<MqttConfig>,
     /// Critical alerts by mail.
     pub email: Option<super::EmailConfig>,
+    /// Sparkplug B edge node.
+    pub sparkplug: Option<super::SparkplugConfig>,
     /// Prometheus metrics endpoint.
     pub metrics: Option<MetricsConfig>,
     /// Modbus TCP devices and RTU lines.

@@ -12,6 +12,13 @@ fn topic_safe(s: &str) -> bool {
             .any(|c| matches!(c, '/' | '+' | '#') || c.is_control())
 }
 
+/// An MQTT keep-alive fits the protocol's 16 bits of seconds.
+fn at_most_secs(issues: &mut Vec<Issue>, key: KeyPath, d: Duration) {
+    if d.as_secs() > 65_535 {
+        issues.push(Issue::new(key, "must be at most 65535s (the MQTT limit)"));
+    }
+}
+
 pub(crate) fn validate(cfg: &Config, issues: &mut Vec<Issue>) {
     let p = KeyPath::parse;
     if let Some(e) = &cfg.email {
@@ -196,6 +203,24 @@ pub(crate) fn validate(cfg: &Config, issues: &mut Vec<Issue>) {
                 }
             }
         }
+    }
+    if let Some(sp) = &cfg.sparkplug {
+        if !(sp.url.starts_with("mqtt://") || sp.url.starts_with("mqtts://")) {
+            issues.push(Issue::new(
+                p("sparkplug.url"),
+                format!("{:?} must start with mqtt:// or mqtts://", sp.url),
+            ));
+        }
+        let node = sp.node_id(&cfg.gateway.id);
+        for (key, id) in [
+            ("sparkplug.group_id", sp.group_id.as_str()),
+            ("sparkplug.edge_node_id", node),
+        ] {
+            if let Some(why) = super::sparkplug_id_problem(id) {
+                issues.push(Issue::new(p(key), format!("{id:?} {why}")));
+            }
+        }
+        at_most_secs(&mut *issues, p("sparkplug.keep_alive"), sp.keep_alive.0);
     }
     if let Some(m) = &cfg.mqtt {
         if !(m.url.starts_with("mqtt://") || m.url.starts_with("mqtts://")) {

@@ -22,6 +22,8 @@ pub mod lineproto;
 pub mod mqtt;
 mod registry;
 pub mod runner;
+#[cfg(feature = "sparkplug")]
+pub mod sparkplug;
 
 pub use context::{Open, SinkContext};
 pub use registry::{consumers, SinkKind, KINDS};

@@ -104,6 +104,26 @@ pub const KINDS: &[SinkKind] = &[
         },
         spawn: |cx, t| Some(start(cx, super::email::EmailSink::open, t)),
     },
+    #[cfg(feature = "sparkplug")]
+    SinkKind {
+        names: |c| named(c.sparkplug.is_some(), "sparkplug"),
+        stream: Stream::Readings,
+        fingerprint: |c| {
+            let Some(s) = &c.sparkplug else {
+                return String::new();
+            };
+            // The births describe every sensor: a changed sensor list restarts the session (and births again).
+            let sensors: Vec<_> = c
+                .sensor
+                .iter()
+                .map(|s| (&s.id, &s.source, &s.unit))
+                .collect();
+            let secrets = secrets_digest(&[&s.password], &[&s.password_file, &s.ca_file], &[]);
+            serde_json::to_string(&(s, &c.gateway.id, &c.gateway.location, sensors, secrets))
+                .unwrap_or_default()
+        },
+        spawn: |cx, t| Some(start(cx, super::sparkplug::Sparkplug::open, t)),
+    },
     // Sections for sinks this build leaves out: they stay consumers (nothing they would deliver is pruned) and
     // show as failed.
     #[cfg(not(feature = "influxdb"))]
@@ -117,6 +137,13 @@ pub const KINDS: &[SinkKind] = &[
     SinkKind {
         names: |c| named(c.mqtt.is_some(), "mqtt"),
         stream: Stream::Events,
+        fingerprint: |_| String::new(),
+        spawn: not_compiled,
+    },
+    #[cfg(not(feature = "sparkplug"))]
+    SinkKind {
+        names: |c| named(c.sparkplug.is_some(), "sparkplug"),
+        stream: Stream::Readings,
         fingerprint: |_| String::new(),
         spawn: not_compiled,
     },

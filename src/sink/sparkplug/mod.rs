@@ -1,0 +1,396 @@
+//! Sparkplug B 3.0 edge node (`[sparkplug]`): its own MQTT session speaking `spBv1.0/{group}/…/{edge_node}` to a
+//! SCADA host (Ignition, HiveMQ, any Sparkplug host), and a sink on the runner like the others.
+//!
+//! * **Session** (one task, a fresh client per connection): Clean Session; the Will is NDEATH (QoS 1, not retained)
+//!   with `bdSeq`, which goes up by one per CONNECT and is kept in the store (a restart continues it); on CONNACK
+//!   it subscribes to NCMD and DCMD (QoS 1) and then publishes NBIRTH (with that same `bdSeq`) and one DBIRTH per
+//!   device. `seq` runs 0–255 over every message but NDEATH, starting at 0 with NBIRTH.
+//! * **Data:** the readings stream, from the sink's cursor: DDATA per device with aliases only, each metric with
+//!   its reading's timestamp, a `Quality` property when not good, and `is_historical` for what was stored while the
+//!   host could not be reached (store and forward). The runner holds everything in the store while disconnected
+//!   (the sink is not `ready`) and resumes from the cursor after the births. NDATA/DDATA are QoS 0 as the
+//!   specification says: a chunk counts as delivered once the client wrote it.
+//! * **Commands:** NCMD `Node Control/Rebirth` (births again, same `bdSeq`, `seq` from 0) and `Node Control/Next
+//!   Server` (reconnect); other metrics and every DCMD are refused and logged (no writes to devices).
+
+mod model;
+pub mod payload;
+
+use crate::config::{resolve_secret, Config, SparkplugConfig};
+use crate::model::Timestamp;
+use crate::sink::{Items, Sink, SinkContext, SinkError};
+use crate::store::{SharedStore, Stream};
+use crate::util::Backoff;
+use model::Model;
+use payload::{Metric, Payload, Value};
+use prost::Message as _;
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+/// The sink's name (its cursor in the store).
+pub const SINK: &str = "sparkplug";
+
+/// Readings older than this when sent are marked `is_historical`.
+const HISTORICAL_AFTER_MS: i64 = 10_000;
+
+/// Topic of message type `kind` for the node (`device` none) or one of its devices.
+fn topic(group: &str, kind: &str, node: &str, device: Option<&str>) -> String {
+    match device {
+        Some(d) => format!("spBv1.0/{group}/{kind}/{node}/{d}"),
+        None => format!("spBv1.0/{group}/{kind}/{node}"),
+    }
+}
+
+/// A chunk of DDATA for the session: (device, metrics) in order, answered once written.
+struct Job {
+    data: Vec<(usize, Vec<Metric>)>,
+    done: oneshot::Sender<()>,
+}
+
+/// The Sparkplug sink.
+pub struct Sparkplug {
+    model: Arc<Model>,
+    jobs: mpsc::Sender<Job>,
+    connected: watch::Receiver<bool>,
+    stop: CancellationToken,
+    session: tokio::task::JoinHandle<()>,
+}
+
+impl Sparkplug {
+    /// The edge node of `cx.cfg.sparkplug`; its session starts now.
+    pub fn open(cx: &SinkContext) -> Result<Sparkplug, SinkError> {
+        crate::install_crypto_provider();
+        let sp = cx.cfg.sparkplug.clone().ok_or_else(|| SinkError::Refused {
+            reason: "no [sparkplug] section".into(),
+        })?;
+        let (tls, host, port) = crate::sink::mqtt::parse_url(&sp.url)?;
+        let password = resolve_secret(&sp.password, &sp.password_file, &None, &None)
+            .map_err(crate::sink::SetupError::Secret)?;
+        let tls = if tls {
+            Some(Arc::new(
+                crate::tls::client_config(sp.ca_file.as_deref(), None, None, &[])
+                    .map_err(crate::sink::SetupError::from)?,
+            ))
+        } else {
+            None
+        };
+        let model = Arc::new(Model::new(&cx.cfg));
+        let (jobs, rx) = mpsc::channel(4);
+        let (connected_tx, connected) = watch::channel(false);
+        let stop = cx.ctl.stop.child_token();
+        let s = Session {
+            node: sp.node_id(&cx.cfg.gateway.id).to_string(),
+            sp,
+            host,
+            port,
+            password,
+            tls,
+            cfg: Arc::clone(&cx.cfg),
+            model: Arc::clone(&model),
+            store: cx.store.clone(),
+            connected: connected_tx,
+        };
+        let session = tokio::spawn(s.run(rx, stop.clone()));
+        tracing::info!(
+            devices = model.devices.len(),
+            metrics = model.metrics.len(),
+            "Sparkplug B edge node started."
+        );
+        Ok(Sparkplug {
+            model,
+            jobs,
+            connected,
+            stop,
+            session,
+        })
+    }
+}
+
+impl Sink for Sparkplug {
+    fn name(&self) -> &'static str {
+        SINK
+    }
+    fn stream(&self) -> Stream {
+        Stream::Readings
+    }
+    fn max_items(&self) -> usize {
+        1000
+    }
+    async fn ready(&mut self) {
+        // While the host cannot be reached everything waits in the store; births go first when it can.
+        let _ = self.connected.wait_for(|c| *c).await;
+    }
+    fn deliver(
+        &mut self,
+        items: &Items,
+    ) -> impl std::future::Future<Output = Result<(), SinkError>> + Send + 'static {
+        let old = Timestamp::now().0 - HISTORICAL_AFTER_MS;
+        let mut data: Vec<(usize, Vec<Metric>)> = Vec::new();
+        if let Items::Readings(batches) = items {
+            for b in batches {
+                for r in &b.readings {
+                    let Some((d, m)) = self.model.data_metric(r, r.ts.0 < old) else {
+                        continue;
+                    };
+                    match data.last_mut() {
+                        Some((ld, ms)) if *ld == d => ms.push(m),
+                        _ => data.push((d, vec![m])),
+                    }
+                }
+            }
+        }
+        let jobs = self.jobs.clone();
+        async move {
+            if data.is_empty() {
+                return Ok(());
+            }
+            let (done, rx) = oneshot::channel();
+            let lost = || SinkError::Retry {
+                after: None,
+                reason: "the Sparkplug session was lost".into(),
+            };
+            jobs.send(Job { data, done }).await.map_err(|_| lost())?;
+            rx.await.map_err(|_| lost())
+        }
+    }
+    async fn close(self) {
+        self.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.session).await;
+    }
+}
+
+struct Session {
+    sp: SparkplugConfig,
+    node: String,
+    host: String,
+    port: u16,
+    password: Option<String>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    cfg: Arc<Config>,
+    model: Arc<Model>,
+    store: SharedStore,
+    connected: watch::Sender<bool>,
+}
+
+/// What a connection ended with.
+enum End {
+    Stop,
+    Reconnect,
+}
+
+impl Session {
+    /// The next `bdSeq` (0–255), kept in the store before it is used.
+    async fn next_bd_seq(&self) -> u64 {
+        let prev = self
+            .store
+            .call(|s| s.sink_meta(SINK, "bd_seq"))
+            .await
+            .ok()
+            .flatten()
+            .and_then(|v| v.parse::<u64>().ok());
+        let next = prev.map_or(0, |p| (p + 1) % 256);
+        let v = next.to_string();
+        if let Err(e) = self
+            .store
+            .call(move |s| s.set_sink_meta(SINK, "bd_seq", &v))
+            .await
+        {
+            tracing::warn!(error = %e, "Cannot keep the Sparkplug bdSeq in the store.");
+        }
+        next
+    }
+
+    async fn run(self, mut jobs: mpsc::Receiver<Job>, stop: CancellationToken) {
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        loop {
+            let bd_seq = self.next_bd_seq().await;
+            match self.connection(bd_seq, &mut jobs, &stop).await {
+                End::Stop => return,
+                End::Reconnect => {}
+            }
+            let _ = self.connected.send(false);
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
+            }
+        }
+    }
+
+    fn options(&self, bd_seq: u64) -> MqttOptions {
+        let id = self
+            .sp
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("{}-spb", self.node));
+        let mut o = MqttOptions::new(id, self.host.clone(), self.port);
+        o.set_keep_alive(self.sp.keep_alive.0.max(Duration::from_secs(5)));
+        o.set_clean_session(true);
+        o.set_last_will(LastWill::new(
+            topic(&self.sp.group_id, "NDEATH", &self.node, None),
+            model::node_death(bd_seq),
+            QoS::AtLeastOnce,
+            false,
+        ));
+        if let Some(u) = &self.sp.username {
+            o.set_credentials(u.clone(), self.password.clone().unwrap_or_default());
+        }
+        if let Some(t) = &self.tls {
+            o.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(Arc::clone(t)),
+            ));
+        }
+        o
+    }
+
+    /// The births: NBIRTH then every DBIRTH, `seq` from 0.
+    fn births(&self, bd_seq: u64, seq: &mut u64) -> Vec<(String, Vec<u8>)> {
+        let now = u64::try_from(Timestamp::now().0).unwrap_or(0);
+        let g = &self.sp.group_id;
+        let mut out = Vec::new();
+        *seq = 0;
+        let msg = |metrics: Vec<Metric>, seq: &mut u64| {
+            let p = Payload {
+                timestamp: Some(now),
+                metrics,
+                seq: Some(*seq),
+            };
+            *seq = (*seq + 1) % 256;
+            p.encode_to_vec()
+        };
+        out.push((
+            topic(g, "NBIRTH", &self.node, None),
+            msg(model::node_birth(bd_seq, &self.cfg, now), seq),
+        ));
+        for (d, name) in self.model.devices.iter().enumerate() {
+            out.push((
+                topic(g, "DBIRTH", &self.node, Some(name)),
+                msg(self.model.birth_metrics(d, now), seq),
+            ));
+        }
+        out
+    }
+
+    async fn connection(
+        &self,
+        bd_seq: u64,
+        jobs: &mut mpsc::Receiver<Job>,
+        stop: &CancellationToken,
+    ) -> End {
+        let (client, mut ev) = AsyncClient::new(self.options(bd_seq), 256);
+        let g = self.sp.group_id.clone();
+        let mut seq = 0u64;
+        // Each publish's slot, in order: a job's last message carries its answer.
+        let mut written: VecDeque<Option<oneshot::Sender<()>>> = VecDeque::new();
+        let mut up = false;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => {
+                    // A clean goodbye: the NDEATH the Will would have sent, then DISCONNECT.
+                    let _ = client.try_publish(topic(&g, "NDEATH", &self.node, None), QoS::AtLeastOnce, false, model::node_death(bd_seq));
+                    let _ = client.try_disconnect();
+                    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+                        while let Ok(e) = ev.poll().await {
+                            if matches!(e, Event::Outgoing(Outgoing::Disconnect)) { break; }
+                        }
+                    }).await;
+                    return End::Stop;
+                }
+                Some(job) = jobs.recv(), if up => {
+                    let now = u64::try_from(Timestamp::now().0).unwrap_or(0);
+                    let n = job.data.len();
+                    let mut done = Some(job.done);
+                    for (i, (d, metrics)) in job.data.into_iter().enumerate() {
+                        let p = Payload { timestamp: Some(now), metrics, seq: Some(seq) };
+                        seq = (seq + 1) % 256;
+                        let t = topic(&g, "DDATA", &self.node, Some(&self.model.devices[d]));
+                        if client.try_publish(t, QoS::AtMostOnce, false, p.encode_to_vec()).is_err() {
+                            return End::Reconnect;
+                        }
+                        written.push_back(if i + 1 == n { done.take() } else { None });
+                    }
+                }
+                e = ev.poll() => match e {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        tracing::info!(url = %self.sp.url, bd_seq, "Sparkplug session connected; publishing births.");
+                        // Subscribe before the births (the specification's order).
+                        for kind in ["NCMD", "DCMD"] {
+                            let t = if kind == "NCMD" { topic(&g, kind, &self.node, None) } else { topic(&g, kind, &self.node, Some("+")) };
+                            let _ = client.try_subscribe(t, QoS::AtLeastOnce);
+                        }
+                        for (t, p) in self.births(bd_seq, &mut seq) {
+                            let _ = client.try_publish(t, QoS::AtMostOnce, false, p);
+                            written.push_back(None);
+                        }
+                        up = true;
+                        let _ = self.connected.send(true);
+                    }
+                    Ok(Event::Outgoing(Outgoing::Publish(_))) => {
+                        if let Some(Some(done)) = written.pop_front() {
+                            let _ = done.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        match self.command(&p.topic, &p.payload) {
+                            Some(Command::Rebirth) => {
+                                tracing::info!("Sparkplug rebirth requested; publishing births.");
+                                for (t, payload) in self.births(bd_seq, &mut seq) {
+                                    let _ = client.try_publish(t, QoS::AtMostOnce, false, payload);
+                                    written.push_back(None);
+                                }
+                            }
+                            Some(Command::NextServer) => {
+                                tracing::info!("Sparkplug Next Server requested; reconnecting.");
+                                let _ = client.try_disconnect();
+                                return End::Reconnect;
+                            }
+                            None => {}
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(url = %self.sp.url, error = %e, "Sparkplug session lost; data waits in the store.");
+                        return End::Reconnect;
+                    }
+                }
+            }
+        }
+    }
+
+    /// What an NCMD or DCMD asks, if it is something the node does; anything else is refused in the log.
+    fn command(&self, topic: &str, payload: &[u8]) -> Option<Command> {
+        let Ok(p) = Payload::decode(payload) else {
+            tracing::warn!(
+                topic,
+                "A Sparkplug command that is not a Sparkplug B payload; ignored."
+            );
+            return None;
+        };
+        if topic.contains("/DCMD/") {
+            tracing::warn!(
+                topic,
+                "Sparkplug device commands (writes to devices) are not supported; refused."
+            );
+            return None;
+        }
+        for m in &p.metrics {
+            let on = matches!(m.value, Some(Value::Boolean(true)));
+            match m.name.as_deref() {
+                Some("Node Control/Rebirth") if on => return Some(Command::Rebirth),
+                Some("Node Control/Next Server") if on => return Some(Command::NextServer),
+                other => {
+                    tracing::warn!(metric = ?other, "A Sparkplug node command the edge node does not support; refused.");
+                }
+            }
+        }
+        None
+    }
+}
+
+enum Command {
+    Rebirth,
+    NextServer,
+}

@@ -1,0 +1,223 @@
+//! The Sparkplug B edge node against a real mosquitto and a host decoding with pysparkplug (an independent
+//! implementation of the specification): births with bdSeq and seq, data types of the configured registers
+//! (from a live pymodbus), DDATA resolved through the births' aliases, rebirth on NCMD, the Will as NDEATH with the
+//! same bdSeq after kill -9, bdSeq continued across the restart.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(20);
+
+fn host(port: u16, out: &Path, rebirth: &Path, dir: &Path) -> Proc {
+    let log = dir.join("host.log");
+    let child = Command::new(python().expect("python"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/sparkplug_host.py"))
+        .args([
+            "--port",
+            &port.to_string(),
+            "--group",
+            "plant",
+            "--node",
+            "gw-edge",
+        ])
+        .arg("--out")
+        .arg(out)
+        .arg("--rebirth")
+        .arg(rebirth)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("host");
+    Proc { child, log }
+}
+
+fn seen(out: &Path) -> Vec<Value> {
+    std::fs::read_to_string(out)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn metric<'a>(msg: &'a Value, name: &str) -> Option<&'a Value> {
+    msg["metrics"]
+        .as_array()?
+        .iter()
+        .find(|m| m["name"] == name)
+}
+
+#[test]
+fn an_edge_node_births_reports_rebirths_and_dies_as_the_specification_says() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let broker = Mosquitto::start(dir.path(), "", false).expect("mosquitto");
+    let map = dir.path().join("map.json");
+    // u16 1234, i16 -2, a coil, "PUMP-07", u64::MAX.
+    std::fs::write(
+        &map,
+        r#"{"units": {"1": {"hr": [1234, 65534, 20565, 19792, 11568, 14080, 65535, 65535, 65535, 65535], "co": [1]}}}"#,
+    )
+    .expect("map");
+    let mport = free_port();
+    let _plc = modbus_server(&map, Some(mport), None, dir.path()).expect("pymodbus");
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("w.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[gateway]
+id = "gw1"
+location = "hall 3"
+data_dir = "{data}"
+
+[buffer]
+flush_interval = "100ms"
+
+[sparkplug]
+url = "mqtt://127.0.0.1:{port}"
+group_id = "plant"
+edge_node_id = "gw-edge"
+
+[[modbus]]
+name = "plc1"
+url = "tcp://127.0.0.1:{mport}"
+
+[[sensor]]
+id = "speed"
+source = {{ modbus = "plc1", table = "holding", address = 0, type = "u16" }}
+interval = "300ms"
+unit = "rpm"
+
+[[sensor]]
+id = "offset"
+source = {{ modbus = "plc1", table = "holding", address = 1, type = "i16" }}
+interval = "300ms"
+
+[[sensor]]
+id = "tag"
+source = {{ modbus = "plc1", table = "holding", address = 2, type = "string", length = 4 }}
+interval = "300ms"
+
+[[sensor]]
+id = "count"
+source = {{ modbus = "plc1", table = "holding", address = 6, type = "u64" }}
+interval = "300ms"
+
+[[sensor]]
+id = "running"
+source = {{ modbus = "plc1", table = "coil", address = 0 }}
+interval = "300ms"
+
+[[sensor]]
+id = "room"
+source = {{ simulated = "constant", offset = 21.5 }}
+interval = "300ms"
+"#,
+            data = data.display(),
+            port = broker.port
+        ),
+    )
+    .expect("config");
+    let out = dir.path().join("host.jsonl");
+    let rebirth = dir.path().join("rebirth");
+    let _host = host(broker.port, &out, &rebirth, dir.path());
+    // The host subscribes before the node connects.
+    wait_for(T, "the host subscribed", || {
+        seen(&out)
+            .iter()
+            .any(|m| m["type"] == "subscribed")
+            .then_some(())
+    });
+    let mut d = start_daemon(&cfg, dir.path());
+    let msgs = wait_for(T, "NBIRTH, two DBIRTHs and DDATA of every device", || {
+        let m = seen(&out);
+        let ddata = m.iter().filter(|x| x["type"] == "DDATA").count();
+        (ddata >= 4).then_some(m)
+    });
+    assert!(
+        msgs.iter().all(|m| m.get("error").is_none()),
+        "pysparkplug refused: {msgs:?}"
+    );
+    let msgs: Vec<Value> = msgs
+        .into_iter()
+        .filter(|m| m["type"] != "subscribed")
+        .collect();
+    let nbirth = &msgs[0];
+    assert_eq!(nbirth["type"], "NBIRTH", "{msgs:?}");
+    assert_eq!(nbirth["seq"], 0);
+    assert_eq!(metric(nbirth, "bdSeq").expect("bdSeq")["value"], 0);
+    assert_eq!(
+        metric(nbirth, "Node Control/Rebirth").expect("rebirth")["value"],
+        false
+    );
+    assert_eq!(
+        metric(nbirth, "Properties/Location").expect("location")["value"],
+        "hall 3"
+    );
+    let dbirths: Vec<&Value> = msgs.iter().filter(|m| m["type"] == "DBIRTH").collect();
+    let devices: Vec<&str> = dbirths
+        .iter()
+        .filter_map(|m| m["device"].as_str())
+        .collect();
+    assert_eq!(devices, ["plc1-unit1", "simulated"]);
+    // Data types of the configured registers (Sparkplug 3.0 §6.4.16).
+    let dtype = |name: &str| metric(dbirths[0], name).map(|m| m["datatype"].clone());
+    assert_eq!(dtype("speed"), Some(6.into()), "u16 → UInt16");
+    assert_eq!(dtype("offset"), Some(2.into()), "i16 → Int16");
+    assert_eq!(dtype("tag"), Some(12.into()), "string → String");
+    assert_eq!(dtype("count"), Some(8.into()), "u64 → UInt64");
+    assert_eq!(dtype("running"), Some(11.into()), "coil → Boolean");
+    // seq: 0, 1, 2, … over every message of the session.
+    let seqs: Vec<u64> = msgs.iter().filter_map(|m| m["seq"].as_u64()).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == (w[0] + 1) % 256),
+        "{seqs:?}"
+    );
+    // DDATA carries aliases only; the host resolves them through the birth to names and values.
+    let data_of = |name: &str| -> Option<Value> {
+        seen(&out)
+            .iter()
+            .filter(|m| m["type"] == "DDATA")
+            .find_map(|m| metric(m, name).map(|x| x["value"].clone()))
+    };
+    assert_eq!(data_of("speed"), Some(1234.into()));
+    assert_eq!(data_of("offset"), Some((-2).into()));
+    assert_eq!(data_of("tag"), Some("PUMP-07".into()));
+    assert_eq!(data_of("count"), Some(u64::MAX.into()));
+    assert_eq!(data_of("running"), Some(true.into()));
+    assert_eq!(data_of("room"), Some(21.5.into()));
+    // NCMD Node Control/Rebirth: births again, same bdSeq, seq from 0.
+    let before = seen(&out).len();
+    std::fs::write(&rebirth, b"").expect("rebirth");
+    let again = wait_for(T, "a rebirth", || {
+        seen(&out)[before..]
+            .iter()
+            .find(|m| m["type"] == "NBIRTH")
+            .cloned()
+    });
+    assert_eq!(again["seq"], 0);
+    assert_eq!(metric(&again, "bdSeq").expect("bdSeq")["value"], 0);
+    // kill -9: the broker publishes the Will, NDEATH with the bdSeq of the births.
+    d.signal(libc::SIGKILL);
+    let _ = d.wait_exit(Duration::from_secs(5));
+    let death = wait_for(Duration::from_secs(60), "NDEATH (the Will)", || {
+        seen(&out).into_iter().find(|m| m["type"] == "NDEATH")
+    });
+    assert_eq!(metric(&death, "bdSeq").expect("bdSeq")["value"], 0);
+    assert!(death["seq"].is_null(), "NDEATH has no seq: {death}");
+    // A restart continues bdSeq (kept in the store).
+    let n = seen(&out).len();
+    let _d2 = start_daemon(&cfg, dir.path());
+    let reborn = wait_for(T, "the births after the restart", || {
+        seen(&out)[n..]
+            .iter()
+            .find(|m| m["type"] == "NBIRTH")
+            .cloned()
+    });
+    assert_eq!(metric(&reborn, "bdSeq").expect("bdSeq")["value"], 1);
+}
