@@ -28,6 +28,9 @@ pub struct SparkplugConfig {
     /// MQTT keep-alive.
     #[serde(default = "default_keep_alive")]
     pub keep_alive: super::Dur,
+    /// The primary host application's id: births and data wait until its retained `spBv1.0/STATE/{id}` says
+    /// `online`, and data waits in the store again while it says it is offline.
+    pub primary_host: Option<String>,
 }
 
 fn default_keep_alive() -> super::Dur {

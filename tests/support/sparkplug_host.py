@@ -21,6 +21,7 @@ ap.add_argument("--out", required=True)
 ap.add_argument("--group", required=True)
 ap.add_argument("--node", required=True)
 ap.add_argument("--rebirth")
+ap.add_argument("--primary", help="act as this primary host application: STATE online (retained) on every connect")
 a = ap.parse_args()
 
 births = {}
@@ -34,6 +35,8 @@ def dump(v):
 
 
 def on_message(client, userdata, msg):
+    if "/STATE/" in msg.topic:
+        return
     rec = {"topic": msg.topic}
     try:
         parts = msg.topic.split("/")
@@ -67,7 +70,22 @@ def on_message(client, userdata, msg):
 
 c = mqtt.Client(client_id="test-host")  # paho-mqtt 1.6 (what pysparkplug 0.6 requires)
 c.on_message = on_message
-c.on_connect = lambda cl, u, f, rc: cl.subscribe("spBv1.0/#", qos=1)
+
+
+def state(online):
+    return json.dumps({"online": online, "timestamp": int(time.time() * 1000)})
+
+
+def on_connect(cl, userdata, flags, rc):
+    cl.subscribe("spBv1.0/#", qos=1)
+    if a.primary:
+        cl.publish(f"spBv1.0/STATE/{a.primary}", state(True), qos=1, retain=True)
+
+
+c.on_connect = on_connect
+if a.primary:
+    c.will_set(f"spBv1.0/STATE/{a.primary}", state(False), qos=1, retain=True)
+c.reconnect_delay_set(min_delay=0.2, max_delay=1)
 
 
 def on_subscribe(client, userdata, mid, granted_qos):

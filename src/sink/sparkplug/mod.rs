@@ -34,8 +34,9 @@ use tokio_util::sync::CancellationToken;
 /// The sink's name (its cursor in the store).
 pub const SINK: &str = "sparkplug";
 
-/// Readings older than this when sent are marked `is_historical`.
-const HISTORICAL_AFTER_MS: i64 = 10_000;
+/// Readings older than this when sent are marked `is_historical` (a live reading reaches the sink within a flush
+/// interval or two).
+const HISTORICAL_AFTER_MS: i64 = 5_000;
 
 /// Topic of message type `kind` for the node (`device` none) or one of its devices.
 fn topic(group: &str, kind: &str, node: &str, device: Option<&str>) -> String {
@@ -274,6 +275,20 @@ impl Session {
         out
     }
 
+    /// Publish the births (QoS 0) in order.
+    fn birth(
+        &self,
+        client: &AsyncClient,
+        bd_seq: u64,
+        seq: &mut u64,
+        written: &mut VecDeque<Option<oneshot::Sender<()>>>,
+    ) {
+        for (t, p) in self.births(bd_seq, seq) {
+            let _ = client.try_publish(t, QoS::AtMostOnce, false, p);
+            written.push_back(None);
+        }
+    }
+
     async fn connection(
         &self,
         bd_seq: u64,
@@ -286,6 +301,8 @@ impl Session {
         // Each publish's slot, in order: a job's last message carries its answer.
         let mut written: VecDeque<Option<oneshot::Sender<()>>> = VecDeque::new();
         let mut up = false;
+        // The newest primary host STATE timestamp seen (an older one is stale).
+        let mut host_ts = 0u64;
         loop {
             tokio::select! {
                 _ = stop.cancelled() => {
@@ -315,18 +332,42 @@ impl Session {
                 }
                 e = ev.poll() => match e {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        tracing::info!(url = %self.sp.url, bd_seq, "Sparkplug session connected; publishing births.");
                         // Subscribe before the births (the specification's order).
                         for kind in ["NCMD", "DCMD"] {
                             let t = if kind == "NCMD" { topic(&g, kind, &self.node, None) } else { topic(&g, kind, &self.node, Some("+")) };
                             let _ = client.try_subscribe(t, QoS::AtLeastOnce);
                         }
-                        for (t, p) in self.births(bd_seq, &mut seq) {
-                            let _ = client.try_publish(t, QoS::AtMostOnce, false, p);
-                            written.push_back(None);
+                        match &self.sp.primary_host {
+                            Some(h) => {
+                                tracing::info!(url = %self.sp.url, bd_seq, primary_host = %h, "Sparkplug session connected; waiting for the primary host to be online.");
+                                let _ = client.try_subscribe(format!("spBv1.0/STATE/{h}"), QoS::AtLeastOnce);
+                            }
+                            None => {
+                                tracing::info!(url = %self.sp.url, bd_seq, "Sparkplug session connected; publishing births.");
+                                self.birth(&client, bd_seq, &mut seq, &mut written);
+                                up = true;
+                                let _ = self.connected.send(true);
+                            }
                         }
-                        up = true;
-                        let _ = self.connected.send(true);
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) if p.topic.starts_with("spBv1.0/STATE/") => {
+                        match host_state(&p.payload, &mut host_ts) {
+                            Some(true) if !up => {
+                                tracing::info!("The Sparkplug primary host is online; publishing births, then the data held in the store.");
+                                self.birth(&client, bd_seq, &mut seq, &mut written);
+                                up = true;
+                                let _ = self.connected.send(true);
+                            }
+                            Some(false) if up => {
+                                // The specification's way: NDEATH, disconnect, and come back (new bdSeq) to wait for
+                                // the host; the data waits in the store meanwhile.
+                                tracing::warn!("The Sparkplug primary host went offline; the data waits in the store.");
+                                let _ = client.try_publish(topic(&g, "NDEATH", &self.node, None), QoS::AtLeastOnce, false, model::node_death(bd_seq));
+                                let _ = client.try_disconnect();
+                                return End::Reconnect;
+                            }
+                            _ => {}
+                        }
                     }
                     Ok(Event::Outgoing(Outgoing::Publish(_))) => {
                         if let Some(Some(done)) = written.pop_front() {
@@ -335,19 +376,16 @@ impl Session {
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         match self.command(&p.topic, &p.payload) {
-                            Some(Command::Rebirth) => {
+                            Some(Command::Rebirth) if up => {
                                 tracing::info!("Sparkplug rebirth requested; publishing births.");
-                                for (t, payload) in self.births(bd_seq, &mut seq) {
-                                    let _ = client.try_publish(t, QoS::AtMostOnce, false, payload);
-                                    written.push_back(None);
-                                }
+                                self.birth(&client, bd_seq, &mut seq, &mut written);
                             }
                             Some(Command::NextServer) => {
                                 tracing::info!("Sparkplug Next Server requested; reconnecting.");
                                 let _ = client.try_disconnect();
                                 return End::Reconnect;
                             }
-                            None => {}
+                            _ => {}
                         }
                     }
                     Ok(_) => {}
@@ -393,4 +431,20 @@ impl Session {
 enum Command {
     Rebirth,
     NextServer,
+}
+
+/// A primary host's `STATE` (`{"online": bool, "timestamp": ms}`): whether it is online, if the message is newer
+/// than the last one seen.
+fn host_state(payload: &[u8], newest: &mut u64) -> Option<bool> {
+    let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    let online = v.get("online")?.as_bool()?;
+    let ts = v
+        .get("timestamp")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0);
+    if ts < *newest {
+        return None;
+    }
+    *newest = ts;
+    Some(online)
 }
