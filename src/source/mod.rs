@@ -2,7 +2,8 @@
 //! ([`runner::Source`]); the [runner](runner::run) owns time: intervals, deadlines, retries, backoff, reconnects,
 //! measurement stamps, per-sensor faults, logs and counters.
 //!
-//! Sensors are grouped by what they share: each simulated sensor is its own group; all sensors of one
+//! Sensors are grouped by what they share: the simulated sensors of one interval form a group (one tick for all);
+//! all sensors of one
 //! `[[modbus]]` device or RTU line, or of one `[[i2c]]` bus, form one group served by one runner (a bus is used
 //! by one request at a time). On reload, only groups whose configuration changed are restarted.
 //!
@@ -52,7 +53,7 @@ pub struct Group {
 }
 
 enum GroupKind {
-    Simulated(Box<SensorConfig>, SimulatedSource),
+    Simulated(std::time::Duration, Vec<(SensorConfig, SimulatedSource)>),
     #[cfg(feature = "modbus")]
     Modbus(crate::config::ModbusConfig, Vec<SensorConfig>),
     #[cfg(feature = "i2c")]
@@ -64,16 +65,25 @@ pub fn groups(cfg: &Config) -> Vec<Group> {
     let mut out = Vec::new();
     let mut by_bus: BTreeMap<String, Vec<SensorConfig>> = BTreeMap::new();
     let mut by_i2c: BTreeMap<String, Vec<SensorConfig>> = BTreeMap::new();
+    let mut by_interval: BTreeMap<std::time::Duration, Vec<(SensorConfig, SimulatedSource)>> =
+        BTreeMap::new();
     for s in &cfg.sensor {
         match &s.source {
-            SourceConfig::Simulated(src) => out.push(Group {
-                key: format!("sim:{}", s.id),
-                fingerprint: serde_json::to_string(&(&s.source, &s.interval)).unwrap_or_default(),
-                kind: GroupKind::Simulated(Box::new(s.clone()), src.clone()),
-            }),
+            SourceConfig::Simulated(src) => by_interval
+                .entry(s.interval.0)
+                .or_default()
+                .push((s.clone(), src.clone())),
             SourceConfig::Modbus(m) => by_bus.entry(m.bus.clone()).or_default().push(s.clone()),
             SourceConfig::I2c(i) => by_i2c.entry(i.bus.clone()).or_default().push(s.clone()),
         }
+    }
+    for (interval, sensors) in by_interval {
+        let fp: Vec<_> = sensors.iter().map(|(s, src)| (&s.id, src)).collect();
+        out.push(Group {
+            key: format!("sim:{}", interval.as_millis()),
+            fingerprint: serde_json::to_string(&fp).unwrap_or_default(),
+            kind: GroupKind::Simulated(interval, sensors),
+        });
     }
     for (bus, sensors) in by_i2c {
         #[cfg(feature = "i2c")]
@@ -120,8 +130,8 @@ pub fn spawn(
 ) {
     let metrics = std::sync::Arc::clone(metrics);
     match group.kind {
-        GroupKind::Simulated(s, src) => {
-            let source = simulated::SimulatedSensor::new(&s, &src);
+        GroupKind::Simulated(interval, sensors) => {
+            let source = simulated::SimulatedGroup::new(interval, &sensors);
             tracker.spawn(runner::run(source, tx, token, metrics));
         }
         #[cfg(feature = "i2c")]

@@ -108,37 +108,38 @@ impl Simulated {
     }
 }
 
-/// One simulated sensor as a [`Source`]: never fails, never needs a connection.
-pub struct SimulatedSensor {
-    id: Arc<str>,
+/// The simulated sensors that share an interval, as one [`Source`]: one timer and one batch per tick for all of
+/// them (2,000 sensors at 1 Hz are one wake-up a second, not 2,000), stamped alike.
+pub struct SimulatedGroup {
     interval: std::time::Duration,
-    sim: Simulated,
+    name: String,
+    sensors: Vec<(Arc<str>, Simulated)>,
 }
 
-impl SimulatedSensor {
-    /// From the sensor's config.
-    pub fn new(s: &SensorConfig, src: &SimulatedSource) -> Self {
-        SimulatedSensor {
-            id: Arc::from(s.id.as_str()),
-            interval: s.interval.0,
-            sim: Simulated::new(src),
+impl SimulatedGroup {
+    /// The sensors (all on `interval`) with their sources.
+    pub fn new(interval: std::time::Duration, sensors: &[(SensorConfig, SimulatedSource)]) -> Self {
+        SimulatedGroup {
+            interval,
+            name: format!("simulated every {}", humantime::format_duration(interval)),
+            sensors: sensors
+                .iter()
+                .map(|(s, src)| (Arc::from(s.id.as_str()), Simulated::new(src)))
+                .collect(),
         }
     }
 }
 
-impl Source for SimulatedSensor {
+impl Source for SimulatedGroup {
     fn name(&self) -> &str {
-        &self.id
+        &self.name
     }
     fn policy(&self) -> Policy {
         Policy {
             kind: "Simulated",
             timeout: std::time::Duration::from_secs(10),
             retries: 0,
-            reconnect: (
-                std::time::Duration::from_secs(1),
-                std::time::Duration::from_secs(1),
-            ),
+            reconnect: (std::time::Duration::from_secs(1), std::time::Duration::from_secs(1)),
             timeout_reconnects: false,
             fresh_after_reconnect: false,
             timeout_hint: "",
@@ -148,8 +149,8 @@ impl Source for SimulatedSensor {
         vec![Poll {
             interval: self.interval,
             unit: None,
-            what: "waveform".into(),
-            sensors: vec![Arc::clone(&self.id)],
+            what: "waveforms".into(),
+            sensors: self.sensors.iter().map(|(id, _)| Arc::clone(id)).collect(),
         }]
     }
     async fn connect(&mut self) -> Result<(), SourceError> {
@@ -158,15 +159,16 @@ impl Source for SimulatedSensor {
     async fn read(&mut self, _poll: usize) -> Result<Vec<Sample>, SourceError> {
         let now = Timestamp::now();
         Ok(self
-            .sim
-            .sample(now)
-            .map(|v| Sample {
-                sensor: Arc::clone(&self.id),
-                value: Ok(v),
-                at: Some(now),
-                exact: None,
+            .sensors
+            .iter_mut()
+            .filter_map(|(id, sim)| {
+                sim.sample(now).map(|v| Sample {
+                    sensor: Arc::clone(id),
+                    value: Ok(v),
+                    at: Some(now),
+                    exact: None,
+                })
             })
-            .into_iter()
             .collect())
     }
 }
