@@ -139,7 +139,10 @@ impl Source for SimulatedGroup {
             kind: "Simulated",
             timeout: std::time::Duration::from_secs(10),
             retries: 0,
-            reconnect: (std::time::Duration::from_secs(1), std::time::Duration::from_secs(1)),
+            reconnect: (
+                std::time::Duration::from_secs(1),
+                std::time::Duration::from_secs(1),
+            ),
             timeout_reconnects: false,
             fresh_after_reconnect: false,
             timeout_hint: "",
