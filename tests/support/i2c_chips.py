@@ -4,7 +4,8 @@ served to tests/support/i2c_shim.c over a Unix socket.
 Each model keeps the chip's register map, reset values, auto-increment, conversion timing and status bits:
   * BME280 (Bosch BST-BME280-DS002): chip id 0x60 at 0xD0, forced mode started by writing ctrl_meas, status.measuring
     (0xF3 bit 3) set for the conversion, data registers updated only at its end, reset values 0x80000/0x8000,
-    measurement time per §9.1 (typical, or maximum with --slow), calibration in 0x88–0xA1 and 0xE1–0xE7.
+    measurement time per §9.1 (typical, or maximum with --slow), the IIR filter of §3.4.4 on temperature and
+    pressure, calibration in 0x88–0xA1 and 0xE1–0xE7.
   * SHT4x (Sensirion SHT4x datasheet): 0xFD measures T and RH with high repeatability in ≤ 8.3 ms; a read header
     before then is not acknowledged; 6 bytes with CRC-8 (0x31, init 0xFF).
   * TMP117 (TI SNOSD82): temperature 7.8125 m°C/LSB, reset value 0x8000 (−256 °C) until the first conversion (15.5 ms
@@ -79,6 +80,7 @@ class Bme280:
         struct.pack_into("<b", self.regs, 0xE7, h6)
         self.reset()
         self.n = 0
+        self.filtered = None
 
     def reset(self):
         for r in (0xF2, 0xF3, 0xF4, 0xF5):
@@ -100,15 +102,24 @@ class Bme280:
         osrs_h = self.osrs_h_active
         raw_t, raw_p, raw_h = self.RAW[self.n % len(self.RAW)]
         self.n += 1
-        t = raw_t if osrs_t else 0x80000
-        p = raw_p if osrs_p else 0x80000
+        # §3.4.4: the IIR filter (config bits 4:2 → coefficient off, 2, 4, 8, 16) smooths temperature and pressure:
+        # filtered = (filtered_old · (c − 1) + measured) / c. The truth logged below is what was measured.
+        c = [1, 2, 4, 8, 16, 16, 16, 16][(self.regs[0xF5] >> 2) & 7]
+        if c > 1 and self.filtered is not None:
+            ft, fp = self.filtered
+            out_t, out_p = (ft * (c - 1) + raw_t) // c, (fp * (c - 1) + raw_p) // c
+        else:
+            out_t, out_p = raw_t, raw_p
+        self.filtered = (out_t, out_p)
+        t = out_t if osrs_t else 0x80000
+        p = out_p if osrs_p else 0x80000
         h = raw_h if osrs_h else 0x8000
         self.regs[0xF7:0xFA] = bytes([p >> 12, (p >> 4) & 0xFF, (p & 0xF) << 4])
         self.regs[0xFA:0xFD] = bytes([t >> 12, (t >> 4) & 0xFF, (t & 0xF) << 4])
         self.regs[0xFD:0xFF] = bytes([h >> 8, h & 0xFF])
         self.regs[0xF4] &= 0xFC  # back to sleep mode
         if osrs_t:
-            temp, press, hum = self.compensate(t, p, h)
+            temp, press, hum = self.compensate(raw_t, raw_p if osrs_p else 0x80000, h)
             truth(chip="bme280", n=self.n, temperature=temp, pressure=press / 100.0 if osrs_p else None,
                   humidity=hum if osrs_h else None)
 
