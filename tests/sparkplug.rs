@@ -203,6 +203,19 @@ interval = "300ms"
     });
     assert_eq!(again["seq"], 0);
     assert_eq!(metric(&again, "bdSeq").expect("bdSeq")["value"], 0);
+    // The rebirth's DBIRTH carries the current values (a host has every value at once after a rebirth).
+    let dbirth = wait_for(T, "the DBIRTH of the rebirth", || {
+        seen(&out)[before..]
+            .iter()
+            .find(|m| m["type"] == "DBIRTH" && m["device"] == "plc1-unit1")
+            .cloned()
+    });
+    assert_eq!(
+        metric(&dbirth, "speed").expect("speed")["value"],
+        1234,
+        "{dbirth}"
+    );
+    assert_eq!(metric(&dbirth, "tag").expect("tag")["value"], "PUMP-07");
     // kill -9: the broker publishes the Will, NDEATH with the bdSeq of the births.
     d.signal(libc::SIGKILL);
     let _ = d.wait_exit(Duration::from_secs(5));
@@ -325,4 +338,51 @@ fn with_a_primary_host_the_outage_is_stored_and_forwarded_in_order() {
         })
         .expect("historical data");
     assert!(rebirth < first_hist, "births before the forwarded data");
+}
+
+/// Report by exception: with a deadband, a sensor that does not move is sent once (and again after
+/// `max_interval`), one that moves goes out every time.
+#[test]
+fn by_exception_a_quiet_sensor_is_sent_once_and_a_moving_one_every_time() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let broker = Mosquitto::start(dir.path(), "", false).expect("mosquitto");
+    let cfg = dir.path().join("w.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[gateway]\nid = \"gw1\"\ndata_dir = \"{}\"\n[buffer]\nflush_interval = \"100ms\"\n\
+             [sparkplug]\nurl = \"mqtt://127.0.0.1:{}\"\ngroup_id = \"plant\"\nedge_node_id = \"gw-edge\"\ndeadband = 0.5\n\
+             [[sensor]]\nid = \"quiet\"\nsource = {{ simulated = \"constant\", offset = 7.0 }}\ninterval = \"200ms\"\n\
+             [[sensor]]\nid = \"moving\"\nsource = {{ simulated = \"ramp\", step = 1.0 }}\ninterval = \"200ms\"\n",
+            dir.path().join("data").display(),
+            broker.port
+        ),
+    )
+    .expect("config");
+    let out = dir.path().join("host.jsonl");
+    let _host = host(
+        broker.port,
+        &out,
+        &dir.path().join("rebirth"),
+        dir.path(),
+        &[],
+    );
+    wait_for(T, "the host subscribed", || {
+        seen(&out)
+            .iter()
+            .any(|m| m["type"] == "subscribed")
+            .then_some(())
+    });
+    let _d = start_daemon(&cfg, dir.path());
+    let count = |name: &str| {
+        seen(&out)
+            .iter()
+            .filter(|m| m["type"] == "DDATA")
+            .filter(|m| metric(m, name).is_some())
+            .count()
+    };
+    wait_for(T, "ten readings of the moving sensor", || {
+        (count("moving") >= 10).then_some(())
+    });
+    assert_eq!(count("quiet"), 1, "{:?}", seen(&out));
 }

@@ -28,9 +28,21 @@ pub struct SparkplugConfig {
     /// MQTT keep-alive.
     #[serde(default = "default_keep_alive")]
     pub keep_alive: super::Dur,
+    /// Report by exception: a reading goes out when it moved more than this from the last one sent (absolute).
+    /// Neither this nor `deadband_percent`: every reading goes out.
+    pub deadband: Option<f64>,
+    /// Report by exception: moved more than this percentage of the last value sent.
+    pub deadband_percent: Option<f64>,
+    /// With a deadband: a sensor goes out at least this often, changed or not.
+    #[serde(default = "default_max_interval")]
+    pub max_interval: super::Dur,
     /// The primary host application's id: births and data wait until its retained `spBv1.0/STATE/{id}` says
     /// `online`, and data waits in the store again while it says it is offline.
     pub primary_host: Option<String>,
+}
+
+fn default_max_interval() -> super::Dur {
+    super::Dur(std::time::Duration::from_secs(300))
 }
 
 fn default_keep_alive() -> super::Dur {

@@ -18,6 +18,7 @@ pub mod payload;
 
 use crate::config::{resolve_secret, Config, SparkplugConfig};
 use crate::model::Timestamp;
+use crate::sink::mqtt::telemetry::modes::OnChange;
 use crate::sink::{Items, Sink, SinkContext, SinkError};
 use crate::store::{SharedStore, Stream};
 use crate::util::Backoff;
@@ -52,9 +53,19 @@ struct Job {
     done: oneshot::Sender<()>,
 }
 
+/// Report by exception: what the host was last sent per sensor (committed when a delivery is written) and the
+/// working copy of the chunks in flight.
+struct Exception {
+    committed: Arc<std::sync::Mutex<OnChange>>,
+    tentative: OnChange,
+    /// The newest batch handed over: a chunk that starts at or before it is a re-send.
+    last_pos: i64,
+}
+
 /// The Sparkplug sink.
 pub struct Sparkplug {
     model: Arc<Model>,
+    exception: Option<Exception>,
     jobs: mpsc::Sender<Job>,
     connected: watch::Receiver<bool>,
     stop: CancellationToken,
@@ -80,6 +91,7 @@ impl Sparkplug {
             None
         };
         let model = Arc::new(Model::new(&cx.cfg));
+        let sp_dead = sp.clone();
         let (jobs, rx) = mpsc::channel(4);
         let (connected_tx, connected) = watch::channel(false);
         let stop = cx.ctl.stop.child_token();
@@ -94,6 +106,7 @@ impl Sparkplug {
             model: Arc::clone(&model),
             store: cx.store.clone(),
             connected: connected_tx,
+            latest: std::sync::Mutex::default(),
         };
         let session = tokio::spawn(s.run(rx, stop.clone()));
         tracing::info!(
@@ -101,8 +114,23 @@ impl Sparkplug {
             metrics = model.metrics.len(),
             "Sparkplug B edge node started."
         );
+        let exception =
+            (sp_dead.deadband.is_some() || sp_dead.deadband_percent.is_some()).then(|| {
+                let oc = OnChange {
+                    deadband: sp_dead.deadband.unwrap_or(0.0),
+                    percent: sp_dead.deadband_percent.unwrap_or(0.0),
+                    max_interval_ms: sp_dead.max_interval.0.as_millis() as i64,
+                    ..OnChange::default()
+                };
+                Exception {
+                    committed: Arc::new(std::sync::Mutex::new(oc.clone())),
+                    tentative: oc,
+                    last_pos: i64::MIN,
+                }
+            });
         Ok(Sparkplug {
             model,
+            exception,
             jobs,
             connected,
             stop,
@@ -131,9 +159,30 @@ impl Sink for Sparkplug {
     ) -> impl std::future::Future<Output = Result<(), SinkError>> + Send + 'static {
         let old = Timestamp::now().0 - HISTORICAL_AFTER_MS;
         let mut data: Vec<(usize, Vec<Metric>)> = Vec::new();
+        let mut commit = None;
+        if let (Some(ex), Some(first), Some(last)) = (
+            self.exception.as_mut(),
+            items.positions().first().copied(),
+            items.positions().last().copied(),
+        ) {
+            if first <= ex.last_pos {
+                // A re-send from the cursor: start again from what was committed.
+                ex.tentative = ex
+                    .committed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+            }
+            ex.last_pos = last;
+        }
         if let Items::Readings(batches) = items {
             for b in batches {
                 for r in &b.readings {
+                    if let Some(ex) = self.exception.as_mut() {
+                        if !ex.tentative.pass(r) {
+                            continue;
+                        }
+                    }
                     let Some((d, m)) = self.model.data_metric(r, r.ts.0 < old) else {
                         continue;
                     };
@@ -144,18 +193,31 @@ impl Sink for Sparkplug {
                 }
             }
         }
+        if let Some(ex) = &self.exception {
+            commit = Some((Arc::clone(&ex.committed), ex.tentative.clone()));
+        }
         let jobs = self.jobs.clone();
         async move {
+            let done = |commit: Option<(Arc<std::sync::Mutex<OnChange>>, OnChange)>| {
+                if let Some((c, snapshot)) = commit {
+                    *c.lock().unwrap_or_else(|p| p.into_inner()) = snapshot;
+                }
+            };
             if data.is_empty() {
+                done(commit);
                 return Ok(());
             }
-            let (done, rx) = oneshot::channel();
+            let (tx, rx) = oneshot::channel();
             let lost = || SinkError::Retry {
                 after: None,
                 reason: "the Sparkplug session was lost".into(),
             };
-            jobs.send(Job { data, done }).await.map_err(|_| lost())?;
-            rx.await.map_err(|_| lost())
+            jobs.send(Job { data, done: tx })
+                .await
+                .map_err(|_| lost())?;
+            rx.await.map_err(|_| lost())?;
+            done(commit);
+            Ok(())
         }
     }
     async fn close(self) {
@@ -175,6 +237,9 @@ struct Session {
     model: Arc<Model>,
     store: SharedStore,
     connected: watch::Sender<bool>,
+    /// Each metric's last value sent (by alias): a birth carries the current values, so a host that (re)births
+    /// the node has every value, however rarely a sensor reports by exception.
+    latest: std::sync::Mutex<std::collections::HashMap<u64, Metric>>,
 }
 
 /// What a connection ended with.
@@ -266,10 +331,19 @@ impl Session {
             topic(g, "NBIRTH", &self.node, None),
             msg(model::node_birth(bd_seq, &self.cfg, now), seq),
         ));
+        let latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
         for (d, name) in self.model.devices.iter().enumerate() {
+            let mut metrics = self.model.birth_metrics(d, now);
+            for m in &mut metrics {
+                if let Some(last) = m.alias.and_then(|a| latest.get(&a)) {
+                    m.value = last.value.clone();
+                    m.is_null = last.is_null;
+                    m.timestamp = last.timestamp;
+                }
+            }
             out.push((
                 topic(g, "DBIRTH", &self.node, Some(name)),
-                msg(self.model.birth_metrics(d, now), seq),
+                msg(metrics, seq),
             ));
         }
         out
@@ -321,6 +395,14 @@ impl Session {
                     let n = job.data.len();
                     let mut done = Some(job.done);
                     for (i, (d, metrics)) in job.data.into_iter().enumerate() {
+                        {
+                            let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+                            for m in &metrics {
+                                if let Some(a) = m.alias {
+                                    latest.insert(a, m.clone());
+                                }
+                            }
+                        }
                         let p = Payload { timestamp: Some(now), metrics, seq: Some(seq) };
                         seq = (seq + 1) % 256;
                         let t = topic(&g, "DDATA", &self.node, Some(&self.model.devices[d]));
