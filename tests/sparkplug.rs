@@ -317,7 +317,8 @@ fn with_a_primary_host_the_outage_is_stored_and_forwarded_in_order() {
         }
     }
     assert!(values.windows(2).all(|w| w[1] > w[0]), "{values:?}");
-    let outage = &want[at_stop + 5..at_stop + 30];
+    // The first readings of the 7 s outage were more than 5 s old when they went out.
+    let outage = &want[at_stop + 2..at_stop + 8];
     assert!(
         outage.iter().all(|v| got.iter().any(|(g, h)| g == v && *h)),
         "held readings are historical: {got:?}"
@@ -385,4 +386,80 @@ fn by_exception_a_quiet_sensor_is_sent_once_and_a_moving_one_every_time() {
         (count("moving") >= 10).then_some(())
     });
     assert_eq!(count("quiet"), 1, "{:?}", seen(&out));
+}
+
+/// A device that stops answering dies (DDEATH once all its sensors are SENSOR_OFFLINE) and is born again
+/// (DBIRTH, before its data) when it answers; its neighbour on the node goes on; `seq` runs on through it all.
+#[test]
+fn a_silent_device_dies_and_is_born_again_when_it_answers() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let broker = Mosquitto::start(dir.path(), "", false).expect("mosquitto");
+    let map = dir.path().join("map.json");
+    std::fs::write(&map, r#"{"units": {"1": {"hr": [1234]}}}"#).expect("map");
+    let mport = free_port();
+    let _plc = modbus_server(&map, Some(mport), None, dir.path()).expect("pymodbus");
+    let cfg = dir.path().join("w.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[gateway]\nid = \"gw1\"\ndata_dir = \"{}\"\n[buffer]\nflush_interval = \"100ms\"\n\
+             [sparkplug]\nurl = \"mqtt://127.0.0.1:{}\"\ngroup_id = \"plant\"\nedge_node_id = \"gw-edge\"\n\
+             [[modbus]]\nname = \"plc1\"\nurl = \"tcp://127.0.0.1:{mport}\"\ntimeout = \"200ms\"\nretries = 0\n\
+             [[sensor]]\nid = \"speed\"\nsource = {{ modbus = \"plc1\", table = \"holding\", address = 0 }}\ninterval = \"300ms\"\nstale_after = \"1s\"\n\
+             [[sensor]]\nid = \"room\"\nsource = {{ simulated = \"constant\", offset = 21.5 }}\ninterval = \"300ms\"\n",
+            dir.path().join("data").display(),
+            broker.port
+        ),
+    )
+    .expect("config");
+    let out = dir.path().join("host.jsonl");
+    let _host = host(
+        broker.port,
+        &out,
+        &dir.path().join("rebirth"),
+        dir.path(),
+        &[],
+    );
+    wait_for(T, "the host subscribed", || {
+        seen(&out)
+            .iter()
+            .any(|m| m["type"] == "subscribed")
+            .then_some(())
+    });
+    let _d = start_daemon(&cfg, dir.path());
+    let of = |kind: &str| -> Vec<usize> {
+        seen(&out)
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m["type"] == kind && m["device"] == "plc1-unit1")
+            .map(|(i, _)| i)
+            .collect()
+    };
+    wait_for(T, "data of the PLC", || {
+        (!of("DDATA").is_empty()).then_some(())
+    });
+    std::fs::write(dir.path().join("mute-1"), b"").expect("mute");
+    let death = wait_for(T, "DDEATH of the silent PLC", || {
+        of("DDEATH").first().copied()
+    });
+    std::fs::remove_file(dir.path().join("mute-1")).expect("unmute");
+    let rebirth = wait_for(T, "DBIRTH when it answers", || {
+        of("DBIRTH").into_iter().find(|i| *i > death)
+    });
+    let data = wait_for(T, "its data again", || {
+        of("DDATA").into_iter().find(|i| *i > death)
+    });
+    assert!(rebirth < data, "the birth goes before the data");
+    let msgs = seen(&out);
+    // The neighbour kept reporting while the PLC was dead.
+    assert!(msgs[death..rebirth]
+        .iter()
+        .any(|m| m["type"] == "DDATA" && m["device"] == "simulated"));
+    let seqs: Vec<u64> = msgs.iter().filter_map(|m| m["seq"].as_u64()).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == (w[0] + 1) % 256),
+        "{seqs:?}"
+    );
+    let refused: Vec<&Value> = msgs.iter().filter(|m| m.get("error").is_some()).collect();
+    assert!(refused.is_empty(), "pysparkplug refused: {refused:?}");
 }

@@ -50,7 +50,12 @@ def on_message(client, userdata, msg):
         if kind in ("NBIRTH", "DBIRTH"):
             births[device if kind == "DBIRTH" else None] = p
         rec["seq"] = getattr(p, "seq", None)
-        metrics = p.metrics if hasattr(p, "metrics") else [p.bd_seq_metric]
+        if hasattr(p, "metrics"):
+            metrics = p.metrics
+        elif hasattr(p, "bd_seq_metric"):
+            metrics = [p.bd_seq_metric]
+        else:
+            metrics = []
         rec["metrics"] = [
             {
                 "name": x.name,

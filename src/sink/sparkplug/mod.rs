@@ -107,6 +107,7 @@ impl Sparkplug {
             store: cx.store.clone(),
             connected: connected_tx,
             latest: std::sync::Mutex::default(),
+            live: cx.signals.live.clone(),
         };
         let session = tokio::spawn(s.run(rx, stop.clone()));
         tracing::info!(
@@ -237,6 +238,8 @@ struct Session {
     model: Arc<Model>,
     store: SharedStore,
     connected: watch::Sender<bool>,
+    /// The live state: a device whose sensors are all SENSOR_OFFLINE is dead (DDEATH) until it answers (DBIRTH).
+    live: watch::Receiver<Arc<crate::model::Live>>,
     /// Each metric's last value sent (by alias): a birth carries the current values, so a host that (re)births
     /// the node has every value, however rarely a sensor reports by exception.
     latest: std::sync::Mutex<std::collections::HashMap<u64, Metric>>,
@@ -331,8 +334,39 @@ impl Session {
             topic(g, "NBIRTH", &self.node, None),
             msg(model::node_birth(bd_seq, &self.cfg, now), seq),
         ));
-        let latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
-        for (d, name) in self.model.devices.iter().enumerate() {
+        for d in 0..self.model.devices.len() {
+            out.push(self.device_message(d, true, seq));
+        }
+        out
+    }
+
+    /// Devices whose every sensor has an active SENSOR_OFFLINE.
+    fn offline_devices(&self) -> Vec<bool> {
+        let live = self.live.borrow().clone();
+        let off: std::collections::HashSet<&str> = live
+            .alerts
+            .iter()
+            .filter(|a| a.kind == crate::model::AlertType::SensorOffline)
+            .map(|a| a.sensor.as_str())
+            .collect();
+        (0..self.model.devices.len())
+            .map(|d| {
+                let mut sensors = self
+                    .model
+                    .metrics
+                    .iter()
+                    .filter(|m| m.device == d)
+                    .peekable();
+                sensors.peek().is_some() && sensors.all(|m| off.contains(&*m.sensor))
+            })
+            .collect()
+    }
+
+    /// One device's DBIRTH (after it answers again) or DDEATH (when it stopped), with the next `seq`.
+    fn device_message(&self, d: usize, birth: bool, seq: &mut u64) -> (String, Vec<u8>) {
+        let now = u64::try_from(Timestamp::now().0).unwrap_or(0);
+        let metrics = if birth {
+            let latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
             let mut metrics = self.model.birth_metrics(d, now);
             for m in &mut metrics {
                 if let Some(last) = m.alias.and_then(|a| latest.get(&a)) {
@@ -341,12 +375,46 @@ impl Session {
                     m.timestamp = last.timestamp;
                 }
             }
-            out.push((
-                topic(g, "DBIRTH", &self.node, Some(name)),
-                msg(metrics, seq),
-            ));
+            metrics
+        } else {
+            Vec::new()
+        };
+        let p = Payload {
+            timestamp: Some(now),
+            metrics,
+            seq: Some(*seq),
+        };
+        *seq = (*seq + 1) % 256;
+        let kind = if birth { "DBIRTH" } else { "DDEATH" };
+        (
+            topic(
+                &self.sp.group_id,
+                kind,
+                &self.node,
+                Some(&self.model.devices[d]),
+            ),
+            p.encode_to_vec(),
+        )
+    }
+
+    /// Follow the devices' liveness: DDEATH for a device that stopped answering (all its sensors offline),
+    /// DBIRTH for one that answers again.
+    fn sync_devices(
+        &self,
+        client: &AsyncClient,
+        seq: &mut u64,
+        written: &mut VecDeque<Option<oneshot::Sender<()>>>,
+        dead: &mut [bool],
+    ) {
+        for (d, off) in self.offline_devices().into_iter().enumerate() {
+            if off != dead[d] {
+                let (t, p) = self.device_message(d, !off, seq);
+                let _ = client.try_publish(t, QoS::AtMostOnce, false, p);
+                written.push_back(None);
+                dead[d] = off;
+                tracing::info!(device = %self.model.devices[d], "Sparkplug device {}.", if off { "dead (DDEATH): its sensors are offline" } else { "answers again (DBIRTH)" });
+            }
         }
-        out
     }
 
     /// Publish the births (QoS 0) in order.
@@ -356,11 +424,15 @@ impl Session {
         bd_seq: u64,
         seq: &mut u64,
         written: &mut VecDeque<Option<oneshot::Sender<()>>>,
+        dead: &mut [bool],
     ) {
         for (t, p) in self.births(bd_seq, seq) {
             let _ = client.try_publish(t, QoS::AtMostOnce, false, p);
             written.push_back(None);
         }
+        // Every device was just born: the ones offline now die right after.
+        dead.iter_mut().for_each(|x| *x = false);
+        self.sync_devices(client, seq, written, dead);
     }
 
     async fn connection(
@@ -377,6 +449,9 @@ impl Session {
         let mut up = false;
         // The newest primary host STATE timestamp seen (an older one is stale).
         let mut host_ts = 0u64;
+        // Devices announced dead (DDEATH) until they answer again.
+        let mut dead = vec![false; self.model.devices.len()];
+        let mut live = self.live.clone();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => {
@@ -395,6 +470,13 @@ impl Session {
                     let n = job.data.len();
                     let mut done = Some(job.done);
                     for (i, (d, metrics)) in job.data.into_iter().enumerate() {
+                        if dead[d] {
+                            // Data of a dead device: it answers again; its birth goes first.
+                            let (t, p) = self.device_message(d, true, &mut seq);
+                            let _ = client.try_publish(t, QoS::AtMostOnce, false, p);
+                            written.push_back(None);
+                            dead[d] = false;
+                        }
                         {
                             let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
                             for m in &metrics {
@@ -412,6 +494,9 @@ impl Session {
                         written.push_back(if i + 1 == n { done.take() } else { None });
                     }
                 }
+                Ok(()) = live.changed(), if up => {
+                    self.sync_devices(&client, &mut seq, &mut written, &mut dead);
+                }
                 e = ev.poll() => match e {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         // Subscribe before the births (the specification's order).
@@ -426,7 +511,7 @@ impl Session {
                             }
                             None => {
                                 tracing::info!(url = %self.sp.url, bd_seq, "Sparkplug session connected; publishing births.");
-                                self.birth(&client, bd_seq, &mut seq, &mut written);
+                                self.birth(&client, bd_seq, &mut seq, &mut written, &mut dead);
                                 up = true;
                                 let _ = self.connected.send(true);
                             }
@@ -436,7 +521,7 @@ impl Session {
                         match host_state(&p.payload, &mut host_ts) {
                             Some(true) if !up => {
                                 tracing::info!("The Sparkplug primary host is online; publishing births, then the data held in the store.");
-                                self.birth(&client, bd_seq, &mut seq, &mut written);
+                                self.birth(&client, bd_seq, &mut seq, &mut written, &mut dead);
                                 up = true;
                                 let _ = self.connected.send(true);
                             }
@@ -460,7 +545,7 @@ impl Session {
                         match self.command(&p.topic, &p.payload) {
                             Some(Command::Rebirth) if up => {
                                 tracing::info!("Sparkplug rebirth requested; publishing births.");
-                                self.birth(&client, bd_seq, &mut seq, &mut written);
+                                self.birth(&client, bd_seq, &mut seq, &mut written, &mut dead);
                             }
                             Some(Command::NextServer) => {
                                 tracing::info!("Sparkplug Next Server requested; reconnecting.");
