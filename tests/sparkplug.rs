@@ -463,3 +463,70 @@ fn a_silent_device_dies_and_is_born_again_when_it_answers() {
     let refused: Vec<&Value> = msgs.iter().filter(|m| m.get("error").is_some()).collect();
     assert!(refused.is_empty(), "pysparkplug refused: {refused:?}");
 }
+
+/// The edge's alarms as metrics of their device: `Alarms/<sensor>/State`, `Severity`, `Acked`, `Shelved`, declared
+/// in the DBIRTH and sent when they change — a Sparkplug host sees the ISA-18.2 states without a second protocol.
+#[test]
+fn alarms_are_metrics_of_their_device() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let broker = Mosquitto::start(dir.path(), "", false).expect("mosquitto");
+    let cfg = dir.path().join("w.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[gateway]\nid = \"gw1\"\ndata_dir = \"{}\"\n[buffer]\nflush_interval = \"100ms\"\n\
+             [sparkplug]\nurl = \"mqtt://127.0.0.1:{}\"\ngroup_id = \"plant\"\nedge_node_id = \"gw-edge\"\n\
+             [[sensor]]\nid = \"sq\"\nsource = {{ simulated = \"square\", min = 0.0, max = 100.0, period = \"2s\" }}\ninterval = \"200ms\"\nwarning = {{ high = 50.0 }}\n",
+            dir.path().join("data").display(),
+            broker.port
+        ),
+    )
+    .expect("config");
+    let out = dir.path().join("host.jsonl");
+    let _host = host(
+        broker.port,
+        &out,
+        &dir.path().join("rebirth"),
+        dir.path(),
+        &[],
+    );
+    wait_for(T, "the host subscribed", || {
+        seen(&out)
+            .iter()
+            .any(|m| m["type"] == "subscribed")
+            .then_some(())
+    });
+    let _d = start_daemon(&cfg, dir.path());
+    let dbirth = wait_for(T, "the DBIRTH", || {
+        seen(&out).into_iter().find(|m| m["type"] == "DBIRTH")
+    });
+    for (name, datatype) in [
+        ("State", 12),
+        ("Severity", 12),
+        ("Acked", 11),
+        ("Shelved", 11),
+    ] {
+        let m = metric(&dbirth, &format!("Alarms/sq/{name}"))
+            .unwrap_or_else(|| panic!("{name}: {dbirth}"));
+        assert_eq!(m["datatype"], datatype, "{m}");
+    }
+    let states = || -> Vec<Value> {
+        seen(&out)
+            .iter()
+            .filter(|m| m["type"] == "DDATA")
+            .filter_map(|m| metric(m, "Alarms/sq/State").map(|x| x["value"].clone()))
+            .collect()
+    };
+    let got = wait_for(T, "raised and cleared", || {
+        let s = states();
+        let raised = s.iter().position(|v| v == "UNACK")?;
+        s[raised..].iter().any(|v| v == "NORMAL").then_some(s)
+    });
+    assert!(got.len() >= 2, "{got:?}");
+    let severities: Vec<Value> = seen(&out)
+        .iter()
+        .filter(|m| m["type"] == "DDATA")
+        .filter_map(|m| metric(m, "Alarms/sq/Severity").map(|x| x["value"].clone()))
+        .collect();
+    assert!(severities.iter().any(|v| v == "WARNING"), "{severities:?}");
+}

@@ -375,6 +375,8 @@ impl Session {
                     m.timestamp = last.timestamp;
                 }
             }
+            let live = self.live.borrow().clone();
+            metrics.extend(self.model.alarm_metrics(d, &live, true, now));
             metrics
         } else {
             Vec::new()
@@ -417,6 +419,64 @@ impl Session {
         }
     }
 
+    /// The alarm metrics' values now, by alias (what a birth announces).
+    fn alarm_snapshot(&self) -> std::collections::HashMap<u64, Value> {
+        let live = self.live.borrow().clone();
+        (0..self.model.devices.len())
+            .flat_map(|d| self.model.alarm_metrics(d, &live, false, 0))
+            .filter_map(|m| Some((m.alias?, m.value?)))
+            .collect()
+    }
+
+    /// DDATA of the alarm metrics that changed in the live state (ISA-18.2 state, severity, acked, shelved).
+    fn alarm_data(
+        &self,
+        client: &AsyncClient,
+        seq: &mut u64,
+        written: &mut VecDeque<Option<oneshot::Sender<()>>>,
+        dead: &[bool],
+        sent: &mut std::collections::HashMap<u64, Value>,
+    ) {
+        if self.model.alarms.is_empty() {
+            return;
+        }
+        let live = self.live.borrow().clone();
+        let now = u64::try_from(Timestamp::now().0).unwrap_or(0);
+        for d in 0..self.model.devices.len() {
+            if dead[d] {
+                continue;
+            }
+            let changed: Vec<Metric> = self
+                .model
+                .alarm_metrics(d, &live, false, now)
+                .into_iter()
+                .filter(|m| {
+                    let (Some(a), Some(v)) = (m.alias, m.value.clone()) else {
+                        return false;
+                    };
+                    sent.insert(a, v.clone()).as_ref() != Some(&v)
+                })
+                .collect();
+            if changed.is_empty() {
+                continue;
+            }
+            let p = Payload {
+                timestamp: Some(now),
+                metrics: changed,
+                seq: Some(*seq),
+            };
+            *seq = (*seq + 1) % 256;
+            let t = topic(
+                &self.sp.group_id,
+                "DDATA",
+                &self.node,
+                Some(&self.model.devices[d]),
+            );
+            let _ = client.try_publish(t, QoS::AtMostOnce, false, p.encode_to_vec());
+            written.push_back(None);
+        }
+    }
+
     /// Publish the births (QoS 0) in order.
     fn birth(
         &self,
@@ -451,6 +511,9 @@ impl Session {
         let mut host_ts = 0u64;
         // Devices announced dead (DDEATH) until they answer again.
         let mut dead = vec![false; self.model.devices.len()];
+        // The alarm metrics' values last sent, by alias (a birth sends them all).
+        let mut alarms_sent: std::collections::HashMap<u64, Value> =
+            std::collections::HashMap::new();
         let mut live = self.live.clone();
         loop {
             tokio::select! {
@@ -496,6 +559,7 @@ impl Session {
                 }
                 Ok(()) = live.changed(), if up => {
                     self.sync_devices(&client, &mut seq, &mut written, &mut dead);
+                    self.alarm_data(&client, &mut seq, &mut written, &dead, &mut alarms_sent);
                 }
                 e = ev.poll() => match e {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -512,6 +576,7 @@ impl Session {
                             None => {
                                 tracing::info!(url = %self.sp.url, bd_seq, "Sparkplug session connected; publishing births.");
                                 self.birth(&client, bd_seq, &mut seq, &mut written, &mut dead);
+                                alarms_sent = self.alarm_snapshot();
                                 up = true;
                                 let _ = self.connected.send(true);
                             }
@@ -522,6 +587,7 @@ impl Session {
                             Some(true) if !up => {
                                 tracing::info!("The Sparkplug primary host is online; publishing births, then the data held in the store.");
                                 self.birth(&client, bd_seq, &mut seq, &mut written, &mut dead);
+                                alarms_sent = self.alarm_snapshot();
                                 up = true;
                                 let _ = self.connected.send(true);
                             }
@@ -546,6 +612,7 @@ impl Session {
                             Some(Command::Rebirth) if up => {
                                 tracing::info!("Sparkplug rebirth requested; publishing births.");
                                 self.birth(&client, bd_seq, &mut seq, &mut written, &mut dead);
+                                alarms_sent = self.alarm_snapshot();
                             }
                             Some(Command::NextServer) => {
                                 tracing::info!("Sparkplug Next Server requested; reconnecting.");

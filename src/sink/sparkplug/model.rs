@@ -26,6 +26,50 @@ pub(super) struct Model {
     pub devices: Vec<String>,
     pub metrics: Vec<MetricDef>,
     pub by_sensor: HashMap<Arc<str>, usize>,
+    /// Sensors with limits: their alarm metrics (`Alarms/<sensor>/…`), by metric index, with the first alias.
+    pub alarms: Vec<(usize, u64)>,
+}
+
+/// The alarm metrics of a sensor with limits: its ISA-18.2 state, the severity, acknowledged, shelved.
+pub(super) const ALARM_METRICS: [(&str, u32); 4] = [
+    ("State", dt::STRING),
+    ("Severity", dt::STRING),
+    ("Acked", dt::BOOLEAN),
+    ("Shelved", dt::BOOLEAN),
+];
+
+/// A sensor's alarm as the four metric values, from the live state: `NORMAL`, `UNACK`, `ACKED`, `RTN_UNACK` or
+/// `SHELVED`; the severity (empty when normal).
+pub(super) fn alarm_values(live: &crate::model::Live, sensor: &str) -> [Value; 4] {
+    let a = live
+        .alerts
+        .iter()
+        .find(|a| a.sensor == sensor && a.kind == crate::model::AlertType::Alert);
+    let Some(a) = a else {
+        return [
+            Value::String("NORMAL".into()),
+            Value::String(String::new()),
+            Value::Boolean(true),
+            Value::Boolean(false),
+        ];
+    };
+    let acked = a.acked.unwrap_or(false);
+    let shelved = a.shelved_until.is_some();
+    let state = if shelved {
+        "SHELVED"
+    } else if a.returned {
+        "RTN_UNACK"
+    } else if acked {
+        "ACKED"
+    } else {
+        "UNACK"
+    };
+    [
+        Value::String(state.into()),
+        Value::String(a.severity.as_str().into()),
+        Value::Boolean(acked),
+        Value::Boolean(shelved),
+    ]
 }
 
 /// A device id usable as a topic level.
@@ -92,7 +136,44 @@ impl Model {
                 device: d,
             });
         }
+        // Alarm metrics after every sensor's, so the sensors' aliases stay their place in the file.
+        let mut next = m.metrics.len() as u64 + 1;
+        for (i, s) in cfg.sensor.iter().enumerate() {
+            if s.warning.is_some() || s.critical.is_some() {
+                m.alarms.push((i, next));
+                next += ALARM_METRICS.len() as u64;
+            }
+        }
         m
+    }
+
+    /// The alarm metrics of device `d` with their values in `live` (in births: names and types too).
+    pub(super) fn alarm_metrics(
+        &self,
+        d: usize,
+        live: &crate::model::Live,
+        birth: bool,
+        now: u64,
+    ) -> Vec<Metric> {
+        let mut out = Vec::new();
+        for &(i, alias) in &self.alarms {
+            let def = &self.metrics[i];
+            if def.device != d {
+                continue;
+            }
+            let values = alarm_values(live, &def.sensor);
+            for (k, ((name, datatype), value)) in ALARM_METRICS.iter().zip(values).enumerate() {
+                out.push(Metric {
+                    name: birth.then(|| format!("Alarms/{}/{name}", def.sensor)),
+                    alias: Some(alias + k as u64),
+                    timestamp: Some(now),
+                    datatype: birth.then_some(*datatype),
+                    value: Some(value),
+                    ..Metric::default()
+                });
+            }
+        }
+        out
     }
 
     /// The DBIRTH metrics of device `d`: name, alias, data type, engineering unit, and no value yet (null).
