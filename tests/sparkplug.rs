@@ -45,6 +45,81 @@ fn seen(out: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// Every payload the host saw, decoded again by Eclipse Tahu's JavaScript decoder (npm `sparkplug-payload`): it
+/// must decode each, and agree with pysparkplug on `seq`, the metrics, their names and values.
+fn cross_check(msgs: &[Value]) {
+    use std::io::Write;
+    // What watchpost published (the host's own NCMD is not under test).
+    let msgs: Vec<&Value> = msgs
+        .iter()
+        .filter(|m| m["raw"].is_string() && m["type"] != "NCMD" && m["type"] != "DCMD")
+        .collect();
+    let input: String = msgs
+        .iter()
+        .map(|m| format!("{}\n", m["raw"].as_str().unwrap_or("")))
+        .collect();
+    let mut node = Command::new("node")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/sparkplug_decode.js"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("node (.ci/run installs nodejs and sparkplug-payload)");
+    node.stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    let out = node.wait_with_output().expect("node");
+    let decoded: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(
+        decoded.len(),
+        msgs.len(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "null".into(),
+        other => other.to_string(),
+    };
+    for (py, js) in msgs.iter().zip(&decoded) {
+        assert!(
+            js.get("error").is_none(),
+            "Tahu refused {}: {js}",
+            py["topic"]
+        );
+        assert_eq!(text(&js["seq"]), text(&py["seq"]), "{}", py["topic"]);
+        let (pm, jm) = (
+            py["metrics"].as_array().cloned().unwrap_or_default(),
+            js["metrics"].as_array().cloned().unwrap_or_default(),
+        );
+        assert_eq!(pm.len(), jm.len(), "{}: {py} vs {js}", py["topic"]);
+        for (a, b) in pm.iter().zip(&jm) {
+            // pysparkplug resolves aliases to names through the birth; Tahu reports what is on the wire.
+            if !b["name"].is_null() {
+                assert_eq!(a["name"], b["name"]);
+            }
+            let (x, y) = (text(&a["value"]), text(&b["value"]));
+            let same = x == y
+                || x.parse::<f64>()
+                    .ok()
+                    .zip(y.parse::<f64>().ok())
+                    .is_some_and(|(p, q)| {
+                        (p - q).abs() <= p.abs() * 1e-6 || (p < 0.0 && q >= 0.0)
+                        // a signed integer Tahu shows as its unsigned bits
+                    });
+            assert!(
+                same,
+                "{}: {} = {x} (pysparkplug) vs {y} (Tahu)",
+                py["topic"], a["name"]
+            );
+        }
+    }
+}
+
 fn metric<'a>(msg: &'a Value, name: &str) -> Option<&'a Value> {
     msg["metrics"]
         .as_array()?
@@ -234,6 +309,7 @@ interval = "300ms"
             .cloned()
     });
     assert_eq!(metric(&reborn, "bdSeq").expect("bdSeq")["value"], 1);
+    cross_check(&seen(&out));
 }
 
 /// With a primary host (Sparkplug 3.0 STATE): across a broker outage the readings wait in the store, and once the
@@ -529,4 +605,5 @@ fn alarms_are_metrics_of_their_device() {
         .filter_map(|m| metric(m, "Alarms/sq/Severity").map(|x| x["value"].clone()))
         .collect();
     assert!(severities.iter().any(|v| v == "WARNING"), "{severities:?}");
+    cross_check(&seen(&out));
 }

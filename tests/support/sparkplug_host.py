@@ -37,7 +37,7 @@ def dump(v):
 def on_message(client, userdata, msg):
     if "/STATE/" in msg.topic:
         return
-    rec = {"topic": msg.topic}
+    rec = {"topic": msg.topic, "raw": msg.payload.hex()}
     try:
         parts = msg.topic.split("/")
         kind = parts[2]

@@ -167,7 +167,7 @@ impl Model {
                     name: birth.then(|| format!("Alarms/{}/{name}", def.sensor)),
                     alias: Some(alias + k as u64),
                     timestamp: Some(now),
-                    datatype: birth.then_some(*datatype),
+                    datatype: Some(*datatype),
                     value: Some(value),
                     ..Metric::default()
                 });
@@ -208,6 +208,9 @@ impl Model {
         let value = value(def.datatype, r);
         let mut m = Metric {
             alias: Some(def.alias),
+            // The 3.0 specification lets data messages leave the type out; hosts built on Tahu 1.x (its JavaScript
+            // decoder among them) cannot read a value without it: it costs a byte.
+            datatype: Some(def.datatype),
             timestamp: Some(u64::try_from(r.ts.0).unwrap_or(0)),
             is_null: value.is_none().then_some(true),
             is_historical: historical.then_some(true),
