@@ -607,3 +607,108 @@ fn alarms_are_metrics_of_their_device() {
     assert!(severities.iter().any(|v| v == "WARNING"), "{severities:?}");
     cross_check(&seen(&out));
 }
+
+/// The primary host says it is offline: the node publishes NDEATH and holds the data in the store; when the host is
+/// back online, births first, then everything held, in order and marked historical, then live data.
+#[test]
+fn a_primary_host_going_offline_holds_the_data_until_it_is_back() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let broker = Mosquitto::start(dir.path(), "", false).expect("mosquitto");
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("w.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[gateway]\nid = \"gw1\"\ndata_dir = \"{}\"\n[buffer]\nflush_interval = \"100ms\"\n\
+             [sparkplug]\nurl = \"mqtt://127.0.0.1:{}\"\ngroup_id = \"plant\"\nedge_node_id = \"gw-edge\"\nprimary_host = \"scada\"\n\
+             [[sensor]]\nid = \"ramp\"\nsource = {{ simulated = \"ramp\", step = 1.0 }}\ninterval = \"200ms\"\n",
+            data.display(),
+            broker.port
+        ),
+    )
+    .expect("config");
+    let out = dir.path().join("host.jsonl");
+    let offline = dir.path().join("offline");
+    let offline_arg = offline.to_string_lossy().into_owned();
+    let _host = host(
+        broker.port,
+        &out,
+        &dir.path().join("rebirth"),
+        dir.path(),
+        &["--primary", "scada", "--offline", &offline_arg],
+    );
+    wait_for(T, "the host subscribed", || {
+        seen(&out)
+            .iter()
+            .any(|m| m["type"] == "subscribed")
+            .then_some(())
+    });
+    let _d = start_daemon(&cfg, dir.path());
+    let values = || -> Vec<(usize, f64, bool)> {
+        seen(&out)
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m["type"] == "DDATA")
+            .flat_map(|(i, m)| {
+                m["metrics"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(move |x| {
+                        Some((i, x["value"].as_f64()?, x["historical"].as_bool()?))
+                    })
+            })
+            .collect()
+    };
+    wait_for(T, "live data", || (values().len() >= 3).then_some(()));
+    std::fs::write(&offline, b"").expect("offline");
+    let death = wait_for(T, "NDEATH when the host goes offline", || {
+        seen(&out).iter().position(|m| m["type"] == "NDEATH")
+    });
+    let stored = || -> Vec<f64> {
+        with_store(&data, Vec::new(), |s| {
+            let mut v = Vec::new();
+            s.export(watchpost::model::Timestamp(0), Some("ramp"), |r| {
+                v.push(r.value)
+            })?;
+            Ok(v)
+        })
+    };
+    let at_death = stored().len();
+    wait_for(
+        Duration::from_secs(30),
+        "readings held in the store",
+        || (stored().len() >= at_death + 35).then_some(()),
+    );
+    // Nothing was published while the host was away.
+    assert!(
+        !seen(&out)[death + 1..].iter().any(|m| m["type"] == "DDATA"),
+        "data after NDEATH"
+    );
+    std::fs::remove_file(&offline).expect("online");
+    let want = stored();
+    let got = wait_for(
+        Duration::from_secs(30),
+        "everything held, forwarded",
+        || {
+            let got = values();
+            want.iter()
+                .all(|v| got.iter().any(|(_, g, _)| g == v))
+                .then_some(got)
+        },
+    );
+    let msgs = seen(&out);
+    let births = msgs
+        .iter()
+        .rposition(|m| m["type"] == "NBIRTH")
+        .expect("births");
+    assert!(births > death, "births again after the host came back");
+    // Held readings (the first of the 7 s away were more than 5 s old) came after the births, historical.
+    let held = &want[at_death + 2..at_death + 8];
+    assert!(
+        held.iter()
+            .all(|v| got.iter().any(|(i, g, h)| g == v && *h && *i > births)),
+        "{got:?}"
+    );
+}

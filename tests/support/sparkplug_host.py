@@ -22,6 +22,7 @@ ap.add_argument("--group", required=True)
 ap.add_argument("--node", required=True)
 ap.add_argument("--rebirth")
 ap.add_argument("--primary", help="act as this primary host application: STATE online (retained) on every connect")
+ap.add_argument("--offline", help="a file: while it exists the primary host says it is offline")
 a = ap.parse_args()
 
 births = {}
@@ -101,7 +102,13 @@ def on_subscribe(client, userdata, mid, granted_qos):
 c.on_subscribe = on_subscribe
 c.connect("127.0.0.1", a.port)
 c.loop_start()
+said_offline = False
 while True:
+    if a.primary and a.offline:
+        now_offline = os.path.exists(a.offline)
+        if now_offline != said_offline:
+            c.publish(f"spBv1.0/STATE/{a.primary}", state(not now_offline), qos=1, retain=True)
+            said_offline = now_offline
     if a.rebirth and os.path.exists(a.rebirth):
         os.unlink(a.rebirth)
         payload = psp.NCmd(
