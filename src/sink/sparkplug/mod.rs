@@ -107,6 +107,7 @@ impl Sparkplug {
             connected: connected_tx,
             latest: std::sync::Mutex::default(),
             live: cx.signals.live.clone(),
+            metrics: cx.metrics.clone(),
         };
         let session = tokio::spawn(s.run(rx, stop.clone()));
         tracing::info!(

@@ -262,6 +262,32 @@ fn value(datatype: u32, r: &Reading) -> Option<Value> {
     })
 }
 
+/// The gateway's own state as node metrics: this node's readings not yet sent (its backlog in the store) and the
+/// readings the buffer cap dropped so far.
+pub(super) fn gateway_metrics(metrics: &crate::metrics::Metrics, now: u64) -> Vec<Metric> {
+    use std::sync::atomic::Ordering;
+    let backlog = metrics
+        .sink_if_running(super::SINK)
+        .map_or(0, |m| m.backlog.load(Ordering::Relaxed));
+    let dropped = metrics.dropped.load(Ordering::Relaxed);
+    vec![
+        Metric {
+            name: Some("Gateway/Backlog".into()),
+            timestamp: Some(now),
+            datatype: Some(dt::INT64),
+            value: Some(Value::Long(backlog as u64)),
+            ..Metric::default()
+        },
+        Metric {
+            name: Some("Gateway/Dropped Readings".into()),
+            timestamp: Some(now),
+            datatype: Some(dt::UINT64),
+            value: Some(Value::Long(dropped)),
+            ..Metric::default()
+        },
+    ]
+}
+
 /// The node's own metrics in NBIRTH: `bdSeq`, `Node Control/Rebirth` and `Next Server` (writable), and what it is.
 pub(super) fn node_birth(bd_seq: u64, cfg: &Config, now: u64) -> Vec<Metric> {
     let m = |name: &str, datatype: u32, value: Value| Metric {

@@ -29,6 +29,8 @@ pub(super) struct Session {
     pub(super) connected: watch::Sender<bool>,
     /// The live state: a device whose sensors are all SENSOR_OFFLINE is dead (DDEATH) until it answers (DBIRTH).
     pub(super) live: watch::Receiver<Arc<crate::model::Live>>,
+    /// Counters: the gateway metrics (backlog, dropped readings).
+    pub(super) metrics: crate::metrics::SharedMetrics,
     /// Each metric's last value sent (by alias): a birth carries the current values, so a host that (re)births
     /// the node has every value, however rarely a sensor reports by exception.
     pub(super) latest: std::sync::Mutex<std::collections::HashMap<u64, Metric>>,
@@ -119,10 +121,9 @@ impl Session {
             *seq = (*seq + 1) % 256;
             p.encode_to_vec()
         };
-        out.push((
-            topic(g, "NBIRTH", &self.node, None),
-            msg(model::node_birth(bd_seq, &self.cfg, now), seq),
-        ));
+        let mut node = model::node_birth(bd_seq, &self.cfg, now);
+        node.extend(model::gateway_metrics(&self.metrics, now));
+        out.push((topic(g, "NBIRTH", &self.node, None), msg(node, seq)));
         for d in 0..self.model.devices.len() {
             out.push(self.device_message(d, true, seq));
         }
@@ -304,6 +305,9 @@ impl Session {
         let mut alarms_sent: std::collections::HashMap<u64, Value> =
             std::collections::HashMap::new();
         let mut live = self.live.clone();
+        // The gateway metrics go out as NDATA when they changed, at most every 10 s.
+        let mut gateway_tick = tokio::time::interval(Duration::from_secs(10));
+        let mut gateway_sent: Vec<Option<Value>> = Vec::new();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => {
@@ -344,6 +348,18 @@ impl Session {
                             return End::Reconnect;
                         }
                         written.push_back(if i + 1 == n { done.take() } else { None });
+                    }
+                }
+                _ = gateway_tick.tick(), if up => {
+                    let now = u64::try_from(Timestamp::now().0).unwrap_or(0);
+                    let m = model::gateway_metrics(&self.metrics, now);
+                    let values: Vec<Option<Value>> = m.iter().map(|x| x.value.clone()).collect();
+                    if values != gateway_sent {
+                        gateway_sent = values;
+                        let p = Payload { timestamp: Some(now), metrics: m, seq: Some(seq) };
+                        seq = (seq + 1) % 256;
+                        let _ = client.try_publish(topic(&g, "NDATA", &self.node, None), QoS::AtMostOnce, false, p.encode_to_vec());
+                        written.push_back(None);
                     }
                 }
                 Ok(()) = live.changed(), if up => {
