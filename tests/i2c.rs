@@ -55,19 +55,9 @@ interval = "100ms"
     )
 }
 
-/// Every stored reading of `sensor`.
-fn values(data: &Path, sensor: &str) -> Vec<f64> {
-    with_store(data, Vec::new(), |s| {
-        let mut v = Vec::new();
-        s.export(watchpost::model::Timestamp(0), Some(sensor), |r| {
-            v.push(r.value)
-        })?;
-        Ok(v)
-    })
-}
-
+/// The newest finite stored value of `sensor`.
 fn latest(data: &Path, sensor: &str) -> Option<f64> {
-    values(data, sensor)
+    stored_values(data, sensor)
         .into_iter()
         .rev()
         .find(|v| v.is_finite())
@@ -83,11 +73,11 @@ fn simulated_bus_runs_the_daemon_path_with_a_nacking_neighbour() {
     // Bosch's worked example (the simulated BME280 carries its calibration and raw values; its first conversion
     // is the example's exactly, later ones dither the temperature by a few counts).
     let t = wait_for(T, "room_temp readings", || {
-        values(&data, "room_temp").first().copied()
+        stored_values(&data, "room_temp").first().copied()
     });
     assert!((t - 25.08).abs() < 0.01, "{t}");
     let p = wait_for(T, "room_pressure readings", || {
-        values(&data, "room_pressure").first().copied()
+        stored_values(&data, "room_pressure").first().copied()
     });
     assert!((p - 1006.53).abs() < 0.01, "{p}");
     // 12 mA on a 4–20 mA loop → 5 bar.
@@ -109,9 +99,9 @@ fn simulated_bus_runs_the_daemon_path_with_a_nacking_neighbour() {
     assert!(!events.iter().any(
         |(_, a)| a.sensor != "cabinet_rh" && a.kind == watchpost::model::AlertType::SensorFault
     ));
-    let n0 = values(&data, "room_temp").len();
+    let n0 = stored_values(&data, "room_temp").len();
     wait_for(T, "more room_temp readings", || {
-        (values(&data, "room_temp").len() >= n0 + 10).then_some(())
+        (stored_values(&data, "room_temp").len() >= n0 + 10).then_some(())
     });
     let log = d.log();
     assert!(
@@ -213,7 +203,7 @@ interval = "100ms"
     .expect("write");
     let d = start_daemon(&cfg, dir.path());
     wait_for(T, "30 readings of the healthy channel", || {
-        (values(&data, "fine").len() >= 30).then_some(())
+        (stored_values(&data, "fine").len() >= 30).then_some(())
     });
     let log = d.log();
     let warned = log
@@ -221,7 +211,7 @@ interval = "100ms"
         .filter(|l| l.contains("I2C read failed") && l.contains("sensor=clipped"))
         .count();
     assert_eq!(warned, 1, "{log}");
-    assert!(values(&data, "fine")
+    assert!(stored_values(&data, "fine")
         .iter()
         .all(|v| (v - 1.98).abs() < 0.01));
 }

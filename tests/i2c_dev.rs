@@ -236,15 +236,7 @@ fn the_daemon_stores_each_conversion_and_survives_a_missing_chip() {
         .spawn()
         .expect("daemon");
     let mut d = Proc { child, log };
-    let stored = |sensor: &str| -> Vec<f64> {
-        with_store(&data, Vec::new(), |s| {
-            let mut v = Vec::new();
-            s.export(watchpost::model::Timestamp(0), Some(sensor), |r| {
-                v.push(r.value)
-            })?;
-            Ok(v)
-        })
-    };
+    let stored = |sensor: &str| stored_values(&data, sensor);
     let temps = wait_for(T, "four BME280 readings", || {
         assert!(
             d.child.try_wait().ok().flatten().is_none(),
@@ -317,15 +309,7 @@ interval = "200ms"
         .spawn()
         .expect("daemon");
     let d = Proc { child, log };
-    let stored = |sensor: &str| -> Vec<f64> {
-        with_store(&data, Vec::new(), |s| {
-            let mut v = Vec::new();
-            s.export(watchpost::model::Timestamp(0), Some(sensor), |r| {
-                v.push(r.value)
-            })?;
-            Ok(v)
-        })
-    };
+    let stored = |sensor: &str| stored_values(&data, sensor);
     wait_for(T, "readings", || {
         (stored("room_temp").len() >= 3).then_some(())
     });

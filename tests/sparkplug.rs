@@ -34,7 +34,24 @@ fn host(port: u16, out: &Path, rebirth: &Path, dir: &Path, extra: &[&str]) -> Pr
         .stderr(std::fs::File::create(&log).expect("log"))
         .spawn()
         .expect("host");
-    Proc { child, log }
+    let p = Proc { child, log };
+    wait_for(T, "the host subscribed", || {
+        seen(out)
+            .iter()
+            .any(|m| m["type"] == "subscribed")
+            .then_some(())
+    });
+    p
+}
+
+/// The start of a node's config: the gateway (a 100 ms flush) and `[sparkplug]` on the test broker; the test adds
+/// `[sparkplug]` keys and sensors after it.
+fn node_header(data: &Path, port: u16) -> String {
+    format!(
+        "[gateway]\nid = \"gw1\"\ndata_dir = \"{}\"\n[buffer]\nflush_interval = \"100ms\"\n\
+         [sparkplug]\nurl = \"mqtt://127.0.0.1:{port}\"\ngroup_id = \"plant\"\nedge_node_id = \"gw-edge\"\n",
+        data.display()
+    )
 }
 
 fn seen(out: &Path) -> Vec<Value> {
@@ -202,13 +219,6 @@ interval = "300ms"
     let out = dir.path().join("host.jsonl");
     let rebirth = dir.path().join("rebirth");
     let _host = host(broker.port, &out, &rebirth, dir.path(), &[]);
-    // The host subscribes before the node connects.
-    wait_for(T, "the host subscribed", || {
-        seen(&out)
-            .iter()
-            .any(|m| m["type"] == "subscribed")
-            .then_some(())
-    });
     let mut d = start_daemon(&cfg, dir.path());
     let msgs = wait_for(T, "NBIRTH, two DBIRTHs and DDATA of every device", || {
         let m = seen(&out);
@@ -323,11 +333,9 @@ fn with_a_primary_host_the_outage_is_stored_and_forwarded_in_order() {
     std::fs::write(
         &cfg,
         format!(
-            "[gateway]\nid = \"gw1\"\ndata_dir = \"{}\"\n[buffer]\nflush_interval = \"100ms\"\n\
-             [sparkplug]\nurl = \"mqtt://127.0.0.1:{}\"\ngroup_id = \"plant\"\nedge_node_id = \"gw-edge\"\nprimary_host = \"scada\"\n\
+            "{}primary_host = \"scada\"\n\
              [[sensor]]\nid = \"ramp\"\nsource = {{ simulated = \"ramp\", step = 1.0 }}\ninterval = \"200ms\"\n",
-            data.display(),
-            broker.port
+            node_header(&data, broker.port)
         ),
     )
     .expect("config");
@@ -339,12 +347,6 @@ fn with_a_primary_host_the_outage_is_stored_and_forwarded_in_order() {
         dir.path(),
         &["--primary", "scada"],
     );
-    wait_for(T, "the host subscribed", || {
-        seen(&out)
-            .iter()
-            .any(|m| m["type"] == "subscribed")
-            .then_some(())
-    });
     let _d = start_daemon(&cfg, dir.path());
     let received = || -> Vec<(f64, bool)> {
         seen(&out)
@@ -355,15 +357,7 @@ fn with_a_primary_host_the_outage_is_stored_and_forwarded_in_order() {
             .collect()
     };
     wait_for(T, "live data", || (received().len() >= 3).then_some(()));
-    let stored = || -> Vec<f64> {
-        with_store(&data, Vec::new(), |s| {
-            let mut v = Vec::new();
-            s.export(watchpost::model::Timestamp(0), Some("ramp"), |r| {
-                v.push(r.value)
-            })?;
-            Ok(v)
-        })
-    };
+    let stored = || stored_values(&data, "ramp");
     broker.stop();
     let at_stop = stored().len();
     // Seven seconds of readings while the broker is away (more than the 5 s after which a reading is history).
@@ -427,12 +421,10 @@ fn by_exception_a_quiet_sensor_is_sent_once_and_a_moving_one_every_time() {
     std::fs::write(
         &cfg,
         format!(
-            "[gateway]\nid = \"gw1\"\ndata_dir = \"{}\"\n[buffer]\nflush_interval = \"100ms\"\n\
-             [sparkplug]\nurl = \"mqtt://127.0.0.1:{}\"\ngroup_id = \"plant\"\nedge_node_id = \"gw-edge\"\ndeadband = 0.5\n\
+            "{}deadband = 0.5\n\
              [[sensor]]\nid = \"quiet\"\nsource = {{ simulated = \"constant\", offset = 7.0 }}\ninterval = \"200ms\"\n\
              [[sensor]]\nid = \"moving\"\nsource = {{ simulated = \"ramp\", step = 1.0 }}\ninterval = \"200ms\"\n",
-            dir.path().join("data").display(),
-            broker.port
+            node_header(&dir.path().join("data"), broker.port)
         ),
     )
     .expect("config");
@@ -444,12 +436,6 @@ fn by_exception_a_quiet_sensor_is_sent_once_and_a_moving_one_every_time() {
         dir.path(),
         &[],
     );
-    wait_for(T, "the host subscribed", || {
-        seen(&out)
-            .iter()
-            .any(|m| m["type"] == "subscribed")
-            .then_some(())
-    });
     let _d = start_daemon(&cfg, dir.path());
     let count = |name: &str| {
         seen(&out)
@@ -478,13 +464,11 @@ fn a_silent_device_dies_and_is_born_again_when_it_answers() {
     std::fs::write(
         &cfg,
         format!(
-            "[gateway]\nid = \"gw1\"\ndata_dir = \"{}\"\n[buffer]\nflush_interval = \"100ms\"\n\
-             [sparkplug]\nurl = \"mqtt://127.0.0.1:{}\"\ngroup_id = \"plant\"\nedge_node_id = \"gw-edge\"\n\
+            "{}\
              [[modbus]]\nname = \"plc1\"\nurl = \"tcp://127.0.0.1:{mport}\"\ntimeout = \"200ms\"\nretries = 0\n\
              [[sensor]]\nid = \"speed\"\nsource = {{ modbus = \"plc1\", table = \"holding\", address = 0 }}\ninterval = \"300ms\"\nstale_after = \"1s\"\n\
              [[sensor]]\nid = \"room\"\nsource = {{ simulated = \"constant\", offset = 21.5 }}\ninterval = \"300ms\"\n",
-            dir.path().join("data").display(),
-            broker.port
+            node_header(&dir.path().join("data"), broker.port)
         ),
     )
     .expect("config");
@@ -496,12 +480,6 @@ fn a_silent_device_dies_and_is_born_again_when_it_answers() {
         dir.path(),
         &[],
     );
-    wait_for(T, "the host subscribed", || {
-        seen(&out)
-            .iter()
-            .any(|m| m["type"] == "subscribed")
-            .then_some(())
-    });
     let _d = start_daemon(&cfg, dir.path());
     let of = |kind: &str| -> Vec<usize> {
         seen(&out)
@@ -550,11 +528,9 @@ fn alarms_are_metrics_of_their_device() {
     std::fs::write(
         &cfg,
         format!(
-            "[gateway]\nid = \"gw1\"\ndata_dir = \"{}\"\n[buffer]\nflush_interval = \"100ms\"\n\
-             [sparkplug]\nurl = \"mqtt://127.0.0.1:{}\"\ngroup_id = \"plant\"\nedge_node_id = \"gw-edge\"\n\
+            "{}\
              [[sensor]]\nid = \"sq\"\nsource = {{ simulated = \"square\", min = 0.0, max = 100.0, period = \"2s\" }}\ninterval = \"200ms\"\nwarning = {{ high = 50.0 }}\n",
-            dir.path().join("data").display(),
-            broker.port
+            node_header(&dir.path().join("data"), broker.port)
         ),
     )
     .expect("config");
@@ -566,12 +542,6 @@ fn alarms_are_metrics_of_their_device() {
         dir.path(),
         &[],
     );
-    wait_for(T, "the host subscribed", || {
-        seen(&out)
-            .iter()
-            .any(|m| m["type"] == "subscribed")
-            .then_some(())
-    });
     let _d = start_daemon(&cfg, dir.path());
     let dbirth = wait_for(T, "the DBIRTH", || {
         seen(&out).into_iter().find(|m| m["type"] == "DBIRTH")
@@ -619,11 +589,9 @@ fn a_primary_host_going_offline_holds_the_data_until_it_is_back() {
     std::fs::write(
         &cfg,
         format!(
-            "[gateway]\nid = \"gw1\"\ndata_dir = \"{}\"\n[buffer]\nflush_interval = \"100ms\"\n\
-             [sparkplug]\nurl = \"mqtt://127.0.0.1:{}\"\ngroup_id = \"plant\"\nedge_node_id = \"gw-edge\"\nprimary_host = \"scada\"\n\
+            "{}primary_host = \"scada\"\n\
              [[sensor]]\nid = \"ramp\"\nsource = {{ simulated = \"ramp\", step = 1.0 }}\ninterval = \"200ms\"\n",
-            data.display(),
-            broker.port
+            node_header(&data, broker.port)
         ),
     )
     .expect("config");
@@ -637,12 +605,6 @@ fn a_primary_host_going_offline_holds_the_data_until_it_is_back() {
         dir.path(),
         &["--primary", "scada", "--offline", &offline_arg],
     );
-    wait_for(T, "the host subscribed", || {
-        seen(&out)
-            .iter()
-            .any(|m| m["type"] == "subscribed")
-            .then_some(())
-    });
     let _d = start_daemon(&cfg, dir.path());
     let values = || -> Vec<(usize, f64, bool)> {
         seen(&out)
@@ -666,15 +628,7 @@ fn a_primary_host_going_offline_holds_the_data_until_it_is_back() {
     let death = wait_for(T, "NDEATH when the host goes offline", || {
         seen(&out).iter().position(|m| m["type"] == "NDEATH")
     });
-    let stored = || -> Vec<f64> {
-        with_store(&data, Vec::new(), |s| {
-            let mut v = Vec::new();
-            s.export(watchpost::model::Timestamp(0), Some("ramp"), |r| {
-                v.push(r.value)
-            })?;
-            Ok(v)
-        })
-    };
+    let stored = || stored_values(&data, "ramp");
     let at_death = stored().len();
     wait_for(
         Duration::from_secs(30),

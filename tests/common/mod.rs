@@ -26,6 +26,18 @@ pub(crate) fn with_store<T>(
     }
 }
 
+/// Every stored value of `sensor`, oldest first.
+#[allow(dead_code)] // not every test file reads values
+pub(crate) fn stored_values(data: &Path, sensor: &str) -> Vec<f64> {
+    with_store(data, Vec::new(), |s| {
+        let mut v = Vec::new();
+        s.export(watchpost::model::Timestamp(0), Some(sensor), |r| {
+            v.push(r.value)
+        })?;
+        Ok(v)
+    })
+}
+
 /// Path of the built binary.
 pub(crate) fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_watchpost"))
