@@ -16,6 +16,17 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+/// A payload with the next `seq` (0–255, +1 per message), encoded.
+fn encode(metrics: Vec<Metric>, now: u64, seq: &mut u64) -> Vec<u8> {
+    let p = Payload {
+        timestamp: Some(now),
+        metrics,
+        seq: Some(*seq),
+    };
+    *seq = (*seq + 1) % 256;
+    p.encode_to_vec()
+}
+
 pub(super) struct Session {
     pub(super) sp: SparkplugConfig,
     pub(super) node: String,
@@ -112,18 +123,9 @@ impl Session {
         let g = &self.sp.group_id;
         let mut out = Vec::new();
         *seq = 0;
-        let msg = |metrics: Vec<Metric>, seq: &mut u64| {
-            let p = Payload {
-                timestamp: Some(now),
-                metrics,
-                seq: Some(*seq),
-            };
-            *seq = (*seq + 1) % 256;
-            p.encode_to_vec()
-        };
         let mut node = model::node_birth(bd_seq, &self.cfg, now);
         node.extend(model::gateway_metrics(&self.metrics, now));
-        out.push((topic(g, "NBIRTH", &self.node, None), msg(node, seq)));
+        out.push((topic(g, "NBIRTH", &self.node, None), encode(node, now, seq)));
         for d in 0..self.model.devices.len() {
             out.push(self.device_message(d, true, seq));
         }
@@ -171,12 +173,7 @@ impl Session {
         } else {
             Vec::new()
         };
-        let p = Payload {
-            timestamp: Some(now),
-            metrics,
-            seq: Some(*seq),
-        };
-        *seq = (*seq + 1) % 256;
+        let payload = encode(metrics, now, seq);
         let kind = if birth { "DBIRTH" } else { "DDEATH" };
         (
             topic(
@@ -185,7 +182,7 @@ impl Session {
                 &self.node,
                 Some(&self.model.devices[d]),
             ),
-            p.encode_to_vec(),
+            payload,
         )
     }
 
@@ -250,19 +247,14 @@ impl Session {
             if changed.is_empty() {
                 continue;
             }
-            let p = Payload {
-                timestamp: Some(now),
-                metrics: changed,
-                seq: Some(*seq),
-            };
-            *seq = (*seq + 1) % 256;
+            let payload = encode(changed, now, seq);
             let t = topic(
                 &self.sp.group_id,
                 "DDATA",
                 &self.node,
                 Some(&self.model.devices[d]),
             );
-            let _ = client.try_publish(t, QoS::AtMostOnce, false, p.encode_to_vec());
+            let _ = client.try_publish(t, QoS::AtMostOnce, false, payload);
             written.push_back(None);
         }
     }
@@ -341,10 +333,8 @@ impl Session {
                                 }
                             }
                         }
-                        let p = Payload { timestamp: Some(now), metrics, seq: Some(seq) };
-                        seq = (seq + 1) % 256;
                         let t = topic(&g, "DDATA", &self.node, Some(&self.model.devices[d]));
-                        if client.try_publish(t, QoS::AtMostOnce, false, p.encode_to_vec()).is_err() {
+                        if client.try_publish(t, QoS::AtMostOnce, false, encode(metrics, now, &mut seq)).is_err() {
                             return End::Reconnect;
                         }
                         written.push_back(if i + 1 == n { done.take() } else { None });
@@ -356,9 +346,7 @@ impl Session {
                     let values: Vec<Option<Value>> = m.iter().map(|x| x.value.clone()).collect();
                     if values != gateway_sent {
                         gateway_sent = values;
-                        let p = Payload { timestamp: Some(now), metrics: m, seq: Some(seq) };
-                        seq = (seq + 1) % 256;
-                        let _ = client.try_publish(topic(&g, "NDATA", &self.node, None), QoS::AtMostOnce, false, p.encode_to_vec());
+                        let _ = client.try_publish(topic(&g, "NDATA", &self.node, None), QoS::AtMostOnce, false, encode(m, now, &mut seq));
                         written.push_back(None);
                     }
                 }
