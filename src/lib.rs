@@ -12,6 +12,7 @@ pub mod channels;
 pub mod cli;
 pub mod commission;
 pub mod config;
+pub mod formula;
 #[cfg(all(feature = "modbus", feature = "mqtt"))]
 pub mod fuzz;
 pub mod ingest;

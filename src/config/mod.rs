@@ -9,6 +9,7 @@
 //! `WATCHPOST__GATEWAY__DATA_DIR=/tmp/wp`, `WATCHPOST__INFLUXDB__TOKEN=…`). A value that parses as a TOML number or
 //! boolean is taken as such, anything else as a string.
 
+mod alarms;
 mod email;
 mod fields;
 mod files;
@@ -26,6 +27,7 @@ mod sparkplug;
 mod types;
 mod validate;
 
+pub use alarms::{AlarmsConfig, DeviationConfig, RateConfig};
 pub use email::{check_mailbox, EmailConfig, EmailRoute, MinSeverity, SmtpEndpoint, TlsMode};
 pub use i2c::{AdcChannel, Chip, ChipSpec, I2cConfig, I2cSource, Trigger, CHIPS};
 pub use locate::line_col;
@@ -380,6 +382,7 @@ fn build(mut table: toml::Table, issues: &mut Vec<Issue>) -> Option<Config> {
         "i2c",
         "sensor",
         "sparkplug",
+        "alarms",
     ];
     for k in table.keys() {
         if !KNOWN.contains(&k.as_str()) {
@@ -417,6 +420,10 @@ fn build(mut table: toml::Table, issues: &mut Vec<Issue>) -> Option<Config> {
     let metrics = opt_section::<MetricsConfig>(&mut table, "metrics", issues);
     let modbus = array_section::<ModbusConfig>(&mut table, "modbus", issues);
     let i2c = array_section::<I2cConfig>(&mut table, "i2c", issues);
+    let alarms = match table.remove("alarms") {
+        Some(v) => section::<AlarmsConfig>(v, KeyPath::parse("alarms"), issues),
+        None => Some(AlarmsConfig::default()),
+    };
     let sensor = array_section::<SensorConfig>(&mut table, "sensor", issues);
     Some(Config {
         gateway: gateway?,
@@ -428,6 +435,7 @@ fn build(mut table: toml::Table, issues: &mut Vec<Issue>) -> Option<Config> {
         metrics: metrics?,
         modbus: modbus?,
         i2c: i2c?,
+        alarms: alarms?,
         sensor: sensor?,
     })
 }

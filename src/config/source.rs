@@ -15,7 +15,7 @@ use super::Dur;
 use serde::{Deserialize, Serialize};
 
 /// Where a sensor's values come from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(try_from = "toml::Table")]
 pub enum SourceConfig {
     /// A simulated waveform (demos, tests, the embedded default).
@@ -24,6 +24,9 @@ pub enum SourceConfig {
     Modbus(ModbusSource),
     /// A quantity of a chip on an I2C bus.
     I2c(super::I2cSource),
+    /// None: the sensor is computed from others (`formula`). The default when `source` is not given.
+    #[default]
+    Derived,
 }
 
 /// Simulated waveforms.

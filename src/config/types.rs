@@ -103,6 +103,9 @@ pub struct Config {
     /// I2C buses.
     #[serde(default)]
     pub i2c: Vec<super::I2cConfig>,
+    /// Alarm management: floods, chattering, stale alarms, KPIs.
+    #[serde(default)]
+    pub alarms: super::AlarmsConfig,
     /// Sensors.
     #[serde(default)]
     pub sensor: Vec<SensorConfig>,
@@ -538,8 +541,19 @@ pub struct ValidRange {
 pub struct SensorConfig {
     /// Unique id.
     pub id: String,
-    /// Where values come from.
+    /// Where values come from. A sensor with a `formula` has none.
+    #[serde(default)]
     pub source: super::SourceConfig,
+    /// A derived (calculated) sensor: computed every `interval` from other sensors' latest good values.
+    pub formula: Option<String>,
+    /// Alarms of this sensor are evaluated only while this condition (a formula) holds (state-based suppression).
+    pub enabled_when: Option<String>,
+    /// Rate-of-change alarm.
+    pub rate: Option<super::RateConfig>,
+    /// Deviation alarm against another sensor.
+    pub deviation: Option<super::DeviationConfig>,
+    /// Priority of this sensor's alarms (default: WARNING → medium, CRITICAL → high).
+    pub priority: Option<crate::model::Priority>,
     /// Poll interval.
     #[serde(default = "default_interval")]
     pub interval: Dur,

@@ -25,6 +25,8 @@ pub(crate) fn validate(cfg: &Config, issues: &mut Vec<Issue>) {
         super::email::validate(e, issues);
     }
     super::i2c::validate(cfg, issues);
+    super::alarms::validate(&cfg.alarms, issues);
+    super::alarms::validate_links(cfg, issues);
     if let Some(t) = cfg.mqtt.as_ref().and_then(|m| m.telemetry.as_ref()) {
         if t.qos > 1 {
             issues.push(Issue::new(
@@ -295,6 +297,7 @@ pub(crate) fn validate(cfg: &Config, issues: &mut Vec<Issue>) {
             ));
         }
         validate_sensor(s, &base, &bus_names, issues);
+        super::alarms::validate_sensor(s.rate.as_ref(), s.deviation.as_ref(), &base, issues);
     }
     validate_line_protocol(cfg, issues);
 }
@@ -409,6 +412,8 @@ fn validate_sensor(
                 ("valid", s.valid.is_some()),
                 ("max_rate", s.max_rate.is_some()),
                 ("stuck_after", s.stuck_after.is_some()),
+                ("rate", s.rate.is_some()),
+                ("deviation", s.deviation.is_some()),
             ];
             for (key, _) in numeric.iter().filter(|(_, set)| *set) {
                 issues.push(Issue::new(

@@ -147,6 +147,7 @@ impl Writer {
         })?;
         let mut engine = Engine::new(&cfg.gateway.id, &cfg.gateway.location, &cfg.sensor, started);
         engine.set_acknowledge(cfg.commands_enabled());
+        engine.set_alarms(&cfg.alarms);
         match store.engine_state() {
             Ok(Some(st)) => match engine.restore(&st, started) {
                 Ok(r) => tracing::debug!(
@@ -280,7 +281,11 @@ impl Writer {
                     if last_tick.elapsed() + slack >= TICK {
                         last_tick = Instant::now();
                         let mut out = std::mem::take(&mut self.alerts);
-                        self.engine.tick(self.clock.now(), &mut out);
+                        let now = self.clock.now();
+                        self.engine.tick(now, &mut out);
+                        for r in self.engine.derive(now, &mut out) {
+                            self.keep(r);
+                        }
                         self.alerts = out;
                         self.check_overflow_cleared();
                         // Fed only while the async runtime beats too: a wedged runtime gets the daemon restarted.
@@ -337,6 +342,7 @@ impl Writer {
     fn reconfigure(&mut self, new: Config) {
         self.flush();
         self.engine.set_acknowledge(new.commands_enabled());
+        self.engine.set_alarms(&new.alarms);
         let removed = self.engine.reconfigure(&new.sensor, Timestamp::now());
         self.alerts.extend(removed);
         self.cfg = new;
@@ -373,11 +379,28 @@ impl Writer {
             }
         }
         self.engine.evaluate(&mut r, &mut self.alerts);
+        self.count(&r);
+        self.pending.push(r);
+    }
+
+    /// Keep a reading the engine made (a derived sensor's), already validated and evaluated.
+    fn keep(&mut self, r: Reading) {
+        match self.last_ts.get_mut(&r.sensor) {
+            Some(last) if r.ts <= *last => return,
+            Some(last) => *last = r.ts,
+            None => {
+                self.last_ts.insert(Arc::clone(&r.sensor), r.ts);
+            }
+        }
+        self.count(&r);
+        self.pending.push(r);
+    }
+
+    fn count(&self, r: &Reading) {
         self.metrics.readings.fetch_add(1, Ordering::Relaxed);
         if r.quality != Quality::Good {
             self.metrics.readings_bad.fetch_add(1, Ordering::Relaxed);
         }
-        self.pending.push(r);
     }
 
     /// Commit alert transitions before anything publishes them; keep them in memory if the disk refuses.

@@ -21,6 +21,17 @@ pub enum AlertType {
     OutOfService,
     /// Audit: a remote change of alarm settings (device shadow `desired`), `applied` or `rejected`.
     ConfigChange,
+    /// A rate-of-change alarm (`rate = { … }`): the value rose or fell too fast.
+    RateOfChange,
+    /// A deviation alarm (`deviation = { … }`): the sensor and its reference disagree.
+    Deviation,
+    /// The sensor's alarms are suppressed by design while its `enabled_when` condition is false (`raised` when
+    /// suppression starts, `cleared` when it ends).
+    SuppressedByState,
+    /// The sensor's alarms chatter: raised `chatter_count` times within `chatter_window`.
+    Chattering,
+    /// Gateway-wide: more than `flood_count` alarms annunciated within `flood_window`.
+    AlarmFlood,
     /// A sink skipped an item it can never carry (e.g. larger than the broker takes): `rejected`, with the sink,
     /// the item and why in `reason`. The item stays in the store (`watchpost buffer status` counts dead letters).
     DeadLetter,
@@ -37,6 +48,11 @@ impl AlertType {
             AlertType::OutOfService => "OUT_OF_SERVICE",
             AlertType::ConfigChange => "CONFIG_CHANGE",
             AlertType::DeadLetter => "DEAD_LETTER",
+            AlertType::RateOfChange => "RATE_OF_CHANGE",
+            AlertType::Deviation => "DEVIATION",
+            AlertType::SuppressedByState => "SUPPRESSED_BY_STATE",
+            AlertType::Chattering => "CHATTERING",
+            AlertType::AlarmFlood => "ALARM_FLOOD",
         }
     }
 }
@@ -98,6 +114,42 @@ impl Severity {
         match self {
             Severity::Warning => "WARNING",
             Severity::Critical => "CRITICAL",
+        }
+    }
+}
+
+/// Alarm priority (ISA-18.2 §10): how soon an operator must respond. Carried by every alarm event; during an
+/// alarm flood, `low` alarms are recorded but not annunciated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// Respond when convenient.
+    Low,
+    /// Respond soon.
+    Medium,
+    /// Respond promptly.
+    High,
+    /// Respond immediately.
+    Urgent,
+}
+
+impl Priority {
+    /// `low`, `medium`, `high`, `urgent`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Medium => "medium",
+            Priority::High => "high",
+            Priority::Urgent => "urgent",
+        }
+    }
+
+    /// The default of an alarm without a configured priority: WARNING → medium, CRITICAL → high.
+    pub fn of(severity: Severity) -> Priority {
+        match severity {
+            Severity::Warning => Priority::Medium,
+            Severity::Critical => Priority::High,
         }
     }
 }
@@ -179,6 +231,26 @@ pub struct Operator {
     /// CONFIG_CHANGE: `{"version", "client_token", "changes": [{"key","old","new"}], "errors": […]}`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub change: Option<serde_json::Value>,
+    /// The alarm's priority (every sensor alarm and ALARM_FLOOD carry one).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub priority: Option<super::Priority>,
+    /// Recorded but not annunciated: a low-priority alarm raised during an alarm flood.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub held: bool,
+    /// This transition comes from state-based suppression (the sensor's `enabled_when` turned false).
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub suppressed_by_state: bool,
+}
+
+impl Alert {
+    /// Whether this is an alarm of a sensor's process value (threshold, rate of change, deviation): what floods,
+    /// chatters and counts in the alarm KPIs.
+    pub fn is_process_alarm(&self) -> bool {
+        matches!(
+            self.kind,
+            AlertType::Alert | AlertType::RateOfChange | AlertType::Deviation
+        )
+    }
 }
 
 impl Alert {
@@ -204,7 +276,9 @@ impl Alert {
     /// still active when its shelf ends.
     pub fn annunciates(&self) -> bool {
         match self.state {
-            AlertState::Raised | AlertState::Escalated => self.operator.shelved_until.is_none(),
+            AlertState::Raised | AlertState::Escalated => {
+                self.operator.shelved_until.is_none() && !self.operator.held
+            }
             AlertState::Unshelved => self.operator.active == Some(true),
             _ => false,
         }
@@ -298,4 +372,10 @@ pub struct ActiveAlert {
     /// Returned to normal but not yet acknowledged.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub returned: bool,
+    /// The alarm's priority.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub priority: Option<Priority>,
+    /// Active longer than `[alarms] stale_after` (a standing alarm nobody resolves).
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub stale: bool,
 }

@@ -4,6 +4,8 @@
 use super::SensorRules;
 use crate::model::{Alert, AlertState, AlertType, Direction, Severity, Timestamp};
 use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::time::Duration;
 
 /// An active alarm.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,11 +81,49 @@ pub struct SensorState {
     /// Alarms that returned to normal unacknowledged.
     #[serde(default)]
     pub latched: Vec<Latched>,
+    /// Good readings of the rate-of-change window, oldest first.
+    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
+    pub window: VecDeque<(Timestamp, f64)>,
+    /// Rate-of-change alarm, rising.
+    #[serde(default, skip_serializing_if = "DirState::is_idle")]
+    pub rate_high: DirState,
+    /// Rate-of-change alarm, falling.
+    #[serde(default, skip_serializing_if = "DirState::is_idle")]
+    pub rate_low: DirState,
+    /// Deviation alarm.
+    #[serde(default, skip_serializing_if = "DirState::is_idle")]
+    pub deviation: DirState,
+    /// Active SUPPRESSED_BY_STATE record: `enabled_when` is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<Active>,
+    /// Recent raises of the sensor's process alarms (chattering window).
+    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
+    pub raises: VecDeque<Timestamp>,
+    /// Active CHATTERING record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chattering: Option<Active>,
+    /// A derived sensor's next computation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_due: Option<Timestamp>,
+}
+
+impl DirState {
+    /// No alarm and no pending delay.
+    pub fn is_idle(&self) -> bool {
+        *self == DirState::default()
+    }
+
+    /// Forget pending on- and off-delays (bad data, suppression): the next condition starts its delay afresh.
+    pub fn restart_delays(&mut self) {
+        self.true_since = [None, None];
+        self.false_since = [None, None];
+    }
 }
 
 impl SensorState {
-    /// The sensor's active alarm slots: threshold high and low, fault, offline.
-    pub fn slots(&mut self) -> [(AlertType, Option<Direction>, &mut Option<Active>); 4] {
+    /// The sensor's active alarm slots: threshold high and low, rate of change, deviation, fault, offline,
+    /// chattering.
+    pub fn slots(&mut self) -> [(AlertType, Option<Direction>, &mut Option<Active>); 8] {
         [
             (
                 AlertType::Alert,
@@ -91,8 +131,39 @@ impl SensorState {
                 &mut self.high.active,
             ),
             (AlertType::Alert, Some(Direction::Low), &mut self.low.active),
+            (
+                AlertType::RateOfChange,
+                Some(Direction::High),
+                &mut self.rate_high.active,
+            ),
+            (
+                AlertType::RateOfChange,
+                Some(Direction::Low),
+                &mut self.rate_low.active,
+            ),
+            (AlertType::Deviation, None, &mut self.deviation.active),
             (AlertType::SensorFault, None, &mut self.fault),
             (AlertType::SensorOffline, None, &mut self.offline),
+            (AlertType::Chattering, None, &mut self.chattering),
+        ]
+    }
+
+    /// The process alarms' states (threshold, rate, deviation) with their class and direction.
+    pub fn process_alarms(&mut self) -> [(AlertType, Option<Direction>, &mut DirState); 5] {
+        [
+            (AlertType::Alert, Some(Direction::High), &mut self.high),
+            (AlertType::Alert, Some(Direction::Low), &mut self.low),
+            (
+                AlertType::RateOfChange,
+                Some(Direction::High),
+                &mut self.rate_high,
+            ),
+            (
+                AlertType::RateOfChange,
+                Some(Direction::Low),
+                &mut self.rate_low,
+            ),
+            (AlertType::Deviation, None, &mut self.deviation),
         ]
     }
 }
@@ -173,8 +244,16 @@ impl Emitter<'_> {
             since: a.since,
             reason: at.reason,
             operator: crate::model::Operator {
-                acked: (self.ack && kind != AlertType::OutOfService).then_some(a.acked),
+                acked: (self.ack
+                    && !matches!(kind, AlertType::OutOfService | AlertType::SuppressedByState))
+                .then_some(a.acked),
                 shelved_until: a.shelved_until,
+                priority: (!matches!(kind, AlertType::OutOfService | AlertType::SuppressedByState))
+                    .then(|| {
+                        self.rules
+                            .priority
+                            .unwrap_or(crate::model::Priority::of(a.severity))
+                    }),
                 ..Default::default()
             },
         });
@@ -195,22 +274,48 @@ impl Emitter<'_> {
 
     /// Evaluate one side (high or low) of the threshold alarm with a good value `v` at `now`.
     pub(super) fn threshold(&mut self, dir: Direction, d: &mut DirState, v: f64, now: Timestamp) {
-        let rules = self.rules;
-        let at = || At {
+        let r = self.rules;
+        let band = Band {
+            kind: AlertType::Alert,
+            dir,
+            limits: [
+                r.limit(dir, Severity::Warning),
+                r.limit(dir, Severity::Critical),
+            ],
+            deadband: r.deadband,
+            delay: r.delay,
+            off_delay: r.off_delay,
+        };
+        self.band(&band, d, v, now, None);
+    }
+
+    /// Evaluate one alarm band (levels, deadband, on- and off-delay) with a good value `v` at `now`; `reason`
+    /// goes with a raise or escalation.
+    pub(super) fn band(
+        &mut self,
+        band: &Band,
+        d: &mut DirState,
+        v: f64,
+        now: Timestamp,
+        reason: Option<&str>,
+    ) {
+        let (dir, kind) = (band.dir, band.kind);
+        let direction = (kind != AlertType::Deviation).then_some(dir);
+        let at = |reason: Option<&str>| At {
             value: Some(v),
-            direction: Some(dir),
+            direction,
             ts: now,
-            reason: None,
+            reason: reason.map(str::to_string),
         };
         let active_sev = d.active.as_ref().map(|a| a.severity);
         // Condition per level, with hysteresis for levels at or below the active one.
         let mut cond = [false; 2];
         for sev in LEVELS {
-            let Some(limit) = rules.limit(dir, sev) else {
+            let Some(limit) = band.limits[level_idx(sev)] else {
                 continue;
             };
             let held = active_sev.is_some_and(|a| a >= sev);
-            let db = if held { rules.deadband } else { 0.0 };
+            let db = if held { band.deadband } else { 0.0 };
             cond[level_idx(sev)] = match dir {
                 Direction::High => v >= limit - db && (held || v >= limit),
                 Direction::Low => v <= limit + db && (held || v <= limit),
@@ -233,19 +338,19 @@ impl Emitter<'_> {
                 continue;
             }
             let Some(t) = d.true_since[i] else { continue };
-            if now.since(t) < rules.delay {
+            if now.since(t) < band.delay {
                 continue;
             }
-            let threshold = rules.limit(dir, sev);
+            let threshold = band.limits[i];
             match d.active.as_mut() {
-                None => d.active = Some(self.raise(AlertType::Alert, sev, threshold, at())),
+                None => d.active = Some(self.raise(kind, sev, threshold, at(reason))),
                 Some(a) => {
                     a.severity = sev;
                     a.threshold = threshold;
                     // A more severe alarm needs a new acknowledgement.
                     a.acked = false;
                     let a = a.clone();
-                    self.emit(AlertType::Alert, AlertState::Escalated, &a, at());
+                    self.emit(kind, AlertState::Escalated, &a, at(reason));
                 }
             }
             return;
@@ -255,19 +360,29 @@ impl Emitter<'_> {
         let Some(f) = d.false_since[level_idx(a_sev)] else {
             return;
         };
-        if now.since(f) < rules.off_delay {
+        if now.since(f) < band.off_delay {
             return;
         }
         if a_sev == Severity::Critical && cond[0] {
             if let Some(a) = d.active.as_mut() {
                 a.severity = Severity::Warning;
-                a.threshold = rules.limit(dir, Severity::Warning);
+                a.threshold = band.limits[0];
                 let a = a.clone();
-                self.emit(AlertType::Alert, AlertState::Deescalated, &a, at());
+                self.emit(kind, AlertState::Deescalated, &a, at(None));
             }
         } else if let Some(a) = d.active.take() {
-            self.emit(AlertType::Alert, AlertState::Cleared, &a, at());
+            self.emit(kind, AlertState::Cleared, &a, at(None));
             d.true_since = [None, None];
         }
     }
+}
+
+/// One alarm band: its class, side, limits per level (index: 0 warning, 1 critical), hysteresis and delays.
+pub(super) struct Band {
+    pub kind: AlertType,
+    pub dir: Direction,
+    pub limits: [Option<f64>; 2],
+    pub deadband: f64,
+    pub delay: Duration,
+    pub off_delay: Duration,
 }

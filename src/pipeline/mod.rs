@@ -17,9 +17,11 @@
 //! Validation raises `SENSOR_FAULT` (NaN/∞, outside `valid`, stuck; clears with the next good reading);
 //! `SENSOR_OFFLINE` means silence (no reading at all for `stale_after`) and clears with the next reading.
 
-use crate::config::{Limits, SensorConfig, ValidRange};
+use crate::config::{AlarmsConfig, DeviationConfig, Limits, RateConfig, SensorConfig, ValidRange};
+use crate::formula::Formula;
 use crate::model::{
-    ActiveAlert, Alert, AlertState, AlertType, Direction, Quality, Reading, Severity, Timestamp,
+    ActiveAlert, Alert, AlertState, AlertType, Direction, Priority, Quality, Reading, Severity,
+    Timestamp,
 };
 use alarm::{At, Emitter, Ids};
 use std::collections::HashMap;
@@ -27,6 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod alarm;
+mod manage;
 pub mod operator;
 pub mod snapshot;
 mod validate;
@@ -57,6 +60,18 @@ pub struct SensorRules {
     pub stuck_after: Option<Duration>,
     /// Spike detection (units per second).
     pub max_rate: Option<f64>,
+    /// Poll (or computation) interval.
+    pub interval: Duration,
+    /// Priority of the sensor's alarms (default from severity).
+    pub priority: Option<Priority>,
+    /// Rate-of-change alarm.
+    pub rate: Option<RateConfig>,
+    /// Deviation alarm.
+    pub deviation: Option<DeviationConfig>,
+    /// Alarms are evaluated only while this holds.
+    pub enabled_when: Option<Arc<Formula>>,
+    /// A derived sensor's formula.
+    pub formula: Option<Arc<Formula>>,
 }
 
 impl SensorRules {
@@ -73,6 +88,21 @@ impl SensorRules {
             stale_after: s.stale_after(),
             stuck_after: s.stuck_after.map(|d| d.0),
             max_rate: s.max_rate,
+            interval: s.interval.0,
+            priority: s.priority,
+            rate: s.rate.clone(),
+            deviation: s.deviation.clone(),
+            // The config checks refuse a formula that does not parse; one that slipped through is ignored here.
+            enabled_when: s
+                .enabled_when
+                .as_deref()
+                .and_then(|f| Formula::parse(f).ok())
+                .map(Arc::new),
+            formula: s
+                .formula
+                .as_deref()
+                .and_then(|f| Formula::parse(f).ok())
+                .map(Arc::new),
         }
     }
 
@@ -104,6 +134,14 @@ pub struct Engine {
     /// The most recent operator requests with an id, oldest first: a request id seen again is not executed
     /// again. Part of the snapshot, committed with the command's events.
     requests: std::collections::VecDeque<operator::Seen>,
+    /// Gateway-wide alarm settings (`[alarms]`).
+    alarms: AlarmsConfig,
+    /// The alarm-flood window and the ALARM_FLOOD alarm; part of the snapshot.
+    flood: manage::Flood,
+    /// Derived sensors, each after the derived sensors it reads.
+    derived: Vec<Arc<str>>,
+    /// The latest time the engine was told (for the stale flag of [`Engine::active`]).
+    now: Timestamp,
 }
 
 impl Engine {
@@ -119,6 +157,10 @@ impl Engine {
             started: now,
             ack: false,
             requests: Default::default(),
+            alarms: AlarmsConfig::default(),
+            flood: Default::default(),
+            derived: Vec::new(),
+            now,
         };
         e.reconfigure(sensors, now);
         e
@@ -135,17 +177,31 @@ impl Engine {
         self.sensors.contains_key(sensor)
     }
 
-    /// Active alarms (threshold, fault and offline), sorted by sensor.
+    /// Active alarms (process alarms, fault, offline, records such as out of service), sorted by sensor.
     pub fn active(&self) -> Vec<ActiveAlert> {
         let mut v = Vec::new();
+        let stale_after = self.alarms.stale_after.0;
         for (id, e) in &self.sensors {
             let s = &e.state;
             let items = [
                 (AlertType::Alert, Some(Direction::High), &s.high.active),
                 (AlertType::Alert, Some(Direction::Low), &s.low.active),
+                (
+                    AlertType::RateOfChange,
+                    Some(Direction::High),
+                    &s.rate_high.active,
+                ),
+                (
+                    AlertType::RateOfChange,
+                    Some(Direction::Low),
+                    &s.rate_low.active,
+                ),
+                (AlertType::Deviation, None, &s.deviation.active),
                 (AlertType::SensorFault, None, &s.fault),
                 (AlertType::SensorOffline, None, &s.offline),
                 (AlertType::OutOfService, None, &s.out_of_service),
+                (AlertType::SuppressedByState, None, &s.suppressed),
+                (AlertType::Chattering, None, &s.chattering),
             ];
             let latched = s
                 .latched
@@ -155,6 +211,7 @@ impl Engine {
                 .into_iter()
                 .filter_map(|(k, d, a)| a.as_ref().map(|a| (k, d, a, false)));
             for (kind, direction, a, returned) in active.chain(latched) {
+                let record = matches!(kind, AlertType::OutOfService | AlertType::SuppressedByState);
                 v.push(ActiveAlert {
                     id: a.id.clone(),
                     kind,
@@ -162,11 +219,29 @@ impl Engine {
                     severity: a.severity,
                     direction,
                     since: a.since.rfc3339(),
-                    acked: (self.ack && kind != AlertType::OutOfService).then_some(a.acked),
+                    acked: (self.ack && !record).then_some(a.acked),
                     shelved_until: a.shelved_until.map(Timestamp::rfc3339),
                     returned,
+                    priority: (!record)
+                        .then(|| e.rules.priority.unwrap_or(Priority::of(a.severity))),
+                    stale: !returned && !record && self.now.since(a.since) >= stale_after,
                 });
             }
+        }
+        if let Some(a) = &self.flood.active {
+            v.push(ActiveAlert {
+                id: a.id.clone(),
+                kind: AlertType::AlarmFlood,
+                sensor: "_gateway".into(),
+                severity: a.severity,
+                direction: None,
+                since: a.since.rfc3339(),
+                acked: None,
+                shelved_until: None,
+                returned: false,
+                priority: Some(Priority::High),
+                stale: false,
+            });
         }
         v.sort_by(|a, b| (&a.sensor, &a.id).cmp(&(&b.sensor, &b.id)));
         v
@@ -215,25 +290,21 @@ impl Engine {
                 &mut out,
                 false,
             );
-            let st = e.state;
+            let mut st = e.state;
             let why = || At {
                 ts: now,
                 reason: Some("sensor removed from the configuration".into()),
                 ..At::default()
             };
-            for (dir, d) in [(Direction::High, st.high), (Direction::Low, st.low)] {
-                if let Some(a) = d.active {
-                    let at = At {
-                        direction: Some(dir),
-                        ..why()
-                    };
-                    em.emit(AlertType::Alert, AlertState::Cleared, &a, at);
+            for (kind, direction, a) in st.slots() {
+                if let Some(a) = a.take() {
+                    let at = At { direction, ..why() };
+                    em.emit(kind, AlertState::Cleared, &a, at);
                 }
             }
             for (kind, a) in [
-                (AlertType::SensorFault, st.fault),
-                (AlertType::SensorOffline, st.offline),
-                (AlertType::OutOfService, st.out_of_service),
+                (AlertType::OutOfService, st.out_of_service.take()),
+                (AlertType::SuppressedByState, st.suppressed.take()),
             ] {
                 if let Some(a) = a {
                     em.emit(kind, AlertState::Cleared, &a, why());
@@ -253,27 +324,46 @@ impl Engine {
             }
         }
         self.sensors = next;
+        self.derived = manage::derive_order(sensors);
         out
+    }
+
+    /// Apply the gateway-wide alarm settings (`[alarms]`).
+    pub fn set_alarms(&mut self, alarms: &AlarmsConfig) {
+        self.alarms = alarms.clone();
     }
 
     /// Validate one reading (sets its quality) and evaluate thresholds. Transitions are appended to `out`.
     /// Readings of unknown sensors are marked invalid.
     pub fn evaluate(&mut self, r: &mut Reading, out: &mut Vec<Alert>) {
         let from = out.len();
+        self.now = self.now.max(r.ts);
         self.evaluate_one(r, out);
         if out.len() > from {
             if let Some(e) = self.sensors.get_mut(&r.sensor) {
                 operator::settle(&mut e.state, &mut out[from..]);
             }
+            self.after_transitions(from, out, r.ts);
         }
     }
 
     fn evaluate_one(&mut self, r: &mut Reading, out: &mut Vec<Alert>) {
-        let Some(entry) = self.sensors.get_mut(&r.sensor) else {
+        let Some(rules) = self.sensors.get(&r.sensor).map(|e| Arc::clone(&e.rules)) else {
             r.quality = Quality::Invalid;
             return;
         };
-        let rules = Arc::clone(&entry.rules);
+        // What this reading's alarms depend on in other sensors, looked up before this sensor's state changes.
+        let enabled = rules
+            .enabled_when
+            .as_ref()
+            .map(|f| self.compute(f, r.ts).map(|x| x != 0.0));
+        let reference = rules
+            .deviation
+            .as_ref()
+            .map(|d| self.usable(&d.from, r.ts).map(|x| (x, d)));
+        let Some(entry) = self.sensors.get_mut(&r.sensor) else {
+            return;
+        };
         let st = &mut entry.state;
         let (v, now) = (r.value, r.ts);
         let fault = validate::check(r, &rules, st);
@@ -313,9 +403,8 @@ impl Engine {
         }
         if r.quality != Quality::Good {
             // Bad data neither confirms nor clears an alarm: pending on-delays restart.
-            for d in [&mut st.high, &mut st.low] {
-                d.true_since = [None, None];
-                d.false_since = [None, None];
+            for (_, _, d) in st.process_alarms() {
+                d.restart_delays();
             }
             return;
         }
@@ -336,8 +425,17 @@ impl Engine {
                 good_again("good readings again"),
             );
         }
+        if r.is_text() {
+            return;
+        }
+        manage::remember(st, &rules, now, v);
+        if !manage::enabled(&mut em, st, &rules, enabled, now) {
+            return;
+        }
         em.threshold(Direction::High, &mut st.high, v, now);
         em.threshold(Direction::Low, &mut st.low, v, now);
+        manage::rate(&mut em, st, &rules, now, v);
+        manage::deviation(&mut em, st, reference, now, v);
     }
 
     /// The wall clock jumped by `delta_ms` (an NTP step, an RTC-less boot): move every timer the engine keeps by
@@ -359,18 +457,30 @@ impl Engine {
             if let Some((_, t)) = st.same_since.as_mut() {
                 t.0 = t.0.saturating_add(delta_ms);
             }
-            for d in [&mut st.high, &mut st.low] {
+            for (_, _, d) in st.process_alarms() {
                 for t in d.true_since.iter_mut().chain(d.false_since.iter_mut()) {
                     shift(t);
                 }
             }
+            manage::shift(st, delta_ms);
             operator::shift_shelves(st, delta_ms);
         }
+        self.flood.shift(delta_ms);
         self.started.0 = self.started.0.saturating_add(delta_ms);
     }
 
     /// Time-driven checks (staleness). Call about once a second with the wall clock.
     pub fn tick(&mut self, now: Timestamp, out: &mut Vec<Alert>) {
+        self.now = self.now.max(now);
+        let from = out.len();
+        self.tick_sensors(now, out);
+        self.tick_manage(now, out);
+        if out.len() > from {
+            self.after_transitions(from, out, now);
+        }
+    }
+
+    fn tick_sensors(&mut self, now: Timestamp, out: &mut Vec<Alert>) {
         let started = self.started;
         let ack = self.ack;
         for (id, e) in self.sensors.iter_mut() {

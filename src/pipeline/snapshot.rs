@@ -21,6 +21,9 @@ struct Snapshot<S> {
     /// Operator request ids recently executed (absent before 0.2: none).
     #[serde(default)]
     requests: Vec<super::operator::Seen>,
+    /// The alarm-flood window and alarm (absent before 0.3: none).
+    #[serde(default)]
+    flood: super::manage::Flood,
 }
 
 fn v1() -> u32 {
@@ -59,6 +62,7 @@ impl Engine {
                 .map(|(k, e)| (k.to_string(), &e.state))
                 .collect(),
             requests: self.requests.iter().cloned().collect(),
+            flood: self.flood.clone(),
         };
         serde_json::to_string(&snap).unwrap_or_default()
     }
@@ -74,6 +78,7 @@ impl Engine {
         }
         self.ids.counter = self.ids.counter.max(snap.counter);
         self.requests = snap.requests.into_iter().collect();
+        self.flood = snap.flood;
         let mut done = Restored::default();
         for (k, v) in snap.sensors {
             let Some(e) = self.sensors.get_mut(k.as_str()) else {

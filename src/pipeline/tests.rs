@@ -32,6 +32,11 @@ pub(crate) fn sensor() -> SensorConfig {
         stuck_after: None,
         max_rate: None,
         tags: Default::default(),
+        formula: None,
+        enabled_when: None,
+        rate: None,
+        deviation: None,
+        priority: None,
     }
 }
 
@@ -124,10 +129,18 @@ fn deadband_suppresses_chatter() {
         .collect();
     let got = run(&sensor(), &samples);
     assert_eq!(got, vec![(0, A, Raised, Warning)]);
-    // Without a deadband the same signal chatters.
+    // Without a deadband the same signal chatters, and is flagged as chattering (3 raises within a minute).
     let mut s = sensor();
     s.deadband = 0.0;
-    assert_eq!(run(&s, &samples).len(), 20);
+    let got = run(&s, &samples);
+    assert_eq!(got.iter().filter(|e| e.1 == A).count(), 20);
+    assert_eq!(
+        got.iter()
+            .filter(|e| e.1 == AlertType::Chattering)
+            .map(|e| (e.0, e.2))
+            .collect::<Vec<_>>(),
+        vec![(4, Raised)]
+    );
 }
 
 #[test]
@@ -427,4 +440,82 @@ fn a_clock_step_neither_fires_nor_delays_a_pending_alarm() {
     assert_eq!(out.len(), 1);
     assert_eq!((out[0].kind, out[0].state), (AlertType::Alert, Raised));
     assert_eq!(out[0].ts, Timestamp(3_610_000));
+}
+
+/// Rate-of-change and flood windows are part of the snapshot: a restart in the middle of either gives the same
+/// events as a run without one.
+#[test]
+fn a_restart_mid_window_keeps_rate_and_flood_windows() {
+    let mut s = sensor();
+    s.warning = Some(Limits {
+        high: Some(1000.0),
+        low: None,
+    });
+    s.critical = None;
+    s.stale_after = Some(Dur(Duration::from_secs(600)));
+    s.rate = Some(RateConfig {
+        high: Some(2.0),
+        low: None,
+        per: Dur(Duration::from_secs(60)),
+        window: None,
+        severity: Default::default(),
+        deadband: 0.0,
+    });
+    let mut others: Vec<SensorConfig> = (0..3)
+        .map(|i| {
+            let mut o = sensor();
+            o.id = format!("o{i}");
+            o.stale_after = Some(Dur(Duration::from_secs(600)));
+            o
+        })
+        .collect();
+    others.push(s);
+    let alarms = AlarmsConfig {
+        flood_count: 3,
+        ..Default::default()
+    };
+    let feed = |e: &mut Engine, from: i64, to: i64, out: &mut Vec<Alert>| {
+        for t in from..to {
+            let now = Timestamp(t * 10_000);
+            // `t` ramps at 3 per minute (0.5 per 10 s); the others step into alarm one after another.
+            let mut r = Reading::new(Arc::from("t"), now, 40.0 + t as f64 * 0.5);
+            e.evaluate(&mut r, out);
+            if let Ok(i) = usize::try_from(t) {
+                if i < 3 {
+                    let mut r = Reading::new(Arc::from(format!("o{i}").as_str()), now, 90.0);
+                    e.evaluate(&mut r, out);
+                }
+            }
+        }
+    };
+    let events = |out: &[Alert]| -> Vec<(i64, AlertType, AlertState)> {
+        out.iter()
+            .map(|a| (a.ts.0 / 1000, a.kind, a.state))
+            .collect()
+    };
+    let mut straight = Engine::new("gw", "plant", &others, Timestamp(0));
+    straight.set_alarms(&alarms);
+    let mut want = Vec::new();
+    feed(&mut straight, 0, 12, &mut want);
+    let mut first = Engine::new("gw", "plant", &others, Timestamp(0));
+    first.set_alarms(&alarms);
+    let mut got = Vec::new();
+    feed(&mut first, 0, 3, &mut got);
+    let mut second = Engine::new("gw", "plant", &others, Timestamp(30_000));
+    second.set_alarms(&alarms);
+    second
+        .restore(&first.snapshot(), Timestamp(30_000))
+        .expect("restore");
+    feed(&mut second, 3, 12, &mut got);
+    assert_eq!(events(&got), events(&want));
+    assert!(
+        events(&want).contains(&(30, AlertType::RateOfChange, AlertState::Raised)),
+        "{:?}",
+        events(&want)
+    );
+    assert!(
+        events(&want).contains(&(30, AlertType::AlarmFlood, AlertState::Raised)),
+        "{:?}",
+        events(&want)
+    );
 }

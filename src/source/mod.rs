@@ -75,6 +75,8 @@ pub fn groups(cfg: &Config) -> Vec<Group> {
                 .push((s.clone(), src.clone())),
             SourceConfig::Modbus(m) => by_bus.entry(m.bus.clone()).or_default().push(s.clone()),
             SourceConfig::I2c(i) => by_i2c.entry(i.bus.clone()).or_default().push(s.clone()),
+            // Computed by the alarm engine from other sensors: no source to run.
+            SourceConfig::Derived => {}
         }
     }
     for (interval, sensors) in by_interval {

@@ -176,7 +176,7 @@ impl Engine {
         result
     }
 
-    fn execute(
+    pub(in crate::pipeline) fn execute(
         &mut self,
         req: &Request,
         now: Timestamp,

@@ -230,6 +230,12 @@ fn what(a: &Alert) -> String {
         (AlertType::OutOfService, _) => "out of service".to_string(),
         (AlertType::ConfigChange, _) => "remote configuration".to_string(),
         (AlertType::DeadLetter, _) => "dead letter".to_string(),
+        (AlertType::RateOfChange, Some(Direction::Low)) => "falling too fast".to_string(),
+        (AlertType::RateOfChange, _) => "rising too fast".to_string(),
+        (AlertType::Deviation, _) => "deviation".to_string(),
+        (AlertType::SuppressedByState, _) => "suppressed by state".to_string(),
+        (AlertType::Chattering, _) => "chattering".to_string(),
+        (AlertType::AlarmFlood, _) => "alarm flood".to_string(),
     };
     match &a.reason {
         Some(r) => format!("{base}: {r}"),

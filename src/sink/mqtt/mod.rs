@@ -95,8 +95,8 @@ impl Topics {
             base: format!("{}/{gateway}", prefix.trim_end_matches('/')),
         }
     }
-    /// Retained topic of one alarm: `alerts/{sensor}/{alarm}`, `alarm` being `high`, `low`, `fault`, `offline`
-    /// or `overflow`. One topic per alarm, so clearing one alarm never hides another active on the same sensor.
+    /// Retained topic of one alarm: `alerts/{sensor}/{alarm}`, `alarm` being `high`, `low`, `fault`, `offline`,
+    /// `overflow`, `rate_high`, `rate_low`, `deviation`, `suppressed`, `chattering` or `flood`. One topic per alarm, so clearing one alarm never hides another active on the same sensor.
     pub fn alert(&self, a: &Alert) -> String {
         let alarm = match (a.kind, a.direction) {
             (AlertType::Alert, Some(Direction::Low)) => "low",
@@ -107,6 +107,12 @@ impl Topics {
             (AlertType::OutOfService, _) => "out_of_service",
             (AlertType::ConfigChange, _) => "config",
             (AlertType::DeadLetter, _) => "dead_letter",
+            (AlertType::RateOfChange, Some(Direction::Low)) => "rate_low",
+            (AlertType::RateOfChange, _) => "rate_high",
+            (AlertType::Deviation, _) => "deviation",
+            (AlertType::SuppressedByState, _) => "suppressed",
+            (AlertType::Chattering, _) => "chattering",
+            (AlertType::AlarmFlood, _) => "flood",
         };
         format!("{}/alerts/{}/{alarm}", self.base, a.sensor)
     }

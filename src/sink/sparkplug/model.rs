@@ -118,6 +118,7 @@ impl Model {
                     x.address
                 )),
                 SourceConfig::Simulated(_) => "simulated".to_string(),
+                SourceConfig::Derived => "derived".to_string(),
             };
             let d = match m.devices.iter().position(|x| *x == device) {
                 Some(i) => i,

@@ -172,6 +172,8 @@ fn live(sensors: usize, name_len: usize, alerts: usize) -> Live {
             acked: None,
             shelved_until: None,
             returned: false,
+            priority: None,
+            stale: false,
         });
     }
     l
