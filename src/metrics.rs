@@ -206,6 +206,22 @@ impl Metrics {
                 sev.as_str()
             ));
         }
+        if let Some(k) = &live.kpi {
+            for (name, help, v) in [
+                ("per_10min", "Annunciated alarms per 10 minutes, averaged over the KPI period (EEMUA 191: ~1 acceptable, 2 manageable).", k.per_10min),
+                ("per_hour", "Annunciated alarms per hour, averaged over the KPI period.", k.per_hour),
+                ("max_per_10min", "The most annunciated alarms in one 10-minute period of the KPI period.", k.max_per_10min as f64),
+                ("flood_percent", "Share of 10-minute periods in flood over the KPI period, in % (target < 1).", k.flood_percent),
+                ("bad_actors_percent", "Share of the alarm load from the ten most frequent sensors, in %.", k.bad_actors_percent),
+                ("chattering", "Sensors flagged chattering in the KPI period.", k.chattering as f64),
+                ("standing", "Process alarms standing now.", k.standing as f64),
+                ("stale", "Standing alarms active longer than [alarms] stale_after.", k.stale as f64),
+            ] {
+                s.push_str(&format!(
+                    "# HELP watchpost_alarm_kpi_{name} {help}\n# TYPE watchpost_alarm_kpi_{name} gauge\nwatchpost_alarm_kpi_{name} {v}\n"
+                ));
+            }
+        }
     }
 
     /// The async runtime is alive (called every second by a task on it).

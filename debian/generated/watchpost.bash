@@ -16,6 +16,9 @@ _watchpost() {
             ",$1")
                 cmd="watchpost"
                 ;;
+            watchpost,alarms)
+                cmd="watchpost__subcmd__alarms"
+                ;;
             watchpost,alerts)
                 cmd="watchpost__subcmd__alerts"
                 ;;
@@ -42,6 +45,18 @@ _watchpost() {
                 ;;
             watchpost,schema)
                 cmd="watchpost__subcmd__schema"
+                ;;
+            watchpost__subcmd__alarms,help)
+                cmd="watchpost__subcmd__alarms__subcmd__help"
+                ;;
+            watchpost__subcmd__alarms,report)
+                cmd="watchpost__subcmd__alarms__subcmd__report"
+                ;;
+            watchpost__subcmd__alarms__subcmd__help,help)
+                cmd="watchpost__subcmd__alarms__subcmd__help__subcmd__help"
+                ;;
+            watchpost__subcmd__alarms__subcmd__help,report)
+                cmd="watchpost__subcmd__alarms__subcmd__help__subcmd__report"
                 ;;
             watchpost__subcmd__alerts,ack)
                 cmd="watchpost__subcmd__alerts__subcmd__ack"
@@ -109,6 +124,9 @@ _watchpost() {
             watchpost__subcmd__config__subcmd__help,reset-remote)
                 cmd="watchpost__subcmd__config__subcmd__help__subcmd__reset__subcmd__remote"
                 ;;
+            watchpost__subcmd__help,alarms)
+                cmd="watchpost__subcmd__help__subcmd__alarms"
+                ;;
             watchpost__subcmd__help,alerts)
                 cmd="watchpost__subcmd__help__subcmd__alerts"
                 ;;
@@ -135,6 +153,9 @@ _watchpost() {
                 ;;
             watchpost__subcmd__help,schema)
                 cmd="watchpost__subcmd__help__subcmd__schema"
+                ;;
+            watchpost__subcmd__help__subcmd__alarms,report)
+                cmd="watchpost__subcmd__help__subcmd__alarms__subcmd__report"
                 ;;
             watchpost__subcmd__help__subcmd__alerts,ack)
                 cmd="watchpost__subcmd__help__subcmd__alerts__subcmd__ack"
@@ -191,12 +212,122 @@ _watchpost() {
 
     case "${cmd}" in
         watchpost)
-            opts="-c -h -V --config --log-format --log-level --help --version run check-config schema config read scan buffer alerts help"
+            opts="-c -h -V --config --log-format --log-level --help --version run check-config schema config read scan buffer alarms alerts help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        watchpost__subcmd__alarms)
+            opts="-c -h --config --log-format --log-level --help report help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        watchpost__subcmd__alarms__subcmd__help)
+            opts="report help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        watchpost__subcmd__alarms__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        watchpost__subcmd__alarms__subcmd__help__subcmd__report)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        watchpost__subcmd__alarms__subcmd__report)
+            opts="-c -h --since --format --config --log-format --log-level --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table csv json" -- "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1041,8 +1172,36 @@ _watchpost() {
             return 0
             ;;
         watchpost__subcmd__help)
-            opts="run check-config schema config read scan buffer alerts help"
+            opts="run check-config schema config read scan buffer alarms alerts help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        watchpost__subcmd__help__subcmd__alarms)
+            opts="report"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        watchpost__subcmd__help__subcmd__alarms__subcmd__report)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -9,7 +9,9 @@ use clap::{Parser, Subcommand};
 mod alerts;
 mod buffer;
 mod remote;
+mod report;
 use buffer::{buffer, BufferCmd};
+use report::{alarms, AlarmsCmd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tokio::sync::mpsc;
@@ -88,6 +90,11 @@ enum Cmd {
     Buffer {
         #[command(subcommand)]
         cmd: BufferCmd,
+    },
+    /// Alarm-system performance: `alarms report` prints the alarm KPIs of a period from the local store.
+    Alarms {
+        #[command(subcommand)]
+        cmd: AlarmsCmd,
     },
     /// Watch a gateway's alerts on the broker (the standing ones first, then live), or acknowledge, shelve and
     /// take sensors out of service (`[mqtt.commands]` on the gateway).
@@ -302,6 +309,12 @@ pub fn main() -> ExitCode {
                 return ExitCode::from(1);
             };
             buffer(cmd, &cfg)
+        }
+        Some(Cmd::Alarms { cmd }) => {
+            let Some(cfg) = load_or_exit(cli.config.as_deref()) else {
+                return ExitCode::from(1);
+            };
+            alarms(cmd, &cfg)
         }
         None if cli.config.is_none() && std::env::var_os("WATCHPOST_CONFIG").is_none() => {
             // A bare `watchpost` (often `sudo watchpost`, looking for help) must not start a daemon as root on

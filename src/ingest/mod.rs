@@ -229,7 +229,9 @@ impl Writer {
         beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_flush = Instant::now();
         let mut last_tick = Instant::now();
-        let mut housekeeping = tokio::time::interval(Duration::from_secs(60));
+        let mut last_kpi: Option<Instant> = None;
+        let mut housekeeping =
+            tokio::time::interval(Duration::from_secs(60).min(self.cfg.alarms.kpi_interval.0));
         housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let watchdog = sd_watchdog();
         loop {
@@ -304,6 +306,10 @@ impl Writer {
                     }
                     if let Err(e) = self.store.prune(&self.consumers, self.cfg.buffer.retention.0, Timestamp::now()) {
                         tracing::warn!(error = %e, "Pruning delivered data failed.");
+                    }
+                    if last_kpi.is_none_or(|t: Instant| t.elapsed() + Duration::from_secs(1) >= self.cfg.alarms.kpi_interval.0) {
+                        last_kpi = Some(Instant::now());
+                        self.publish_kpi();
                     }
                 }
             }
@@ -511,6 +517,36 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Compute the alarm KPIs over the last `kpi_period` from the stored events and the standing alarms, and put
+    /// them in the live state (the MQTT sink publishes them, `/metrics` shows them).
+    fn publish_kpi(&mut self) {
+        let now = self.clock.now();
+        let a = &self.cfg.alarms;
+        let since = Timestamp(now.0.saturating_sub(a.kpi_period.0.as_millis() as i64));
+        let events = match self
+            .store
+            .events_between(since, Timestamp(now.0.saturating_add(1)))
+        {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot read the alert events for the alarm KPIs.");
+                return;
+            }
+        };
+        let kpi = crate::model::kpi::Kpi::compute(
+            &events,
+            &self.engine.active(),
+            (since, now),
+            a.flood_count,
+            a.stale_after.0,
+        );
+        self.live_tx.send_modify(|live| {
+            let mut l = (**live).clone();
+            l.kpi = Some(Arc::new(kpi));
+            *live = Arc::new(l);
+        });
     }
 
     /// Update the live state's alarms at once (after an operator command).

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 mod alert;
 mod control;
+pub mod kpi;
 pub use alert::*;
 pub use control::*;
 
@@ -311,6 +312,8 @@ pub struct Live {
     pub alerts: Vec<ActiveAlert>,
     /// Latest value per sensor.
     pub sensors: std::collections::BTreeMap<String, LatestValue>,
+    /// The alarm KPIs, computed every `[alarms] kpi_interval` over `kpi_period`.
+    pub kpi: Option<Arc<kpi::Kpi>>,
 }
 
 #[cfg(test)]

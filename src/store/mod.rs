@@ -532,6 +532,25 @@ impl Store {
         Ok(out)
     }
 
+    /// The alert events stamped in `[since, until)`, oldest first (for the alarm KPIs).
+    pub fn events_between(
+        &self,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<Alert>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT payload FROM events WHERE ts >= ?1 AND ts < ?2 ORDER BY seq")?;
+        let rows = stmt.query_map(params![since.0, until.0], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            if let Ok(a) = serde_json::from_str(&row?) {
+                out.push(a);
+            }
+        }
+        Ok(out)
+    }
+
     /// The newest reading batch id and alert event seq held (0 when none).
     pub fn newest(&self) -> Result<(i64, i64), StoreError> {
         let b: i64 = self

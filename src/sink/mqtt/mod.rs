@@ -124,6 +124,10 @@ impl Topics {
     pub fn events(&self) -> String {
         format!("{}/events", self.base)
     }
+    /// Retained alarm KPIs.
+    pub fn kpi(&self) -> String {
+        format!("{}/alarms/kpi", self.base)
+    }
     /// Retained status.
     pub fn status(&self) -> String {
         format!("{}/status", self.base)

@@ -208,6 +208,10 @@ impl Session {
             ev.network_options = net;
             let mut connected = false;
             let mut shadow_tick = tokio::time::interval(Duration::from_millis(250));
+            // The alarm KPIs (retained, `alarms/kpi`): looked at every few seconds, sent when the ingest thread
+            // computed new ones, and again on every connection.
+            let mut kpi_tick = tokio::time::interval(Duration::from_secs(5));
+            let mut kpi_sent: Option<Arc<crate::model::kpi::Kpi>> = None;
             loop {
                 let settle = subs.settle_at();
                 tokio::select! {
@@ -270,6 +274,15 @@ impl Session {
                     }
                     Some(o) = async { answers.as_mut()?.recv().await }, if connected => {
                         publish_untracked(&client, o, &mut acks);
+                    }
+                    _ = kpi_tick.tick(), if connected && self.status => {
+                        let kpi = self.live.borrow().kpi.clone();
+                        if let Some(k) = kpi.filter(|k| !kpi_sent.as_ref().is_some_and(|s| Arc::ptr_eq(s, k))) {
+                            let o = Out { topic: self.topics.kpi(), payload: serde_json::to_string(&*k).unwrap_or_default(), retain: true };
+                            if publish_untracked(&client, o, &mut acks) {
+                                kpi_sent = Some(k);
+                            }
+                        }
                     }
                     _ = shadow_tick.tick(), if connected && self.shadow.is_some() => {
                         if let (Some(tx), Some(w)) = (&self.remote, waiting.take()) {
