@@ -168,6 +168,8 @@ fn the_reference_configs_commented_defaults_are_the_defaults() {
         "location",
         // The mode follows the URL's scheme unless set; the line shows what smtp:// means.
         "tls",
+        // Off by default; the line shows a usual value.
+        "auto_shelve_chattering",
         "reply_to",
         "sensors",
         "exclude",

@@ -35,6 +35,11 @@ const ASYNC_STALL: Duration = Duration::from_secs(10);
 const TICK: Duration = Duration::from_secs(1);
 /// Polls taken from the channel in one go before alerts are committed.
 const TAKE_AT_ONCE: usize = 256;
+/// The alarm snapshot goes with every alert commit; with reading batches only this often. Between transitions it
+/// only moves pending delays and windows: a crash loses at most this much of their progress (a pending delay then
+/// runs again from its start: an alarm later, never earlier), and the engine is not serialized, compressed and
+/// written every second (most of the per-reading cost at 2,000 sensors).
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(10);
 /// Operator commands queued for the alarm engine (more are refused as busy by the MQTT side).
 const CONTROL_QUEUE: usize = 64;
 
@@ -126,6 +131,8 @@ struct Writer {
     clock: clock::Timeline,
     /// Store failures are logged once a minute with a count, not on every flush.
     fail_log: crate::util::Throttle,
+    /// When the alarm snapshot was last committed.
+    snap_at: Instant,
 }
 
 impl Writer {
@@ -199,6 +206,7 @@ impl Writer {
             last_ts: HashMap::new(),
             clock: clock::Timeline::new(Timestamp::now(), Instant::now()),
             fail_log: crate::util::Throttle::new(Duration::from_secs(60)),
+            snap_at: Instant::now(),
         };
         Ok((
             w,
@@ -321,6 +329,11 @@ impl Writer {
         self.commit_alerts();
         self.flush();
         self.commit_alerts();
+        // The alarm state as it is at the end, whatever the last commit carried.
+        let snap = self.engine.snapshot();
+        if let Err(e) = self.store.append_readings(&[], Some(&snap)) {
+            tracing::warn!(error = %e, "Could not save the alarm state at shutdown.");
+        }
         if let Err(e) = self.store.mark_clean() {
             tracing::warn!(error = %e, "Could not mark the store as cleanly closed.");
         }
@@ -424,6 +437,7 @@ impl Writer {
         let snap = self.engine.snapshot();
         match self.store.append_alerts(&self.unsaved_alerts, Some(&snap)) {
             Ok(seqs) => {
+                self.snap_at = Instant::now();
                 self.unsaved_alerts.clear();
                 if let Some(last) = seqs.last() {
                     self.events_tx.send_replace(*last);
@@ -450,17 +464,20 @@ impl Writer {
             return;
         }
         self.publish_live();
-        let snap = self.engine.snapshot();
-        let mut r = self.store.append_readings(&self.pending, Some(&snap));
+        let snap = (self.snap_at.elapsed() >= SNAPSHOT_EVERY).then(|| self.engine.snapshot());
+        let mut r = self.store.append_readings(&self.pending, snap.as_deref());
         if r.as_ref().is_err_and(StoreError::is_full) {
             // The write-ahead log may be what is full (it grows until a checkpoint, and a WAL that cannot grow
             // blocks every write): move it into the database, truncate it, and try once more before dropping
             // anything.
             self.store.checkpoint();
-            r = self.store.append_readings(&self.pending, Some(&snap));
+            r = self.store.append_readings(&self.pending, snap.as_deref());
         }
         match r {
             Ok(id) => {
+                if snap.is_some() {
+                    self.snap_at = Instant::now();
+                }
                 self.pending.clear();
                 self.metrics.flushes.fetch_add(1, Ordering::Relaxed);
                 if self.metrics.store_failing.swap(false, Ordering::Relaxed) {
