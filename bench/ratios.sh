@@ -25,10 +25,10 @@ SRV_PY=${SRV_PY:-${WATCHPOST_TEST_PYTHON:-python3}}
 R=$(mktemp -d)
 
 echo "== 1/4 gateway workload: watchpost and modpoll side by side (${SECS} s after 10 s warm-up)"
-OUT="$R/gw" MODPOLL="$MODPOLL" SRV_PY="$SRV_PY" bench/peer_workload.sh "$B" 100 100 "$SECS" 10 | tee "$R/gw.txt"
+OUT="$R/gw" MODPOLL="$MODPOLL" SRV_PY="$SRV_PY" bash bench/peer_workload.sh "$B" 100 100 "$SECS" 10 | tee "$R/gw.txt"
 
 echo "== 2/4 2,000 simulated sensors at 1 Hz, InfluxDB + MQTT + shadow (${SECS} s after 30 s warm-up)"
-WATCHPOST_BIN="$B" scripts/budget.sh "$SECS" | tee "$R/budget.txt"
+WATCHPOST_BIN="$B" bash scripts/budget.sh "$SECS" | tee "$R/budget.txt"
 
 echo "== 3/4 idle: the packaged default config (20 s)"
 mkdir -p "$R/idle"

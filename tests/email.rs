@@ -109,6 +109,8 @@ fn a_critical_alarm_is_one_mail_with_table_and_json() {
         "100 °C",
         "95 °C",
         "UTC",
+        // CRITICAL without a configured priority: high (ISA-18.2 priority, shown per alarm in the table).
+        "high priority",
     ] {
         assert!(text.contains(want), "{want:?} missing from\n{text}");
     }

@@ -518,7 +518,7 @@ fn a_silent_device_dies_and_is_born_again_when_it_answers() {
     assert!(refused.is_empty(), "pysparkplug refused: {refused:?}");
 }
 
-/// The edge's alarms as metrics of their device: `Alarms/<sensor>/State`, `Severity`, `Acked`, `Shelved`, declared
+/// The edge's alarms as metrics of their device: `Alarms/<sensor>/State`, `Severity`, `Acked`, `Shelved`, `Priority`, declared
 /// in the DBIRTH and sent when they change — a Sparkplug host sees the ISA-18.2 states without a second protocol.
 #[test]
 fn alarms_are_metrics_of_their_device() {
@@ -529,7 +529,7 @@ fn alarms_are_metrics_of_their_device() {
         &cfg,
         format!(
             "{}\
-             [[sensor]]\nid = \"sq\"\nsource = {{ simulated = \"square\", min = 0.0, max = 100.0, period = \"2s\" }}\ninterval = \"200ms\"\nwarning = {{ high = 50.0 }}\n",
+             [[sensor]]\nid = \"sq\"\nsource = {{ simulated = \"square\", min = 0.0, max = 100.0, period = \"2s\" }}\ninterval = \"200ms\"\nwarning = {{ high = 50.0 }}\npriority = \"urgent\"\n",
             node_header(&dir.path().join("data"), broker.port)
         ),
     )
@@ -551,6 +551,7 @@ fn alarms_are_metrics_of_their_device() {
         ("Severity", 12),
         ("Acked", 11),
         ("Shelved", 11),
+        ("Priority", 12),
     ] {
         let m = metric(&dbirth, &format!("Alarms/sq/{name}"))
             .unwrap_or_else(|| panic!("{name}: {dbirth}"));
@@ -575,6 +576,12 @@ fn alarms_are_metrics_of_their_device() {
         .filter_map(|m| metric(m, "Alarms/sq/Severity").map(|x| x["value"].clone()))
         .collect();
     assert!(severities.iter().any(|v| v == "WARNING"), "{severities:?}");
+    let priorities: Vec<Value> = seen(&out)
+        .iter()
+        .filter(|m| m["type"] == "DDATA")
+        .filter_map(|m| metric(m, "Alarms/sq/Priority").map(|x| x["value"].clone()))
+        .collect();
+    assert!(priorities.iter().any(|v| v == "urgent"), "{priorities:?}");
     cross_check(&seen(&out));
 }
 

@@ -207,7 +207,16 @@ fn row(a: &Alert) -> Row {
             state.into(),
             a.severity.as_str().into(),
             clean(&a.sensor, 128),
-            clean(&what(a), 256),
+            clean(
+                &match a.operator.priority {
+                    // The table says how urgent each process alarm is; the subject stays short.
+                    Some(p) if a.is_process_alarm() => {
+                        format!("{} — {} priority", what(a), p.as_str())
+                    }
+                    _ => what(a),
+                },
+                256,
+            ),
             with_unit(a.value),
             with_unit(a.threshold),
             utc(a.ts),

@@ -30,27 +30,39 @@ pub(super) struct Model {
     pub alarms: Vec<(usize, u64)>,
 }
 
-/// The alarm metrics of a sensor with limits: its ISA-18.2 state, the severity, acknowledged, shelved.
-pub(super) const ALARM_METRICS: [(&str, u32); 4] = [
+/// The alarm metrics of a sensor with alarms (limits, rate of change or deviation): its ISA-18.2 state, the
+/// severity, acknowledged, shelved, and the priority.
+pub(super) const ALARM_METRICS: [(&str, u32); 5] = [
     ("State", dt::STRING),
     ("Severity", dt::STRING),
     ("Acked", dt::BOOLEAN),
     ("Shelved", dt::BOOLEAN),
+    ("Priority", dt::STRING),
 ];
 
-/// A sensor's alarm as the four metric values, from the live state: `NORMAL`, `UNACK`, `ACKED`, `RTN_UNACK` or
-/// `SHELVED`; the severity (empty when normal).
-pub(super) fn alarm_values(live: &crate::model::Live, sensor: &str) -> [Value; 4] {
+/// A sensor's alarm as the five metric values, from the live state: `NORMAL`, `UNACK`, `ACKED`, `RTN_UNACK` or
+/// `SHELVED`; the severity and the priority (empty when normal). With several process alarms active (a limit, a
+/// rate, a deviation), the most severe speaks.
+pub(super) fn alarm_values(live: &crate::model::Live, sensor: &str) -> [Value; 5] {
+    use crate::model::AlertType;
     let a = live
         .alerts
         .iter()
-        .find(|a| a.sensor == sensor && a.kind == crate::model::AlertType::Alert);
+        .filter(|a| {
+            a.sensor == sensor
+                && matches!(
+                    a.kind,
+                    AlertType::Alert | AlertType::RateOfChange | AlertType::Deviation
+                )
+        })
+        .max_by_key(|a| (a.severity, a.priority));
     let Some(a) = a else {
         return [
             Value::String("NORMAL".into()),
             Value::String(String::new()),
             Value::Boolean(true),
             Value::Boolean(false),
+            Value::String(String::new()),
         ];
     };
     let acked = a.acked.unwrap_or(false);
@@ -69,6 +81,7 @@ pub(super) fn alarm_values(live: &crate::model::Live, sensor: &str) -> [Value; 4
         Value::String(a.severity.as_str().into()),
         Value::Boolean(acked),
         Value::Boolean(shelved),
+        Value::String(a.priority.map(|p| p.as_str()).unwrap_or("").into()),
     ]
 }
 
@@ -140,7 +153,11 @@ impl Model {
         // Alarm metrics after every sensor's, so the sensors' aliases stay their place in the file.
         let mut next = m.metrics.len() as u64 + 1;
         for (i, s) in cfg.sensor.iter().enumerate() {
-            if s.warning.is_some() || s.critical.is_some() {
+            if s.warning.is_some()
+                || s.critical.is_some()
+                || s.rate.is_some()
+                || s.deviation.is_some()
+            {
                 m.alarms.push((i, next));
                 next += ALARM_METRICS.len() as u64;
             }
