@@ -61,6 +61,13 @@ pub fn read(cfg: &Config, only: &[String], json: bool) -> ExitCode {
     let mut failed = 0;
     for s in selected {
         let unit = s.unit.as_deref().unwrap_or("");
+        if let (crate::config::SourceConfig::Derived, Some(f)) = (&s.source, &s.formula) {
+            // Nothing to read on a bus: the daemon computes it from the others' latest values.
+            if !json {
+                println!("{:<24} (derived: `{f}`, computed by the daemon)", s.id);
+            }
+            continue;
+        }
         if let crate::config::SourceConfig::Simulated(src) = &s.source {
             let v = crate::source::simulated::Simulated::new(src).sample(Timestamp::now());
             if !json {

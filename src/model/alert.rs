@@ -272,9 +272,13 @@ impl Alert {
         }
     }
 
-    /// Whether this event should reach a person now: raises and escalations of unshelved alarms, and an alarm
-    /// still active when its shelf ends.
+    /// Whether this event should reach a person now: raises and escalations of unshelved alarms not held by a
+    /// flood, and an alarm still active when its shelf ends. SUPPRESSED_BY_STATE records never do.
     pub fn annunciates(&self) -> bool {
+        // Designed suppression is a state to see, not an alarm to act on.
+        if self.kind == AlertType::SuppressedByState {
+            return false;
+        }
         match self.state {
             AlertState::Raised | AlertState::Escalated => {
                 self.operator.shelved_until.is_none() && !self.operator.held
