@@ -81,6 +81,15 @@ pub struct SensorState {
     /// Alarms that returned to normal unacknowledged.
     #[serde(default)]
     pub latched: Vec<Latched>,
+    /// Alarm management (rate, deviation, suppression, chattering, derived): boxed, and absent for a sensor that
+    /// never used it, so the state every reading walks stays small.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed: Option<Box<Managed>>,
+}
+
+/// The alarm-management part of a sensor's state (see `manage.rs`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Managed {
     /// Good readings of the rate-of-change window, oldest first.
     #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
     pub window: VecDeque<(Timestamp, f64)>,
@@ -121,50 +130,72 @@ impl DirState {
 }
 
 impl SensorState {
+    /// The alarm-management state, created when first needed.
+    pub fn managed(&mut self) -> &mut Managed {
+        self.managed.get_or_insert_with(Default::default)
+    }
+
     /// The sensor's active alarm slots: threshold high and low, rate of change, deviation, fault, offline,
     /// chattering.
-    pub fn slots(&mut self) -> [(AlertType, Option<Direction>, &mut Option<Active>); 8] {
+    pub fn slots(
+        &mut self,
+    ) -> impl Iterator<Item = (AlertType, Option<Direction>, &mut Option<Active>)> {
+        let (rh, rl, dv, ch) = match self.managed.as_deref_mut() {
+            Some(m) => (
+                Some(&mut m.rate_high.active),
+                Some(&mut m.rate_low.active),
+                Some(&mut m.deviation.active),
+                Some(&mut m.chattering),
+            ),
+            None => (None, None, None, None),
+        };
         [
             (
                 AlertType::Alert,
                 Some(Direction::High),
-                &mut self.high.active,
-            ),
-            (AlertType::Alert, Some(Direction::Low), &mut self.low.active),
-            (
-                AlertType::RateOfChange,
-                Some(Direction::High),
-                &mut self.rate_high.active,
+                Some(&mut self.high.active),
             ),
             (
-                AlertType::RateOfChange,
+                AlertType::Alert,
                 Some(Direction::Low),
-                &mut self.rate_low.active,
+                Some(&mut self.low.active),
             ),
-            (AlertType::Deviation, None, &mut self.deviation.active),
-            (AlertType::SensorFault, None, &mut self.fault),
-            (AlertType::SensorOffline, None, &mut self.offline),
-            (AlertType::Chattering, None, &mut self.chattering),
+            (AlertType::RateOfChange, Some(Direction::High), rh),
+            (AlertType::RateOfChange, Some(Direction::Low), rl),
+            (AlertType::Deviation, None, dv),
+            (AlertType::SensorFault, None, Some(&mut self.fault)),
+            (AlertType::SensorOffline, None, Some(&mut self.offline)),
+            (AlertType::Chattering, None, ch),
         ]
+        .into_iter()
+        .filter_map(|(k, d, s)| s.map(|s| (k, d, s)))
     }
 
     /// The process alarms' states (threshold, rate, deviation) with their class and direction.
-    pub fn process_alarms(&mut self) -> [(AlertType, Option<Direction>, &mut DirState); 5] {
+    pub fn process_alarms(
+        &mut self,
+    ) -> impl Iterator<Item = (AlertType, Option<Direction>, &mut DirState)> {
+        let (rh, rl, dv) = match self.managed.as_deref_mut() {
+            Some(m) => (
+                Some(&mut m.rate_high),
+                Some(&mut m.rate_low),
+                Some(&mut m.deviation),
+            ),
+            None => (None, None, None),
+        };
         [
-            (AlertType::Alert, Some(Direction::High), &mut self.high),
-            (AlertType::Alert, Some(Direction::Low), &mut self.low),
             (
-                AlertType::RateOfChange,
+                AlertType::Alert,
                 Some(Direction::High),
-                &mut self.rate_high,
+                Some(&mut self.high),
             ),
-            (
-                AlertType::RateOfChange,
-                Some(Direction::Low),
-                &mut self.rate_low,
-            ),
-            (AlertType::Deviation, None, &mut self.deviation),
+            (AlertType::Alert, Some(Direction::Low), Some(&mut self.low)),
+            (AlertType::RateOfChange, Some(Direction::High), rh),
+            (AlertType::RateOfChange, Some(Direction::Low), rl),
+            (AlertType::Deviation, None, dv),
         ]
+        .into_iter()
+        .filter_map(|(k, d, s)| s.map(|s| (k, d, s)))
     }
 }
 
@@ -273,6 +304,7 @@ impl Emitter<'_> {
     }
 
     /// Evaluate one side (high or low) of the threshold alarm with a good value `v` at `now`.
+    #[inline]
     pub(super) fn threshold(&mut self, dir: Direction, d: &mut DirState, v: f64, now: Timestamp) {
         let r = self.rules;
         let band = Band {
@@ -290,7 +322,8 @@ impl Emitter<'_> {
     }
 
     /// Evaluate one alarm band (levels, deadband, on- and off-delay) with a good value `v` at `now`; `reason`
-    /// goes with a raise or escalation.
+    /// goes with a raise or escalation. Inlined: it runs twice for every good reading (the hot path).
+    #[inline(always)]
     pub(super) fn band(
         &mut self,
         band: &Band,

@@ -103,19 +103,39 @@ pub(super) fn derive_order(sensors: &[SensorConfig]) -> Vec<Arc<str>> {
     out
 }
 
+/// Count the process-alarm raises among `fresh` (transitions of the sensor whose state `st` is) in its chattering
+/// window; whether it now chatters and is not flagged yet.
+pub(super) fn track_raises(
+    st: &mut SensorState,
+    fresh: &[Alert],
+    count: usize,
+    window: Duration,
+    now: Timestamp,
+) -> bool {
+    let raised = fresh
+        .iter()
+        .filter(|a| a.is_process_alarm() && a.state == AlertState::Raised);
+    if raised.clone().next().is_none() && st.managed.is_none() {
+        return false;
+    }
+    let m = st.managed();
+    m.raises.extend(raised.map(|a| a.ts));
+    trim(&mut m.raises, now, window);
+    while m.raises.len() > count {
+        m.raises.pop_front();
+    }
+    m.raises.len() >= count && m.chattering.is_none()
+}
+
 /// Keep the reading for the rate-of-change window.
 pub(super) fn remember(st: &mut SensorState, rules: &SensorRules, now: Timestamp, v: f64) {
     let Some(rc) = &rules.rate else { return };
     let window = rc.window.unwrap_or(rc.per).0;
-    while st
-        .window
-        .front()
-        .is_some_and(|(t, _)| now.since(*t) > window)
-        || st.window.len() >= MAX_WINDOW
-    {
-        st.window.pop_front();
+    let w = &mut st.managed().window;
+    while w.front().is_some_and(|(t, _)| now.since(*t) > window) || w.len() >= MAX_WINDOW {
+        w.pop_front();
     }
-    st.window.push_back((now, v));
+    w.push_back((now, v));
 }
 
 fn levels(severity: Severity, limit: Option<f64>) -> [Option<f64>; 2] {
@@ -144,7 +164,7 @@ pub(super) fn enabled(
         return true;
     };
     if let Some(Ok(false)) = enabled {
-        if st.suppressed.is_none() {
+        if st.managed().suppressed.is_none() {
             let why = format!("suppressed by state: `{f}` is false");
             for (kind, direction, d) in st.process_alarms() {
                 if let Some(a) = d.active.take() {
@@ -163,7 +183,7 @@ pub(super) fn enabled(
                 reason: Some(why),
                 ..At::default()
             };
-            st.suppressed =
+            st.managed().suppressed =
                 Some(em.raise(AlertType::SuppressedByState, Severity::Warning, None, at));
             mark_suppression(em);
         }
@@ -172,7 +192,7 @@ pub(super) fn enabled(
         }
         return false;
     }
-    if let Some(a) = st.suppressed.take() {
+    if let Some(a) = st.managed.as_mut().and_then(|m| m.suppressed.take()) {
         let reason = match enabled {
             Some(Err(why)) => format!("`{f}` cannot be computed ({why}): alarms are evaluated"),
             _ => format!("`{f}` holds: alarms are evaluated again"),
@@ -198,7 +218,8 @@ pub(super) fn rate(
 ) {
     let Some(rc) = &rules.rate else { return };
     let window = rc.window.unwrap_or(rc.per).0;
-    let Some(&(t0, v0)) = st.window.front() else {
+    let m = st.managed();
+    let Some(&(t0, v0)) = m.window.front() else {
         return;
     };
     let span = now.since(t0);
@@ -214,8 +235,8 @@ pub(super) fn rate(
         humantime::format_duration(rc.per.0)
     );
     for (dir, limit, d) in [
-        (Direction::High, rc.high, &mut st.rate_high),
-        (Direction::Low, rc.low, &mut st.rate_low),
+        (Direction::High, rc.high, &mut m.rate_high),
+        (Direction::Low, rc.low, &mut m.rate_low),
     ] {
         if limit.is_none() {
             continue;
@@ -243,7 +264,7 @@ pub(super) fn deviation(
     match reference {
         None => {}
         // No usable reference: the deviation is unknown, as with bad data.
-        Some(Err(_)) => st.deviation.restart_delays(),
+        Some(Err(_)) => st.managed().deviation.restart_delays(),
         Some(Ok((r, dc))) => {
             let dev = (v - r).abs();
             let reason = format!(
@@ -260,17 +281,20 @@ pub(super) fn deviation(
                 delay: em.rules.delay,
                 off_delay: em.rules.off_delay,
             };
-            em.band(&band, &mut st.deviation, dev, now, Some(&reason));
+            em.band(&band, &mut st.managed().deviation, dev, now, Some(&reason));
         }
     }
 }
 
 /// Move the management windows with a wall-clock step.
 pub(super) fn shift(st: &mut SensorState, delta_ms: i64) {
-    for (t, _) in st.window.iter_mut() {
+    let Some(m) = st.managed.as_deref_mut() else {
+        return;
+    };
+    for (t, _) in m.window.iter_mut() {
         t.0 = t.0.saturating_add(delta_ms);
     }
-    for t in st.raises.iter_mut().chain(st.next_due.iter_mut()) {
+    for t in m.raises.iter_mut().chain(m.next_due.iter_mut()) {
         t.0 = t.0.saturating_add(delta_ms);
     }
 }
@@ -323,7 +347,12 @@ impl Engine {
             let Some(f) = e.rules.formula.clone() else {
                 continue;
             };
-            if e.state.next_due.is_some_and(|t| now < t) {
+            if e.state
+                .managed
+                .as_ref()
+                .and_then(|m| m.next_due)
+                .is_some_and(|t| now < t)
+            {
                 continue;
             }
             // A little early is due: the engine's tick is about once a second, not to the millisecond.
@@ -333,7 +362,8 @@ impl Engine {
                 Err(why) => (f64::NAN, Some(why)),
             };
             if let Some(e) = self.sensors.get_mut(&id) {
-                e.state.next_due = Some(Timestamp(now.0.saturating_add(step.as_millis() as i64)));
+                e.state.managed().next_due =
+                    Some(Timestamp(now.0.saturating_add(step.as_millis() as i64)));
             }
             let mut r = Reading::new(Arc::clone(&id), now, value);
             let from = out.len();
@@ -351,27 +381,30 @@ impl Engine {
         made
     }
 
-    /// Chattering and flood bookkeeping for the transitions `out[from..]`, just emitted at `now`.
-    pub(super) fn after_transitions(&mut self, from: usize, out: &mut Vec<Alert>, now: Timestamp) {
+    /// Chattering and flood bookkeeping for the transitions `out[from..]`, just emitted at `now`. `chattering`:
+    /// sensors the caller found chattering (it counted their raises with [`track_raises`]); with `track`, the
+    /// raises are counted here, sensor by sensor.
+    pub(super) fn after_transitions(
+        &mut self,
+        from: usize,
+        out: &mut Vec<Alert>,
+        now: Timestamp,
+        mut chattering: Vec<Arc<str>>,
+        track: bool,
+    ) {
         let (count, window) = (self.alarms.chatter_count, self.alarms.chatter_window.0);
-        let mut chattering: Vec<Arc<str>> = Vec::new();
         let end = out.len();
         for a in out[from..end].iter_mut() {
             if !(a.is_process_alarm() && a.state == AlertState::Raised) {
                 continue;
             }
-            if let Some(e) = self.sensors.get_mut(a.sensor.as_str()) {
-                let st = &mut e.state;
-                st.raises.push_back(a.ts);
-                trim(&mut st.raises, now, window);
-                while st.raises.len() > count {
-                    st.raises.pop_front();
-                }
-                if st.raises.len() >= count
-                    && st.chattering.is_none()
-                    && !chattering.iter().any(|c| **c == *a.sensor)
-                {
-                    chattering.push(Arc::from(a.sensor.as_str()));
+            if track {
+                if let Some(e) = self.sensors.get_mut(a.sensor.as_str()) {
+                    if track_raises(&mut e.state, std::slice::from_ref(a), count, window, now)
+                        && !chattering.iter().any(|c| **c == *a.sensor)
+                    {
+                        chattering.push(Arc::from(a.sensor.as_str()));
+                    }
                 }
             }
             if self.flood.active.is_some() && a.operator.priority == Some(Priority::Low) {
@@ -417,7 +450,8 @@ impl Engine {
             )),
             ..At::default()
         };
-        e.state.chattering = Some(em.raise(AlertType::Chattering, Severity::Warning, None, at));
+        e.state.managed().chattering =
+            Some(em.raise(AlertType::Chattering, Severity::Warning, None, at));
         let Some(d) = self.alarms.auto_shelve_chattering else {
             return;
         };
@@ -443,11 +477,14 @@ impl Engine {
     pub(super) fn tick_manage(&mut self, now: Timestamp, out: &mut Vec<Alert>) {
         let window = self.alarms.chatter_window.0;
         for (id, e) in self.sensors.iter_mut() {
-            trim(&mut e.state.raises, now, window);
-            if !e.state.raises.is_empty() {
+            let Some(m) = e.state.managed.as_deref_mut() else {
+                continue;
+            };
+            trim(&mut m.raises, now, window);
+            if !m.raises.is_empty() {
                 continue;
             }
-            if let Some(a) = e.state.chattering.take() {
+            if let Some(a) = m.chattering.take() {
                 let mut em =
                     Self::emitter(&mut self.ids, &self.location, id, &e.rules, out, self.ack);
                 let at = At {

@@ -181,27 +181,41 @@ impl Engine {
     pub fn active(&self) -> Vec<ActiveAlert> {
         let mut v = Vec::new();
         let stale_after = self.alarms.stale_after.0;
+        let none: Option<Active> = None;
         for (id, e) in &self.sensors {
             let s = &e.state;
+            let m = s.managed.as_deref();
             let items = [
                 (AlertType::Alert, Some(Direction::High), &s.high.active),
                 (AlertType::Alert, Some(Direction::Low), &s.low.active),
                 (
                     AlertType::RateOfChange,
                     Some(Direction::High),
-                    &s.rate_high.active,
+                    m.map_or(&none, |m| &m.rate_high.active),
                 ),
                 (
                     AlertType::RateOfChange,
                     Some(Direction::Low),
-                    &s.rate_low.active,
+                    m.map_or(&none, |m| &m.rate_low.active),
                 ),
-                (AlertType::Deviation, None, &s.deviation.active),
+                (
+                    AlertType::Deviation,
+                    None,
+                    m.map_or(&none, |m| &m.deviation.active),
+                ),
                 (AlertType::SensorFault, None, &s.fault),
                 (AlertType::SensorOffline, None, &s.offline),
                 (AlertType::OutOfService, None, &s.out_of_service),
-                (AlertType::SuppressedByState, None, &s.suppressed),
-                (AlertType::Chattering, None, &s.chattering),
+                (
+                    AlertType::SuppressedByState,
+                    None,
+                    m.map_or(&none, |m| &m.suppressed),
+                ),
+                (
+                    AlertType::Chattering,
+                    None,
+                    m.map_or(&none, |m| &m.chattering),
+                ),
             ];
             let latched = s
                 .latched
@@ -304,7 +318,10 @@ impl Engine {
             }
             for (kind, a) in [
                 (AlertType::OutOfService, st.out_of_service.take()),
-                (AlertType::SuppressedByState, st.suppressed.take()),
+                (
+                    AlertType::SuppressedByState,
+                    st.managed.as_mut().and_then(|m| m.suppressed.take()),
+                ),
             ] {
                 if let Some(a) = a {
                     em.emit(kind, AlertState::Cleared, &a, why());
@@ -340,30 +357,41 @@ impl Engine {
         self.now = self.now.max(r.ts);
         self.evaluate_one(r, out);
         if out.len() > from {
+            let mut chattering = Vec::new();
             if let Some(e) = self.sensors.get_mut(&r.sensor) {
                 operator::settle(&mut e.state, &mut out[from..]);
+                let (count, window) = (self.alarms.chatter_count, self.alarms.chatter_window.0);
+                if manage::track_raises(&mut e.state, &out[from..], count, window, r.ts) {
+                    chattering.push(Arc::clone(&r.sensor));
+                }
             }
-            self.after_transitions(from, out, r.ts);
+            self.after_transitions(from, out, r.ts, chattering, false);
         }
     }
 
     fn evaluate_one(&mut self, r: &mut Reading, out: &mut Vec<Alert>) {
-        let Some(rules) = self.sensors.get(&r.sensor).map(|e| Arc::clone(&e.rules)) else {
+        let Some(mut entry) = self.sensors.get_mut(&r.sensor) else {
             r.quality = Quality::Invalid;
             return;
         };
-        // What this reading's alarms depend on in other sensors, looked up before this sensor's state changes.
-        let enabled = rules
-            .enabled_when
-            .as_ref()
-            .map(|f| self.compute(f, r.ts).map(|x| x != 0.0));
-        let reference = rules
-            .deviation
-            .as_ref()
-            .map(|d| self.usable(&d.from, r.ts).map(|x| (x, d)));
-        let Some(entry) = self.sensors.get_mut(&r.sensor) else {
-            return;
-        };
+        let rules = Arc::clone(&entry.rules);
+        // What this reading's alarms depend on in other sensors, looked up before this sensor's state changes (a
+        // second lookup of the sensor only for those that have such links: one per reading otherwise).
+        let (mut enabled, mut reference) = (None, None);
+        if rules.enabled_when.is_some() || rules.deviation.is_some() {
+            enabled = rules
+                .enabled_when
+                .as_ref()
+                .map(|f| self.compute(f, r.ts).map(|x| x != 0.0));
+            reference = rules
+                .deviation
+                .as_ref()
+                .map(|d| self.usable(&d.from, r.ts).map(|x| (x, d)));
+            entry = match self.sensors.get_mut(&r.sensor) {
+                Some(e) => e,
+                None => return,
+            };
+        }
         let st = &mut entry.state;
         let (v, now) = (r.value, r.ts);
         let fault = validate::check(r, &rules, st);
@@ -476,7 +504,7 @@ impl Engine {
         self.tick_sensors(now, out);
         self.tick_manage(now, out);
         if out.len() > from {
-            self.after_transitions(from, out, now);
+            self.after_transitions(from, out, now, Vec::new(), true);
         }
     }
 

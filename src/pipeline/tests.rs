@@ -519,3 +519,48 @@ fn a_restart_mid_window_keeps_rate_and_flood_windows() {
         events(&want)
     );
 }
+
+/// A derived sensor may read another: it is computed after it, in the same tick, from its fresh value; and a
+/// derived sensor whose input is bad is bad too, never computed from the input's previous value.
+#[test]
+fn derived_sensors_follow_their_dependencies_and_never_use_old_values() {
+    let mut volts = sensor();
+    volts.id = "volts".into();
+    volts.warning = None;
+    volts.critical = None;
+    let mut kw = sensor();
+    kw.id = "kw".into();
+    kw.source = SourceConfig::Derived;
+    kw.formula = Some("volts * 10 / 1000".into());
+    kw.warning = None;
+    kw.critical = None;
+    kw.valid = None;
+    let mut w = kw.clone();
+    w.id = "w".into();
+    w.formula = Some("kw * 1000".into());
+    // `w` comes first in the file: the engine still computes `kw` before it.
+    let mut e = Engine::new("gw", "plant", &[w, kw, volts], Timestamp(0));
+    let mut out = Vec::new();
+    let mut r = Reading::new(Arc::from("volts"), Timestamp(500), 230.0);
+    e.evaluate(&mut r, &mut out);
+    let made = e.derive(Timestamp(1000), &mut out);
+    let got: Vec<(&str, f64)> = made.iter().map(|r| (&*r.sensor, r.value)).collect();
+    assert_eq!(got, [("kw", 2.3), ("w", 2300.0)]);
+    // volts reads NaN: kw and w are bad at the next computation, with a fault naming the input.
+    let mut r = Reading::new(Arc::from("volts"), Timestamp(1500), f64::NAN);
+    e.evaluate(&mut r, &mut out);
+    out.clear();
+    let made = e.derive(Timestamp(2000), &mut out);
+    assert!(made.iter().all(|r| r.quality != Quality::Good), "{made:?}");
+    let fault = out
+        .iter()
+        .find(|a| a.sensor == "kw" && a.kind == AlertType::SensorFault)
+        .expect("kw fault");
+    assert!(
+        fault
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("`volts`'s latest reading is bad")),
+        "{fault:?}"
+    );
+}
