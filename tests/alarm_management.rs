@@ -47,6 +47,22 @@ fn wait_event(data: &Path, what: &str, f: impl Fn(&Alert) -> bool) -> Alert {
     })
 }
 
+/// Wait until at least `n` events of `(sensor, type, state)` are stored; returns how many there are.
+fn wait_count(
+    data: &Path,
+    (sensor, kind, state): (&str, AlertType, AlertState),
+    n: usize,
+) -> usize {
+    let what = format!("{n} × {sensor} {} {}", kind.as_str(), state.as_str());
+    wait_for(Duration::from_secs(20), &what, || {
+        let got = events(data)
+            .iter()
+            .filter(|a| a.sensor == sensor && a.kind == kind && a.state == state)
+            .count();
+        (got >= n).then_some(got)
+    })
+}
+
 #[test]
 fn derived_suppressed_rate_flood_and_chattering_alarms_against_a_modbus_peer() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -141,16 +157,8 @@ fn derived_suppressed_rate_flood_and_chattering_alarms_against_a_modbus_peer() {
     wait_event(&data, "SUPPRESSED_BY_STATE cleared", |a| {
         a.kind == AlertType::SuppressedByState && a.state == AlertState::Cleared
     });
-    wait_for(Duration::from_secs(20), "low flow raised again", || {
-        (events(&data)
-            .iter()
-            .filter(|a| {
-                a.sensor == "flow" && a.kind == AlertType::Alert && a.state == AlertState::Raised
-            })
-            .count()
-            == 2)
-            .then_some(())
-    });
+    let raises = wait_count(&data, ("flow", AlertType::Alert, AlertState::Raised), 2);
+    assert_eq!(raises, 2, "low flow raised again, once");
 
     // Rate of change: 40 → 60 within the 4 s window is far beyond 10 per minute.
     write(port, TEMP, &[60]);
@@ -184,31 +192,9 @@ fn derived_suppressed_rate_flood_and_chattering_alarms_against_a_modbus_peer() {
     // Chattering: the valve alarm raised three times within a minute.
     for n in 1..=3 {
         write(port, CHATTER, &[2]);
-        wait_for(Duration::from_secs(20), "valve raised", || {
-            (events(&data)
-                .iter()
-                .filter(|a| {
-                    a.sensor == "valve"
-                        && a.kind == AlertType::Alert
-                        && a.state == AlertState::Raised
-                })
-                .count()
-                >= n)
-                .then_some(())
-        });
+        wait_count(&data, ("valve", AlertType::Alert, AlertState::Raised), n);
         write(port, CHATTER, &[0]);
-        wait_for(Duration::from_secs(20), "valve cleared", || {
-            (events(&data)
-                .iter()
-                .filter(|a| {
-                    a.sensor == "valve"
-                        && a.kind == AlertType::Alert
-                        && a.state == AlertState::Cleared
-                })
-                .count()
-                >= n)
-                .then_some(())
-        });
+        wait_count(&data, ("valve", AlertType::Alert, AlertState::Cleared), n);
     }
     wait_event(&data, "CHATTERING raised", |a| {
         a.sensor == "valve" && a.kind == AlertType::Chattering && a.state == AlertState::Raised

@@ -557,30 +557,23 @@ fn alarms_are_metrics_of_their_device() {
             .unwrap_or_else(|| panic!("{name}: {dbirth}"));
         assert_eq!(m["datatype"], datatype, "{m}");
     }
-    let states = || -> Vec<Value> {
+    // Every value a DDATA carried for the alarm metric `name`, in order.
+    let values = |name: &str| -> Vec<Value> {
         seen(&out)
             .iter()
             .filter(|m| m["type"] == "DDATA")
-            .filter_map(|m| metric(m, "Alarms/sq/State").map(|x| x["value"].clone()))
+            .filter_map(|m| metric(m, &format!("Alarms/sq/{name}")).map(|x| x["value"].clone()))
             .collect()
     };
     let got = wait_for(T, "raised and cleared", || {
-        let s = states();
+        let s = values("State");
         let raised = s.iter().position(|v| v == "UNACK")?;
         s[raised..].iter().any(|v| v == "NORMAL").then_some(s)
     });
     assert!(got.len() >= 2, "{got:?}");
-    let severities: Vec<Value> = seen(&out)
-        .iter()
-        .filter(|m| m["type"] == "DDATA")
-        .filter_map(|m| metric(m, "Alarms/sq/Severity").map(|x| x["value"].clone()))
-        .collect();
+    let severities = values("Severity");
     assert!(severities.iter().any(|v| v == "WARNING"), "{severities:?}");
-    let priorities: Vec<Value> = seen(&out)
-        .iter()
-        .filter(|m| m["type"] == "DDATA")
-        .filter_map(|m| metric(m, "Alarms/sq/Priority").map(|x| x["value"].clone()))
-        .collect();
+    let priorities = values("Priority");
     assert!(priorities.iter().any(|v| v == "urgent"), "{priorities:?}");
     cross_check(&seen(&out));
 }

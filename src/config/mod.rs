@@ -15,6 +15,7 @@ mod fields;
 mod files;
 mod i2c;
 mod locate;
+mod names;
 mod words;
 pub use files::{file_missing, unreadable_files, FileProblem};
 use words::{did_you_mean, people};

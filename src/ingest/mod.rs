@@ -9,9 +9,7 @@
 use crate::channels::{Control, Signals};
 use crate::config::Config;
 use crate::metrics::SharedMetrics;
-use crate::model::{
-    Alert, AlertState, AlertType, LatestValue, Live, Quality, Reading, Readings, Timestamp,
-};
+use crate::model::{Alert, AlertState, AlertType, Live, Quality, Reading, Readings, Timestamp};
 use crate::pipeline::Engine;
 use crate::store::{Consumer, Store, StoreError};
 use std::collections::HashMap;
@@ -384,7 +382,20 @@ impl Writer {
 
     fn accept(&mut self, mut r: Reading) {
         r.ts = self.clock.map(r.ts);
-        // One sensor's readings never share or go back in time (a stepped-back clock): InfluxDB would overwrite.
+        self.forward_only(&mut r);
+        self.engine.evaluate(&mut r, &mut self.alerts);
+        self.hold(r);
+    }
+
+    /// Keep a reading the engine made (a derived sensor's), already validated and evaluated.
+    fn keep(&mut self, mut r: Reading) {
+        self.forward_only(&mut r);
+        self.hold(r);
+    }
+
+    /// One sensor's readings never share a timestamp or go back in time (a stepped-back clock): InfluxDB would
+    /// overwrite.
+    fn forward_only(&mut self, r: &mut Reading) {
         match self.last_ts.get_mut(&r.sensor) {
             Some(last) => {
                 if r.ts <= *last {
@@ -397,29 +408,15 @@ impl Writer {
                 self.last_ts.insert(Arc::clone(&r.sensor), r.ts);
             }
         }
-        self.engine.evaluate(&mut r, &mut self.alerts);
-        self.count(&r);
-        self.pending.push(r);
     }
 
-    /// Keep a reading the engine made (a derived sensor's), already validated and evaluated.
-    fn keep(&mut self, r: Reading) {
-        match self.last_ts.get_mut(&r.sensor) {
-            Some(last) if r.ts <= *last => return,
-            Some(last) => *last = r.ts,
-            None => {
-                self.last_ts.insert(Arc::clone(&r.sensor), r.ts);
-            }
-        }
-        self.count(&r);
-        self.pending.push(r);
-    }
-
-    fn count(&self, r: &Reading) {
+    /// Count a judged reading and hold it for the next commit.
+    fn hold(&mut self, r: Reading) {
         self.metrics.readings.fetch_add(1, Ordering::Relaxed);
         if r.quality != Quality::Good {
             self.metrics.readings_bad.fetch_add(1, Ordering::Relaxed);
         }
+        self.pending.push(r);
     }
 
     /// Commit alert transitions before anything publishes them; keep them in memory if the disk refuses.
@@ -536,79 +533,6 @@ impl Writer {
         }
     }
 
-    /// Compute the alarm KPIs over the last `kpi_period` from the stored events and the standing alarms, and put
-    /// them in the live state (the MQTT sink publishes them, `/metrics` shows them).
-    fn publish_kpi(&mut self) {
-        let now = self.clock.now();
-        let a = &self.cfg.alarms;
-        let since = Timestamp(now.0.saturating_sub(a.kpi_period.0.as_millis() as i64));
-        let events = match self
-            .store
-            .events_between(since, Timestamp(now.0.saturating_add(1)))
-        {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(error = %e, "Cannot read the alert events for the alarm KPIs.");
-                return;
-            }
-        };
-        let kpi = crate::model::kpi::Kpi::compute(
-            &events,
-            &self.engine.active(),
-            (since, now),
-            a.flood_count,
-            a.stale_after.0,
-        );
-        self.live_tx.send_modify(|live| {
-            let mut l = (**live).clone();
-            l.kpi = Some(Arc::new(kpi));
-            *live = Arc::new(l);
-        });
-    }
-
-    /// Update the live state's alarms at once (after an operator command).
-    fn publish_live_alerts(&mut self) {
-        let alerts = self.engine.active();
-        self.live_tx.send_if_modified(|old| {
-            if old.alerts == alerts {
-                false
-            } else {
-                let mut l = (**old).clone();
-                l.alerts = alerts;
-                *old = Arc::new(l);
-                true
-            }
-        });
-    }
-
-    /// Update the live state from the readings about to be flushed and the active alarms.
-    fn publish_live(&mut self) {
-        let mut live = (**self.live_tx.borrow()).clone();
-        for r in self.pending.iter().filter(|r| self.engine.knows(&r.sensor)) {
-            let latest = LatestValue {
-                v: r.value.is_finite().then_some(r.value),
-                ts: r.ts.0,
-                q: r.quality.as_str(),
-            };
-            // Known keys are updated in place: no new String per reading.
-            match live.sensors.get_mut(&*r.sensor) {
-                Some(v) => *v = latest,
-                None => {
-                    live.sensors.insert(r.sensor.to_string(), latest);
-                }
-            }
-        }
-        live.alerts = self.engine.active();
-        self.live_tx.send_if_modified(|old| {
-            if **old == live {
-                false
-            } else {
-                *old = Arc::new(live);
-                true
-            }
-        });
-    }
-
     fn enforce_cap(&mut self, max: u64) {
         match self.store.enforce_cap(max) {
             Ok(Some(d)) => {
@@ -655,5 +579,6 @@ fn sd_watchdog() -> bool {
 
 mod clock;
 mod control;
+mod live;
 #[cfg(test)]
 mod tests;

@@ -22,7 +22,7 @@
 
 use super::alarm::{Active, At, Band, Emitter, SensorState};
 use super::{Engine, SensorRules};
-use crate::config::{DeviationConfig, SensorConfig, SourceConfig};
+use crate::config::{DeviationConfig, SensorConfig};
 use crate::formula::Formula;
 use crate::model::{
     Alert, AlertState, AlertType, Command, Direction, Priority, Reading, Request, Severity, Target,
@@ -64,40 +64,34 @@ fn trim(q: &mut VecDeque<Timestamp>, now: Timestamp, window: Duration) {
     }
 }
 
-/// Derived sensors in an order where each comes after the derived sensors it reads.
-pub(super) fn derive_order(sensors: &[SensorConfig]) -> Vec<Arc<str>> {
-    let formulas: HashMap<&str, Vec<String>> = sensors
-        .iter()
-        .filter(|s| matches!(s.source, SourceConfig::Derived))
-        .filter_map(|s| {
-            let f = Formula::parse(s.formula.as_deref()?).ok()?;
-            Some((s.id.as_str(), f.inputs().to_vec()))
-        })
-        .collect();
-    let mut out: Vec<Arc<str>> = Vec::new();
-    let mut state: HashMap<&str, u8> = HashMap::new();
+/// Derived sensors in the file's order, each moved after the derived sensors it reads (their formulas as
+/// compiled in `entries`).
+pub(super) fn derive_order(entries: &super::Sensors, sensors: &[SensorConfig]) -> Vec<Arc<str>> {
+    let inputs =
+        |id: &str| -> Option<&[String]> { Some(entries.get(id)?.rules.formula.as_ref()?.inputs()) };
     fn visit<'a>(
         id: &'a str,
-        formulas: &'a HashMap<&'a str, Vec<String>>,
-        state: &mut HashMap<&'a str, u8>,
+        inputs: &dyn Fn(&str) -> Option<&'a [String]>,
+        placed: &mut HashMap<&'a str, bool>,
         out: &mut Vec<Arc<str>>,
     ) {
-        // 1: on the path (a circle, refused by the config checks: cut here), 2: placed.
-        if state.contains_key(id) {
+        // Seen before (placed, or on the path: a circle, refused by the config checks, is cut here).
+        if placed.insert(id, false).is_some() {
             return;
         }
-        state.insert(id, 1);
-        for input in formulas.get(id).into_iter().flatten() {
-            if formulas.contains_key(input.as_str()) {
-                visit(input, formulas, state, out);
+        for input in inputs(id).into_iter().flatten() {
+            if inputs(input).is_some() {
+                visit(input, inputs, placed, out);
             }
         }
-        state.insert(id, 2);
+        placed.insert(id, true);
         out.push(Arc::from(id));
     }
+    let mut out = Vec::new();
+    let mut placed = HashMap::new();
     for s in sensors {
-        if formulas.contains_key(s.id.as_str()) {
-            visit(&s.id, &formulas, &mut state, &mut out);
+        if inputs(&s.id).is_some() {
+            visit(&s.id, &inputs, &mut placed, &mut out);
         }
     }
     out
@@ -340,7 +334,8 @@ impl Engine {
     /// transitions appended to `out`) and returned to be stored like any other.
     pub fn derive(&mut self, now: Timestamp, out: &mut Vec<Alert>) -> Vec<Reading> {
         let mut made = Vec::new();
-        for id in self.derived.clone() {
+        for i in 0..self.derived.len() {
+            let id = Arc::clone(&self.derived[i]);
             let Some(e) = self.sensors.get(&id) else {
                 continue;
             };
@@ -515,25 +510,8 @@ impl Engine {
     }
 
     fn flood_event(&self, state: AlertState, a: &Active, now: Timestamp, reason: String) -> Alert {
-        Alert {
-            kind: AlertType::AlarmFlood,
-            id: a.id.clone(),
-            state,
-            severity: a.severity,
-            sensor: "_gateway".into(),
-            device: self.ids.device.clone(),
-            location: self.location.clone(),
-            value: None,
-            unit: None,
-            threshold: None,
-            direction: None,
-            ts: now,
-            since: a.since,
-            reason: Some(reason),
-            operator: crate::model::Operator {
-                priority: Some(Priority::High),
-                ..Default::default()
-            },
-        }
+        let mut e = self.gateway_event(AlertType::AlarmFlood, state, a, now, reason);
+        e.operator.priority = Some(Priority::High);
+        e
     }
 }

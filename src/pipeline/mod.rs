@@ -345,7 +345,7 @@ impl Engine {
             }
         }
         self.sensors = next;
-        self.derived = manage::derive_order(sensors);
+        self.derived = manage::derive_order(&self.sensors, sensors);
         out
     }
 
@@ -554,11 +554,23 @@ impl Engine {
         reason: String,
     ) -> Alert {
         let a = self.ids.next("_gateway", Severity::Warning, now, None);
+        self.gateway_event(kind, state, &a, now, reason)
+    }
+
+    /// The message of gateway-wide alarm `a` (sensor `_gateway`) changing to `state` at `now`.
+    fn gateway_event(
+        &self,
+        kind: AlertType,
+        state: AlertState,
+        a: &Active,
+        now: Timestamp,
+        reason: String,
+    ) -> Alert {
         Alert {
             kind,
-            id: a.id,
+            id: a.id.clone(),
             state,
-            severity: Severity::Warning,
+            severity: a.severity,
             sensor: "_gateway".into(),
             device: self.ids.device.clone(),
             location: self.location.clone(),
@@ -567,7 +579,7 @@ impl Engine {
             threshold: None,
             direction: None,
             ts: now,
-            since: now,
+            since: a.since,
             reason: Some(reason),
             operator: Default::default(),
         }

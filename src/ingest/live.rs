@@ -1,0 +1,81 @@
+//! The live state the sinks and `/metrics` read between commits: each sensor's latest value, the active alarms
+//! and the alarm KPIs.
+
+use super::Writer;
+use crate::model::{LatestValue, Timestamp};
+use std::sync::Arc;
+
+impl Writer {
+    /// Compute the alarm KPIs over the last `kpi_period` from the stored events and the standing alarms, and put
+    /// them in the live state (the MQTT sink publishes them, `/metrics` shows them).
+    pub(super) fn publish_kpi(&mut self) {
+        let now = self.clock.now();
+        let a = &self.cfg.alarms;
+        let since = Timestamp(now.0.saturating_sub(a.kpi_period.0.as_millis() as i64));
+        let events = match self
+            .store
+            .events_between(since, Timestamp(now.0.saturating_add(1)))
+        {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot read the alert events for the alarm KPIs.");
+                return;
+            }
+        };
+        let kpi = crate::model::kpi::Kpi::compute(
+            &events,
+            &self.engine.active(),
+            (since, now),
+            a.flood_count,
+            a.stale_after.0,
+        );
+        self.live_tx.send_modify(|live| {
+            let mut l = (**live).clone();
+            l.kpi = Some(Arc::new(kpi));
+            *live = Arc::new(l);
+        });
+    }
+
+    /// Update the live state's alarms at once (after an operator command).
+    pub(super) fn publish_live_alerts(&mut self) {
+        let alerts = self.engine.active();
+        self.live_tx.send_if_modified(|old| {
+            if old.alerts == alerts {
+                false
+            } else {
+                let mut l = (**old).clone();
+                l.alerts = alerts;
+                *old = Arc::new(l);
+                true
+            }
+        });
+    }
+
+    /// Update the live state from the readings about to be flushed and the active alarms.
+    pub(super) fn publish_live(&mut self) {
+        let mut live = (**self.live_tx.borrow()).clone();
+        for r in self.pending.iter().filter(|r| self.engine.knows(&r.sensor)) {
+            let latest = LatestValue {
+                v: r.value.is_finite().then_some(r.value),
+                ts: r.ts.0,
+                q: r.quality.as_str(),
+            };
+            // Known keys are updated in place: no new String per reading.
+            match live.sensors.get_mut(&*r.sensor) {
+                Some(v) => *v = latest,
+                None => {
+                    live.sensors.insert(r.sensor.to_string(), latest);
+                }
+            }
+        }
+        live.alerts = self.engine.active();
+        self.live_tx.send_if_modified(|old| {
+            if **old == live {
+                false
+            } else {
+                *old = Arc::new(live);
+                true
+            }
+        });
+    }
+}
