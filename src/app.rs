@@ -97,19 +97,6 @@ pub async fn run_with_metrics(
     }
 
     metrics.watch_live(ingest.signals.live.clone());
-    // The async runtime's heartbeat: the ingest thread feeds the systemd watchdog only while it beats.
-    // Detached: it beats until the runtime ends, through the shutdown's drain.
-    {
-        let metrics = Arc::clone(&metrics);
-        tokio::spawn(async move {
-            let mut beat = tokio::time::interval(Duration::from_secs(1));
-            beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                beat.tick().await;
-                metrics.beat();
-            }
-        });
-    }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     tracing::info!(gateway = %cfg.gateway.id, sensors = cfg.sensor.len(), data_dir = %cfg.gateway.data_dir.display(),
         version = env!("CARGO_PKG_VERSION"), "watchpost started.");

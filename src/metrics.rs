@@ -224,7 +224,7 @@ impl Metrics {
         }
     }
 
-    /// The async runtime is alive (called every second by a task on it).
+    /// The async runtime is alive (a task the ingest thread spawns on it every few seconds under the systemd watchdog).
     pub fn beat(&self) {
         self.async_beat
             .store(crate::model::Timestamp::now().0 as u64, Ordering::Relaxed);

@@ -197,3 +197,56 @@ mod significant_tests {
         assert_eq!(significant(f64::NAN, 7), "NaN");
     }
 }
+
+/// tokio's timer wheel wakes its thread at the start of the 64 ms slot (4.096 s for timers further out) a timer
+/// lies in, and again at the timer itself: a plain one-second interval costs two wake-ups a second, which is most
+/// of an idle gateway's CPU. An interval whose period is a whole number of slots and whose ticks fall on slot
+/// boundaries of the runtime's clock costs one. `origin` is an instant taken just before the runtime was built
+/// (tokio counts its milliseconds from its start; the ticks are exact while the build took under a millisecond,
+/// and merely cost the extra wake-up otherwise). The period is rounded up to the grid (1 s → 1.024 s); missed
+/// ticks are skipped so the ticks stay on it. The first tick is the next grid point (within 64 ms, or 4.1 s for periods of
+/// 4.096 s and more).
+pub fn grid_interval(origin: std::time::Instant, period: Duration) -> tokio::time::Interval {
+    let since = std::time::Instant::now().saturating_duration_since(origin);
+    let (first, every) = grid(since.as_millis(), period.as_millis());
+    let start = u64::try_from(first)
+        .ok()
+        .and_then(|ms| origin.checked_add(Duration::from_millis(ms)));
+    let every = u64::try_from(every).ok().map(Duration::from_millis);
+    let mut iv = match start.zip(every) {
+        Some((start, every)) => tokio::time::interval_at(start.into(), every),
+        // Beyond any clock: an ordinary interval.
+        None => tokio::time::interval(period.max(Duration::from_millis(1))),
+    };
+    iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    iv
+}
+
+/// The first tick (ms after the origin, at or after `since`) and the period of a grid interval.
+fn grid(since: u128, period: u128) -> (u128, u128) {
+    const FINE: u128 = 64;
+    const COARSE: u128 = 64 * 64;
+    let period = period.max(1);
+    let slot = if period >= COARSE { COARSE } else { FINE };
+    (since.div_ceil(slot) * slot, period.div_ceil(slot) * slot)
+}
+
+#[cfg(test)]
+mod grid_tests {
+    #[test]
+    fn periods_round_up_to_whole_slots_and_ticks_start_on_one() {
+        // (ms since the runtime started, asked period) -> (first tick, period)
+        assert_eq!(super::grid(5, 1000), (64, 1024));
+        assert_eq!(super::grid(128, 1000), (128, 1024));
+        assert_eq!(super::grid(130, 100), (192, 128));
+        assert_eq!(super::grid(0, 0), (0, 64));
+        assert_eq!(super::grid(10, 60_000), (4096, 61_440));
+        assert_eq!(super::grid(4097, 4096), (8192, 4096));
+        // Every tick after the first stays on the grid.
+        for (since, p) in [(7, 1000), (999, 250), (12_345, 9_000)] {
+            let (first, every) = super::grid(since, p);
+            let slot = if p >= 4096 { 4096 } else { 64 };
+            assert!(first >= since && first % slot == 0 && every % slot == 0 && every >= p);
+        }
+    }
+}

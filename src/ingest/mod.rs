@@ -17,7 +17,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 /// A BUFFER_OVERFLOW episode ends (the alert clears) after this long without drops.
@@ -31,6 +30,8 @@ const MAX_UNSAVED_ALERTS: usize = 10_000;
 const ASYNC_STALL: Duration = Duration::from_secs(10);
 /// How often staleness is checked (and the systemd watchdog is fed).
 const TICK: Duration = Duration::from_secs(1);
+/// The async runtime is asked to prove itself alive every this many ticks (well inside `ASYNC_STALL`).
+const PROVE_EVERY: u32 = 3;
 /// Polls taken from the channel in one go before alerts are committed.
 const TAKE_AT_ONCE: usize = 256;
 /// The alarm snapshot goes with every alert commit; with reading batches only this often. Between transitions it
@@ -60,6 +61,8 @@ impl Ingest {
         readings: mpsc::Receiver<Readings>,
         metrics: SharedMetrics,
     ) -> anyhow::Result<Ingest> {
+        // The ingest thread proves the async runtime alive by running a task on it (see `prove_alive`).
+        let async_rt = tokio::runtime::Handle::current();
         let (ready_tx, ready_rx) = oneshot::channel::<Result<Signals, String>>();
         let (done_tx, done) = oneshot::channel();
         let (reload, reload_rx) = mpsc::channel(4);
@@ -68,6 +71,8 @@ impl Ingest {
         std::thread::Builder::new()
             .name("watchpost-ingest".into())
             .spawn(move || {
+                // tokio counts its timer's milliseconds from the runtime's start: the beat is set on that grid.
+                let origin = std::time::Instant::now();
                 let rt = match tokio::runtime::Builder::new_current_thread()
                     .enable_time()
                     .build()
@@ -81,7 +86,9 @@ impl Ingest {
                 match Writer::open(cfg, consumers, metrics) {
                     Ok((w, signals, control_rx)) => {
                         let _ = ready_tx.send(Ok(signals));
-                        rt.block_on(w.run(readings, reload_rx, control_rx, stop2));
+                        rt.block_on(
+                            w.run(readings, reload_rx, control_rx, stop2, origin, async_rt),
+                        );
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -226,19 +233,23 @@ impl Writer {
         mut reload: mpsc::Receiver<(Config, Vec<Consumer>)>,
         mut control: mpsc::Receiver<Control>,
         stop: CancellationToken,
+        origin: std::time::Instant,
+        async_rt: tokio::runtime::Handle,
     ) {
         let started_at = Instant::now();
         let mut first_reading = true;
-        // One timer for the flush and the once-a-second alarm tick (one wake-up a second with the defaults).
-        let beat_of = |flush: Duration| flush.min(TICK);
-        let mut beat = tokio::time::interval(beat_of(self.cfg.buffer.flush_interval.0));
-        beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // One timer for the flush and the once-a-second alarm tick: one wake-up a second (1.024 s) with the
+        // defaults, on the timer wheel's grid (see `grid_interval`).
+        let beat_of = |flush: Duration| crate::util::grid_interval(origin, flush.min(TICK));
+        let mut beat = beat_of(self.cfg.buffer.flush_interval.0);
+        let mut beats: u32 = 0;
         let mut last_flush = Instant::now();
         let mut last_tick = Instant::now();
         let mut last_kpi: Option<Instant> = None;
-        let mut housekeeping =
-            tokio::time::interval(Duration::from_secs(60).min(self.cfg.alarms.kpi_interval.0));
-        housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut housekeeping = crate::util::grid_interval(
+            origin,
+            Duration::from_secs(60).min(self.cfg.alarms.kpi_interval.0),
+        );
         let watchdog = sd_watchdog();
         loop {
             tokio::select! {
@@ -248,8 +259,7 @@ impl Writer {
                     self.consumers = consumers;
                     let period = new.buffer.flush_interval.0;
                     if period != self.cfg.buffer.flush_interval.0 {
-                        beat = tokio::time::interval(beat_of(period));
-                        beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                        beat = beat_of(period);
                     }
                     self.reconfigure(new);
                 }
@@ -296,9 +306,16 @@ impl Writer {
                         }
                         self.alerts = out;
                         self.check_overflow_cleared();
-                        // Fed only while the async runtime beats too: a wedged runtime gets the daemon restarted.
-                        if watchdog && self.metrics.async_alive(ASYNC_STALL) {
-                            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                        // Fed only while the async runtime runs what it is given: a wedged runtime gets the daemon
+                        // restarted.
+                        if watchdog {
+                            if self.metrics.async_alive(ASYNC_STALL) {
+                                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                            }
+                            if beats.is_multiple_of(PROVE_EVERY) {
+                                prove_alive(&async_rt, &self.metrics);
+                            }
+                            beats = beats.wrapping_add(1);
                         }
                     }
                     self.commit_alerts();
@@ -570,6 +587,14 @@ impl Writer {
             }
         }
     }
+}
+
+/// Ask the async runtime to show it is alive: a task on it records a beat. One wake-up of the runtime every few
+/// seconds, and none at all without the systemd watchdog (a timer on the runtime itself would wake it every second
+/// and prove less: a runtime whose timers still fire may not be running tasks).
+fn prove_alive(rt: &tokio::runtime::Handle, metrics: &SharedMetrics) {
+    let m = Arc::clone(metrics);
+    drop(rt.spawn(async move { m.beat() }));
 }
 
 fn sd_watchdog() -> bool {
