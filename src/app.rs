@@ -50,10 +50,16 @@ pub async fn run_with_metrics(
     // The file as loaded, and what runs: the file with remote alarm settings over it (`apply_desired`).
     let mut file_cfg = cfg;
     let mut remote = crate::remote::Remote::open(&file_cfg);
-    let cfg = remote.effective(&file_cfg, None);
+    // One copy of what runs, shared by the ingest thread and every sink.
+    let cfg = Arc::new(remote.effective(&file_cfg, None));
     let (tx, rx) = mpsc::channel::<Readings>(CHANNEL);
-    let mut ingest =
-        Ingest::start(cfg.clone(), sink::consumers(&cfg), rx, Arc::clone(&metrics)).await?;
+    let mut ingest = Ingest::start(
+        Arc::clone(&cfg),
+        sink::consumers(&cfg),
+        rx,
+        Arc::clone(&metrics),
+    )
+    .await?;
     let (remote_tx, mut remote_rx) = mpsc::channel(4);
     ingest.signals.remote = Some(remote_tx);
     let (in_force_tx, in_force_rx) = tokio::sync::watch::channel(None);
@@ -125,6 +131,7 @@ pub async fn run_with_metrics(
                 }
             }
         };
+        let new = Arc::new(new);
         {
             {
                 let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
@@ -170,7 +177,7 @@ pub async fn run_with_metrics(
                 }
                 if ingest
                     .reload
-                    .send((new.clone(), sink::consumers(&new)))
+                    .send((Arc::clone(&new), sink::consumers(&new)))
                     .await
                     .is_err()
                 {

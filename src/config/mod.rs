@@ -235,21 +235,6 @@ pub fn parse_str(src: &str, file: &Path, env: &[(String, String)]) -> Result<Con
             )]));
         }
     };
-    // The spans come from toml_edit, asked only about a document the `toml` parser accepted: toml_edit 0.23 panics
-    // on some malformed documents (found by fuzzing; the input is in fuzz/corpus/config), and no byte of a config
-    // file may stop the daemon.
-    let doc = match toml_edit::Document::parse(src.to_string()) {
-        Ok(d) => d,
-        Err(e) => {
-            let pos = e.span().map(|s| line_col(src, s.start));
-            let msg = e.message().trim().to_string();
-            return Err(ConfigErrors(vec![mk(
-                pos,
-                String::new(),
-                format!("TOML syntax error: {msg}"),
-            )]));
-        }
-    };
     let mut env_paths: Vec<(String, String)> = Vec::new();
     for (k, v) in env {
         if let Some(key) = apply_env(&mut table, k, v) {
@@ -267,6 +252,22 @@ pub fn parse_str(src: &str, file: &Path, env: &[(String, String)]) -> Result<Con
             return Ok(cfg);
         }
     }
+    // The spans come from toml_edit, parsed only to place errors (its document of a 2,000-sensor file is ~15 MB
+    // while it lives: the daemon's peak memory if it were parsed on every start), and asked only about a document
+    // the `toml` parser accepted: toml_edit 0.23 panics on some malformed documents (found by fuzzing; the input is
+    // in fuzz/corpus/config), and no byte of a config file may stop the daemon.
+    let doc = match toml_edit::Document::parse(src.to_string()) {
+        Ok(d) => d,
+        Err(e) => {
+            let pos = e.span().map(|s| line_col(src, s.start));
+            let msg = e.message().trim().to_string();
+            return Err(ConfigErrors(vec![mk(
+                pos,
+                String::new(),
+                format!("TOML syntax error: {msg}"),
+            )]));
+        }
+    };
     // Line starts, found once: each error's position is then a binary search (30k errors stay fast).
     let starts: Vec<usize> = std::iter::once(0)
         .chain(src.match_indices('\n').map(|(i, _)| i + 1))

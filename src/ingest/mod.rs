@@ -45,7 +45,7 @@ const CONTROL_QUEUE: usize = 64;
 /// The running ingest thread.
 pub struct Ingest {
     /// New configurations (SIGHUP) with the sinks they configure, applied between readings.
-    pub reload: mpsc::Sender<(Config, Vec<Consumer>)>,
+    pub reload: mpsc::Sender<(Arc<Config>, Vec<Consumer>)>,
     /// What the sinks wait on.
     pub signals: Signals,
     stop: CancellationToken,
@@ -56,7 +56,7 @@ impl Ingest {
     /// Open the store, restore the alarm state and start the thread. Fails if the store cannot be opened.
     /// `consumers` are the configured sinks: data they have not passed is never pruned.
     pub async fn start(
-        cfg: Config,
+        cfg: Arc<Config>,
         consumers: Vec<Consumer>,
         readings: mpsc::Receiver<Readings>,
         metrics: SharedMetrics,
@@ -117,7 +117,7 @@ impl Ingest {
 
 /// The state of the ingest thread.
 struct Writer {
-    cfg: Config,
+    cfg: Arc<Config>,
     consumers: Vec<Consumer>,
     store: Store,
     engine: Engine,
@@ -142,7 +142,7 @@ struct Writer {
 
 impl Writer {
     fn open(
-        cfg: Config,
+        cfg: Arc<Config>,
         consumers: Vec<Consumer>,
         metrics: SharedMetrics,
     ) -> Result<(Writer, Signals, mpsc::Receiver<Control>), String> {
@@ -230,7 +230,7 @@ impl Writer {
     async fn run(
         mut self,
         mut rx: mpsc::Receiver<Readings>,
-        mut reload: mpsc::Receiver<(Config, Vec<Consumer>)>,
+        mut reload: mpsc::Receiver<(Arc<Config>, Vec<Consumer>)>,
         mut control: mpsc::Receiver<Control>,
         stop: CancellationToken,
         origin: std::time::Instant,
@@ -373,7 +373,7 @@ impl Writer {
         }
     }
 
-    fn reconfigure(&mut self, new: Config) {
+    fn reconfigure(&mut self, new: Arc<Config>) {
         self.flush();
         self.engine.set_acknowledge(new.commands_enabled());
         self.engine.set_alarms(&new.alarms);

@@ -14,7 +14,7 @@ fn an_open_buffer_overflow_survives_a_restart_and_still_clears() {
     let dir = tempfile::tempdir().expect("tmp");
     let metrics = SharedMetrics::default();
     let (mut w, _signals, _control) =
-        Writer::open(cfg(dir.path()), Vec::new(), metrics.clone()).expect("open");
+        Writer::open(Arc::new(cfg(dir.path())), Vec::new(), metrics.clone()).expect("open");
     // Readings that overflow a 1-byte cap: the oldest batch is dropped and BUFFER_OVERFLOW is raised.
     for i in 0..3 {
         w.pending
@@ -26,7 +26,7 @@ fn an_open_buffer_overflow_survives_a_restart_and_still_clears() {
     let raised = w.overflow.as_ref().map(|(a, _)| a.clone()).expect("raised");
     drop(w);
     let (mut w, _signals, _control) =
-        Writer::open(cfg(dir.path()), Vec::new(), metrics).expect("reopen");
+        Writer::open(Arc::new(cfg(dir.path())), Vec::new(), metrics).expect("reopen");
     let (restored, _) = w.overflow.clone().expect("still open after the restart");
     assert_eq!(restored.id, raised.id);
     // Ten minutes without drops later, the clear comes under the same id.
@@ -43,8 +43,12 @@ fn an_open_buffer_overflow_survives_a_restart_and_still_clears() {
 #[test]
 fn memory_held_while_the_disk_refuses_writes_is_bounded_and_drops_are_counted() {
     let dir = tempfile::tempdir().expect("tmp");
-    let (mut w, _signals, _control) =
-        Writer::open(cfg(dir.path()), Vec::new(), SharedMetrics::default()).expect("open");
+    let (mut w, _signals, _control) = Writer::open(
+        Arc::new(cfg(dir.path())),
+        Vec::new(),
+        SharedMetrics::default(),
+    )
+    .expect("open");
     w.store.refuse_writes();
     let a = w.engine.gateway_alert(
         AlertType::BufferOverflow,
@@ -69,8 +73,12 @@ fn memory_held_while_the_disk_refuses_writes_is_bounded_and_drops_are_counted() 
 #[test]
 fn a_stepped_back_clock_never_gives_one_sensor_the_same_or_an_earlier_timestamp() {
     let dir = tempfile::tempdir().expect("tmp");
-    let (mut w, _signals, _control) =
-        Writer::open(cfg(dir.path()), Vec::new(), SharedMetrics::default()).expect("open");
+    let (mut w, _signals, _control) = Writer::open(
+        Arc::new(cfg(dir.path())),
+        Vec::new(),
+        SharedMetrics::default(),
+    )
+    .expect("open");
     for ts in [10_000, 11_000, 5_000, 5_000, 12_000] {
         w.accept(Reading::new(Arc::from("t"), Timestamp(ts), 1.0));
     }

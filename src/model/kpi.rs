@@ -74,39 +74,98 @@ impl Kpi {
     pub fn compute(
         events: &[Alert],
         standing: &[ActiveAlert],
-        (since, until): (Timestamp, Timestamp),
+        period: (Timestamp, Timestamp),
         flood_count: usize,
         stale_after: Duration,
     ) -> Kpi {
+        let mut t = Tally::new(period);
+        for a in events {
+            t.add(a);
+        }
+        t.finish(standing, flood_count, stale_after)
+    }
+}
+
+/// The KPIs' counts, fed one event at a time: what a day of events costs is one count per sensor and per 10
+/// minutes, not the events (a busy gateway stores millions a day).
+#[derive(Debug)]
+pub struct Tally {
+    since: Timestamp,
+    until: Timestamp,
+    buckets: HashMap<i64, u64>,
+    by_sensor: HashMap<String, u64>,
+    annunciated: u64,
+    floods: u64,
+    held: u64,
+    chattering: u64,
+}
+
+impl Tally {
+    /// Counts for the period `[since, until)`.
+    pub fn new((since, until): (Timestamp, Timestamp)) -> Tally {
+        Tally {
+            since,
+            until,
+            buckets: HashMap::new(),
+            by_sensor: HashMap::new(),
+            annunciated: 0,
+            floods: 0,
+            held: 0,
+            chattering: 0,
+        }
+    }
+
+    /// Count one stored event (anything but a raise, or outside the period, counts nothing).
+    pub fn add(&mut self, a: &Alert) {
+        if a.ts < self.since || a.ts >= self.until || a.state != AlertState::Raised {
+            return;
+        }
+        match a.kind {
+            AlertType::AlarmFlood => self.floods += 1,
+            AlertType::Chattering => self.chattering += 1,
+            _ if a.is_process_alarm() && a.operator.held => self.held += 1,
+            _ if a.is_process_alarm() && a.annunciates() => {
+                self.annunciated += 1;
+                *self
+                    .buckets
+                    .entry((a.ts.0 - self.since.0) / TEN_MINUTES_MS)
+                    .or_default() += 1;
+                match self.by_sensor.get_mut(a.sensor.as_str()) {
+                    Some(n) => *n += 1,
+                    None => {
+                        self.by_sensor.insert(a.sensor.clone(), 1);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The KPIs, with the alarms standing at the period's end.
+    pub fn finish(
+        self,
+        standing: &[ActiveAlert],
+        flood_count: usize,
+        stale_after: Duration,
+    ) -> Kpi {
+        let Tally {
+            since,
+            until,
+            buckets,
+            by_sensor,
+            annunciated,
+            floods,
+            held,
+            chattering,
+        } = self;
         let span_ms = until.0.saturating_sub(since.0).max(1);
         let periods = (span_ms + TEN_MINUTES_MS - 1) / TEN_MINUTES_MS;
-        let mut buckets: HashMap<i64, u64> = HashMap::new();
-        let mut by_sensor: HashMap<&str, u64> = HashMap::new();
-        let (mut annunciated, mut floods, mut held, mut chattering) = (0u64, 0u64, 0u64, 0u64);
-        for a in events.iter().filter(|a| a.ts >= since && a.ts < until) {
-            if a.state != AlertState::Raised {
-                continue;
-            }
-            match a.kind {
-                AlertType::AlarmFlood => floods += 1,
-                AlertType::Chattering => chattering += 1,
-                _ if a.is_process_alarm() && a.operator.held => held += 1,
-                _ if a.is_process_alarm() && a.annunciates() => {
-                    annunciated += 1;
-                    *buckets
-                        .entry((a.ts.0 - since.0) / TEN_MINUTES_MS)
-                        .or_default() += 1;
-                    *by_sensor.entry(a.sensor.as_str()).or_default() += 1;
-                }
-                _ => {}
-            }
-        }
         let in_flood = buckets
             .values()
             .filter(|n| **n as usize > flood_count)
             .count();
-        let mut actors: Vec<(&str, u64)> = by_sensor.into_iter().collect();
-        actors.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let mut actors: Vec<(String, u64)> = by_sensor.into_iter().collect();
+        actors.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         actors.truncate(10);
         let share = |n: u64| {
             if annunciated == 0 {
@@ -152,15 +211,17 @@ impl Kpi {
             bad_actors_percent: share(actors.iter().map(|(_, n)| n).sum()),
             bad_actors: actors
                 .into_iter()
-                .map(|(s, n)| BadActor {
-                    sensor: s.to_string(),
+                .map(|(sensor, n)| BadActor {
+                    sensor,
                     alarms: n,
                     share_percent: share(n),
                 })
                 .collect(),
         }
     }
+}
 
+impl Kpi {
     /// A table for people.
     pub fn table(&self) -> String {
         let mut s = format!(

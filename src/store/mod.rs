@@ -31,7 +31,7 @@ pub use cap::Dropped;
 pub use report::{SinkStatus, Status};
 pub use shared::SharedStore;
 
-use crate::model::{Alert, Reading, Timestamp};
+use crate::model::{Alert, AlertState, Reading, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -532,23 +532,37 @@ impl Store {
         Ok(out)
     }
 
-    /// The alert events stamped in `[since, until)`, oldest first (for the alarm KPIs).
+    /// The alert events stamped in `[since, until)`, oldest first (the alarm report's standing alarms).
     pub fn events_between(
         &self,
         since: Timestamp,
         until: Timestamp,
     ) -> Result<Vec<Alert>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT payload FROM events WHERE ts >= ?1 AND ts < ?2 ORDER BY seq")?;
-        let rows = stmt.query_map(params![since.0, until.0], |r| r.get::<_, String>(0))?;
         let mut out = Vec::new();
-        for row in rows {
-            if let Ok(a) = serde_json::from_str(&row?) {
-                out.push(a);
+        self.each_event_between(since, until, None, |a| out.push(a))?;
+        Ok(out)
+    }
+
+    /// Hand each alert event stamped in `[since, until)` (only those in `state`, when given) to `f`, oldest first,
+    /// one at a time: the alarm KPIs read a day of events without holding it.
+    pub fn each_event_between(
+        &self,
+        since: Timestamp,
+        until: Timestamp,
+        state: Option<AlertState>,
+        mut f: impl FnMut(Alert),
+    ) -> Result<(), StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT payload FROM events WHERE ts >= ?1 AND ts < ?2 AND (?3 IS NULL OR state = ?3) ORDER BY seq",
+        )?;
+        let mut rows = stmt.query(params![since.0, until.0, state.map(AlertState::as_str)])?;
+        while let Some(row) = rows.next()? {
+            let payload = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+            if let Ok(a) = serde_json::from_str(payload) {
+                f(a);
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The newest reading batch id and alert event seq held (0 when none).

@@ -33,10 +33,12 @@ const MIGRATIONS: &[(u32, &str)] = &[
         2,
         "CREATE INDEX IF NOT EXISTS dead_letters_item ON dead_letters (sink, stream, pos);",
     ),
+    // The alarm KPIs read a period's events by time (every `kpi_interval`; a scan of the whole retention before).
+    (3, "CREATE INDEX IF NOT EXISTS events_ts ON events (ts);"),
 ];
 
 /// The schema version this binary writes.
-pub(super) const SCHEMA_VERSION: u32 = 2;
+pub(super) const SCHEMA_VERSION: u32 = 3;
 
 /// Bring the store to [`SCHEMA_VERSION`] (writer), or check it is not newer (readers).
 fn migrate(conn: &mut Connection, path: &Path, writer: bool) -> Result<(), StoreError> {

@@ -9,6 +9,7 @@ use crate::model::AlertState;
 use crate::sink::SinkContext;
 use crate::sink::{Items, Sink, SinkError, Unfit};
 use crate::store::Stream;
+use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -43,7 +44,7 @@ impl AlertFeed {
         let stop = cx.ctl.stop.child_token();
         let session = Session {
             opts,
-            cfg: (*cx.cfg).clone(),
+            cfg: Arc::clone(&cx.cfg),
             topics: Topics::new(&m.topic_prefix, &cx.cfg.gateway.id),
             shadow: m.shadow.as_ref().map(|s| {
                 let all = Topics::new(&m.topic_prefix, &cx.cfg.gateway.id).alerts_all();

@@ -167,7 +167,7 @@ impl Acks {
 /// The connection task's state.
 pub(super) struct Session {
     pub opts: MqttOptions,
-    pub cfg: Config,
+    pub cfg: Arc<Config>,
     pub topics: Topics,
     pub shadow: Option<Shadow>,
     /// Operator commands and the queue of their answers (alert connection with `[mqtt.commands]` on).

@@ -109,7 +109,7 @@ impl Telemetry {
         let topics = Topics::new(&m.topic_prefix, &cx.cfg.gateway.id);
         let session = Session {
             opts,
-            cfg: (*cx.cfg).clone(),
+            cfg: Arc::clone(&cx.cfg),
             topics: topics.clone(),
             shadow: None,
             commands: None,
