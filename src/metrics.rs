@@ -235,7 +235,7 @@ impl Metrics {
     pub fn async_alive(&self, within: std::time::Duration) -> bool {
         let last = self.async_beat.load(Ordering::Relaxed);
         let now = crate::model::Timestamp::now().0 as u64;
-        last == 0 || now.saturating_sub(last) <= within.as_millis() as u64
+        last != 0 && now.saturating_sub(last) <= within.as_millis() as u64
     }
 
     /// Prometheus text exposition.
@@ -468,8 +468,8 @@ mod tests {
     fn a_runtime_that_stopped_beating_is_not_alive() {
         let m = Metrics::default();
         assert!(
-            m.async_alive(Duration::from_secs(10)),
-            "before the first beat"
+            !m.async_alive(Duration::from_secs(10)),
+            "not before the first beat: a runtime that never ran the beat is not shown alive"
         );
         m.beat();
         assert!(m.async_alive(Duration::from_secs(10)));

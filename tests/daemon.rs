@@ -610,3 +610,52 @@ fn a_bare_watchpost_prints_help_and_an_unchanged_reload_reports_no_change() {
         "an unchanged file changed nothing: {log}"
     );
 }
+
+#[test]
+fn under_the_systemd_watchdog_notifications_go_on_while_the_async_runtime_runs_tasks() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("watchpost.toml");
+    std::fs::write(&cfg, config(&data, 100.0)).expect("write");
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).expect("bind");
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let log = dir.path().join("daemon.log");
+    // systemd names the watched process: WATCHDOG_PID is the shell's, which `exec` hands to the daemon.
+    let child = std::process::Command::new("sh")
+        .args(["-c", "WATCHDOG_PID=$$ exec \"$0\" run --config \"$1\""])
+        .arg(bin())
+        .arg(&cfg)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "30000000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn");
+    let mut d = Proc { child, log };
+    // The ingest thread notifies only while the async runtime has beaten within 10 s, and the runtime beats only by
+    // running the tasks the ingest thread gives it: notifications that go on past 10 s show both halves work.
+    let start = std::time::Instant::now();
+    let (mut ready, mut pings, mut last) = (false, 0, Duration::ZERO);
+    while start.elapsed() < Duration::from_secs(13) {
+        let mut buf = [0u8; 512];
+        if let Ok(n) = sock.recv(&mut buf) {
+            let msg = String::from_utf8_lossy(&buf[..n]);
+            ready |= msg.lines().any(|l| l == "READY=1");
+            if msg.lines().any(|l| l == "WATCHDOG=1") {
+                pings += 1;
+                last = start.elapsed();
+            }
+        }
+    }
+    assert!(ready, "READY=1 was sent\n{}", d.log());
+    assert!(
+        pings >= 10 && last > Duration::from_secs(11),
+        "{pings} watchdog notifications, the last {last:?} after start\n{}",
+        d.log()
+    );
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(Duration::from_secs(8)), Some(0));
+}

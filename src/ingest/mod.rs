@@ -309,13 +309,15 @@ impl Writer {
                         // Fed only while the async runtime runs what it is given: a wedged runtime gets the daemon
                         // restarted.
                         if watchdog {
-                            if self.metrics.async_alive(ASYNC_STALL) {
-                                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
-                            }
                             if beats.is_multiple_of(PROVE_EVERY) {
                                 prove_alive(&async_rt, &self.metrics);
                             }
                             beats = beats.wrapping_add(1);
+                            // Not before the first beat: the first notification follows the runtime's first run
+                            // of it (a tick later), well inside any WatchdogSec.
+                            if self.metrics.async_alive(ASYNC_STALL) {
+                                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                            }
                         }
                     }
                     self.commit_alerts();
