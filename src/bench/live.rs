@@ -41,7 +41,7 @@ pub fn run_mqtt(url: &str, backlog: usize) -> Result<(), Box<dyn std::error::Err
         tokio::time::sleep(Duration::from_millis(300)).await;
         let tracker = tokio_util::task::TaskTracker::new();
         let reader = crate::store::SharedStore::open_existing(cfg.gateway.data_dir.clone()).await?;
-        let _sinks = crate::sink::spawn_all(&Arc::new(cfg.clone()), &reader, &signals, &metrics, &ctl, &tracker);
+        let _sinks = crate::sink::spawn_all(&cfg, &reader, &signals, &metrics, &ctl, &tracker);
         tokio::time::sleep(Duration::from_millis(500)).await;
         let alert = |n: usize| raised_alert("bench", "s", n as u64);
         let mut lat = Vec::new();
@@ -112,7 +112,7 @@ pub fn run_email(url: &str) -> Result<(), Box<dyn std::error::Error>> {
             let writer = crate::store::SharedStore::new(store);
             let tracker = tokio_util::task::TaskTracker::new();
             let reader = crate::store::SharedStore::open_existing(cfg.gateway.data_dir.clone()).await?;
-            let _sinks = crate::sink::spawn_all(&Arc::new(cfg.clone()), &reader, &signals, &metrics, &ctl, &tracker);
+            let _sinks = crate::sink::spawn_all(&cfg, &reader, &signals, &metrics, &ctl, &tracker);
             let until = |n: u64, what: &'static str| {
                 let m = Arc::clone(&m);
                 async move {
@@ -224,7 +224,7 @@ pub fn run_telemetry(url: &str, n: usize) -> Result<(), Box<dyn std::error::Erro
         rt.block_on(async {
             let tracker = tokio_util::task::TaskTracker::new();
             let reader = crate::store::SharedStore::open_existing(cfg.gateway.data_dir.clone()).await?;
-            let _sinks = crate::sink::spawn_all(&Arc::new(cfg.clone()), &reader, &signals, &metrics, &ctl, &tracker);
+            let _sinks = crate::sink::spawn_all(&cfg, &reader, &signals, &metrics, &ctl, &tracker);
             let m = metrics.sink("telemetry");
             let want = if mode == "raw" { n as u64 + 1 } else { n as u64 };
             while m.delivered.load(Ordering::Relaxed) < want {
@@ -346,14 +346,7 @@ pub fn run_influx(url: &str, n: usize) -> Result<(), Box<dyn std::error::Error>>
     rt.block_on(async {
         let tracker = tokio_util::task::TaskTracker::new();
         let reader = crate::store::SharedStore::open_existing(cfg.gateway.data_dir.clone()).await?;
-        let _sinks = crate::sink::spawn_all(
-            &Arc::new(cfg.clone()),
-            &reader,
-            &signals,
-            &metrics,
-            &ctl,
-            &tracker,
-        );
+        let _sinks = crate::sink::spawn_all(&cfg, &reader, &signals, &metrics, &ctl, &tracker);
         while metrics
             .sink("influxdb")
             .delivered

@@ -167,7 +167,7 @@ fn rss_kb() -> Option<u64> {
 #[cfg(any(feature = "mqtt", feature = "influxdb", feature = "email"))]
 struct SinkBench {
     _dir: tempfile::TempDir,
-    cfg: crate::config::Config,
+    cfg: Arc<crate::config::Config>,
     store: Store,
     signals: crate::channels::Signals,
     /// Newest event seq (readings and live state stay idle).
@@ -196,7 +196,7 @@ impl SinkBench {
         let (live_tx, live) = watch::channel(Arc::new(crate::model::Live::default()));
         Ok(SinkBench {
             _dir: dir,
-            cfg,
+            cfg: Arc::new(cfg),
             store,
             signals: crate::channels::Signals {
                 readings,

@@ -1,8 +1,8 @@
 //! `watchpost alarms report`: the alarm KPIs (EEMUA 191 / ISA-18.2) of a period, from the local store.
 
 use crate::config::Config;
-use crate::model::kpi::{Kpi, Tally};
-use crate::model::{AlertState, Timestamp};
+use crate::model::kpi::Kpi;
+use crate::model::Timestamp;
 use crate::store::Store;
 use clap::{Subcommand, ValueEnum};
 use std::process::ExitCode;
@@ -53,16 +53,12 @@ pub(super) fn alarms(cmd: AlarmsCmd, cfg: &Config) -> ExitCode {
     };
     let now = Timestamp::now();
     let from = Timestamp(now.0.saturating_sub(period.as_millis() as i64));
-    let mut tally = Tally::new((from, now));
-    let read = store.each_event_between(
-        from,
-        Timestamp(now.0.saturating_add(1)),
-        Some(AlertState::Raised),
-        |e| tally.add(&e),
-    );
-    let all = read.and_then(|()| store.events_between(Timestamp(i64::MIN), Timestamp(i64::MAX)));
-    let all = match all {
-        Ok(a) => a,
+    let read = store.kpi_tally(from, now).and_then(|tally| {
+        let all = store.events_between(Timestamp(i64::MIN), Timestamp(i64::MAX))?;
+        Ok((tally, all))
+    });
+    let (tally, all) = match read {
+        Ok(r) => r,
         Err(e) => {
             eprintln!("watchpost alarms report: {e}");
             return ExitCode::from(2);

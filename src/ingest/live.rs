@@ -2,8 +2,7 @@
 //! and the alarm KPIs.
 
 use super::Writer;
-use crate::model::kpi::Tally;
-use crate::model::{AlertState, LatestValue, Timestamp};
+use crate::model::{LatestValue, Timestamp};
 use std::sync::Arc;
 
 impl Writer {
@@ -13,17 +12,13 @@ impl Writer {
         let now = self.clock.now();
         let a = &self.cfg.alarms;
         let since = Timestamp(now.0.saturating_sub(a.kpi_period.0.as_millis() as i64));
-        let mut tally = Tally::new((since, now));
-        let read = self.store.each_event_between(
-            since,
-            Timestamp(now.0.saturating_add(1)),
-            Some(AlertState::Raised),
-            |e| tally.add(&e),
-        );
-        if let Err(e) = read {
-            tracing::warn!(error = %e, "Cannot read the alert events for the alarm KPIs.");
-            return;
-        }
+        let tally = match self.store.kpi_tally(since, now) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot read the alert events for the alarm KPIs.");
+                return;
+            }
+        };
         let kpi = tally.finish(&self.engine.active(), a.flood_count, a.stale_after.0);
         self.live_tx.send_modify(|live| {
             let mut l = (**live).clone();

@@ -26,12 +26,8 @@ const OVERFLOW_CLEAR_AFTER: Duration = Duration::from_secs(600);
 const MAX_PENDING: usize = 200_000;
 /// Alert transitions held in memory while the disk refuses writes (≈ 300 bytes each: ≈ 3 MB).
 const MAX_UNSAVED_ALERTS: usize = 10_000;
-/// The async runtime counts as wedged when it has not beaten for this long (the unit's WatchdogSec is 30 s).
-const ASYNC_STALL: Duration = Duration::from_secs(10);
 /// How often staleness is checked (and the systemd watchdog is fed).
 const TICK: Duration = Duration::from_secs(1);
-/// The async runtime is asked to prove itself alive every this many ticks (well inside `ASYNC_STALL`).
-const PROVE_EVERY: u32 = 3;
 /// Polls taken from the channel in one go before alerts are committed.
 const TAKE_AT_ONCE: usize = 256;
 /// The alarm snapshot goes with every alert commit; with reading batches only this often. Between transitions it
@@ -61,7 +57,7 @@ impl Ingest {
         readings: mpsc::Receiver<Readings>,
         metrics: SharedMetrics,
     ) -> anyhow::Result<Ingest> {
-        // The ingest thread proves the async runtime alive by running a task on it (see `prove_alive`).
+        // The ingest thread proves the async runtime alive by running a task on it (see `watchdog.rs`).
         let async_rt = tokio::runtime::Handle::current();
         let (ready_tx, ready_rx) = oneshot::channel::<Result<Signals, String>>();
         let (done_tx, done) = oneshot::channel();
@@ -242,7 +238,6 @@ impl Writer {
         // defaults, on the timer wheel's grid (see `grid_interval`).
         let beat_of = |flush: Duration| crate::util::grid_interval(origin, flush.min(TICK));
         let mut beat = beat_of(self.cfg.buffer.flush_interval.0);
-        let mut beats: u32 = 0;
         let mut last_flush = Instant::now();
         let mut last_tick = Instant::now();
         let mut last_kpi: Option<Instant> = None;
@@ -250,7 +245,7 @@ impl Writer {
             origin,
             Duration::from_secs(60).min(self.cfg.alarms.kpi_interval.0),
         );
-        let watchdog = sd_watchdog();
+        let mut watchdog = watchdog::Watchdog::new(async_rt);
         loop {
             tokio::select! {
                 biased;
@@ -306,19 +301,7 @@ impl Writer {
                         }
                         self.alerts = out;
                         self.check_overflow_cleared();
-                        // Fed only while the async runtime runs what it is given: a wedged runtime gets the daemon
-                        // restarted.
-                        if watchdog {
-                            if beats.is_multiple_of(PROVE_EVERY) {
-                                prove_alive(&async_rt, &self.metrics);
-                            }
-                            beats = beats.wrapping_add(1);
-                            // Not before the first beat: the first notification follows the runtime's first run
-                            // of it (a tick later), well inside any WatchdogSec.
-                            if self.metrics.async_alive(ASYNC_STALL) {
-                                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
-                            }
-                        }
+                        watchdog.tick(&self.metrics);
                     }
                     self.commit_alerts();
                 }
@@ -591,21 +574,9 @@ impl Writer {
     }
 }
 
-/// Ask the async runtime to show it is alive: a task on it records a beat. One wake-up of the runtime every few
-/// seconds, and none at all without the systemd watchdog (a timer on the runtime itself would wake it every second
-/// and prove less: a runtime whose timers still fire may not be running tasks).
-fn prove_alive(rt: &tokio::runtime::Handle, metrics: &SharedMetrics) {
-    let m = Arc::clone(metrics);
-    drop(rt.spawn(async move { m.beat() }));
-}
-
-fn sd_watchdog() -> bool {
-    let mut usec = 0;
-    sd_notify::watchdog_enabled(false, &mut usec)
-}
-
 mod clock;
 mod control;
 mod live;
 #[cfg(test)]
 mod tests;
+mod watchdog;

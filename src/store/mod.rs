@@ -31,6 +31,7 @@ pub use cap::Dropped;
 pub use report::{SinkStatus, Status};
 pub use shared::SharedStore;
 
+use crate::model::kpi::Tally;
 use crate::model::{Alert, AlertState, Reading, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
@@ -541,6 +542,14 @@ impl Store {
         let mut out = Vec::new();
         self.each_event_between(since, until, None, |a| out.push(a))?;
         Ok(out)
+    }
+
+    /// The alarm KPIs' counts of `[since, until)`: the period's raises, streamed through a tally (a day of events
+    /// is never held).
+    pub fn kpi_tally(&self, since: Timestamp, until: Timestamp) -> Result<Tally, StoreError> {
+        let mut tally = Tally::new((since, until));
+        self.each_event_between(since, until, Some(AlertState::Raised), |a| tally.add(&a))?;
+        Ok(tally)
     }
 
     /// Hand each alert event stamped in `[since, until)` (only those in `state`, when given) to `f`, oldest first,
