@@ -46,3 +46,46 @@ pub struct Signals {
     /// (`watchpost config reset-remote`) — for the shadow's `reported` (a restarted MQTT session starts from it).
     pub remote_in_force: Option<watch::Receiver<Option<RemoteResult>>>,
 }
+
+/// Where sources hand their readings (the source runner sends each poll's batch). The daemon's intake judges
+/// them at once on the caller's thread ([`Accept`], implemented by the ingest side); a plain channel serves tests
+/// and tools that want the raw readings.
+#[derive(Clone)]
+pub struct Intake(Route);
+
+#[derive(Clone)]
+enum Route {
+    Direct(Arc<dyn Accept>),
+    Queue(mpsc::Sender<crate::model::Readings>),
+}
+
+/// Takes a batch of readings where they arrive.
+pub trait Accept: Send + Sync {
+    /// Take `batch`; `false` once nothing is taken any more (the daemon is stopping).
+    fn accept(&self, batch: crate::model::Readings) -> bool;
+}
+
+/// The intake no longer takes readings.
+#[derive(Debug)]
+pub struct Closed;
+
+impl Intake {
+    /// An intake that hands each batch to `a` on the caller's thread.
+    pub fn direct(a: Arc<dyn Accept>) -> Intake {
+        Intake(Route::Direct(a))
+    }
+
+    /// Hand over one batch (waits for room on a queue; never waits on the direct route).
+    pub async fn send(&self, batch: crate::model::Readings) -> Result<(), Closed> {
+        match &self.0 {
+            Route::Direct(a) => a.accept(batch).then_some(()).ok_or(Closed),
+            Route::Queue(tx) => tx.send(batch).await.map_err(|_| Closed),
+        }
+    }
+}
+
+impl From<mpsc::Sender<crate::model::Readings>> for Intake {
+    fn from(tx: mpsc::Sender<crate::model::Readings>) -> Intake {
+        Intake(Route::Queue(tx))
+    }
+}

@@ -1,18 +1,17 @@
 //! Ingest: the one thread that owns the store's writer connection.
 //!
-//! Sources send readings into a bounded channel; this thread validates them, evaluates alarms ([`Engine`]),
-//! commits alert transitions at once (fsync'd) and reading batches every `flush_interval`, enforces the size cap
-//! and prunes delivered data. It runs on its own OS thread with a small current-thread runtime for its timers,
+//! Sources hand their readings to the [`Intake`]: they are validated and evaluated by the alarm engine ([`Engine`])
+//! where they arrive (judge.rs); this thread commits alert transitions at once (fsync'd) and reading batches every
+//! `flush_interval`, enforces the size cap and prunes delivered data. It runs on its own OS thread with a small current-thread runtime for its timers,
 //! so an fsync or a busy store never stalls a Modbus timeout or an MQTT keep-alive on the async workers.
 //! After each commit it bumps the [`Signals`] the sinks wait on.
 
-use crate::channels::{Control, Signals};
+use crate::channels::{Control, Intake, Signals};
 use crate::config::Config;
 use crate::metrics::SharedMetrics;
-use crate::model::{Alert, AlertState, AlertType, Live, Quality, Reading, Readings, Timestamp};
+use crate::model::{Alert, AlertState, AlertType, Live, Reading, Timestamp};
 use crate::pipeline::Engine;
 use crate::store::{Consumer, Store, StoreError};
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,8 +27,6 @@ const MAX_PENDING: usize = 200_000;
 const MAX_UNSAVED_ALERTS: usize = 10_000;
 /// How often staleness is checked (and the systemd watchdog is fed).
 const TICK: Duration = Duration::from_secs(1);
-/// Polls taken from the channel in one go before alerts are committed.
-const TAKE_AT_ONCE: usize = 256;
 /// The alarm snapshot goes with every alert commit; with reading batches only this often. Between transitions it
 /// only moves pending delays and windows: a crash loses at most this much of their progress (a pending delay then
 /// runs again from its start: an alarm later, never earlier), and the engine is not serialized, compressed and
@@ -44,6 +41,8 @@ pub struct Ingest {
     pub reload: mpsc::Sender<(Arc<Config>, Vec<Consumer>)>,
     /// What the sinks wait on.
     pub signals: Signals,
+    /// Where the sources hand their readings.
+    pub intake: Intake,
     stop: CancellationToken,
     done: oneshot::Receiver<()>,
 }
@@ -54,12 +53,11 @@ impl Ingest {
     pub async fn start(
         cfg: Arc<Config>,
         consumers: Vec<Consumer>,
-        readings: mpsc::Receiver<Readings>,
         metrics: SharedMetrics,
     ) -> anyhow::Result<Ingest> {
         // The ingest thread proves the async runtime alive by running a task on it (see `watchdog.rs`).
         let async_rt = tokio::runtime::Handle::current();
-        let (ready_tx, ready_rx) = oneshot::channel::<Result<Signals, String>>();
+        let (ready_tx, ready_rx) = oneshot::channel::<Result<(Signals, Intake), String>>();
         let (done_tx, done) = oneshot::channel();
         let (reload, reload_rx) = mpsc::channel(4);
         let stop = CancellationToken::new();
@@ -81,10 +79,9 @@ impl Ingest {
                 };
                 match Writer::open(cfg, consumers, metrics) {
                     Ok((w, signals, control_rx)) => {
-                        let _ = ready_tx.send(Ok(signals));
-                        rt.block_on(
-                            w.run(readings, reload_rx, control_rx, stop2, origin, async_rt),
-                        );
+                        let intake = Intake::direct(Arc::clone(&w.shared) as _);
+                        let _ = ready_tx.send(Ok((signals, intake)));
+                        rt.block_on(w.run(reload_rx, control_rx, stop2, origin, async_rt));
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -92,13 +89,14 @@ impl Ingest {
                 }
                 let _ = done_tx.send(());
             })?;
-        let signals = ready_rx
+        let (signals, intake) = ready_rx
             .await
             .map_err(|_| anyhow::anyhow!("the ingest thread ended before the store was open"))?
             .map_err(|e| anyhow::anyhow!(e))?;
         Ok(Ingest {
             reload,
             signals,
+            intake,
             stop,
             done,
         })
@@ -116,7 +114,9 @@ struct Writer {
     cfg: Arc<Config>,
     consumers: Vec<Consumer>,
     store: Store,
-    engine: Engine,
+    /// The alarm engine and the readings it judged, shared with the sources (judge.rs).
+    shared: Arc<judge::Shared>,
+    /// Judged readings taken for a commit (and held while the disk refuses writes).
     pending: Vec<Reading>,
     unsaved_alerts: Vec<Alert>,
     metrics: SharedMetrics,
@@ -125,11 +125,9 @@ struct Writer {
     live_tx: watch::Sender<Arc<Live>>,
     /// The open BUFFER_OVERFLOW alert and when readings were last dropped.
     overflow: Option<(Alert, Instant)>,
+    /// Alert transitions made here (gateway alerts, commands, sensors removed by a reload), committed with the
+    /// judge's.
     alerts: Vec<Alert>,
-    /// Newest timestamp written per sensor.
-    last_ts: HashMap<Arc<str>, Timestamp>,
-    /// The daemon's timeline: the wall clock, never stepping back (see clock.rs).
-    clock: clock::Timeline,
     /// Store failures are logged once a minute with a count, not on every flush.
     fail_log: crate::util::Throttle,
     /// When the alarm snapshot was last committed.
@@ -191,11 +189,12 @@ impl Writer {
         let (events_tx, events) = watch::channel(newest_event);
         let (live_tx, live) = watch::channel(Arc::new(Live::default()));
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
+        let judge = judge::Judge::new(engine, cfg.buffer.batch_max_readings, Arc::clone(&metrics));
         let w = Writer {
             cfg,
             consumers,
             store,
-            engine,
+            shared: Arc::new(judge::Shared::new(judge)),
             pending: Vec::new(),
             unsaved_alerts: Vec::new(),
             metrics,
@@ -204,8 +203,6 @@ impl Writer {
             live_tx,
             overflow,
             alerts: Vec::new(),
-            last_ts: HashMap::new(),
-            clock: clock::Timeline::new(Timestamp::now(), Instant::now()),
             fail_log: crate::util::Throttle::new(Duration::from_secs(60)),
             snap_at: Instant::now(),
         };
@@ -225,15 +222,12 @@ impl Writer {
 
     async fn run(
         mut self,
-        mut rx: mpsc::Receiver<Readings>,
         mut reload: mpsc::Receiver<(Arc<Config>, Vec<Consumer>)>,
         mut control: mpsc::Receiver<Control>,
         stop: CancellationToken,
         origin: std::time::Instant,
         async_rt: tokio::runtime::Handle,
     ) {
-        let started_at = Instant::now();
-        let mut first_reading = true;
         // One timer for the flush and the once-a-second alarm tick: one wake-up a second (1.024 s) with the
         // defaults, on the timer wheel's grid (see `grid_interval`).
         let beat_of = |flush: Duration| crate::util::grid_interval(origin, flush.min(TICK));
@@ -259,32 +253,16 @@ impl Writer {
                     self.reconfigure(new);
                 }
                 Some(c) = control.recv() => self.control(c),
-                Some(batch) = rx.recv() => {
-                    if first_reading {
-                        first_reading = false;
-                        if let Some(r) = batch.first() {
-                            tracing::info!(after_ms = %format!("{:.1}", started_at.elapsed().as_secs_f64() * 1e3), sensor = %r.sensor, "First reading.");
-                        }
-                    }
-                    // A step is looked for before each batch too, not only at the beat: a reading stamped after an
-                    // NTP step must not meet alarm timers that have not moved with it.
-                    self.watch_clock();
-                    self.accept_all(batch);
-                    // Take what is already queued without yielding, up to a bound.
-                    for _ in 0..TAKE_AT_ONCE {
-                        match rx.try_recv() {
-                            Ok(b) => self.accept_all(b),
-                            Err(_) => break,
-                        }
-                    }
+                // Alert transitions to commit at once, or a full batch.
+                _ = self.shared.wake.notified() => {
                     self.commit_alerts();
-                    if self.pending.len() >= self.cfg.buffer.batch_max_readings {
+                    if self.shared.lock().judged.len() >= self.cfg.buffer.batch_max_readings {
                         self.flush();
                         self.commit_alerts();
                     }
                 }
                 _ = beat.tick() => {
-                    self.watch_clock();
+                    self.shared.lock().watch_clock();
                     // A small slack so a beat that fires a hair early still counts.
                     let slack = Duration::from_millis(5);
                     if last_flush.elapsed() + slack >= self.cfg.buffer.flush_interval.0 {
@@ -293,13 +271,7 @@ impl Writer {
                     }
                     if last_tick.elapsed() + slack >= TICK {
                         last_tick = Instant::now();
-                        let mut out = std::mem::take(&mut self.alerts);
-                        let now = self.clock.now();
-                        self.engine.tick(now, &mut out);
-                        for r in self.engine.derive(now, &mut out) {
-                            self.keep(r);
-                        }
-                        self.alerts = out;
+                        self.shared.lock().tick();
                         self.check_overflow_cleared();
                         watchdog.tick(&self.metrics);
                     }
@@ -323,14 +295,12 @@ impl Writer {
             }
         }
         // The sources have stopped: commit what they sent.
-        while let Ok(b) = rx.try_recv() {
-            self.accept_all(b);
-        }
+        self.shared.close();
         self.commit_alerts();
         self.flush();
         self.commit_alerts();
         // The alarm state as it is at the end, whatever the last commit carried.
-        let snap = self.engine.snapshot();
+        let snap = self.shared.lock().engine.snapshot();
         if let Err(e) = self.store.append_readings(&[], Some(&snap)) {
             tracing::warn!(error = %e, "Could not save the alarm state at shutdown.");
         }
@@ -340,30 +310,16 @@ impl Writer {
         tracing::info!("Readings committed.");
     }
 
-    /// A wall-clock step (more than 2 s off the monotonic clock since the last look) is logged; a step forward
-    /// moves the alarm engine's timers with it, a step back is absorbed by the timeline (clock.rs).
-    fn watch_clock(&mut self) {
-        let seen = self.clock.observe(Timestamp::now(), Instant::now());
-        if seen.step_ms > 0 {
-            tracing::warn!(
-                step_ms = seen.step_ms,
-                "The wall clock stepped forward; alarm timers move with it."
-            );
-        } else if seen.step_ms < 0 {
-            tracing::warn!(step_ms = seen.step_ms, slew_s = -seen.step_ms / 100,
-                "The wall clock stepped back; readings keep their order and spacing on a clock that runs 10 % slow until it meets the wall clock again, and alarm delays are not shortened.");
-        }
-        if seen.shift_ms != 0 {
-            self.engine.shift_clock(seen.shift_ms);
-        }
-    }
-
     fn reconfigure(&mut self, new: Arc<Config>) {
         self.flush();
-        self.engine.set_acknowledge(new.commands_enabled());
-        self.engine.set_alarms(&new.alarms);
-        let removed = self.engine.reconfigure(&new.sensor, Timestamp::now());
-        self.alerts.extend(removed);
+        {
+            let mut j = self.shared.lock();
+            j.engine.set_acknowledge(new.commands_enabled());
+            j.engine.set_alarms(&new.alarms);
+            let removed = j.engine.reconfigure(&new.sensor, Timestamp::now());
+            j.batch_max = new.buffer.batch_max_readings;
+            self.alerts.extend(removed);
+        }
         self.cfg = new;
         // Sensors removed by the reload leave the live state (and so the device shadow).
         let cfg = &self.cfg;
@@ -376,56 +332,18 @@ impl Writer {
         self.commit_alerts();
     }
 
-    fn accept_all(&mut self, batch: Readings) {
-        for r in batch {
-            self.accept(r);
-        }
-    }
-
-    fn accept(&mut self, mut r: Reading) {
-        r.ts = self.clock.map(r.ts);
-        self.forward_only(&mut r);
-        self.engine.evaluate(&mut r, &mut self.alerts);
-        self.hold(r);
-    }
-
-    /// Keep a reading the engine made (a derived sensor's), already validated and evaluated.
-    fn keep(&mut self, mut r: Reading) {
-        self.forward_only(&mut r);
-        self.hold(r);
-    }
-
-    /// One sensor's readings never share a timestamp or go back in time (a stepped-back clock): InfluxDB would
-    /// overwrite.
-    fn forward_only(&mut self, r: &mut Reading) {
-        match self.last_ts.get_mut(&r.sensor) {
-            Some(last) => {
-                if r.ts <= *last {
-                    r.ts = Timestamp(last.0.saturating_add(1));
-                    self.metrics.clock_adjusted.fetch_add(1, Ordering::Relaxed);
-                }
-                *last = r.ts;
-            }
-            None => {
-                self.last_ts.insert(Arc::clone(&r.sensor), r.ts);
-            }
-        }
-    }
-
-    /// Count a judged reading and hold it for the next commit.
-    fn hold(&mut self, r: Reading) {
-        self.metrics.readings.fetch_add(1, Ordering::Relaxed);
-        if r.quality != Quality::Good {
-            self.metrics.readings_bad.fetch_add(1, Ordering::Relaxed);
-        }
-        self.pending.push(r);
-    }
-
     /// Commit alert transitions before anything publishes them; keep them in memory if the disk refuses.
+    /// The judge's transitions are taken with the engine's snapshot in one lock: a snapshot never records an
+    /// alarm whose event is not in the same commit.
     fn commit_alerts(&mut self) {
-        if self.alerts.is_empty() && self.unsaved_alerts.is_empty() {
-            return;
-        }
+        let snap = {
+            let mut j = self.shared.lock();
+            self.alerts.append(&mut j.alerts);
+            if self.alerts.is_empty() && self.unsaved_alerts.is_empty() {
+                return;
+            }
+            j.engine.snapshot()
+        };
         for a in &self.alerts {
             crate::telemetry::log_alert(a);
         }
@@ -433,7 +351,6 @@ impl Writer {
             .alerts
             .fetch_add(self.alerts.len() as u64, Ordering::Relaxed);
         self.unsaved_alerts.append(&mut self.alerts);
-        let snap = self.engine.snapshot();
         match self.store.append_alerts(&self.unsaved_alerts, Some(&snap)) {
             Ok(seqs) => {
                 self.snap_at = Instant::now();
@@ -459,11 +376,15 @@ impl Writer {
     }
 
     fn flush(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        self.publish_live();
-        let snap = (self.snap_at.elapsed() >= SNAPSHOT_EVERY).then(|| self.engine.snapshot());
+        let snap = {
+            let mut j = self.shared.lock();
+            self.pending.append(&mut j.judged);
+            if self.pending.is_empty() {
+                return;
+            }
+            self.publish_live(&j.engine);
+            (self.snap_at.elapsed() >= SNAPSHOT_EVERY).then(|| j.engine.snapshot())
+        };
         let mut r = self.store.append_readings(&self.pending, snap.as_deref());
         if r.as_ref().is_err_and(StoreError::is_full) {
             // The write-ahead log may be what is full (it grows until a checkpoint, and a WAL that cannot grow
@@ -550,7 +471,7 @@ impl Writer {
                             "buffer cap of {} bytes reached: dropped {} readings from {} to {}",
                             max, d.readings, d.first, d.last
                         );
-                        let a = self.engine.gateway_alert(
+                        let a = self.shared.lock().engine.gateway_alert(
                             AlertType::BufferOverflow,
                             AlertState::Raised,
                             Timestamp::now(),
@@ -576,6 +497,7 @@ impl Writer {
 
 mod clock;
 mod control;
+mod judge;
 mod live;
 #[cfg(test)]
 mod tests;

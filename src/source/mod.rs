@@ -18,11 +18,10 @@ pub mod modbus;
 pub mod runner;
 pub mod simulated;
 
+use crate::channels::Intake;
 use crate::config::{Config, SensorConfig, SimulatedSource, SourceConfig};
 use crate::metrics::SharedMetrics;
-use crate::model::Readings;
 use std::collections::BTreeMap;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -125,7 +124,7 @@ pub fn groups(cfg: &Config) -> Vec<Group> {
 /// Start a group's task on `tracker`; it stops when `token` is cancelled.
 pub fn spawn(
     group: Group,
-    tx: mpsc::Sender<Readings>,
+    tx: Intake,
     token: CancellationToken,
     tracker: &TaskTracker,
     metrics: &SharedMetrics,

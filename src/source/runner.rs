@@ -6,6 +6,7 @@
 //! and what is logged (once per change) and counted.
 
 use super::SourceError;
+use crate::channels::Intake;
 use crate::metrics::SharedMetrics;
 use crate::model::{Exact, Reading, Readings, Timestamp};
 use crate::util::Backoff;
@@ -14,7 +15,6 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -120,7 +120,7 @@ struct Slot {
 /// Run `src` until `token` is cancelled or the ingest channel closes.
 pub async fn run<S: Source>(
     mut src: S,
-    tx: mpsc::Sender<Readings>,
+    tx: Intake,
     token: CancellationToken,
     metrics: SharedMetrics,
 ) {
