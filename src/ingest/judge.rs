@@ -9,7 +9,7 @@ use crate::channels::Accept;
 use crate::metrics::SharedMetrics;
 use crate::model::{Alert, Quality, Reading, Readings, Timestamp};
 use crate::pipeline::Engine;
-use std::collections::HashMap;
+use crate::util::FastMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
@@ -69,7 +69,7 @@ pub(super) struct Judge {
     /// The daemon's timeline: the wall clock, never stepping back (see clock.rs).
     pub(super) clock: clock::Timeline,
     /// Newest timestamp given per sensor.
-    last_ts: HashMap<Arc<str>, Timestamp>,
+    last_ts: FastMap<Arc<str>, Timestamp>,
     /// Judged readings not yet taken for a commit.
     pub(super) judged: Vec<Reading>,
     /// Alert transitions not yet taken for a commit.
@@ -88,7 +88,7 @@ impl Judge {
         Judge {
             engine,
             clock: clock::Timeline::new(Timestamp::now(), Instant::now()),
-            last_ts: HashMap::new(),
+            last_ts: FastMap::default(),
             judged: Vec::new(),
             alerts: Vec::new(),
             batch_max,

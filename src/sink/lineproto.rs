@@ -26,7 +26,7 @@ pub struct Encoder {
     precision_mul: i64,
     common: BTreeMap<String, String>,
     per_sensor: BTreeMap<String, BTreeMap<String, String>>,
-    cache: std::collections::HashMap<String, String>,
+    cache: crate::util::FastMap<String, String>,
 }
 
 impl Encoder {

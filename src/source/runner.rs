@@ -313,7 +313,7 @@ async fn attempt<S: Source>(
 
 /// Each sensor's current fault, so a fault is logged once per kind and its end once.
 #[derive(Default)]
-struct Faults(HashMap<Arc<str>, String>);
+struct Faults(crate::util::FastMap<Arc<str>, String>);
 
 impl Faults {
     /// The value to store for `s` (NaN for a fault), logging changes.

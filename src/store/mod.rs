@@ -34,7 +34,6 @@ pub use shared::SharedStore;
 use crate::model::kpi::Tally;
 use crate::model::{Alert, AlertState, Reading, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension};
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -133,7 +132,7 @@ pub struct Batch {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
-    ids: HashMap<Arc<str>, u32>,
+    ids: crate::util::FastMap<Arc<str>, u32>,
     names: Vec<Option<Arc<str>>>,
     /// The previous run did not shut down cleanly.
     pub was_unclean: bool,

@@ -4,7 +4,6 @@
 use super::{Store, StoreError, DB_FILE};
 use crate::model::Timestamp;
 use rusqlite::Connection;
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -182,7 +181,7 @@ impl Store {
         let mut s = Store {
             conn,
             path: path.to_path_buf(),
-            ids: HashMap::new(),
+            ids: Default::default(),
             names: Vec::new(),
             was_unclean: false,
             lock: None,
