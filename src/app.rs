@@ -1,20 +1,21 @@
 //! The daemon: builds the topology from the config, runs it, applies reloads and shuts down in order.
 //!
 //! ```text
-//!  async runtime                               ingest thread                 async runtime
-//!  ┌────────────────────────┐  Intake         ┌─────────────────────┐ Signals  ┌─────────────────────────────┐
-//!  │ source runners         │ ──────────────▶ │ store writer (WAL): │ ───────▶ │ sink runners (one per sink) │
-//!  │ one per group: time,   │ judged at once: │ commits alerts at   │ (watch)  │ cursor · fetch · deliver ·  │
-//!  │ deadlines, backoff;    │ validate +      │ once, readings on   │ ◀─────── │ ack (store calls on the     │
-//!  │ a Source reads a poll  │ alarms (lock)   │ its beat            │ Control  │ blocking pool)              │
-//!  └────────────────────────┘                 └─────────────────────┘ (mpsc)   └─────────────────────────────┘
+//!  async runtime                          ingest thread                      async runtime
+//!  ┌────────────────────────┐ mpsc (1024) ┌──────────────────────┐ Signals  ┌─────────────────────────────┐
+//!  │ source runners         │ ──────────▶ │ validate + alarms    │ ───────▶ │ sink runners (one per sink) │
+//!  │ one per group: time,   │  Readings   │ store writer (WAL)   │ (watch)  │ cursor · fetch · deliver ·  │
+//!  │ deadlines, backoff;    │             │                      │ ◀─────── │ ack (store calls on the     │
+//!  │ a Source reads a poll  │             └──────────────────────┘ Control  │ blocking pool)              │
+//!  └────────────────────────┘                                      (mpsc)   └─────────────────────────────┘
 //! ```
-//! Shutdown order (SIGTERM): sources stop first, the ingest thread commits what they judged, sinks get
+//! Shutdown order (SIGTERM): sources stop first, the ingest thread commits what they sent, sinks get
 //! `DRAIN_DEADLINE` to deliver, whatever is left stays on disk for the next start.
 
 use crate::config::Config;
 use crate::ingest::Ingest;
 use crate::metrics::{Metrics, SharedMetrics};
+use crate::model::Readings;
 use crate::{sink, source};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,6 +26,8 @@ use tokio_util::task::TaskTracker;
 
 /// How long sinks may keep delivering after the sources stopped.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(3);
+/// Polls (batches of readings) queued between the sources and the ingest thread.
+const CHANNEL: usize = 1024;
 
 /// Run the daemon until `shutdown` is cancelled. New configs arriving on `reload` are applied live.
 ///
@@ -49,9 +52,11 @@ pub async fn run_with_metrics(
     let mut remote = crate::remote::Remote::open(&file_cfg);
     // One copy of what runs, shared by the ingest thread and every sink.
     let cfg = Arc::new(remote.effective(&file_cfg, None));
+    let (tx, rx) = mpsc::channel::<Readings>(CHANNEL);
     let mut ingest = Ingest::start(
         Arc::clone(&cfg),
         sink::consumers(&cfg),
+        rx,
         Arc::clone(&metrics),
     )
     .await?;
@@ -79,7 +84,7 @@ pub async fn run_with_metrics(
     for g in source::groups(&cfg) {
         let t = sources_token.child_token();
         running.insert(g.key.clone(), (g.fingerprint.clone(), t.clone()));
-        source::spawn(g, ingest.intake.clone(), t, &sources, &metrics);
+        source::spawn(g, tx.clone(), t, &sources, &metrics);
     }
 
     let sinks = TaskTracker::new();
@@ -152,7 +157,7 @@ pub async fn run_with_metrics(
                     }
                     let t = sources_token.child_token();
                     running.insert(g.key.clone(), (g.fingerprint.clone(), t.clone()));
-                    source::spawn(g, ingest.intake.clone(), t, &sources, &metrics);
+                    source::spawn(g, tx.clone(), t, &sources, &metrics);
                     restarted += 1;
                 }
                 let sinks_restarted = running_sinks
@@ -197,6 +202,7 @@ pub async fn run_with_metrics(
     sources_token.cancel();
     sources.close();
     let _ = tokio::time::timeout(Duration::from_secs(2), sources.wait()).await;
+    drop(tx);
     ingest.finish().await;
     tracing::info!("Giving sinks time to drain.");
     sinks.close();

@@ -71,7 +71,7 @@ async fn a_new_source_is_one_trait_impl_on_the_runner() {
     };
     let task = tokio::spawn(watchpost::source::runner::run(
         src,
-        tx.into(),
+        tx,
         token.clone(),
         Arc::default(),
     ));

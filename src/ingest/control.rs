@@ -12,19 +12,13 @@ impl Writer {
             Control::Command(req, answer) => {
                 // Readings up to now are evaluated first; the command's events are committed (with the engine
                 // snapshot) before it is answered, so an answer never announces a change a crash could lose.
-                let quiet = {
-                    let mut j = self.shared.lock();
-                    let now = j.clock.now();
-                    let result = j.engine.command(&req, now, &mut self.alerts);
-                    let quiet = self.alerts.is_empty()
-                        && j.alerts.is_empty()
-                        && self.unsaved_alerts.is_empty();
+                let mut out = std::mem::take(&mut self.alerts);
+                let result = self.engine.command(&req, self.clock.now(), &mut out);
+                self.alerts = out;
+                if self.alerts.is_empty() && self.unsaved_alerts.is_empty() {
                     // No event (a refusal, a shelf on a quiet sensor): the snapshot still records the request id
                     // and any state the command set.
-                    (result, quiet.then(|| j.engine.snapshot()))
-                };
-                let (result, quiet) = quiet;
-                if let Some(snap) = quiet {
+                    let snap = self.engine.snapshot();
                     if let Err(e) = self.store.append_alerts(&[], Some(&snap)) {
                         tracing::error!(error = %e, "Cannot save the alarm state after an operator command.");
                     }
@@ -39,7 +33,7 @@ impl Writer {
                 change,
                 done,
             } => {
-                let mut a = self.shared.lock().engine.gateway_alert(
+                let mut a = self.engine.gateway_alert(
                     AlertType::ConfigChange,
                     state,
                     Timestamp::now(),
@@ -55,7 +49,7 @@ impl Writer {
                 }
             }
             Control::DeadLetter { reason } => {
-                let a = self.shared.lock().engine.gateway_alert(
+                let a = self.engine.gateway_alert(
                     AlertType::DeadLetter,
                     AlertState::Rejected,
                     Timestamp::now(),

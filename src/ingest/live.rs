@@ -3,14 +3,13 @@
 
 use super::Writer;
 use crate::model::{LatestValue, Timestamp};
-use crate::pipeline::Engine;
 use std::sync::Arc;
 
 impl Writer {
     /// Compute the alarm KPIs over the last `kpi_period` from the stored events and the standing alarms, and put
     /// them in the live state (the MQTT sink publishes them, `/metrics` shows them).
     pub(super) fn publish_kpi(&mut self) {
-        let now = self.shared.lock().clock.now();
+        let now = self.clock.now();
         let a = &self.cfg.alarms;
         let since = Timestamp(now.0.saturating_sub(a.kpi_period.0.as_millis() as i64));
         let tally = match self.store.kpi_tally(since, now) {
@@ -20,8 +19,7 @@ impl Writer {
                 return;
             }
         };
-        let active = self.shared.lock().engine.active();
-        let kpi = tally.finish(&active, a.flood_count, a.stale_after.0);
+        let kpi = tally.finish(&self.engine.active(), a.flood_count, a.stale_after.0);
         self.live_tx.send_modify(|live| {
             let mut l = (**live).clone();
             l.kpi = Some(Arc::new(kpi));
@@ -31,7 +29,7 @@ impl Writer {
 
     /// Update the live state's alarms at once (after an operator command).
     pub(super) fn publish_live_alerts(&mut self) {
-        let alerts = self.shared.lock().engine.active();
+        let alerts = self.engine.active();
         self.live_tx.send_if_modified(|old| {
             if old.alerts == alerts {
                 false
@@ -44,11 +42,10 @@ impl Writer {
         });
     }
 
-    /// Update the live state from the readings about to be flushed and the active alarms (under the judge's
-    /// lock: `engine` is the judge's).
-    pub(super) fn publish_live(&self, engine: &Engine) {
+    /// Update the live state from the readings about to be flushed and the active alarms.
+    pub(super) fn publish_live(&mut self) {
         let mut live = (**self.live_tx.borrow()).clone();
-        for r in self.pending.iter().filter(|r| engine.knows(&r.sensor)) {
+        for r in self.pending.iter().filter(|r| self.engine.knows(&r.sensor)) {
             let latest = LatestValue {
                 v: r.value.is_finite().then_some(r.value),
                 ts: r.ts.0,
@@ -62,7 +59,7 @@ impl Writer {
                 }
             }
         }
-        live.alerts = engine.active();
+        live.alerts = self.engine.active();
         self.live_tx.send_if_modified(|old| {
             if **old == live {
                 false

@@ -1,15 +1,15 @@
 //! Ingest: the one thread that owns the store's writer connection.
 //!
-//! Sources hand their readings to the [`Intake`]: they are validated and evaluated by the alarm engine ([`Engine`])
-//! where they arrive (judge.rs); this thread commits alert transitions at once (fsync'd) and reading batches every
-//! `flush_interval`, enforces the size cap and prunes delivered data. It runs on its own OS thread with a small current-thread runtime for its timers,
+//! Sources send readings into a bounded channel; this thread validates them, evaluates alarms ([`Engine`]),
+//! commits alert transitions at once (fsync'd) and reading batches every `flush_interval`, enforces the size cap
+//! and prunes delivered data. It runs on its own OS thread with a small current-thread runtime for its timers,
 //! so an fsync or a busy store never stalls a Modbus timeout or an MQTT keep-alive on the async workers.
 //! After each commit it bumps the [`Signals`] the sinks wait on.
 
-use crate::channels::{Control, Intake, Signals};
+use crate::channels::{Control, Signals};
 use crate::config::Config;
 use crate::metrics::SharedMetrics;
-use crate::model::{Alert, AlertState, AlertType, Live, Reading, Timestamp};
+use crate::model::{Alert, AlertState, AlertType, Live, Quality, Reading, Readings, Timestamp};
 use crate::pipeline::Engine;
 use crate::store::{Consumer, Store, StoreError};
 use std::sync::atomic::Ordering;
@@ -27,6 +27,8 @@ const MAX_PENDING: usize = 200_000;
 const MAX_UNSAVED_ALERTS: usize = 10_000;
 /// How often staleness is checked (and the systemd watchdog is fed).
 const TICK: Duration = Duration::from_secs(1);
+/// Polls taken from the channel in one go before alerts are committed.
+const TAKE_AT_ONCE: usize = 256;
 /// The alarm snapshot goes with every alert commit; with reading batches only this often. Between transitions it
 /// only moves pending delays and windows: a crash loses at most this much of their progress (a pending delay then
 /// runs again from its start: an alarm later, never earlier), and the engine is not serialized, compressed and
@@ -41,8 +43,6 @@ pub struct Ingest {
     pub reload: mpsc::Sender<(Arc<Config>, Vec<Consumer>)>,
     /// What the sinks wait on.
     pub signals: Signals,
-    /// Where the sources hand their readings.
-    pub intake: Intake,
     stop: CancellationToken,
     done: oneshot::Receiver<()>,
 }
@@ -53,11 +53,12 @@ impl Ingest {
     pub async fn start(
         cfg: Arc<Config>,
         consumers: Vec<Consumer>,
+        readings: mpsc::Receiver<Readings>,
         metrics: SharedMetrics,
     ) -> anyhow::Result<Ingest> {
         // The ingest thread proves the async runtime alive by running a task on it (see `watchdog.rs`).
         let async_rt = tokio::runtime::Handle::current();
-        let (ready_tx, ready_rx) = oneshot::channel::<Result<(Signals, Intake), String>>();
+        let (ready_tx, ready_rx) = oneshot::channel::<Result<Signals, String>>();
         let (done_tx, done) = oneshot::channel();
         let (reload, reload_rx) = mpsc::channel(4);
         let stop = CancellationToken::new();
@@ -79,9 +80,10 @@ impl Ingest {
                 };
                 match Writer::open(cfg, consumers, metrics) {
                     Ok((w, signals, control_rx)) => {
-                        let intake = Intake::direct(Arc::clone(&w.shared) as _);
-                        let _ = ready_tx.send(Ok((signals, intake)));
-                        rt.block_on(w.run(reload_rx, control_rx, stop2, origin, async_rt));
+                        let _ = ready_tx.send(Ok(signals));
+                        rt.block_on(
+                            w.run(readings, reload_rx, control_rx, stop2, origin, async_rt),
+                        );
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -89,14 +91,13 @@ impl Ingest {
                 }
                 let _ = done_tx.send(());
             })?;
-        let (signals, intake) = ready_rx
+        let signals = ready_rx
             .await
             .map_err(|_| anyhow::anyhow!("the ingest thread ended before the store was open"))?
             .map_err(|e| anyhow::anyhow!(e))?;
         Ok(Ingest {
             reload,
             signals,
-            intake,
             stop,
             done,
         })
@@ -114,9 +115,7 @@ struct Writer {
     cfg: Arc<Config>,
     consumers: Vec<Consumer>,
     store: Store,
-    /// The alarm engine and the readings it judged, shared with the sources (judge.rs).
-    shared: Arc<judge::Shared>,
-    /// Judged readings taken for a commit (and held while the disk refuses writes).
+    engine: Engine,
     pending: Vec<Reading>,
     unsaved_alerts: Vec<Alert>,
     metrics: SharedMetrics,
@@ -125,9 +124,11 @@ struct Writer {
     live_tx: watch::Sender<Arc<Live>>,
     /// The open BUFFER_OVERFLOW alert and when readings were last dropped.
     overflow: Option<(Alert, Instant)>,
-    /// Alert transitions made here (gateway alerts, commands, sensors removed by a reload), committed with the
-    /// judge's.
     alerts: Vec<Alert>,
+    /// Newest timestamp written per sensor.
+    last_ts: crate::util::FastMap<Arc<str>, Timestamp>,
+    /// The daemon's timeline: the wall clock, never stepping back (see clock.rs).
+    clock: clock::Timeline,
     /// Store failures are logged once a minute with a count, not on every flush.
     fail_log: crate::util::Throttle,
     /// When the alarm snapshot was last committed.
@@ -189,12 +190,11 @@ impl Writer {
         let (events_tx, events) = watch::channel(newest_event);
         let (live_tx, live) = watch::channel(Arc::new(Live::default()));
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
-        let judge = judge::Judge::new(engine, cfg.buffer.batch_max_readings, Arc::clone(&metrics));
         let w = Writer {
             cfg,
             consumers,
             store,
-            shared: Arc::new(judge::Shared::new(judge)),
+            engine,
             pending: Vec::new(),
             unsaved_alerts: Vec::new(),
             metrics,
@@ -203,6 +203,8 @@ impl Writer {
             live_tx,
             overflow,
             alerts: Vec::new(),
+            last_ts: Default::default(),
+            clock: clock::Timeline::new(Timestamp::now(), Instant::now()),
             fail_log: crate::util::Throttle::new(Duration::from_secs(60)),
             snap_at: Instant::now(),
         };
@@ -222,12 +224,15 @@ impl Writer {
 
     async fn run(
         mut self,
+        mut rx: mpsc::Receiver<Readings>,
         mut reload: mpsc::Receiver<(Arc<Config>, Vec<Consumer>)>,
         mut control: mpsc::Receiver<Control>,
         stop: CancellationToken,
         origin: std::time::Instant,
         async_rt: tokio::runtime::Handle,
     ) {
+        let started_at = Instant::now();
+        let mut first_reading = true;
         // One timer for the flush and the once-a-second alarm tick: one wake-up a second (1.024 s) with the
         // defaults, on the timer wheel's grid (see `grid_interval`).
         let beat_of = |flush: Duration| crate::util::grid_interval(origin, flush.min(TICK));
@@ -253,16 +258,32 @@ impl Writer {
                     self.reconfigure(new);
                 }
                 Some(c) = control.recv() => self.control(c),
-                // Alert transitions to commit at once, or a full batch.
-                _ = self.shared.wake.notified() => {
+                Some(batch) = rx.recv() => {
+                    if first_reading {
+                        first_reading = false;
+                        if let Some(r) = batch.first() {
+                            tracing::info!(after_ms = %format!("{:.1}", started_at.elapsed().as_secs_f64() * 1e3), sensor = %r.sensor, "First reading.");
+                        }
+                    }
+                    // A step is looked for before each batch too, not only at the beat: a reading stamped after an
+                    // NTP step must not meet alarm timers that have not moved with it.
+                    self.watch_clock();
+                    self.accept_all(batch);
+                    // Take what is already queued without yielding, up to a bound.
+                    for _ in 0..TAKE_AT_ONCE {
+                        match rx.try_recv() {
+                            Ok(b) => self.accept_all(b),
+                            Err(_) => break,
+                        }
+                    }
                     self.commit_alerts();
-                    if self.shared.lock().judged.len() >= self.cfg.buffer.batch_max_readings {
+                    if self.pending.len() >= self.cfg.buffer.batch_max_readings {
                         self.flush();
                         self.commit_alerts();
                     }
                 }
                 _ = beat.tick() => {
-                    self.shared.lock().watch_clock();
+                    self.watch_clock();
                     // A small slack so a beat that fires a hair early still counts.
                     let slack = Duration::from_millis(5);
                     if last_flush.elapsed() + slack >= self.cfg.buffer.flush_interval.0 {
@@ -271,7 +292,13 @@ impl Writer {
                     }
                     if last_tick.elapsed() + slack >= TICK {
                         last_tick = Instant::now();
-                        self.shared.lock().tick();
+                        let mut out = std::mem::take(&mut self.alerts);
+                        let now = self.clock.now();
+                        self.engine.tick(now, &mut out);
+                        for r in self.engine.derive(now, &mut out) {
+                            self.keep(r);
+                        }
+                        self.alerts = out;
                         self.check_overflow_cleared();
                         watchdog.tick(&self.metrics);
                     }
@@ -295,12 +322,14 @@ impl Writer {
             }
         }
         // The sources have stopped: commit what they sent.
-        self.shared.close();
+        while let Ok(b) = rx.try_recv() {
+            self.accept_all(b);
+        }
         self.commit_alerts();
         self.flush();
         self.commit_alerts();
         // The alarm state as it is at the end, whatever the last commit carried.
-        let snap = self.shared.lock().engine.snapshot();
+        let snap = self.engine.snapshot();
         if let Err(e) = self.store.append_readings(&[], Some(&snap)) {
             tracing::warn!(error = %e, "Could not save the alarm state at shutdown.");
         }
@@ -310,16 +339,30 @@ impl Writer {
         tracing::info!("Readings committed.");
     }
 
+    /// A wall-clock step (more than 2 s off the monotonic clock since the last look) is logged; a step forward
+    /// moves the alarm engine's timers with it, a step back is absorbed by the timeline (clock.rs).
+    fn watch_clock(&mut self) {
+        let seen = self.clock.observe(Timestamp::now(), Instant::now());
+        if seen.step_ms > 0 {
+            tracing::warn!(
+                step_ms = seen.step_ms,
+                "The wall clock stepped forward; alarm timers move with it."
+            );
+        } else if seen.step_ms < 0 {
+            tracing::warn!(step_ms = seen.step_ms, slew_s = -seen.step_ms / 100,
+                "The wall clock stepped back; readings keep their order and spacing on a clock that runs 10 % slow until it meets the wall clock again, and alarm delays are not shortened.");
+        }
+        if seen.shift_ms != 0 {
+            self.engine.shift_clock(seen.shift_ms);
+        }
+    }
+
     fn reconfigure(&mut self, new: Arc<Config>) {
         self.flush();
-        {
-            let mut j = self.shared.lock();
-            j.engine.set_acknowledge(new.commands_enabled());
-            j.engine.set_alarms(&new.alarms);
-            let removed = j.engine.reconfigure(&new.sensor, Timestamp::now());
-            j.batch_max = new.buffer.batch_max_readings;
-            self.alerts.extend(removed);
-        }
+        self.engine.set_acknowledge(new.commands_enabled());
+        self.engine.set_alarms(&new.alarms);
+        let removed = self.engine.reconfigure(&new.sensor, Timestamp::now());
+        self.alerts.extend(removed);
         self.cfg = new;
         // Sensors removed by the reload leave the live state (and so the device shadow).
         let cfg = &self.cfg;
@@ -332,18 +375,56 @@ impl Writer {
         self.commit_alerts();
     }
 
-    /// Commit alert transitions before anything publishes them; keep them in memory if the disk refuses.
-    /// The judge's transitions are taken with the engine's snapshot in one lock: a snapshot never records an
-    /// alarm whose event is not in the same commit.
-    fn commit_alerts(&mut self) {
-        let snap = {
-            let mut j = self.shared.lock();
-            self.alerts.append(&mut j.alerts);
-            if self.alerts.is_empty() && self.unsaved_alerts.is_empty() {
-                return;
+    fn accept_all(&mut self, batch: Readings) {
+        for r in batch {
+            self.accept(r);
+        }
+    }
+
+    fn accept(&mut self, mut r: Reading) {
+        r.ts = self.clock.map(r.ts);
+        self.forward_only(&mut r);
+        self.engine.evaluate(&mut r, &mut self.alerts);
+        self.hold(r);
+    }
+
+    /// Keep a reading the engine made (a derived sensor's), already validated and evaluated.
+    fn keep(&mut self, mut r: Reading) {
+        self.forward_only(&mut r);
+        self.hold(r);
+    }
+
+    /// One sensor's readings never share a timestamp or go back in time (a stepped-back clock): InfluxDB would
+    /// overwrite.
+    fn forward_only(&mut self, r: &mut Reading) {
+        match self.last_ts.get_mut(&r.sensor) {
+            Some(last) => {
+                if r.ts <= *last {
+                    r.ts = Timestamp(last.0.saturating_add(1));
+                    self.metrics.clock_adjusted.fetch_add(1, Ordering::Relaxed);
+                }
+                *last = r.ts;
             }
-            j.engine.snapshot()
-        };
+            None => {
+                self.last_ts.insert(Arc::clone(&r.sensor), r.ts);
+            }
+        }
+    }
+
+    /// Count a judged reading and hold it for the next commit.
+    fn hold(&mut self, r: Reading) {
+        self.metrics.readings.fetch_add(1, Ordering::Relaxed);
+        if r.quality != Quality::Good {
+            self.metrics.readings_bad.fetch_add(1, Ordering::Relaxed);
+        }
+        self.pending.push(r);
+    }
+
+    /// Commit alert transitions before anything publishes them; keep them in memory if the disk refuses.
+    fn commit_alerts(&mut self) {
+        if self.alerts.is_empty() && self.unsaved_alerts.is_empty() {
+            return;
+        }
         for a in &self.alerts {
             crate::telemetry::log_alert(a);
         }
@@ -351,6 +432,7 @@ impl Writer {
             .alerts
             .fetch_add(self.alerts.len() as u64, Ordering::Relaxed);
         self.unsaved_alerts.append(&mut self.alerts);
+        let snap = self.engine.snapshot();
         match self.store.append_alerts(&self.unsaved_alerts, Some(&snap)) {
             Ok(seqs) => {
                 self.snap_at = Instant::now();
@@ -376,15 +458,11 @@ impl Writer {
     }
 
     fn flush(&mut self) {
-        let snap = {
-            let mut j = self.shared.lock();
-            self.pending.append(&mut j.judged);
-            if self.pending.is_empty() {
-                return;
-            }
-            self.publish_live(&j.engine);
-            (self.snap_at.elapsed() >= SNAPSHOT_EVERY).then(|| j.engine.snapshot())
-        };
+        if self.pending.is_empty() {
+            return;
+        }
+        self.publish_live();
+        let snap = (self.snap_at.elapsed() >= SNAPSHOT_EVERY).then(|| self.engine.snapshot());
         let mut r = self.store.append_readings(&self.pending, snap.as_deref());
         if r.as_ref().is_err_and(StoreError::is_full) {
             // The write-ahead log may be what is full (it grows until a checkpoint, and a WAL that cannot grow
@@ -471,7 +549,7 @@ impl Writer {
                             "buffer cap of {} bytes reached: dropped {} readings from {} to {}",
                             max, d.readings, d.first, d.last
                         );
-                        let a = self.shared.lock().engine.gateway_alert(
+                        let a = self.engine.gateway_alert(
                             AlertType::BufferOverflow,
                             AlertState::Raised,
                             Timestamp::now(),
@@ -497,7 +575,6 @@ impl Writer {
 
 mod clock;
 mod control;
-mod judge;
 mod live;
 #[cfg(test)]
 mod tests;

@@ -50,7 +50,7 @@ fn memory_held_while_the_disk_refuses_writes_is_bounded_and_drops_are_counted() 
     )
     .expect("open");
     w.store.refuse_writes();
-    let a = w.shared.lock().engine.gateway_alert(
+    let a = w.engine.gateway_alert(
         AlertType::BufferOverflow,
         AlertState::Raised,
         Timestamp(1),
@@ -73,70 +73,16 @@ fn memory_held_while_the_disk_refuses_writes_is_bounded_and_drops_are_counted() 
 #[test]
 fn a_stepped_back_clock_never_gives_one_sensor_the_same_or_an_earlier_timestamp() {
     let dir = tempfile::tempdir().expect("tmp");
-    let (w, _signals, _control) = Writer::open(
+    let (mut w, _signals, _control) = Writer::open(
         Arc::new(cfg(dir.path())),
         Vec::new(),
         SharedMetrics::default(),
     )
     .expect("open");
     for ts in [10_000, 11_000, 5_000, 5_000, 12_000] {
-        w.shared
-            .lock()
-            .accept(Reading::new(Arc::from("t"), Timestamp(ts), 1.0));
+        w.accept(Reading::new(Arc::from("t"), Timestamp(ts), 1.0));
     }
-    let ts: Vec<i64> = w.shared.lock().judged.iter().map(|r| r.ts.0).collect();
+    let ts: Vec<i64> = w.pending.iter().map(|r| r.ts.0).collect();
     assert_eq!(ts, [10_000, 11_000, 11_001, 11_002, 12_000]);
     assert_eq!(w.metrics.clock_adjusted.load(Ordering::Relaxed), 2);
-}
-
-/// Whether the ingest thread was woken (a permit is waiting), without waiting.
-fn woken(shared: &judge::Shared) -> bool {
-    use std::future::Future;
-    let mut f = std::pin::pin!(shared.wake.notified());
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    f.as_mut().poll(&mut cx).is_ready()
-}
-
-#[test]
-fn a_quiet_poll_is_judged_where_it_arrives_and_only_an_alarm_wakes_the_writer() {
-    use crate::channels::Accept;
-    let dir = tempfile::tempdir().expect("tmp");
-    let toml = format!(
-        "[gateway]\nid = \"gw\"\ndata_dir = \"{}\"\n[[sensor]]\nid = \"t\"\nsource = {{ simulated = \"sine\" }}\n\
-         critical = {{ high = 100 }}\n",
-        dir.path().display()
-    );
-    let cfg = crate::config::parse_str(&toml, std::path::Path::new("t.toml"), &[]).expect("config");
-    let (mut w, _signals, _control) =
-        Writer::open(Arc::new(cfg), Vec::new(), SharedMetrics::default()).expect("open");
-    let t: Arc<str> = Arc::from("t");
-    let now = Timestamp::now().0;
-    assert!(w
-        .shared
-        .accept(vec![Reading::new(Arc::clone(&t), Timestamp(now), 20.0)]));
-    assert_eq!(
-        w.shared.lock().judged.len(),
-        1,
-        "judged on the caller's thread"
-    );
-    assert!(!woken(&w.shared), "a quiet poll leaves the writer asleep");
-    assert!(w.shared.accept(vec![Reading::new(
-        Arc::clone(&t),
-        Timestamp(now + 1),
-        150.0
-    )]));
-    assert!(woken(&w.shared), "an alarm transition wakes the writer");
-    // The writer takes the transition with the snapshot, then the readings at its beat.
-    w.commit_alerts();
-    assert!(w.shared.lock().alerts.is_empty());
-    let (_, newest_event) = w.store.newest().expect("newest");
-    assert!(newest_event > 0, "the raise is committed");
-    w.flush();
-    assert!(w.pending.is_empty() && w.shared.lock().judged.is_empty());
-    // Once closed (the daemon stops), nothing more is judged: what was taken is all there is.
-    w.shared.close();
-    assert!(!w
-        .shared
-        .accept(vec![Reading::new(t, Timestamp(now + 2), 20.0)]));
-    assert!(w.shared.lock().judged.is_empty());
 }

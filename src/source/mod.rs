@@ -18,10 +18,11 @@ pub mod modbus;
 pub mod runner;
 pub mod simulated;
 
-use crate::channels::Intake;
 use crate::config::{Config, SensorConfig, SimulatedSource, SourceConfig};
 use crate::metrics::SharedMetrics;
+use crate::model::Readings;
 use std::collections::BTreeMap;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -124,7 +125,7 @@ pub fn groups(cfg: &Config) -> Vec<Group> {
 /// Start a group's task on `tracker`; it stops when `token` is cancelled.
 pub fn spawn(
     group: Group,
-    tx: Intake,
+    tx: mpsc::Sender<Readings>,
     token: CancellationToken,
     tracker: &TaskTracker,
     metrics: &SharedMetrics,

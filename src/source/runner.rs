@@ -6,7 +6,6 @@
 //! and what is logged (once per change) and counted.
 
 use super::SourceError;
-use crate::channels::Intake;
 use crate::metrics::SharedMetrics;
 use crate::model::{Exact, Reading, Readings, Timestamp};
 use crate::util::Backoff;
@@ -15,6 +14,7 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -120,7 +120,7 @@ struct Slot {
 /// Run `src` until `token` is cancelled or the ingest channel closes.
 pub async fn run<S: Source>(
     mut src: S,
-    tx: Intake,
+    tx: mpsc::Sender<Readings>,
     token: CancellationToken,
     metrics: SharedMetrics,
 ) {
