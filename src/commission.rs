@@ -221,6 +221,8 @@ pub fn scan_i2c(device: &str) -> ExitCode {
     }
 }
 
+/// A unit list for `scan modbus` (`1-3,7`).
+#[cfg(feature = "modbus")]
 fn parse_units(s: &str) -> Result<Vec<u8>, String> {
     let mut v = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -349,6 +351,7 @@ pub fn scan_modbus(
 #[cfg(test)]
 mod tests {
     #[test]
+    #[cfg(feature = "modbus")]
     fn unit_ranges() {
         assert_eq!(super::parse_units("1-3,7"), Ok(vec![1, 2, 3, 7]));
         assert!(super::parse_units("0-3").is_err());
