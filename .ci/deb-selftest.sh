@@ -17,6 +17,14 @@ DEB=$(bash scripts/package.sh | tail -1)
 echo "built $DEB ($(stat -c %s "$DEB") bytes; binary $(dpkg-deb --fsys-tarfile "$DEB" | tar -xO ./usr/bin/watchpost | wc -c) bytes)"
 fail() { echo "deb check FAILED: $*" >&2; exit 1; }
 
+# A binary that needs GLIBC_ABI_DT_RELR (packed relocations, glibc 2.36) must not install over an older libc6.
+BIN_TMP=$(mktemp); dpkg-deb --fsys-tarfile "$DEB" | tar -xO ./usr/bin/watchpost >"$BIN_TMP"
+if readelf -V "$BIN_TMP" | grep -q GLIBC_ABI_DT_RELR; then
+    dpkg-deb -f "$DEB" Depends | grep -qE 'libc6(:[a-z0-9]+)? \(>= 2\.(3[6-9]|[4-9][0-9])' ||
+        fail "the binary needs glibc >= 2.36 (DT_RELR) but Depends says: $(dpkg-deb -f "$DEB" Depends)"
+fi
+rm -f "$BIN_TMP"
+
 # Layout and modes.
 list=$(dpkg-deb -c "$DEB")
 for want in "-rwxr-xr-x .* ./usr/bin/watchpost" "-rw-r----- .* ./etc/watchpost/watchpost.toml" \

@@ -17,6 +17,10 @@ for f in usr/bin/watchpost etc/watchpost/watchpost.toml usr/lib/systemd/system/w
     usr/share/watchpost/config.schema.json; do
     [ -e "$R/$f" ] || { echo "$ARCH package lacks /$f" >&2; exit 1; }
 done
+if readelf -V "$R/usr/bin/watchpost" | grep -q GLIBC_ABI_DT_RELR; then
+    dpkg-deb -f "$DEB" Depends | grep -qE 'libc6(:[a-z0-9]+)? \(>= 2\.(3[6-9]|[4-9][0-9])' ||
+        { echo "$ARCH package: the binary needs glibc >= 2.36 (DT_RELR), Depends does not say so" >&2; exit 1; }
+fi
 [ "$(stat -c %a "$R/etc/watchpost/watchpost.toml")" = 640 ] || { echo "$ARCH package: config mode" >&2; exit 1; }
 M=$(readelf -h "$R/usr/bin/watchpost" | awk -F': +' '/^ *Machine:/ {print $2}')
 [ "$M" = "$MACHINE" ] || { echo "$ARCH package: a binary for $M, not $MACHINE" >&2; exit 1; }
