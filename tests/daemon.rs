@@ -31,6 +31,15 @@ warning = {{ high = {warning_high} }}
     )
 }
 
+/// A temporary directory with `data/` for the store and `watchpost.toml` written from [`config`].
+fn workdir(warning_high: f64) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("watchpost.toml");
+    std::fs::write(&cfg, config(&data, warning_high)).expect("write");
+    (dir, data, cfg)
+}
+
 fn events(data: &Path) -> Vec<watchpost::model::Alert> {
     with_store(data, Vec::new(), |s| s.all_events())
         .into_iter()
@@ -44,10 +53,7 @@ fn readings(data: &Path) -> u64 {
 
 #[test]
 fn reload_applies_thresholds_keeps_old_config_on_error_and_exits_cleanly() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let data = dir.path().join("data");
-    let cfg = dir.path().join("watchpost.toml");
-    std::fs::write(&cfg, config(&data, 60.0)).expect("write");
+    let (dir, data, cfg) = workdir(60.0);
     let mut d = start_daemon(&cfg, dir.path());
     wait_for(Duration::from_secs(10), "readings stored", || {
         (readings(&data) > 5).then_some(())
@@ -431,10 +437,7 @@ fn a_file_size_limit_lowers_the_cap_and_commits_go_on() {
 #[test]
 fn under_systemd_lines_carry_journal_priorities_and_no_timestamp() {
     use std::os::unix::fs::MetadataExt;
-    let dir = tempfile::tempdir().expect("tmp");
-    let data = dir.path().join("data");
-    let cfg = dir.path().join("watchpost.toml");
-    std::fs::write(&cfg, config(&data, 40.0)).expect("write");
+    let (dir, _, cfg) = workdir(40.0);
     let log = dir.path().join("journal.log");
     let f = std::fs::File::create(&log).expect("log");
     let meta = f.metadata().expect("stat");
@@ -470,10 +473,7 @@ fn under_systemd_lines_carry_journal_priorities_and_no_timestamp() {
 
 #[test]
 fn json_logs_one_object_per_line() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let data = dir.path().join("data");
-    let cfg = dir.path().join("watchpost.toml");
-    std::fs::write(&cfg, config(&data, 40.0)).expect("write");
+    let (dir, _, cfg) = workdir(40.0);
     let log = dir.path().join("json.log");
     let child = std::process::Command::new(bin())
         .args(["run", "--log-format", "json", "--config"])
@@ -614,10 +614,7 @@ fn a_bare_watchpost_prints_help_and_an_unchanged_reload_reports_no_change() {
 #[test]
 fn under_the_systemd_watchdog_notifications_go_on_while_the_async_runtime_runs_tasks() {
     use std::os::unix::net::UnixDatagram;
-    let dir = tempfile::tempdir().expect("tmp");
-    let data = dir.path().join("data");
-    let cfg = dir.path().join("watchpost.toml");
-    std::fs::write(&cfg, config(&data, 100.0)).expect("write");
+    let (dir, _, cfg) = workdir(100.0);
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).expect("bind");
     sock.set_read_timeout(Some(Duration::from_millis(500)))

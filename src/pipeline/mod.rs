@@ -24,7 +24,6 @@ use crate::model::{
     Timestamp,
 };
 use alarm::{At, Emitter, Ids};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -118,9 +117,8 @@ impl SensorRules {
     }
 }
 
-/// The engine's sensors by id. Looked up for every reading: foldhash instead of SipHash (the ids come from the
-/// config file, not from a peer, so there is no hash flooding to defend against; it is seeded per process anyway).
-type Sensors = HashMap<Arc<str>, Entry, foldhash::fast::RandomState>;
+/// The engine's sensors by id, looked up for every reading (see [`crate::util::FastMap`]).
+type Sensors = crate::util::FastMap<Arc<str>, Entry>;
 
 struct Entry {
     rules: Arc<SensorRules>,
