@@ -227,10 +227,28 @@ pub fn grid_interval(origin: std::time::Instant, period: Duration) -> tokio::tim
     iv
 }
 
+/// `at` rounded up to the timer wheel's grid of the runtime whose clock started at `origin` (see
+/// [`grid_interval`]): `COARSE` for a sleep further out than 4.096 s (tokio looks at it when its 4.096 s slot
+/// starts), else `FINE`. A sleep until a grid point costs one wake-up, not two or three.
+pub fn on_grid(
+    origin: std::time::Instant,
+    at: std::time::Instant,
+    slot: u128,
+) -> std::time::Instant {
+    let ms = at.saturating_duration_since(origin).as_millis();
+    u64::try_from(ms.div_ceil(slot.max(1)) * slot.max(1))
+        .ok()
+        .and_then(|ms| origin.checked_add(Duration::from_millis(ms)))
+        .unwrap_or(at)
+}
+
+/// The timer wheel's slots: 64 ms for timers within 4.096 s, 4.096 s for timers within 262 s.
+pub const FINE: u128 = 64;
+/// See [`FINE`].
+pub const COARSE: u128 = 64 * 64;
+
 /// The first tick (ms after the origin, at or after `since`) and the period of a grid interval.
 fn grid(since: u128, period: u128) -> (u128, u128) {
-    const FINE: u128 = 64;
-    const COARSE: u128 = 64 * 64;
     let period = period.max(1);
     let slot = if period >= COARSE { COARSE } else { FINE };
     (since.div_ceil(slot) * slot, period.div_ceil(slot) * slot)
@@ -247,6 +265,12 @@ mod grid_tests {
         assert_eq!(super::grid(0, 0), (0, 64));
         assert_eq!(super::grid(10, 60_000), (4096, 61_440));
         assert_eq!(super::grid(4097, 4096), (8192, 4096));
+        let o = std::time::Instant::now();
+        let ms = |d: u64| o + std::time::Duration::from_millis(d);
+        assert_eq!(super::on_grid(o, ms(1), super::FINE), ms(64));
+        assert_eq!(super::on_grid(o, ms(128), super::FINE), ms(128));
+        assert_eq!(super::on_grid(o, ms(1_000), super::FINE), ms(1_024));
+        assert_eq!(super::on_grid(o, ms(10_000), super::COARSE), ms(12_288));
         // Every tick after the first stays on the grid.
         for (since, p) in [(7, 1000), (999, 250), (12_345, 9_000)] {
             let (first, every) = super::grid(since, p);

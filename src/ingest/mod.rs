@@ -25,8 +25,6 @@ const OVERFLOW_CLEAR_AFTER: Duration = Duration::from_secs(600);
 const MAX_PENDING: usize = 200_000;
 /// Alert transitions held in memory while the disk refuses writes (≈ 300 bytes each: ≈ 3 MB).
 const MAX_UNSAVED_ALERTS: usize = 10_000;
-/// How often staleness is checked (and the systemd watchdog is fed).
-const TICK: Duration = Duration::from_secs(1);
 /// Polls taken from the channel in one go before alerts are committed.
 const TAKE_AT_ONCE: usize = 256;
 /// The alarm snapshot goes with every alert commit; with reading batches only this often. Between transitions it
@@ -233,31 +231,43 @@ impl Writer {
     ) {
         let started_at = Instant::now();
         let mut first_reading = true;
-        // One timer for the flush and the once-a-second alarm tick: one wake-up a second (1.024 s) with the
-        // defaults, on the timer wheel's grid (see `grid_interval`).
-        let beat_of = |flush: Duration| crate::util::grid_interval(origin, flush.min(TICK));
-        let mut beat = beat_of(self.cfg.buffer.flush_interval.0);
-        let mut last_flush = Instant::now();
-        let mut last_tick = Instant::now();
+        // No fixed beat: the thread sleeps until the next flush, the alarm engine's next deadline or the watchdog
+        // (see beat.rs), on the timer wheel's grid.
+        let mut beat = beat::Beat::new(origin);
+        beat.engine_ticked(self.engine.next_due(self.clock.now()));
         let mut last_kpi: Option<Instant> = None;
         let mut housekeeping = crate::util::grid_interval(
             origin,
             Duration::from_secs(60).min(self.cfg.alarms.kpi_interval.0),
         );
         let mut watchdog = watchdog::Watchdog::new(async_rt);
+        let sleep = tokio::time::sleep_until(Instant::now().into());
+        tokio::pin!(sleep);
         loop {
+            let wake = beat.next(
+                self.clock.now(),
+                &beat::Waiting {
+                    pending: !self.pending.is_empty(),
+                    flush_every: self.cfg.buffer.flush_interval.0,
+                    awake: self.overflow.is_some() || !self.unsaved_alerts.is_empty(),
+                    watchdog: watchdog.due(),
+                },
+            );
+            if sleep.deadline() != wake.into() {
+                sleep.as_mut().reset(wake.into());
+            }
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => break,
                 Some((new, consumers)) = reload.recv() => {
                     self.consumers = consumers;
-                    let period = new.buffer.flush_interval.0;
-                    if period != self.cfg.buffer.flush_interval.0 {
-                        beat = beat_of(period);
-                    }
                     self.reconfigure(new);
+                    beat.engine_changed(self.engine.next_due(self.clock.now()));
                 }
-                Some(c) = control.recv() => self.control(c),
+                Some(c) = control.recv() => {
+                    self.control(c);
+                    beat.engine_changed(self.engine.next_due(self.clock.now()));
+                }
                 Some(batch) = rx.recv() => {
                     if first_reading {
                         first_reading = false;
@@ -276,33 +286,36 @@ impl Writer {
                             Err(_) => break,
                         }
                     }
+                    // A transition may open a window or end a silence: ask the engine again (a reading alone only
+                    // moves its deadlines later).
+                    if !self.alerts.is_empty() {
+                        beat.engine_changed(self.engine.next_due(self.clock.now()));
+                    }
                     self.commit_alerts();
                     if self.pending.len() >= self.cfg.buffer.batch_max_readings {
                         self.flush();
                         self.commit_alerts();
                     }
                 }
-                _ = beat.tick() => {
+                _ = &mut sleep => {
                     self.watch_clock();
-                    // A small slack so a beat that fires a hair early still counts.
-                    let slack = Duration::from_millis(5);
-                    if last_flush.elapsed() + slack >= self.cfg.buffer.flush_interval.0 {
-                        last_flush = Instant::now();
+                    let now = Instant::now();
+                    beat.last = now;
+                    if beat.flush_due(self.cfg.buffer.flush_interval.0, now) {
+                        beat.last_flush = now;
                         self.flush();
                     }
-                    if last_tick.elapsed() + slack >= TICK {
-                        last_tick = Instant::now();
-                        let mut out = std::mem::take(&mut self.alerts);
-                        let now = self.clock.now();
-                        self.engine.tick(now, &mut out);
-                        for r in self.engine.derive(now, &mut out) {
-                            self.keep(r);
-                        }
-                        self.alerts = out;
-                        self.check_overflow_cleared();
-                        watchdog.tick(&self.metrics);
+                    let mut out = std::mem::take(&mut self.alerts);
+                    let now_ts = self.clock.now();
+                    self.engine.tick(now_ts, &mut out);
+                    for r in self.engine.derive(now_ts, &mut out) {
+                        self.keep(r);
                     }
+                    self.alerts = out;
+                    self.check_overflow_cleared();
+                    watchdog.tick(&self.metrics);
                     self.commit_alerts();
+                    beat.engine_ticked(self.engine.next_due(now_ts));
                 }
                 _ = housekeeping.tick() => {
                     // Give freed heap pages back to the system (glibc keeps them otherwise).
@@ -573,6 +586,7 @@ impl Writer {
     }
 }
 
+mod beat;
 mod clock;
 mod control;
 mod live;

@@ -171,6 +171,25 @@ impl SensorState {
         .filter_map(|(k, d, s)| s.map(|s| (k, d, s)))
     }
 
+    /// When the shelves on the sensor and on its active alarms expire.
+    pub fn shelf_expiries(&self) -> impl Iterator<Item = Timestamp> + '_ {
+        let m = self.managed.as_deref();
+        [
+            Some(&self.high.active),
+            Some(&self.low.active),
+            m.map(|m| &m.rate_high.active),
+            m.map(|m| &m.rate_low.active),
+            m.map(|m| &m.deviation.active),
+            Some(&self.fault),
+            Some(&self.offline),
+            m.map(|m| &m.chattering),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_ref()?.shelved_until)
+        .chain(self.shelved_until)
+    }
+
     /// The process alarms' states (threshold, rate, deviation) with their class and direction.
     pub fn process_alarms(
         &mut self,

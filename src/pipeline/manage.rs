@@ -51,6 +51,12 @@ pub(super) struct Flood {
 }
 
 impl Flood {
+    /// ALARM_FLOOD is active: the clock clears it, as raises leave the window. (Raises in the window of an
+    /// inactive flood wait for the next raise, which trims the window before it counts.)
+    pub(super) fn busy(&self) -> bool {
+        self.active.is_some()
+    }
+
     pub(super) fn shift(&mut self, delta_ms: i64) {
         for t in self.raises.iter_mut() {
             t.0 = t.0.saturating_add(delta_ms);

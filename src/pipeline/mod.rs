@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod alarm;
+mod due;
 mod manage;
 pub mod operator;
 pub mod snapshot;

@@ -1,0 +1,155 @@
+//! When the alarm engine next needs the clock. [`Engine::tick`] is called when something is due, not on a fixed
+//! beat: an idle gateway wakes for its readings (a wake-up is 50–100 µs of CPU on a small board, most of what an
+//! idle daemon spends).
+
+use super::Engine;
+use crate::model::Timestamp;
+use std::time::Duration;
+
+/// What the clock moves on by itself (an active CHATTERING or ALARM_FLOOD, derived sensors) is ticked this often.
+const BUSY: Duration = Duration::from_secs(1);
+
+impl Engine {
+    /// The earliest time at which [`Engine::tick`] or [`Engine::derive`] could change anything if no reading,
+    /// command or reconfiguration comes first: a shelf expiring, a sensor going stale; `now` + [`BUSY`] while
+    /// CHATTERING or ALARM_FLOOD is active or derived sensors are computed; `None` when only a reading can change anything. A reading
+    /// only moves these later (a stale deadline) unless it makes an alert transition, so the caller asks again
+    /// after transitions, commands and reloads, and after each tick.
+    pub fn next_due(&self, now: Timestamp) -> Option<Timestamp> {
+        let busy = Timestamp(now.0.saturating_add(BUSY.as_millis() as i64));
+        if !self.derived.is_empty() || self.flood.busy() {
+            return Some(busy);
+        }
+        let mut due: Option<Timestamp> = None;
+        let mut take = |t: Timestamp| due = Some(due.map_or(t, |d: Timestamp| d.min(t)));
+        for e in self.sensors.values() {
+            let st = &e.state;
+            // CHATTERING clears by the clock (its window empties); raises of a sensor that is not chattering
+            // wait for the next raise, which trims the window before it counts.
+            if st
+                .managed
+                .as_deref()
+                .is_some_and(|m| m.chattering.is_some())
+            {
+                return Some(busy);
+            }
+            st.shelf_expiries().for_each(&mut take);
+            if st.offline.is_none() && st.out_of_service.is_none() {
+                let since = st.last_seen.unwrap_or(self.started).max(self.started);
+                let stale = i64::try_from(e.rules.stale_after.as_millis()).unwrap_or(i64::MAX);
+                take(Timestamp(since.0.saturating_add(stale)));
+            }
+        }
+        due
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Dur;
+    use crate::model::{Reading, Timestamp};
+    use crate::pipeline::{Command, Engine, Request, Target};
+    use std::time::Duration;
+
+    fn sensor(id: &str, stale_after: Option<u64>) -> crate::config::SensorConfig {
+        let mut s = crate::pipeline::tests::sensor();
+        s.id = id.into();
+        s.interval = Dur(Duration::from_secs(10));
+        s.stale_after = stale_after.map(|secs| Dur(Duration::from_secs(secs)));
+        s
+    }
+
+    fn reading(id: &str, ts: i64) -> Reading {
+        Reading::new(id.into(), Timestamp(ts), 20.0)
+    }
+
+    #[test]
+    fn an_idle_engine_is_due_when_the_first_sensor_goes_stale_and_not_before() {
+        let t0 = 1_000_000;
+        let mut e = Engine::new(
+            "gw",
+            "here",
+            &[sensor("a", Some(30)), sensor("b", None)],
+            Timestamp(t0),
+        );
+        let mut out = Vec::new();
+        e.evaluate(&mut reading("a", t0 + 5_000), &mut out);
+        e.evaluate(&mut reading("b", t0 + 2_000), &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        // a: 5 s + 30 s; b: 2 s + 3 × its 10 s interval.
+        assert_eq!(
+            e.next_due(Timestamp(t0 + 6_000)),
+            Some(Timestamp(t0 + 32_000))
+        );
+        // Nothing happens before it; ticking at it raises SENSOR_OFFLINE for b.
+        e.tick(Timestamp(t0 + 31_999), &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        e.tick(Timestamp(t0 + 32_000), &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(&*out[0].sensor, "b");
+        // b is offline (only a reading clears that): a is next.
+        assert_eq!(
+            e.next_due(Timestamp(t0 + 32_000)),
+            Some(Timestamp(t0 + 35_000))
+        );
+    }
+
+    #[test]
+    fn a_raised_alarm_keeps_no_second_by_second_tick_but_an_active_flood_does() {
+        let t0 = 1_000_000;
+        let mut e = Engine::new(
+            "gw",
+            "here",
+            &[sensor("a", Some(30)), sensor("b", Some(30))],
+            Timestamp(t0),
+        );
+        e.set_alarms(&crate::config::AlarmsConfig {
+            flood_count: 1,
+            ..Default::default()
+        });
+        let mut out = Vec::new();
+        e.evaluate(&mut Reading::new("a".into(), Timestamp(t0), 90.0), &mut out);
+        e.evaluate(&mut Reading::new("b".into(), Timestamp(t0), 20.0), &mut out);
+        assert_eq!(out.len(), 1, "WARNING high raised: {out:?}");
+        // Its raise sits in the chattering and flood windows; neither is active: the stale deadline is next.
+        assert_eq!(
+            e.next_due(Timestamp(t0 + 1_000)),
+            Some(Timestamp(t0 + 30_000))
+        );
+        // A second raise makes a flood, which the clock clears: ticked every second.
+        e.evaluate(
+            &mut Reading::new("b".into(), Timestamp(t0 + 1_000), 90.0),
+            &mut out,
+        );
+        assert!(
+            out.iter()
+                .any(|a| a.kind == crate::model::AlertType::AlarmFlood),
+            "{out:?}"
+        );
+        assert_eq!(
+            e.next_due(Timestamp(t0 + 1_000)),
+            Some(Timestamp(t0 + 2_000))
+        );
+    }
+
+    #[test]
+    fn a_shelf_is_due_when_it_expires() {
+        let t0 = 1_000_000;
+        let mut e = Engine::new("gw", "here", &[sensor("a", Some(3600))], Timestamp(t0));
+        e.set_acknowledge(true);
+        let mut out = Vec::new();
+        e.evaluate(&mut reading("a", t0), &mut out);
+        let until = Timestamp(t0 + 60_000);
+        let req = Request {
+            cmd: Command::Shelve {
+                target: Target::Sensor("a".into()),
+                until,
+            },
+            by: "test".into(),
+            note: None,
+            request_id: None,
+        };
+        e.command(&req, Timestamp(t0), &mut out).expect("shelved");
+        assert_eq!(e.next_due(Timestamp(t0)), Some(until));
+    }
+}
