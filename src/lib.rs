@@ -17,6 +17,7 @@ pub mod formula;
 pub mod fuzz;
 pub mod ingest;
 pub mod lineproto;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;

@@ -318,12 +318,8 @@ impl Writer {
                     beat.engine_ticked(self.engine.next_due(now_ts));
                 }
                 _ = housekeeping.tick() => {
-                    // Give freed heap pages back to the system (glibc keeps them otherwise).
-                    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-                    // SAFETY: malloc_trim only releases free memory; it is thread-safe.
-                    unsafe {
-                        libc::malloc_trim(0);
-                    }
+                    // Give freed heap pages and the code only start-up (or a rare path) used back to the system.
+                    crate::memory::give_back();
                     if let Err(e) = self.store.prune(&self.consumers, self.cfg.buffer.retention.0, Timestamp::now()) {
                         tracing::warn!(error = %e, "Pruning delivered data failed.");
                     }
