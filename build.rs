@@ -39,4 +39,24 @@ fn main() {
         "cargo:rustc-env=WATCHPOST_TARGET={}",
         std::env::var("TARGET").unwrap_or_default()
     );
+    unwind_tables();
+}
+
+/// Release builds abort on panic (Cargo.toml), so nothing unwinds: their unwind tables (`.eh_frame` and its index,
+/// 0.77 MB of the x86-64 binary) would serve only the addresses of a panic's backtrace, which has no symbol names
+/// in the stripped binary anyway (the panic's message and file:line are printed without them). The binary is
+/// linked without them (GNU ld, as every build of the repository uses). Debug and test builds keep them (tests
+/// unwind). `PROFILE` and not `CARGO_CFG_PANIC`: cargo gives build scripts the target's default, not the profile's.
+fn unwind_tables() {
+    let env = |k: &str| std::env::var(k).unwrap_or_default();
+    if env("PROFILE") != "release"
+        || env("CARGO_CFG_TARGET_OS") != "linux"
+        || env("CARGO_CFG_TARGET_ENV") != "gnu"
+    {
+        return;
+    }
+    let script = std::path::Path::new(&env("CARGO_MANIFEST_DIR")).join("link/discard-unwind.ld");
+    println!("cargo:rerun-if-changed=link/discard-unwind.ld");
+    println!("cargo:rustc-link-arg-bins=-Wl,--no-eh-frame-hdr");
+    println!("cargo:rustc-link-arg-bins=-Wl,-T,{}", script.display());
 }

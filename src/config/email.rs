@@ -183,6 +183,9 @@ impl EmailConfig {
         if host.is_empty() {
             return Err(format!("{:?} has no host", self.url));
         }
+        if let Some(why) = super::words::non_ascii_host(&self.url) {
+            return Err(why);
+        }
         Ok(SmtpEndpoint {
             host: host.to_string(),
             port,

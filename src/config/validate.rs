@@ -155,6 +155,7 @@ pub(crate) fn validate(cfg: &Config, issues: &mut Vec<Issue>) {
                 format!("{:?} must start with http:// or https://", i.url),
             ));
         }
+        ascii_host(&mut *issues, p("influxdb.url"), &i.url);
         if !["s", "ms", "us", "ns"].contains(&i.precision.as_str()) {
             issues.push(Issue::new(
                 p("influxdb.precision"),
@@ -213,6 +214,7 @@ pub(crate) fn validate(cfg: &Config, issues: &mut Vec<Issue>) {
                 format!("{:?} must start with mqtt:// or mqtts://", sp.url),
             ));
         }
+        ascii_host(&mut *issues, p("sparkplug.url"), &sp.url);
         let node = sp.node_id(&cfg.gateway.id);
         for (key, id) in [
             ("sparkplug.group_id", sp.group_id.as_str()),
@@ -231,6 +233,7 @@ pub(crate) fn validate(cfg: &Config, issues: &mut Vec<Issue>) {
                 format!("{:?} must start with mqtt:// or mqtts://", m.url),
             ));
         }
+        ascii_host(&mut *issues, p("mqtt.url"), &m.url);
         if m.cert_file.is_some() != m.key_file.is_some() {
             issues.push(Issue::new(
                 p("mqtt"),
@@ -504,5 +507,12 @@ fn validate_sensor(
                 }
             }
         }
+    }
+}
+
+/// A URL whose host is not ASCII is refused (see `words::non_ascii_host`).
+fn ascii_host(issues: &mut Vec<Issue>, key: KeyPath, url: &str) {
+    if let Some(why) = super::words::non_ascii_host(url) {
+        issues.push(Issue::new(key, why));
     }
 }

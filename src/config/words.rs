@@ -27,6 +27,20 @@ pub(super) fn people(msg: &str) -> String {
     m.replace("expected a borrowed string", "expected a string")
 }
 
+/// Why `url` is refused when its host (between `://` and the path) is not ASCII: the binary carries no Unicode IDNA
+/// tables (docs/dependencies.md), so an internationalised domain name is written in its punycode form.
+pub(super) fn non_ascii_host(url: &str) -> Option<String> {
+    let authority = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or("");
+    (!authority.is_ascii()).then(|| {
+        format!("{url:?}: write the host name in ASCII (an internationalised domain name in its xn-- punycode form)")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
