@@ -289,7 +289,8 @@ impl Writer {
                     // A transition may open a window or end a silence: ask the engine again (a reading alone only
                     // moves its deadlines later).
                     if !self.alerts.is_empty() {
-                        beat.engine_changed(self.engine.next_due(self.clock.now()));
+                        let ids = self.alerts.iter().map(|a| &*a.sensor);
+                        beat.engine_changed(self.engine.next_due_of(ids, self.clock.now()));
                     }
                     self.commit_alerts();
                     if self.pending.len() >= self.cfg.buffer.batch_max_readings {

@@ -16,13 +16,32 @@ impl Engine {
     /// only moves these later (a stale deadline) unless it makes an alert transition, so the caller asks again
     /// after transitions, commands and reloads, and after each tick.
     pub fn next_due(&self, now: Timestamp) -> Option<Timestamp> {
+        self.due_over(self.sensors.values(), now)
+    }
+
+    /// [`Engine::next_due`] over the sensors named only (and the gateway-wide state): after alert transitions,
+    /// the sensors whose deadlines can have come nearer are those that made them. The caller takes the earlier of
+    /// this and what it knew. O(transitions) instead of O(sensors) per batch.
+    pub fn next_due_of<'a>(
+        &self,
+        ids: impl Iterator<Item = &'a str>,
+        now: Timestamp,
+    ) -> Option<Timestamp> {
+        self.due_over(ids.filter_map(|id| self.sensors.get(id)), now)
+    }
+
+    fn due_over<'a>(
+        &self,
+        entries: impl Iterator<Item = &'a super::Entry>,
+        now: Timestamp,
+    ) -> Option<Timestamp> {
         let busy = Timestamp(now.0.saturating_add(BUSY.as_millis() as i64));
         if !self.derived.is_empty() || self.flood.busy() {
             return Some(busy);
         }
         let mut due: Option<Timestamp> = None;
         let mut take = |t: Timestamp| due = Some(due.map_or(t, |d: Timestamp| d.min(t)));
-        for e in self.sensors.values() {
+        for e in entries {
             let st = &e.state;
             // CHATTERING clears by the clock (its window empties); raises of a sensor that is not chattering
             // wait for the next raise, which trims the window before it counts.
