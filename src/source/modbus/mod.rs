@@ -322,14 +322,24 @@ pub fn exception(code: ExceptionCode) -> String {
 }
 
 /// What went wrong on the wire, in words: tokio-modbus reports a peer that closed the connection with a stale
-/// errno ("Operation now in progress (os error 115)").
+/// errno ("Operation now in progress (os error 115)"); a peer that closed before our request reached it answers
+/// it with a reset (which of the two a closing device gives depends on timing).
 fn transport_error(e: &tokio_modbus::Error) -> String {
+    use std::io::ErrorKind;
     match e {
         tokio_modbus::Error::Transport(io)
-            if io.kind() == std::io::ErrorKind::UnexpectedEof
+            if io.kind() == ErrorKind::UnexpectedEof
                 || io.raw_os_error() == Some(libc::EINPROGRESS) =>
         {
             "the device closed the connection".to_string()
+        }
+        tokio_modbus::Error::Transport(io)
+            if matches!(
+                io.kind(),
+                ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe
+            ) =>
+        {
+            "the device closed the connection (reset)".to_string()
         }
         other => other.to_string(),
     }
@@ -486,5 +496,26 @@ mod tests {
         p.add = -40.0;
         let r = coalesce(&[p], 0);
         assert_eq!(split(&r[0], &[0xFF9C])[0].2, Some(-100.0 * 0.1 - 40.0));
+    }
+
+    #[test]
+    fn a_device_that_closes_is_named_so_whether_it_said_fin_or_reset() {
+        use std::io::{Error, ErrorKind};
+        let t = |e: Error| transport_error(&tokio_modbus::Error::Transport(e));
+        assert_eq!(
+            t(Error::from(ErrorKind::UnexpectedEof)),
+            "the device closed the connection"
+        );
+        assert_eq!(
+            t(Error::from_raw_os_error(libc::EINPROGRESS)),
+            "the device closed the connection"
+        );
+        for reset in [libc::ECONNRESET, libc::EPIPE] {
+            assert_eq!(
+                t(Error::from_raw_os_error(reset)),
+                "the device closed the connection (reset)"
+            );
+        }
+        assert!(t(Error::from(ErrorKind::TimedOut)).contains("timed out"));
     }
 }
