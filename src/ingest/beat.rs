@@ -10,7 +10,7 @@ use crate::model::Timestamp;
 use std::time::{Duration, Instant};
 
 /// Looked at this often while something waits for the disk or a timer (held alerts, BUFFER_OVERFLOW's clear).
-pub(super) const AWAKE: Duration = Duration::from_secs(1);
+const AWAKE: Duration = Duration::from_secs(1);
 /// The engine's deadline is never nearer than this after the last beat.
 const MIN_GAP: Duration = Duration::from_millis(50);
 /// Never longer than this without a look (bounds the cost of any deadline missed), rounded up to the next 4.096 s.

@@ -129,6 +129,33 @@ impl DirState {
     }
 }
 
+/// A sensor's alarm slots, listed once for [`SensorState::slots`] (`&mut`) and [`SensorState::shelf_expiries`]
+/// (`&`): each with its class and direction; the alarm-management ones only when the sensor has that state.
+/// `$deref` is `as_deref_mut` or `as_deref`, `$m` is `mut` or nothing.
+macro_rules! alarm_slots {
+    ($st:expr, $deref:ident $(, $m:tt)?) => {{
+        let (rh, rl, dv, ch) = match $st.managed.$deref() {
+            Some(m) => (
+                Some(&$($m)? m.rate_high.active),
+                Some(&$($m)? m.rate_low.active),
+                Some(&$($m)? m.deviation.active),
+                Some(&$($m)? m.chattering),
+            ),
+            None => (None, None, None, None),
+        };
+        [
+            (AlertType::Alert, Some(Direction::High), Some(&$($m)? $st.high.active)),
+            (AlertType::Alert, Some(Direction::Low), Some(&$($m)? $st.low.active)),
+            (AlertType::RateOfChange, Some(Direction::High), rh),
+            (AlertType::RateOfChange, Some(Direction::Low), rl),
+            (AlertType::Deviation, None, dv),
+            (AlertType::SensorFault, None, Some(&$($m)? $st.fault)),
+            (AlertType::SensorOffline, None, Some(&$($m)? $st.offline)),
+            (AlertType::Chattering, None, ch),
+        ]
+    }};
+}
+
 impl SensorState {
     /// The alarm-management state, created when first needed.
     pub fn managed(&mut self) -> &mut Managed {
@@ -140,54 +167,17 @@ impl SensorState {
     pub fn slots(
         &mut self,
     ) -> impl Iterator<Item = (AlertType, Option<Direction>, &mut Option<Active>)> {
-        let (rh, rl, dv, ch) = match self.managed.as_deref_mut() {
-            Some(m) => (
-                Some(&mut m.rate_high.active),
-                Some(&mut m.rate_low.active),
-                Some(&mut m.deviation.active),
-                Some(&mut m.chattering),
-            ),
-            None => (None, None, None, None),
-        };
-        [
-            (
-                AlertType::Alert,
-                Some(Direction::High),
-                Some(&mut self.high.active),
-            ),
-            (
-                AlertType::Alert,
-                Some(Direction::Low),
-                Some(&mut self.low.active),
-            ),
-            (AlertType::RateOfChange, Some(Direction::High), rh),
-            (AlertType::RateOfChange, Some(Direction::Low), rl),
-            (AlertType::Deviation, None, dv),
-            (AlertType::SensorFault, None, Some(&mut self.fault)),
-            (AlertType::SensorOffline, None, Some(&mut self.offline)),
-            (AlertType::Chattering, None, ch),
-        ]
-        .into_iter()
-        .filter_map(|(k, d, s)| s.map(|s| (k, d, s)))
+        alarm_slots!(self, as_deref_mut, mut)
+            .into_iter()
+            .filter_map(|(k, d, s)| s.map(|s| (k, d, s)))
     }
 
-    /// When the shelves on the sensor and on its active alarms expire.
+    /// When the shelves on the sensor and on its active alarms (the same slots) expire.
     pub fn shelf_expiries(&self) -> impl Iterator<Item = Timestamp> + '_ {
-        let m = self.managed.as_deref();
-        [
-            Some(&self.high.active),
-            Some(&self.low.active),
-            m.map(|m| &m.rate_high.active),
-            m.map(|m| &m.rate_low.active),
-            m.map(|m| &m.deviation.active),
-            Some(&self.fault),
-            Some(&self.offline),
-            m.map(|m| &m.chattering),
-        ]
-        .into_iter()
-        .flatten()
-        .filter_map(|a| a.as_ref()?.shelved_until)
-        .chain(self.shelved_until)
+        alarm_slots!(self, as_deref)
+            .into_iter()
+            .filter_map(|(_, _, s)| s?.as_ref()?.shelved_until)
+            .chain(self.shelved_until)
     }
 
     /// The process alarms' states (threshold, rate, deviation) with their class and direction.

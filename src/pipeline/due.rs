@@ -78,87 +78,73 @@ mod tests {
         s
     }
 
-    fn reading(id: &str, ts: i64) -> Reading {
-        Reading::new(id.into(), Timestamp(ts), 20.0)
+    /// An engine started at `T0` with sensors `(id, stale_after in s)`.
+    fn engine(sensors: &[(&str, Option<u64>)]) -> Engine {
+        let cfg: Vec<_> = sensors.iter().map(|(id, s)| sensor(id, *s)).collect();
+        Engine::new("gw", "here", &cfg, Timestamp(T0))
     }
+
+    /// `id` reads `v` at `T0` + `ms`, its transitions into `out`.
+    fn read(e: &mut Engine, id: &str, ms: i64, v: f64, out: &mut Vec<crate::model::Alert>) {
+        e.evaluate(&mut Reading::new(id.into(), Timestamp(T0 + ms), v), out);
+    }
+
+    /// `T0` + `ms`.
+    fn at(ms: i64) -> Option<Timestamp> {
+        Some(Timestamp(T0 + ms))
+    }
+
+    const T0: i64 = 1_000_000;
 
     #[test]
     fn an_idle_engine_is_due_when_the_first_sensor_goes_stale_and_not_before() {
-        let t0 = 1_000_000;
-        let mut e = Engine::new(
-            "gw",
-            "here",
-            &[sensor("a", Some(30)), sensor("b", None)],
-            Timestamp(t0),
-        );
+        let mut e = engine(&[("a", Some(30)), ("b", None)]);
         let mut out = Vec::new();
-        e.evaluate(&mut reading("a", t0 + 5_000), &mut out);
-        e.evaluate(&mut reading("b", t0 + 2_000), &mut out);
+        read(&mut e, "a", 5_000, 20.0, &mut out);
+        read(&mut e, "b", 2_000, 20.0, &mut out);
         assert!(out.is_empty(), "{out:?}");
         // a: 5 s + 30 s; b: 2 s + 3 × its 10 s interval.
-        assert_eq!(
-            e.next_due(Timestamp(t0 + 6_000)),
-            Some(Timestamp(t0 + 32_000))
-        );
+        assert_eq!(e.next_due(Timestamp(T0 + 6_000)), at(32_000));
         // Nothing happens before it; ticking at it raises SENSOR_OFFLINE for b.
-        e.tick(Timestamp(t0 + 31_999), &mut out);
+        e.tick(Timestamp(T0 + 31_999), &mut out);
         assert!(out.is_empty(), "{out:?}");
-        e.tick(Timestamp(t0 + 32_000), &mut out);
+        e.tick(Timestamp(T0 + 32_000), &mut out);
         assert_eq!(out.len(), 1, "{out:?}");
         assert_eq!(&*out[0].sensor, "b");
         // b is offline (only a reading clears that): a is next.
-        assert_eq!(
-            e.next_due(Timestamp(t0 + 32_000)),
-            Some(Timestamp(t0 + 35_000))
-        );
+        assert_eq!(e.next_due(Timestamp(T0 + 32_000)), at(35_000));
     }
 
     #[test]
     fn a_raised_alarm_keeps_no_second_by_second_tick_but_an_active_flood_does() {
-        let t0 = 1_000_000;
-        let mut e = Engine::new(
-            "gw",
-            "here",
-            &[sensor("a", Some(30)), sensor("b", Some(30))],
-            Timestamp(t0),
-        );
+        let mut e = engine(&[("a", Some(30)), ("b", Some(30))]);
         e.set_alarms(&crate::config::AlarmsConfig {
             flood_count: 1,
             ..Default::default()
         });
         let mut out = Vec::new();
-        e.evaluate(&mut Reading::new("a".into(), Timestamp(t0), 90.0), &mut out);
-        e.evaluate(&mut Reading::new("b".into(), Timestamp(t0), 20.0), &mut out);
+        read(&mut e, "a", 0, 90.0, &mut out);
+        read(&mut e, "b", 0, 20.0, &mut out);
         assert_eq!(out.len(), 1, "WARNING high raised: {out:?}");
         // Its raise sits in the chattering and flood windows; neither is active: the stale deadline is next.
-        assert_eq!(
-            e.next_due(Timestamp(t0 + 1_000)),
-            Some(Timestamp(t0 + 30_000))
-        );
+        assert_eq!(e.next_due(Timestamp(T0 + 1_000)), at(30_000));
         // A second raise makes a flood, which the clock clears: ticked every second.
-        e.evaluate(
-            &mut Reading::new("b".into(), Timestamp(t0 + 1_000), 90.0),
-            &mut out,
-        );
+        read(&mut e, "b", 1_000, 90.0, &mut out);
         assert!(
             out.iter()
                 .any(|a| a.kind == crate::model::AlertType::AlarmFlood),
             "{out:?}"
         );
-        assert_eq!(
-            e.next_due(Timestamp(t0 + 1_000)),
-            Some(Timestamp(t0 + 2_000))
-        );
+        assert_eq!(e.next_due(Timestamp(T0 + 1_000)), at(2_000));
     }
 
     #[test]
     fn a_shelf_is_due_when_it_expires() {
-        let t0 = 1_000_000;
-        let mut e = Engine::new("gw", "here", &[sensor("a", Some(3600))], Timestamp(t0));
+        let mut e = engine(&[("a", Some(3600))]);
         e.set_acknowledge(true);
         let mut out = Vec::new();
-        e.evaluate(&mut reading("a", t0), &mut out);
-        let until = Timestamp(t0 + 60_000);
+        read(&mut e, "a", 0, 20.0, &mut out);
+        let until = Timestamp(T0 + 60_000);
         let req = Request {
             cmd: Command::Shelve {
                 target: Target::Sensor("a".into()),
@@ -168,7 +154,7 @@ mod tests {
             note: None,
             request_id: None,
         };
-        e.command(&req, Timestamp(t0), &mut out).expect("shelved");
-        assert_eq!(e.next_due(Timestamp(t0)), Some(until));
+        e.command(&req, Timestamp(T0), &mut out).expect("shelved");
+        assert_eq!(e.next_due(Timestamp(T0)), Some(until));
     }
 }
