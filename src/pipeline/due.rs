@@ -113,6 +113,17 @@ mod tests {
         assert_eq!(&*out[0].sensor, "b");
         // b is offline (only a reading clears that): a is next.
         assert_eq!(e.next_due(Timestamp(T0 + 32_000)), at(35_000));
+        // b's next reading clears SENSOR_OFFLINE (a transition): asked about b alone, its new stale deadline.
+        out.clear();
+        read(&mut e, "b", 33_000, 20.0, &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        let ids = out.iter().map(|a| a.sensor.as_str());
+        assert_eq!(e.next_due_of(ids, Timestamp(T0 + 33_000)), at(63_000));
+        // A sensor the engine does not know (the gateway's own alerts) adds nothing.
+        assert_eq!(
+            e.next_due_of(["_gateway"].into_iter(), Timestamp(T0 + 33_000)),
+            None
+        );
     }
 
     #[test]
