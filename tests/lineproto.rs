@@ -118,3 +118,26 @@ proptest! {
         prop_assert_eq!(line.timestamp, Some(TS));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 5000, ..ProptestConfig::default() })]
+    /// Every finite value comes back bit for bit through InfluxDB's own parser: shortest digits, exponents (`1e+16`,
+    /// `5e-324`) and signed zero included.
+    #[test]
+    fn every_finite_value_round_trips_through_influxdb(bits in any::<u64>(), small in -1.0e6f64..1.0e6) {
+        for v in [f64::from_bits(bits), small, small.round(), 1e16, 1e-5, -0.0, f64::MAX, f64::MIN_POSITIVE, 5e-324] {
+            prop_assume!(v.is_finite());
+            let mut enc = Encoder::new("m", "ms", Default::default(), Default::default());
+            let mut out = String::new();
+            enc.line(&mut out, &Reading::new(Arc::from("s"), Timestamp(TS), v));
+            let parsed: Vec<_> = parse_lines(&out).collect();
+            prop_assert_eq!(parsed.len(), 1, "{}", out);
+            let line = parsed.into_iter().next().unwrap().map_err(|e| TestCaseError::fail(format!("{e}: {out}")))?;
+            let got = match line.field_set[0].1 {
+                FieldValue::F64(x) => x,
+                ref other => return Err(TestCaseError::fail(format!("{other:?}: {out}"))),
+            };
+            prop_assert_eq!(got.to_bits(), v.to_bits(), "{}", out);
+        }
+    }
+}

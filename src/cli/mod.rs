@@ -165,6 +165,7 @@ pub fn command() -> clap::Command {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    crate::memory::tune();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -107,7 +107,10 @@ impl Encoder {
         out.push_str(self.prefix(&r.sensor));
         let mut finite = r.value.is_finite();
         if finite {
-            let _ = write!(out, "value={:?}", r.value);
+            // zmij (serde_json's float printer): shortest round-trip digits, 4x faster than `{:?}` (a tenth of a
+            // backlog drain's encoding); exponents as `1e+16`, the form the line protocol reference shows.
+            out.push_str("value=");
+            out.push_str(zmij::Buffer::new().format_finite(r.value));
         }
         // Exact values in fields of their own type, so `value` stays a float in every series of the measurement
         // (InfluxDB refuses a field whose type changes between writes).
@@ -216,7 +219,7 @@ mod tests {
         );
         assert_eq!(
             out,
-            "m,sensor=c value=1.8446744073709552e19,value_uint=18446744073709551615u 5\n\
+            "m,sensor=c value=1.8446744073709552e+19,value_uint=18446744073709551615u 5\n\
              m,sensor=d value=-9007199254740992.0,value_int=-9007199254740993i 5\n\
              m,sensor=n value_text=\"PUMP \\\"7\\\"\" 5\n"
         );

@@ -376,21 +376,19 @@ impl Store {
         };
         let mut out = Vec::with_capacity(raw.len());
         for (id, data) in raw {
-            let readings = match codec::decode_with(&mut self.zstd, &data) {
-                Some(rows) => {
-                    let n = rows.len();
-                    let named: Vec<Reading> = rows
-                        .into_iter()
-                        .filter_map(|r| {
-                            Some(Reading {
-                                sensor: self.sensor_name(r.sensor)?,
-                                ts: r.ts,
-                                value: r.value,
-                                quality: r.quality,
-                                exact: r.exact,
-                            })
-                        })
-                        .collect();
+            let decoded = codec::inflate(&mut self.zstd, &data).and_then(|raw| {
+                codec::decode_map(&raw, |r| {
+                    Some(Reading {
+                        sensor: self.sensor_name(r.sensor)?,
+                        ts: r.ts,
+                        value: r.value,
+                        quality: r.quality,
+                        exact: r.exact,
+                    })
+                })
+            });
+            let readings = match decoded {
+                Some((n, named)) => {
                     if named.len() < n {
                         // Never invent a name (it would reach InfluxDB as a new series).
                         tracing::error!(
