@@ -117,7 +117,8 @@ struct Slot {
     last_error: Option<String>,
 }
 
-/// Run `src` until `token` is cancelled or the ingest channel closes.
+/// Run `src` until `token` is cancelled or the ingest channel closes. On a runtime with I/O enabled (polls wait on
+/// a timerfd: see `timer.rs`).
 pub async fn run<S: Source>(
     mut src: S,
     tx: mpsc::Sender<Readings>,
@@ -137,6 +138,7 @@ pub async fn run<S: Source>(
         })
         .collect();
     let mut faults = Faults::default();
+    let mut timer = timer::PollTimer::new();
     let mut unit_backoff: HashMap<u32, (u32, Instant)> = HashMap::new();
     let mut conn_backoff = Backoff::new(policy.reconnect.0, policy.reconnect.1);
     let mut connected = false;
@@ -201,7 +203,7 @@ pub async fn run<S: Source>(
         let at = gate(&slots[i], &unit_backoff);
         tokio::select! {
             _ = token.cancelled() => break,
-            _ = tokio::time::sleep_until(at) => {}
+            _ = timer.until(at) => {}
         }
         let started = Instant::now();
         // A reading is stamped when it was measured: the middle of the attempt that got the answer (a retry's,
@@ -355,3 +357,4 @@ fn fault_kind(msg: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+mod timer;
