@@ -68,6 +68,13 @@ impl Beat {
         now + Duration::from_millis(5) >= self.last_flush + flush_every
     }
 
+    /// Alert transitions to commit now take the readings held with them, in one transaction (one fsync where two
+    /// would be), once half a flush interval has passed since the last flush: never more than two reading batches
+    /// per interval, however many alerts.
+    pub(super) fn fold_due(&self, alerts: bool, flush_every: Duration, now: Instant) -> bool {
+        alerts && self.flush_due(flush_every / 2, now)
+    }
+
     /// When to wake next, `now_ts` being the timeline's now; on the timer wheel's grid (one wake-up, not two).
     pub(super) fn next(&self, now_ts: Timestamp, w: &Waiting) -> Instant {
         use crate::util::{on_grid, COARSE, FINE};
@@ -156,5 +163,15 @@ mod tests {
         assert_eq!(b.engine, Some(Timestamp(2_000)));
         b.engine_ticked(None);
         assert_eq!(b.engine, None);
+    }
+
+    #[test]
+    fn alerts_take_the_readings_with_them_from_half_a_flush_interval_on() {
+        let t0 = Instant::now();
+        let b = Beat::new(t0);
+        let every = Duration::from_secs(1);
+        assert!(!b.fold_due(true, every, t0 + Duration::from_millis(400)));
+        assert!(b.fold_due(true, every, t0 + Duration::from_millis(600)));
+        assert!(!b.fold_due(false, every, t0 + Duration::from_millis(600)));
     }
 }

@@ -9,9 +9,9 @@
 use crate::channels::{Control, Signals};
 use crate::config::Config;
 use crate::metrics::SharedMetrics;
-use crate::model::{Alert, AlertState, AlertType, Live, Quality, Reading, Readings, Timestamp};
+use crate::model::{Alert, AlertState, Live, Quality, Reading, Readings, Timestamp};
 use crate::pipeline::Engine;
-use crate::store::{Consumer, Store, StoreError};
+use crate::store::{Consumer, Store};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -292,9 +292,14 @@ impl Writer {
                         let ids = self.alerts.iter().map(|a| &*a.sensor);
                         beat.engine_changed(self.engine.next_due_of(ids, self.clock.now()));
                     }
-                    self.commit_alerts();
+                    let now = Instant::now();
                     if self.pending.len() >= self.cfg.buffer.batch_max_readings {
                         self.flush();
+                    } else if beat.fold_due(!self.alerts.is_empty(), self.cfg.buffer.flush_interval.0, now) {
+                        // The readings held go with the alerts; the next flush is a whole interval later.
+                        beat.last_flush = now;
+                        self.flush();
+                    } else {
                         self.commit_alerts();
                     }
                 }
@@ -430,100 +435,6 @@ impl Writer {
         self.pending.push(r);
     }
 
-    /// Commit alert transitions before anything publishes them; keep them in memory if the disk refuses.
-    fn commit_alerts(&mut self) {
-        if self.alerts.is_empty() && self.unsaved_alerts.is_empty() {
-            return;
-        }
-        for a in &self.alerts {
-            crate::telemetry::log_alert(a);
-        }
-        self.metrics
-            .alerts
-            .fetch_add(self.alerts.len() as u64, Ordering::Relaxed);
-        self.unsaved_alerts.append(&mut self.alerts);
-        let snap = self.engine.snapshot();
-        match self.store.append_alerts(&self.unsaved_alerts, Some(&snap)) {
-            Ok(seqs) => {
-                self.snap_at = Instant::now();
-                self.unsaved_alerts.clear();
-                if let Some(last) = seqs.last() {
-                    self.events_tx.send_replace(*last);
-                }
-            }
-            Err(e) => {
-                self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
-                self.metrics.store_failing.store(true, Ordering::Relaxed);
-                tracing::error!(error = %e, held = self.unsaved_alerts.len(), "Cannot commit alert events; holding them in memory and retrying.");
-                if self.unsaved_alerts.len() > MAX_UNSAVED_ALERTS {
-                    let n = self.unsaved_alerts.len() - MAX_UNSAVED_ALERTS;
-                    self.unsaved_alerts.drain(..n);
-                    self.metrics
-                        .dropped_alerts
-                        .fetch_add(n as u64, Ordering::Relaxed);
-                    tracing::error!(dropped = n, "Memory for unsaved alerts is full while the disk refuses writes; dropped the oldest alert events.");
-                }
-            }
-        }
-    }
-
-    fn flush(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        self.publish_live();
-        let snap = (self.snap_at.elapsed() >= SNAPSHOT_EVERY).then(|| self.engine.snapshot());
-        let mut r = self.store.append_readings(&self.pending, snap.as_deref());
-        if r.as_ref().is_err_and(StoreError::is_full) {
-            // The write-ahead log may be what is full (it grows until a checkpoint, and a WAL that cannot grow
-            // blocks every write): move it into the database, truncate it, and try once more before dropping
-            // anything.
-            self.store.checkpoint();
-            r = self.store.append_readings(&self.pending, snap.as_deref());
-        }
-        match r {
-            Ok(id) => {
-                if snap.is_some() {
-                    self.snap_at = Instant::now();
-                }
-                self.pending.clear();
-                self.metrics.flushes.fetch_add(1, Ordering::Relaxed);
-                if self.metrics.store_failing.swap(false, Ordering::Relaxed) {
-                    self.fail_log.reset();
-                    tracing::info!(
-                        "Readings are committed again; what was held in memory is stored."
-                    );
-                }
-                if let Some(id) = id {
-                    self.readings_tx.send_replace(id);
-                }
-            }
-            Err(e) => {
-                self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
-                self.metrics.store_failing.store(true, Ordering::Relaxed);
-                if let Some(suppressed) = self.fail_log.ready() {
-                    tracing::error!(error = %e, held = self.pending.len(), suppressed, "Cannot commit readings; holding them in memory and retrying.");
-                }
-                if e.is_full() {
-                    // Still full after the checkpoint: make room by dropping the oldest stored readings (alerts
-                    // are kept).
-                    let used = self.store.used_bytes().unwrap_or(0);
-                    self.enforce_cap(used / 10 * 9);
-                }
-                if self.pending.len() > MAX_PENDING {
-                    let n = self.pending.len() - MAX_PENDING;
-                    self.pending.drain(..n);
-                    self.metrics.dropped.fetch_add(n as u64, Ordering::Relaxed);
-                    tracing::warn!(dropped = n, "Memory buffer full while the disk refuses writes; dropped the oldest readings.");
-                }
-                return;
-            }
-        }
-        // The configured cap, lowered to what the disk and the file-size limit leave.
-        let max = self.store.room(self.cfg.buffer.max_size.0);
-        self.enforce_cap(max);
-    }
-
     /// Clear the BUFFER_OVERFLOW alert once nothing was dropped for `OVERFLOW_CLEAR_AFTER`.
     fn check_overflow_cleared(&mut self) {
         if let Some((a, last)) = &self.overflow {
@@ -543,48 +454,11 @@ impl Writer {
             }
         }
     }
-
-    fn enforce_cap(&mut self, max: u64) {
-        match self.store.enforce_cap(max) {
-            Ok(Some(d)) => {
-                self.metrics
-                    .dropped
-                    .fetch_add(d.readings, Ordering::Relaxed);
-                tracing::warn!(readings = d.readings, batches = d.batches, from = %d.first, to = %d.last,
-                    max_size = max, "Buffer cap reached: dropped the oldest readings.");
-                match self.overflow.as_mut() {
-                    Some((_, last)) => *last = Instant::now(),
-                    None => {
-                        let reason = format!(
-                            "buffer cap of {} bytes reached: dropped {} readings from {} to {}",
-                            max, d.readings, d.first, d.last
-                        );
-                        let a = self.engine.gateway_alert(
-                            AlertType::BufferOverflow,
-                            AlertState::Raised,
-                            Timestamp::now(),
-                            reason,
-                        );
-                        if let Err(e) = self.store.set_overflow_alert(Some(&a)) {
-                            tracing::warn!(error = %e, "Cannot save the BUFFER_OVERFLOW state.");
-                        }
-                        self.overflow = Some((a.clone(), Instant::now()));
-                        self.alerts.push(a);
-                    }
-                }
-            }
-            Ok(None) => {}
-            Err(e) => {
-                if let Some(suppressed) = self.fail_log.ready() {
-                    tracing::error!(error = %e, suppressed, "Cannot enforce the buffer cap.");
-                }
-            }
-        }
-    }
 }
 
 mod beat;
 mod clock;
+mod commit;
 mod control;
 mod live;
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Ingest thread tests: restarts, a disk that refuses writes, clock steps.
 use super::*;
+use crate::model::AlertType;
 
 fn cfg(dir: &std::path::Path) -> Config {
     let toml = format!(
@@ -85,4 +86,45 @@ fn a_stepped_back_clock_never_gives_one_sensor_the_same_or_an_earlier_timestamp(
     let ts: Vec<i64> = w.pending.iter().map(|r| r.ts.0).collect();
     assert_eq!(ts, [10_000, 11_000, 11_001, 11_002, 12_000]);
     assert_eq!(w.metrics.clock_adjusted.load(Ordering::Relaxed), 2);
+}
+
+#[test]
+fn readings_and_alerts_held_together_commit_in_one_transaction_or_not_at_all() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (mut w, _signals, _control) = Writer::open(
+        Arc::new(cfg(dir.path())),
+        Vec::new(),
+        SharedMetrics::default(),
+    )
+    .expect("open");
+    let hold = |w: &mut Writer| {
+        w.pending = (0..3)
+            .map(|i| Reading::new(Arc::from("t"), Timestamp(1000 + i), 1.0))
+            .collect();
+        let a = w.engine.gateway_alert(
+            AlertType::BufferOverflow,
+            AlertState::Raised,
+            Timestamp(1003),
+            "x".into(),
+        );
+        w.alerts = vec![a];
+    };
+    // Refused: both are held, the failure counted once.
+    hold(&mut w);
+    w.store.refuse_writes();
+    w.flush();
+    assert_eq!((w.pending.len(), w.unsaved_alerts.len()), (3, 1));
+    assert_eq!(w.metrics.store_errors.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        w.store.newest().expect("newest"),
+        (0, 0),
+        "nothing of either"
+    );
+    // Accepted: both are stored by the one flush.
+    w.store.allow_writes();
+    w.flush();
+    assert_eq!((w.pending.len(), w.unsaved_alerts.len()), (0, 0));
+    let (batch, event) = w.store.newest().expect("newest");
+    assert!(batch > 0 && event > 0, "batch {batch}, event {event}");
+    assert_eq!(w.metrics.flushes.load(Ordering::Relaxed), 1);
 }

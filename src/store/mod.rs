@@ -231,6 +231,12 @@ impl Store {
         let _ = self.conn.pragma_update(None, "query_only", "ON");
     }
 
+    /// Undo [`Store::refuse_writes`].
+    #[cfg(test)]
+    pub(crate) fn allow_writes(&self) {
+        let _ = self.conn.pragma_update(None, "query_only", "OFF");
+    }
+
     /// The open BUFFER_OVERFLOW alert, if the last run left one active (its clear must still come).
     pub fn overflow_alert(&self) -> Result<Option<Alert>, StoreError> {
         Ok(self
@@ -285,8 +291,28 @@ impl Store {
         readings: &[Reading],
         engine_state: Option<&str>,
     ) -> Result<Option<i64>, StoreError> {
-        if readings.is_empty() && engine_state.is_none() {
-            return Ok(None);
+        Ok(self.append(readings, &[], engine_state)?.0)
+    }
+
+    /// Commit alert events (and the engine state) in one transaction; returns their sequence numbers.
+    pub fn append_alerts(
+        &mut self,
+        alerts: &[Alert],
+        engine_state: Option<&str>,
+    ) -> Result<Vec<i64>, StoreError> {
+        Ok(self.append(&[], alerts, engine_state)?.1)
+    }
+
+    /// Commit a batch of readings, alert events and the engine state, each optional, in one transaction (one
+    /// fsync). Returns the batch id (if there were readings) and the events' sequence numbers.
+    pub fn append(
+        &mut self,
+        readings: &[Reading],
+        alerts: &[Alert],
+        engine_state: Option<&str>,
+    ) -> Result<(Option<i64>, Vec<i64>), StoreError> {
+        if readings.is_empty() && alerts.is_empty() && engine_state.is_none() {
+            return Ok((None, Vec::new()));
         }
         // Sensor ids are registered in their own transactions (rare), so a failed batch leaves no trace.
         let mut rows = Vec::with_capacity(readings.len());
@@ -312,20 +338,6 @@ impl Store {
             .execute(params![first, last, rows.len() as i64, data])?;
             id = Some(tx.last_insert_rowid());
         }
-        if let Some(st) = engine_state {
-            save_engine_state(&tx, &mut self.zstd, st)?;
-        }
-        tx.commit()?;
-        Ok(id)
-    }
-
-    /// Commit alert events (and the engine state) in one transaction; returns their sequence numbers.
-    pub fn append_alerts(
-        &mut self,
-        alerts: &[Alert],
-        engine_state: Option<&str>,
-    ) -> Result<Vec<i64>, StoreError> {
-        let tx = self.conn.transaction()?;
         let mut seqs = Vec::with_capacity(alerts.len());
         for a in alerts {
             let payload = serde_json::to_string(a).unwrap_or_default();
@@ -348,7 +360,7 @@ impl Store {
             save_engine_state(&tx, &mut self.zstd, st)?;
         }
         tx.commit()?;
-        Ok(seqs)
+        Ok((id, seqs))
     }
 
     /// Up to `limit` reading batches with id > `after`, oldest first. Batches that fail to decode are returned

@@ -62,6 +62,8 @@ impl PollTimer {
                         )
                     };
                     if n == 8 {
+                        // Read: not readable until the next expiry (saves the next wait a read that finds nothing).
+                        ready.clear_ready();
                         return;
                     }
                     // EAGAIN: readiness left from an expiry the re-arm cleared.

@@ -1,0 +1,174 @@
+//! The ingest thread's commits: alert transitions at once, readings every flush interval, and both in one
+//! transaction when they meet; what the disk refuses is held in memory (bounded) and retried; the size cap.
+
+use super::{Writer, MAX_PENDING, MAX_UNSAVED_ALERTS, SNAPSHOT_EVERY};
+use crate::model::{AlertState, AlertType, Timestamp};
+use crate::store::StoreError;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+impl Writer {
+    /// Commit alert transitions before anything publishes them; keep them in memory if the disk refuses.
+    pub(super) fn commit_alerts(&mut self) {
+        if !self.take_alerts() {
+            return;
+        }
+        let snap = self.engine.snapshot();
+        match self.store.append_alerts(&self.unsaved_alerts, Some(&snap)) {
+            Ok(seqs) => {
+                self.snap_at = Instant::now();
+                self.alerts_saved(&seqs);
+            }
+            Err(e) => {
+                self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+                self.metrics.store_failing.store(true, Ordering::Relaxed);
+                self.alerts_refused(&e);
+            }
+        }
+    }
+
+    /// Commit the readings held (and any alert transitions, in the same transaction: one fsync where two would be).
+    pub(super) fn flush(&mut self) {
+        if self.pending.is_empty() {
+            self.commit_alerts();
+            return;
+        }
+        self.publish_live();
+        let alerts = self.take_alerts();
+        // The alarm snapshot goes with every alert commit; with reading batches only every SNAPSHOT_EVERY.
+        let snap =
+            (alerts || self.snap_at.elapsed() >= SNAPSHOT_EVERY).then(|| self.engine.snapshot());
+        let mut r = self
+            .store
+            .append(&self.pending, &self.unsaved_alerts, snap.as_deref());
+        if r.as_ref().is_err_and(StoreError::is_full) {
+            // The write-ahead log may be what is full (it grows until a checkpoint, and a WAL that cannot grow
+            // blocks every write): move it into the database, truncate it, and try once more before dropping
+            // anything.
+            self.store.checkpoint();
+            r = self
+                .store
+                .append(&self.pending, &self.unsaved_alerts, snap.as_deref());
+        }
+        match r {
+            Ok((id, seqs)) => {
+                if snap.is_some() {
+                    self.snap_at = Instant::now();
+                }
+                self.pending.clear();
+                self.metrics.flushes.fetch_add(1, Ordering::Relaxed);
+                if self.metrics.store_failing.swap(false, Ordering::Relaxed) {
+                    self.fail_log.reset();
+                    tracing::info!(
+                        "Readings are committed again; what was held in memory is stored."
+                    );
+                }
+                if let Some(id) = id {
+                    self.readings_tx.send_replace(id);
+                }
+                if alerts {
+                    self.alerts_saved(&seqs);
+                }
+            }
+            Err(e) => {
+                self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+                self.metrics.store_failing.store(true, Ordering::Relaxed);
+                if let Some(suppressed) = self.fail_log.ready() {
+                    tracing::error!(error = %e, held = self.pending.len(), suppressed, "Cannot commit readings; holding them in memory and retrying.");
+                }
+                if alerts {
+                    self.alerts_refused(&e);
+                }
+                if e.is_full() {
+                    // Still full after the checkpoint: make room by dropping the oldest stored readings (alerts
+                    // are kept).
+                    let used = self.store.used_bytes().unwrap_or(0);
+                    self.enforce_cap(used / 10 * 9);
+                }
+                if self.pending.len() > MAX_PENDING {
+                    let n = self.pending.len() - MAX_PENDING;
+                    self.pending.drain(..n);
+                    self.metrics.dropped.fetch_add(n as u64, Ordering::Relaxed);
+                    tracing::warn!(dropped = n, "Memory buffer full while the disk refuses writes; dropped the oldest readings.");
+                }
+                return;
+            }
+        }
+        // The configured cap, lowered to what the disk and the file-size limit leave.
+        let max = self.store.room(self.cfg.buffer.max_size.0);
+        self.enforce_cap(max);
+    }
+
+    /// Move new transitions (logged and counted once) to the unsaved ones; whether any are waiting for a commit.
+    fn take_alerts(&mut self) -> bool {
+        for a in &self.alerts {
+            crate::telemetry::log_alert(a);
+        }
+        self.metrics
+            .alerts
+            .fetch_add(self.alerts.len() as u64, Ordering::Relaxed);
+        self.unsaved_alerts.append(&mut self.alerts);
+        !self.unsaved_alerts.is_empty()
+    }
+
+    /// The transitions are stored: the sinks may publish them.
+    fn alerts_saved(&mut self, seqs: &[i64]) {
+        self.unsaved_alerts.clear();
+        if let Some(last) = seqs.last() {
+            self.events_tx.send_replace(*last);
+        }
+    }
+
+    /// Keep refused transitions for the next commit, the oldest dropped beyond MAX_UNSAVED_ALERTS.
+    fn alerts_refused(&mut self, e: &StoreError) {
+        tracing::error!(error = %e, held = self.unsaved_alerts.len(), "Cannot commit alert events; holding them in memory and retrying.");
+        if self.unsaved_alerts.len() > MAX_UNSAVED_ALERTS {
+            let n = self.unsaved_alerts.len() - MAX_UNSAVED_ALERTS;
+            self.unsaved_alerts.drain(..n);
+            self.metrics
+                .dropped_alerts
+                .fetch_add(n as u64, Ordering::Relaxed);
+            tracing::error!(dropped = n, "Memory for unsaved alerts is full while the disk refuses writes; dropped the oldest alert events.");
+        }
+    }
+
+    /// Drop the oldest stored readings down to `max` bytes, raising BUFFER_OVERFLOW (cleared ten minutes after
+    /// the last drop).
+    pub(super) fn enforce_cap(&mut self, max: u64) {
+        match self.store.enforce_cap(max) {
+            Ok(Some(d)) => {
+                self.metrics
+                    .dropped
+                    .fetch_add(d.readings, Ordering::Relaxed);
+                tracing::warn!(readings = d.readings, batches = d.batches, from = %d.first, to = %d.last,
+                    max_size = max, "Buffer cap reached: dropped the oldest readings.");
+                match self.overflow.as_mut() {
+                    Some((_, last)) => *last = Instant::now(),
+                    None => {
+                        let reason = format!(
+                            "buffer cap of {} bytes reached: dropped {} readings from {} to {}",
+                            max, d.readings, d.first, d.last
+                        );
+                        let a = self.engine.gateway_alert(
+                            AlertType::BufferOverflow,
+                            AlertState::Raised,
+                            Timestamp::now(),
+                            reason,
+                        );
+                        if let Err(e) = self.store.set_overflow_alert(Some(&a)) {
+                            tracing::warn!(error = %e, "Cannot save the BUFFER_OVERFLOW state.");
+                        }
+                        self.overflow = Some((a.clone(), Instant::now()));
+                        self.alerts.push(a);
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                if let Some(suppressed) = self.fail_log.ready() {
+                    tracing::error!(error = %e, suppressed, "Cannot enforce the buffer cap.");
+                }
+            }
+        }
+    }
+}
