@@ -369,17 +369,6 @@ fn load_or_exit(path: Option<&Path>) -> Option<Config> {
 }
 
 fn run_daemon(path: PathBuf, cfg: Config) -> ExitCode {
-    // glibc gives every thread its own malloc arena; one is plenty at gateway rates and keeps RSS small. Blocks of
-    // 64 KiB and more (a deflate state, a large delivery) are mapped and returned to the system when freed instead
-    // of growing the heap (glibc otherwise raises that bar to the largest block freed, and a heap that grew stays
-    // grown), and free memory at the heap's top goes back at 64 KiB.
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only tunes the allocator; called before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 * 1024);
-    }
     // One async thread is plenty on a 1–4 core gateway: nothing blocks it (the store writer has its own thread,
     // sink store reads run on the blocking pool, which keeps at most four threads).
     let rt = match tokio::runtime::Builder::new_current_thread()

@@ -96,6 +96,7 @@ where
     // A window of more than one keeps the link busy while acknowledgements travel (MQTT PUBACKs).
     let window = sink.window().max(1);
     let mut inflight: VecDeque<InFlight> = VecDeque::new();
+    let mut burst: Option<crate::memory::Burst> = None;
     let mut next = cursor;
     // When the first item of a digest was seen (sinks with a `linger`).
     let mut gathering: Option<Instant> = None;
@@ -129,7 +130,15 @@ where
             look_anyway = false;
             let limit = sink.max_items().max(1);
             let mut items = match r.fetch(next, limit).await {
-                Ok(i) => i,
+                Ok(i) => {
+                    // A full chunk: a backlog is draining (the allocator keeps what its batches free).
+                    if i.count() >= limit as u64 {
+                        burst.get_or_insert_with(crate::memory::Burst::start);
+                    } else {
+                        burst = None;
+                    }
+                    i
+                }
                 Err(e) => {
                     tracing::error!(sink = name, error = %e, "Cannot read the store; retrying.");
                     let d = r.backoff.next_delay();
