@@ -117,7 +117,8 @@ fn arm(fd: &tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>, wait: Duration) -> b
         },
         it_value: libc::timespec {
             tv_sec: libc::time_t::try_from(wait.as_secs()).unwrap_or(libc::time_t::MAX),
-            tv_nsec: wait.subsec_nanos().into(),
+            // Below 10^9: fits the 32-bit `long` of armv7 too.
+            tv_nsec: i32::try_from(wait.subsec_nanos()).unwrap_or(0).into(),
         },
     };
     // SAFETY: a valid timerfd and itimerspec; the old value is not asked for.
