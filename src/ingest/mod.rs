@@ -295,7 +295,7 @@ impl Writer {
                     let now = Instant::now();
                     if self.pending.len() >= self.cfg.buffer.batch_max_readings {
                         self.flush();
-                    } else if beat.fold_due(!self.alerts.is_empty(), self.cfg.buffer.flush_interval.0, now) {
+                    } else if beat.fold_due(!self.alerts.is_empty(), self.pending.len(), self.cfg.buffer.flush_interval.0, now) {
                         // The readings held go with the alerts; the next flush is a whole interval later.
                         beat.last_flush = now;
                         self.flush();
