@@ -10,6 +10,23 @@ fn cfg(dir: &std::path::Path) -> Config {
     crate::config::parse_str(&toml, std::path::Path::new("t.toml"), &[]).expect("config")
 }
 
+/// A writer on a store in `dir`, with its own metrics.
+fn writer(dir: &std::path::Path) -> Writer {
+    Writer::open(Arc::new(cfg(dir)), Vec::new(), SharedMetrics::default())
+        .expect("open")
+        .0
+}
+
+/// A gateway alert (BUFFER_OVERFLOW raised) stamped `ts`.
+fn overflow_raised(w: &mut Writer, ts: i64) -> Alert {
+    w.engine.gateway_alert(
+        AlertType::BufferOverflow,
+        AlertState::Raised,
+        Timestamp(ts),
+        "x".into(),
+    )
+}
+
 #[test]
 fn an_open_buffer_overflow_survives_a_restart_and_still_clears() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -44,19 +61,9 @@ fn an_open_buffer_overflow_survives_a_restart_and_still_clears() {
 #[test]
 fn memory_held_while_the_disk_refuses_writes_is_bounded_and_drops_are_counted() {
     let dir = tempfile::tempdir().expect("tmp");
-    let (mut w, _signals, _control) = Writer::open(
-        Arc::new(cfg(dir.path())),
-        Vec::new(),
-        SharedMetrics::default(),
-    )
-    .expect("open");
+    let mut w = writer(dir.path());
     w.store.refuse_writes();
-    let a = w.engine.gateway_alert(
-        AlertType::BufferOverflow,
-        AlertState::Raised,
-        Timestamp(1),
-        "x".into(),
-    );
+    let a = overflow_raised(&mut w, 1);
     w.alerts = vec![a; MAX_UNSAVED_ALERTS + 5];
     w.commit_alerts();
     assert_eq!(w.unsaved_alerts.len(), MAX_UNSAVED_ALERTS);
@@ -74,12 +81,7 @@ fn memory_held_while_the_disk_refuses_writes_is_bounded_and_drops_are_counted() 
 #[test]
 fn a_stepped_back_clock_never_gives_one_sensor_the_same_or_an_earlier_timestamp() {
     let dir = tempfile::tempdir().expect("tmp");
-    let (mut w, _signals, _control) = Writer::open(
-        Arc::new(cfg(dir.path())),
-        Vec::new(),
-        SharedMetrics::default(),
-    )
-    .expect("open");
+    let mut w = writer(dir.path());
     for ts in [10_000, 11_000, 5_000, 5_000, 12_000] {
         w.accept(Reading::new(Arc::from("t"), Timestamp(ts), 1.0));
     }
@@ -91,23 +93,12 @@ fn a_stepped_back_clock_never_gives_one_sensor_the_same_or_an_earlier_timestamp(
 #[test]
 fn readings_and_alerts_held_together_commit_in_one_transaction_or_not_at_all() {
     let dir = tempfile::tempdir().expect("tmp");
-    let (mut w, _signals, _control) = Writer::open(
-        Arc::new(cfg(dir.path())),
-        Vec::new(),
-        SharedMetrics::default(),
-    )
-    .expect("open");
+    let mut w = writer(dir.path());
     let hold = |w: &mut Writer| {
         w.pending = (0..3)
             .map(|i| Reading::new(Arc::from("t"), Timestamp(1000 + i), 1.0))
             .collect();
-        let a = w.engine.gateway_alert(
-            AlertType::BufferOverflow,
-            AlertState::Raised,
-            Timestamp(1003),
-            "x".into(),
-        );
-        w.alerts = vec![a];
+        w.alerts = vec![overflow_raised(w, 1003)];
     };
     // Refused: both are held, the failure counted once.
     hold(&mut w);

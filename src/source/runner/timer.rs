@@ -75,12 +75,6 @@ impl PollTimer {
     }
 }
 
-impl Default for PollTimer {
-    fn default() -> Self {
-        PollTimer::new()
-    }
-}
-
 /// A non-blocking CLOCK_MONOTONIC timerfd on the current runtime's reactor (`None`: no timerfd, or a paused test
 /// clock).
 #[cfg(target_os = "linux")]
