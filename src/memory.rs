@@ -16,17 +16,10 @@
 struct Canary([u8; 4096]);
 static CANARY: Canary = Canary([0xa5; 4096]);
 
-/// Steady state: blocks from this size up get their own mapping, returned to the system when freed (glibc would
-/// otherwise raise the bar to the largest block freed, and a heap that grew would stay grown). Above every block
-/// the steady state frees and asks for again each commit: the deflate state of an InfluxDB write (2 × 69–86 kB),
-/// its body (147 kB at 1,000 readings) and the zstd workspace (208 kB while the alarm snapshot grows). At 64 KiB
-/// each was mapped, faulted in page by page and unmapped again every second (4 map/unmap pairs and ~130 page
-/// faults a second, each unmap a TLB shootdown on the other cores): 5 % of the gateway workload's samples in
-/// `munmap`, and 6.2 → 5.8 µs per reading side by side when they came from the heap instead (4 runs, swapped).
-const STEADY_MAPPING: i32 = 256 << 10;
-/// Steady state: free memory at the heap's top beyond this goes back at once. Room for what one commit frees
-/// (the blocks above), so the next commit finds it; the gateway workload's peak RSS 6.7 → 7.1 MiB.
-const STEADY_KEEP: i32 = 512 << 10;
+/// Steady state: blocks from this size up get their own mapping, returned to the system when freed, and free
+/// memory at the heap's top beyond this goes back at once (glibc would otherwise raise the bar to the largest block
+/// freed, and a heap that grew would stay grown).
+const STEADY: i32 = 64 << 10;
 /// While a backlog drains: what its batches free stays in the heap for the next ones, up to this much.
 const BURST_KEEP: i32 = 32 << 20;
 /// While a backlog drains: blocks from this size up get their own mapping.
@@ -42,7 +35,7 @@ pub fn tune() {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
     }
-    thresholds(STEADY_MAPPING, STEADY_KEEP);
+    thresholds(STEADY, STEADY);
 }
 
 #[allow(unused_variables)]
@@ -82,7 +75,7 @@ impl Burst {
 impl Drop for Burst {
     fn drop(&mut self) {
         if BURSTS.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
-            thresholds(STEADY_MAPPING, STEADY_KEEP);
+            thresholds(STEADY, STEADY);
             #[cfg(all(target_os = "linux", target_env = "gnu"))]
             // SAFETY: malloc_trim only releases free memory; it is thread-safe.
             unsafe {
