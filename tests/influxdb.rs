@@ -273,6 +273,40 @@ source = { simulated = "ramp" }
 interval = "20ms"
 "#;
 
+/// `write_interval`: once caught up the sink writes at most that often, each request carrying every commit since the
+/// last; a stop still delivers everything.
+#[test]
+fn write_interval_gathers_commits_into_one_request() {
+    let srv = Scripted::start(|_, _| (204, ""));
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("w.toml");
+    let text = config(&data, srv.port, FAST).replace(
+        "token = \"secret-token\"",
+        "token = \"secret-token\"\nwrite_interval = \"1s\"",
+    );
+    assert!(text.contains("write_interval"));
+    std::fs::write(&cfg, text).expect("write");
+    let mut d = start_daemon(&cfg, dir.path());
+    let reqs = wait_for(Duration::from_secs(20), "four writes", || {
+        let r = srv.requests();
+        (r.len() >= 4).then_some(r)
+    });
+    // Readings every 20 ms, commits every 100 ms: one request a second, each with many commits' readings (one
+    // request per commit would be 10 a second with ~5 lines each).
+    for w in reqs.windows(2) {
+        let gap = w[1].0.duration_since(w[0].0);
+        assert!(gap >= Duration::from_millis(900), "requests {gap:?} apart");
+    }
+    for r in &reqs[1..4] {
+        assert!(r.2 >= 20, "a request of {} lines", r.2);
+    }
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(Duration::from_secs(10)), Some(0));
+    assert!(reqs.iter().all(|r| r.1 == 204));
+    assert_eq!(*srv.accepted_lines.lock().expect("l") as u64, stored(&data));
+}
+
 #[test]
 fn error_400_dead_letters_and_moves_on() {
     let srv = Scripted::start(|n, _| if n == 0 { (400, "") } else { (204, "") });

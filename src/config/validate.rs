@@ -91,6 +91,7 @@ pub(crate) fn validate(cfg: &Config, issues: &mut Vec<Issue>) {
     );
     if let Some(i) = &cfg.influxdb {
         at_most(p("influxdb.timeout"), i.timeout.0, 600, "10m");
+        at_most(p("influxdb.write_interval"), i.write_interval.0, 3600, "1h");
     }
     if let Some(m) = &cfg.mqtt {
         at_most(

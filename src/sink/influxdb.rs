@@ -177,6 +177,7 @@ pub struct InfluxSink {
     enc: Encoder,
     max_items: usize,
     max_rate: u64,
+    write_interval: Duration,
 }
 
 impl InfluxSink {
@@ -193,6 +194,7 @@ impl InfluxSink {
             // ~64 bytes per line before gzip: a chunk of about `batch_size` bytes.
             max_items: (icfg.batch_size.0 as usize / 64).max(1),
             max_rate: icfg.max_rate,
+            write_interval: icfg.write_interval.0,
         })
     }
 }
@@ -214,6 +216,9 @@ impl super::Sink for InfluxSink {
     }
     fn max_rate(&self) -> Option<u64> {
         (self.max_rate > 0).then_some(self.max_rate)
+    }
+    fn linger(&self) -> Duration {
+        self.write_interval
     }
     fn deliver(
         &mut self,

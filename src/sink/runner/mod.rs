@@ -109,7 +109,13 @@ where
             Stream::Events => *signals.events.borrow_and_update(),
         };
         let draining = ctl.drain.is_cancelled();
-        let linger = sink.linger();
+        // A backlog (the last fetch filled a chunk) never waits out the linger: a digest window or a write interval
+        // gathers what trickles in, it must not pace a drain to one chunk per window.
+        let linger = if burst.is_some() {
+            Duration::ZERO
+        } else {
+            sink.linger()
+        };
         if !linger.is_zero()
             && !draining
             && inflight.is_empty()
@@ -153,7 +159,12 @@ where
                 // A digest starts at the first item seen, however it was seen: a chunk found by a look at the store
                 // (at start, after an error) before any commit signal still waits out the linger, so what arrives
                 // meanwhile goes into the same delivery.
-                if !linger.is_zero() && !draining && inflight.is_empty() && gathering.is_none() {
+                if !linger.is_zero()
+                    && !draining
+                    && inflight.is_empty()
+                    && gathering.is_none()
+                    && items.count() < limit as u64
+                {
                     gathering = Some(Instant::now());
                     look_anyway = true;
                     continue;

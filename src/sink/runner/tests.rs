@@ -332,6 +332,41 @@ async fn linger_gathers_what_arrives_in_the_window_into_one_delivery() {
     assert_eq!(deliveries(&script), vec![vec![1, 2, 3]]);
 }
 
+/// A linger gathers what trickles in; it must not pace a backlog: a drain runs to its end at once, and what comes
+/// after it waits out the linger again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_does_not_wait_out_the_linger_chunk_by_chunk() {
+    let mut h = Harness::new();
+    let script = Arc::new(Mutex::new(Script::default()));
+    let mut f = fake(&script, 10, 1);
+    let linger = Duration::from_secs(1);
+    f.linger = linger;
+    let task = h.spawn(f);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // 25 items at once: the first look waits out one linger, then the three chunks go back to back (one linger
+    // per chunk would take three).
+    let t0 = Instant::now();
+    h.append(25);
+    h.wait_cursor(25).await;
+    let drained = t0.elapsed();
+    assert!(
+        drained < 2 * linger,
+        "25 items in chunks of 10 took {drained:?}"
+    );
+    let t1 = Instant::now();
+    h.append(1);
+    h.wait_cursor(26).await;
+    assert!(
+        t1.elapsed() >= linger,
+        "a new item after the drain waits out the linger"
+    );
+    h.ctl.stop.cancel();
+    task.await.expect("runner");
+    let d = deliveries(&script);
+    assert_eq!(d.len(), 4, "{d:?}");
+    assert_eq!(d[2], (21..=25).collect::<Vec<i64>>());
+}
+
 /// Pacing is a token bucket: an outage earns no credit beyond one second of items, so a backlog built while the
 /// far side was away replays at the rate (a lifetime average replayed it unpaced).
 #[test]
