@@ -15,6 +15,7 @@ mod fields;
 mod files;
 mod i2c;
 mod locate;
+mod mqtt;
 mod names;
 mod words;
 pub use files::{file_missing, unreadable_files, FileProblem};
@@ -33,6 +34,9 @@ pub use email::{check_mailbox, EmailConfig, EmailRoute, MinSeverity, SmtpEndpoin
 pub use i2c::{AdcChannel, Chip, ChipSpec, I2cConfig, I2cSource, Trigger, CHIPS};
 pub use locate::line_col;
 use locate::locate;
+pub use mqtt::{
+    CommandsConfig, MqttConfig, ShadowConfig, TelemetryConfig, TelemetryMode, TopicLayout,
+};
 pub use secret::resolve_secret;
 pub use source::*;
 pub use sparkplug::{id_problem as sparkplug_id_problem, SparkplugConfig};
