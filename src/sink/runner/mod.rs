@@ -109,8 +109,8 @@ where
             Stream::Events => *signals.events.borrow_and_update(),
         };
         let draining = ctl.drain.is_cancelled();
-        // A backlog (the last fetch filled a chunk) never waits out the linger: a digest window or a write interval
-        // gathers what trickles in, it must not pace a drain to one chunk per window.
+        // A backlog (`burst`: the last fetch filled a chunk) never waits out the linger: a digest window or a write
+        // interval gathers what trickles in, it must not pace a drain to one chunk per window.
         let linger = if burst.is_some() {
             Duration::ZERO
         } else {
@@ -163,7 +163,7 @@ where
                     && !draining
                     && inflight.is_empty()
                     && gathering.is_none()
-                    && items.count() < limit as u64
+                    && burst.is_none()
                 {
                     gathering = Some(Instant::now());
                     look_anyway = true;
