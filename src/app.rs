@@ -15,7 +15,6 @@
 use crate::config::Config;
 use crate::ingest::Ingest;
 use crate::metrics::{Metrics, SharedMetrics};
-use crate::model::Readings;
 use crate::{sink, source};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -52,14 +51,14 @@ pub async fn run_with_metrics(
     let mut remote = crate::remote::Remote::open(&file_cfg);
     // One copy of what runs, shared by the ingest thread and every sink.
     let cfg = Arc::new(remote.effective(&file_cfg, None));
-    let (tx, rx) = mpsc::channel::<Readings>(CHANNEL);
     let mut ingest = Ingest::start(
         Arc::clone(&cfg),
         sink::consumers(&cfg),
-        rx,
+        CHANNEL,
         Arc::clone(&metrics),
     )
     .await?;
+    let tx = ingest.intake.clone();
     let (remote_tx, mut remote_rx) = mpsc::channel(4);
     ingest.signals.remote = Some(remote_tx);
     let (in_force_tx, in_force_rx) = tokio::sync::watch::channel(None);

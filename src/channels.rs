@@ -2,7 +2,9 @@
 //! ([`Signals`]) and what the ingest thread is asked to do besides storing readings ([`Control`]). The data they
 //! carry is plain [`crate::model`]; the channels live here, so the model stays free of a runtime.
 
-use crate::model::{AlertState, CommandResult, Live, RemoteChange, RemoteResult, Request};
+use crate::model::{
+    AlertState, CommandResult, Live, Readings, RemoteChange, RemoteResult, Request,
+};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -38,6 +40,8 @@ pub struct Signals {
     pub events: watch::Receiver<i64>,
     /// Live state for the device shadow.
     pub live: watch::Receiver<Arc<Live>>,
+    /// The last commit's items, for a sink that is caught up (it need not read them back from the store).
+    pub fresh: crate::store::Fresh,
     /// Operator commands and audit events to the ingest thread.
     pub control: mpsc::Sender<Control>,
     /// Remote alarm settings from the device shadow (when `apply_desired` is on).
@@ -46,3 +50,54 @@ pub struct Signals {
     /// (`watchpost config reset-remote`) — for the shadow's `reported` (a restarted MQTT session starts from it).
     pub remote_in_force: Option<watch::Receiver<Option<RemoteResult>>>,
 }
+
+/// Judges a batch of readings at once on the caller's thread, when the ingest thread allows it (`ingest/inline.rs`).
+pub trait Inline: Send + Sync {
+    /// Judge and hold `batch` now, or give it back to be queued.
+    fn take(&self, batch: Readings) -> Result<(), Readings>;
+    /// A batch is about to be queued: nothing is judged inline until the ingest thread has taken it (per-sensor
+    /// order).
+    fn queued(&self);
+}
+
+/// Where sources hand over their readings: judged at once where the ingest thread allows it, else queued to it
+/// (a bounded channel: a full queue holds the source back).
+#[derive(Clone)]
+pub struct Intake {
+    tx: mpsc::Sender<Readings>,
+    inline: Option<Arc<dyn Inline>>,
+}
+
+impl Intake {
+    /// Every batch queued to the ingest thread.
+    pub fn new(tx: mpsc::Sender<Readings>) -> Intake {
+        Intake { tx, inline: None }
+    }
+
+    /// Batches judged at once by `inline` where it allows, queued otherwise.
+    pub fn with_inline(tx: mpsc::Sender<Readings>, inline: Arc<dyn Inline>) -> Intake {
+        Intake {
+            tx,
+            inline: Some(inline),
+        }
+    }
+
+    /// Hand over a batch; `Err` once the ingest thread is gone.
+    pub async fn send(&self, batch: Readings) -> Result<(), Closed> {
+        let batch = match &self.inline {
+            Some(i) => match i.take(batch) {
+                Ok(()) => return Ok(()),
+                Err(b) => {
+                    i.queued();
+                    b
+                }
+            },
+            None => batch,
+        };
+        self.tx.send(batch).await.map_err(|_| Closed)
+    }
+}
+
+/// The ingest thread has stopped taking readings.
+#[derive(Debug)]
+pub struct Closed;

@@ -86,6 +86,9 @@ pub struct SinkMetrics {
     pub errors: AtomicU64,
     /// Messages the far side accepted: mails (email routes), telemetry publishes; 0 for other sinks.
     pub messages: AtomicU64,
+    /// Chunks read back from the store (a backlog, a restart, a retry); a caught-up sink takes each commit from
+    /// memory instead.
+    pub store_reads: AtomicU64,
     state: std::sync::atomic::AtomicU8,
 }
 
@@ -332,13 +335,14 @@ impl Metrics {
             ));
         }
         let sinks = self.sinks.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let fams: [Family; 7] = [
+        let fams: [Family; 8] = [
             ("watchpost_sink_delivered_total", "Items (readings or alert events) the far side acknowledged.", "counter", |m| m.delivered.load(Ordering::Relaxed).to_string()),
             ("watchpost_sink_retries_total", "Failed deliveries that will be retried.", "counter", |m| m.retries.load(Ordering::Relaxed).to_string()),
             ("watchpost_sink_dead_letter_total", "Items dead-lettered: rejected by the far side as malformed, or too large for it ever to carry.", "counter", |m| m.dead.load(Ordering::Relaxed).to_string()),
             ("watchpost_sink_backlog", "Items not yet delivered.", "gauge", |m| m.backlog.load(Ordering::Relaxed).to_string()),
             ("watchpost_sink_connection_errors_total", "Connection failures.", "counter", |m| m.errors.load(Ordering::Relaxed).to_string()),
             ("watchpost_sink_messages_total", "Messages the far side accepted: mails (SMTP 250) for email routes, publishes (PUBACK) for telemetry; 0 for other sinks.", "counter", |m| m.messages.load(Ordering::Relaxed).to_string()),
+            ("watchpost_sink_store_reads_total", "Chunks the sink read back from the store (a backlog, a restart, a retry); a caught-up sink takes each commit from memory.", "counter", |m| m.store_reads.load(Ordering::Relaxed).to_string()),
             ("watchpost_sink_up", "1 when the sink runs and its last delivery succeeded, 0 when it is failing or cannot start.", "gauge", |m| i64::from(m.state() == SinkState::Up).to_string()),
         ];
         for (name, help, kind, f) in fams {

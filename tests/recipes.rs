@@ -71,7 +71,7 @@ async fn a_new_source_is_one_trait_impl_on_the_runner() {
     };
     let task = tokio::spawn(watchpost::source::runner::run(
         src,
-        tx,
+        watchpost::channels::Intake::new(tx),
         token.clone(),
         Arc::default(),
     ));
@@ -161,6 +161,7 @@ async fn a_new_sink_is_one_trait_impl_with_a_constructor_on_the_runner() {
             readings,
             events,
             live,
+            fresh: Default::default(),
             control: mpsc::channel(8).0,
             remote: None,
             remote_in_force: None,

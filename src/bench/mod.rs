@@ -202,6 +202,7 @@ impl SinkBench {
                 readings,
                 events,
                 live,
+                fresh: Default::default(),
                 // No alarm engine here: commands are not benchmarked.
                 control: tokio::sync::mpsc::channel(1).0,
                 remote: None,

@@ -3,7 +3,7 @@
 
 use super::{Writer, MAX_PENDING, MAX_UNSAVED_ALERTS, SNAPSHOT_EVERY};
 use crate::model::{AlertState, AlertType, Timestamp};
-use crate::store::StoreError;
+use crate::store::{Appended, Batch, StoreError};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -14,10 +14,10 @@ impl Writer {
             return;
         }
         let snap = self.engine.snapshot();
-        match self.store.append_alerts(&self.unsaved_alerts, Some(&snap)) {
-            Ok(seqs) => {
+        match self.store.append(&[], &self.unsaved_alerts, Some(&snap)) {
+            Ok(mut added) => {
                 self.snap_at = Instant::now();
-                self.alerts_saved(&seqs);
+                self.alerts_saved(&mut added);
             }
             Err(e) => {
                 self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
@@ -29,6 +29,8 @@ impl Writer {
 
     /// Commit the readings held (and any alert transitions, in the same transaction: one fsync where two would be).
     pub(super) fn flush(&mut self) {
+        // Readings keep coming while each flush has some: the next flush is timed before any arrives (inline.rs).
+        self.flowing = !self.pending.is_empty();
         if self.pending.is_empty() {
             self.commit_alerts();
             return;
@@ -51,11 +53,13 @@ impl Writer {
                 .append(&self.pending, &self.unsaved_alerts, snap.as_deref());
         }
         match r {
-            Ok((id, seqs)) => {
+            Ok(mut added) => {
                 if snap.is_some() {
                     self.snap_at = Instant::now();
                 }
-                self.pending.clear();
+                // The committed readings go to the sinks that are caught up as they are (see store/fresh.rs).
+                let cap = self.pending.len();
+                let readings = std::mem::replace(&mut self.pending, Vec::with_capacity(cap));
                 self.metrics.flushes.fetch_add(1, Ordering::Relaxed);
                 if self.metrics.store_failing.swap(false, Ordering::Relaxed) {
                     self.fail_log.reset();
@@ -63,11 +67,12 @@ impl Writer {
                         "Readings are committed again; what was held in memory is stored."
                     );
                 }
-                if let Some(id) = id {
+                if let Some((after, id)) = added.batch {
+                    self.fresh.put_readings(after, Batch { id, readings });
                     self.readings_tx.send_replace(id);
                 }
                 if alerts {
-                    self.alerts_saved(&seqs);
+                    self.alerts_saved(&mut added);
                 }
             }
             Err(e) => {
@@ -112,10 +117,12 @@ impl Writer {
     }
 
     /// The transitions are stored: the sinks may publish them.
-    fn alerts_saved(&mut self, seqs: &[i64]) {
+    fn alerts_saved(&mut self, added: &mut Appended) {
         self.unsaved_alerts.clear();
-        if let Some(last) = seqs.last() {
-            self.events_tx.send_replace(*last);
+        if let Some(&(last, _)) = added.events.last() {
+            let after = added.events_after;
+            self.fresh.put_events(after, added.readable_events());
+            self.events_tx.send_replace(last);
         }
     }
 

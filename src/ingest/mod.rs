@@ -6,12 +6,12 @@
 //! so an fsync or a busy store never stalls a Modbus timeout or an MQTT keep-alive on the async workers.
 //! After each commit it bumps the [`Signals`] the sinks wait on.
 
-use crate::channels::{Control, Signals};
+use crate::channels::{Control, Intake, Signals};
 use crate::config::Config;
 use crate::metrics::SharedMetrics;
 use crate::model::{Alert, AlertState, Live, Quality, Reading, Readings, Timestamp};
 use crate::pipeline::Engine;
-use crate::store::{Consumer, Store};
+use crate::store::{Consumer, Fresh, Store};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,22 +41,27 @@ pub struct Ingest {
     pub reload: mpsc::Sender<(Arc<Config>, Vec<Consumer>)>,
     /// What the sinks wait on.
     pub signals: Signals,
+    /// Where the sources hand over their readings.
+    pub intake: Intake,
     stop: CancellationToken,
     done: oneshot::Receiver<()>,
 }
 
 impl Ingest {
     /// Open the store, restore the alarm state and start the thread. Fails if the store cannot be opened.
-    /// `consumers` are the configured sinks: data they have not passed is never pruned.
+    /// `consumers` are the configured sinks: data they have not passed is never pruned. Up to `queue` batches wait
+    /// for the thread before a source is held back.
     pub async fn start(
         cfg: Arc<Config>,
         consumers: Vec<Consumer>,
-        readings: mpsc::Receiver<Readings>,
+        queue: usize,
         metrics: SharedMetrics,
     ) -> anyhow::Result<Ingest> {
+        let (tx, readings) = mpsc::channel::<Readings>(queue.max(1));
         // The ingest thread proves the async runtime alive by running a task on it (see `watchdog.rs`).
         let async_rt = tokio::runtime::Handle::current();
-        let (ready_tx, ready_rx) = oneshot::channel::<Result<Signals, String>>();
+        let (ready_tx, ready_rx) =
+            oneshot::channel::<Result<(Signals, Arc<inline::Shared>), String>>();
         let (done_tx, done) = oneshot::channel();
         let (reload, reload_rx) = mpsc::channel(4);
         let stop = CancellationToken::new();
@@ -78,10 +83,11 @@ impl Ingest {
                 };
                 match Writer::open(cfg, consumers, metrics) {
                     Ok((w, signals, control_rx)) => {
-                        let _ = ready_tx.send(Ok(signals));
-                        rt.block_on(
-                            w.run(readings, reload_rx, control_rx, stop2, origin, async_rt),
-                        );
+                        let shared = Arc::new(inline::Shared::new(w));
+                        let _ = ready_tx.send(Ok((signals, Arc::clone(&shared))));
+                        rt.block_on(run(
+                            shared, readings, reload_rx, control_rx, stop2, origin, async_rt,
+                        ));
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -89,13 +95,14 @@ impl Ingest {
                 }
                 let _ = done_tx.send(());
             })?;
-        let signals = ready_rx
+        let (signals, shared) = ready_rx
             .await
             .map_err(|_| anyhow::anyhow!("the ingest thread ended before the store was open"))?
             .map_err(|e| anyhow::anyhow!(e))?;
         Ok(Ingest {
             reload,
             signals,
+            intake: Intake::with_inline(tx, shared),
             stop,
             done,
         })
@@ -120,6 +127,8 @@ struct Writer {
     readings_tx: watch::Sender<i64>,
     events_tx: watch::Sender<i64>,
     live_tx: watch::Sender<Arc<Live>>,
+    /// Each commit's items, for the sinks that are caught up.
+    fresh: Fresh,
     /// The open BUFFER_OVERFLOW alert and when readings were last dropped.
     overflow: Option<(Alert, Instant)>,
     alerts: Vec<Alert>,
@@ -131,6 +140,12 @@ struct Writer {
     fail_log: crate::util::Throttle,
     /// When the alarm snapshot was last committed.
     snap_at: Instant,
+    /// When the thread started, until the first reading is logged.
+    first_reading: Option<Instant>,
+    /// The last flush committed readings: more are expected, the next flush is timed.
+    flowing: bool,
+    /// Judging on the sources' thread (inline.rs).
+    inline: inline::Budget,
 }
 
 impl Writer {
@@ -188,6 +203,7 @@ impl Writer {
         let (events_tx, events) = watch::channel(newest_event);
         let (live_tx, live) = watch::channel(Arc::new(Live::default()));
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
+        let fresh = Fresh::default();
         let w = Writer {
             cfg,
             consumers,
@@ -199,12 +215,16 @@ impl Writer {
             readings_tx,
             events_tx,
             live_tx,
+            fresh: fresh.clone(),
             overflow,
             alerts: Vec::new(),
             last_ts: Default::default(),
             clock: clock::Timeline::new(Timestamp::now(), Instant::now()),
             fail_log: crate::util::Throttle::new(Duration::from_secs(60)),
             snap_at: Instant::now(),
+            first_reading: Some(Instant::now()),
+            flowing: false,
+            inline: inline::Budget::default(),
         };
         Ok((
             w,
@@ -212,6 +232,7 @@ impl Writer {
                 readings,
                 events,
                 live,
+                fresh,
                 control,
                 remote: None,
                 remote_in_force: None,
@@ -220,140 +241,180 @@ impl Writer {
         ))
     }
 
-    async fn run(
-        mut self,
-        mut rx: mpsc::Receiver<Readings>,
-        mut reload: mpsc::Receiver<(Arc<Config>, Vec<Consumer>)>,
-        mut control: mpsc::Receiver<Control>,
-        stop: CancellationToken,
-        origin: std::time::Instant,
-        async_rt: tokio::runtime::Handle,
-    ) {
-        let started_at = Instant::now();
-        let mut first_reading = true;
-        // No fixed beat: the thread sleeps until the next flush, the alarm engine's next deadline or the watchdog
-        // (see beat.rs), on the timer wheel's grid.
-        let mut beat = beat::Beat::new(origin);
-        beat.engine_ticked(self.engine.next_due(self.clock.now()));
-        let mut last_kpi: Option<Instant> = None;
-        let mut housekeeping = crate::util::grid_interval(
-            origin,
-            Duration::from_secs(60).min(self.cfg.alarms.kpi_interval.0),
-        );
-        let mut watchdog = watchdog::Watchdog::new(async_rt);
-        let sleep = tokio::time::sleep_until(Instant::now().into());
-        tokio::pin!(sleep);
-        loop {
-            let wake = beat.next(
-                self.clock.now(),
-                &beat::Waiting {
-                    pending: !self.pending.is_empty(),
-                    flush_every: self.cfg.buffer.flush_interval.0,
-                    awake: self.overflow.is_some() || !self.unsaved_alerts.is_empty(),
-                    watchdog: watchdog.due(),
-                },
-            );
-            if sleep.deadline() != wake.into() {
-                sleep.as_mut().reset(wake.into());
-            }
-            tokio::select! {
-                biased;
-                _ = stop.cancelled() => break,
-                Some((new, consumers)) = reload.recv() => {
-                    self.consumers = consumers;
-                    self.reconfigure(new);
-                    beat.engine_changed(self.engine.next_due(self.clock.now()));
-                }
-                Some(c) = control.recv() => {
-                    self.control(c);
-                    beat.engine_changed(self.engine.next_due(self.clock.now()));
-                }
-                Some(batch) = rx.recv() => {
-                    if first_reading {
-                        first_reading = false;
-                        if let Some(r) = batch.first() {
-                            tracing::info!(after_ms = %format!("{:.1}", started_at.elapsed().as_secs_f64() * 1e3), sensor = %r.sensor, "First reading.");
-                        }
-                    }
-                    // A step is looked for before each batch too, not only at the beat: a reading stamped after an
-                    // NTP step must not meet alarm timers that have not moved with it.
-                    self.watch_clock();
-                    self.accept_all(batch);
-                    // Take what is already queued without yielding, up to a bound.
-                    for _ in 0..TAKE_AT_ONCE {
-                        match rx.try_recv() {
-                            Ok(b) => self.accept_all(b),
-                            Err(_) => break,
-                        }
-                    }
-                    // A transition may open a window or end a silence: ask the engine again (a reading alone only
-                    // moves its deadlines later).
-                    if !self.alerts.is_empty() {
-                        let ids = self.alerts.iter().map(|a| &*a.sensor);
-                        beat.engine_changed(self.engine.next_due_of(ids, self.clock.now()));
-                    }
-                    let now = Instant::now();
-                    if self.pending.len() >= self.cfg.buffer.batch_max_readings {
-                        self.flush();
-                    } else if beat.fold_due(!self.alerts.is_empty(), self.pending.len(), self.cfg.buffer.flush_interval.0, now) {
-                        // The readings held go with the alerts; the next flush is a whole interval later.
-                        beat.last_flush = now;
-                        self.flush();
-                    } else {
-                        self.commit_alerts();
-                    }
-                }
-                _ = &mut sleep => {
-                    self.watch_clock();
-                    let now = Instant::now();
-                    beat.last = now;
-                    if beat.flush_due(self.cfg.buffer.flush_interval.0, now) {
-                        beat.last_flush = now;
-                        self.flush();
-                    }
-                    let mut out = std::mem::take(&mut self.alerts);
-                    let now_ts = self.clock.now();
-                    self.engine.tick(now_ts, &mut out);
-                    for r in self.engine.derive(now_ts, &mut out) {
-                        self.keep(r);
-                    }
-                    self.alerts = out;
-                    self.check_overflow_cleared();
-                    watchdog.tick(&self.metrics);
-                    self.commit_alerts();
-                    beat.engine_ticked(self.engine.next_due(now_ts));
-                }
-                _ = housekeeping.tick() => {
-                    // Give freed heap pages and the code only start-up (or a rare path) used back to the system.
-                    crate::memory::give_back();
-                    if let Err(e) = self.store.prune(&self.consumers, self.cfg.buffer.retention.0, Timestamp::now()) {
-                        tracing::warn!(error = %e, "Pruning delivered data failed.");
-                    }
-                    if last_kpi.is_none_or(|t: Instant| t.elapsed() + Duration::from_secs(1) >= self.cfg.alarms.kpi_interval.0) {
-                        last_kpi = Some(Instant::now());
-                        self.publish_kpi();
-                    }
-                }
+    /// Take a batch from a source (queued, or judged inline on the source's thread): the clock, then each reading.
+    fn take_batch(&mut self, batch: Readings) {
+        if let Some(started) = self.first_reading.take() {
+            if let Some(r) = batch.first() {
+                tracing::info!(after_ms = %format!("{:.1}", started.elapsed().as_secs_f64() * 1e3), sensor = %r.sensor, "First reading.");
             }
         }
-        // The sources have stopped: commit what they sent.
-        while let Ok(b) = rx.try_recv() {
-            self.accept_all(b);
-        }
-        self.commit_alerts();
-        self.flush();
-        self.commit_alerts();
-        // The alarm state as it is at the end, whatever the last commit carried.
-        let snap = self.engine.snapshot();
-        if let Err(e) = self.store.append_readings(&[], Some(&snap)) {
-            tracing::warn!(error = %e, "Could not save the alarm state at shutdown.");
-        }
-        if let Err(e) = self.store.mark_clean() {
-            tracing::warn!(error = %e, "Could not mark the store as cleanly closed.");
-        }
-        tracing::info!("Readings committed.");
+        // A step is looked for before each batch too, not only at the beat: a reading stamped after an NTP step must
+        // not meet alarm timers that have not moved with it.
+        self.watch_clock();
+        self.accept_all(batch);
     }
 
+    /// After batches were taken: alert transitions are committed now (with the readings held, when a flush is half
+    /// due), a full batch is committed.
+    fn settle(&mut self, beat: &mut beat::Beat) {
+        // A transition may open a window or end a silence: ask the engine again (a reading alone only moves its
+        // deadlines later).
+        if !self.alerts.is_empty() {
+            let ids = self.alerts.iter().map(|a| &*a.sensor);
+            beat.engine_changed(self.engine.next_due_of(ids, self.clock.now()));
+        }
+        let now = Instant::now();
+        if self.pending.len() >= self.cfg.buffer.batch_max_readings {
+            self.flush();
+        } else if beat.fold_due(
+            !self.alerts.is_empty(),
+            self.pending.len(),
+            self.cfg.buffer.flush_interval.0,
+            now,
+        ) {
+            // The readings held go with the alerts; the next flush is a whole interval later.
+            beat.last_flush = now;
+            self.flush();
+        } else {
+            self.commit_alerts();
+        }
+    }
+}
+
+async fn run(
+    shared: Arc<inline::Shared>,
+    mut rx: mpsc::Receiver<Readings>,
+    mut reload: mpsc::Receiver<(Arc<Config>, Vec<Consumer>)>,
+    mut control: mpsc::Receiver<Control>,
+    stop: CancellationToken,
+    origin: std::time::Instant,
+    async_rt: tokio::runtime::Handle,
+) {
+    // No fixed beat: the thread sleeps until the next flush, the alarm engine's next deadline or the watchdog (see
+    // beat.rs), on the timer wheel's grid, or until a source needs it (inline.rs).
+    let mut beat = beat::Beat::new(origin);
+    let mut housekeeping = {
+        let w = shared.lock();
+        beat.engine_ticked(w.engine.next_due(w.clock.now()));
+        let every = Duration::from_secs(60).min(w.cfg.alarms.kpi_interval.0);
+        crate::util::grid_interval(origin, every)
+    };
+    let mut last_kpi: Option<Instant> = None;
+    let mut watchdog = watchdog::Watchdog::new(async_rt);
+    let sleep = tokio::time::sleep_until(Instant::now().into());
+    tokio::pin!(sleep);
+    loop {
+        let wake = {
+            let w = shared.lock();
+            // Readings flowing (the last commit had some): the next flush is timed whether or not any is held yet,
+            // so the first readings a source judges inline need not wake this thread.
+            let flush_timed = !w.pending.is_empty() || w.flowing;
+            shared.flush_timed.store(flush_timed, Ordering::Release);
+            beat.next(
+                w.clock.now(),
+                &beat::Waiting {
+                    pending: flush_timed,
+                    flush_every: w.cfg.buffer.flush_interval.0,
+                    awake: w.overflow.is_some() || !w.unsaved_alerts.is_empty(),
+                    watchdog: watchdog.due(),
+                },
+            )
+        };
+        if sleep.deadline() != wake.into() {
+            sleep.as_mut().reset(wake.into());
+        }
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            Some((new, consumers)) = reload.recv() => {
+                let mut w = shared.lock();
+                w.consumers = consumers;
+                w.reconfigure(new);
+                beat.engine_changed(w.engine.next_due(w.clock.now()));
+            }
+            Some(c) = control.recv() => {
+                let mut w = shared.lock();
+                w.control(c);
+                beat.engine_changed(w.engine.next_due(w.clock.now()));
+            }
+            Some(batch) = rx.recv() => {
+                let mut w = shared.lock();
+                w.take_batch(batch);
+                shared.dequeued();
+                // Take what is already queued without yielding, up to a bound.
+                for _ in 0..TAKE_AT_ONCE {
+                    match rx.try_recv() {
+                        Ok(b) => {
+                            w.take_batch(b);
+                            shared.dequeued();
+                        }
+                        Err(_) => break,
+                    }
+                }
+                w.settle(&mut beat);
+            }
+            _ = shared.nudge.notified() => {
+                shared.lock().settle(&mut beat);
+            }
+            _ = &mut sleep => {
+                let mut w = shared.lock();
+                w.watch_clock();
+                let now = Instant::now();
+                beat.last = now;
+                if beat.flush_due(w.cfg.buffer.flush_interval.0, now) {
+                    beat.last_flush = now;
+                    w.flush();
+                }
+                let mut out = std::mem::take(&mut w.alerts);
+                let now_ts = w.clock.now();
+                w.engine.tick(now_ts, &mut out);
+                for r in w.engine.derive(now_ts, &mut out) {
+                    w.keep(r);
+                }
+                w.alerts = out;
+                w.check_overflow_cleared();
+                watchdog.tick(&w.metrics);
+                w.commit_alerts();
+                beat.engine_ticked(w.engine.next_due(now_ts));
+            }
+            _ = housekeeping.tick() => {
+                let mut guard = shared.lock();
+                let w = &mut *guard;
+                // Give freed heap pages and the code only start-up (or a rare path) used back to the system.
+                crate::memory::give_back();
+                if let Err(e) = w.store.prune(&w.consumers, w.cfg.buffer.retention.0, Timestamp::now()) {
+                    tracing::warn!(error = %e, "Pruning delivered data failed.");
+                }
+                let kpi_every = w.cfg.alarms.kpi_interval.0;
+                if last_kpi.is_none_or(|t: Instant| t.elapsed() + Duration::from_secs(1) >= kpi_every) {
+                    last_kpi = Some(Instant::now());
+                    w.publish_kpi();
+                }
+            }
+        }
+    }
+    let mut w = shared.lock();
+    // Nothing more is judged inline: what is held now is what the last commit takes.
+    w.inline.open = false;
+    // The sources have stopped: commit what they sent.
+    while let Ok(b) = rx.try_recv() {
+        w.take_batch(b);
+    }
+    w.commit_alerts();
+    w.flush();
+    w.commit_alerts();
+    // The alarm state as it is at the end, whatever the last commit carried.
+    let snap = w.engine.snapshot();
+    if let Err(e) = w.store.append_readings(&[], Some(&snap)) {
+        tracing::warn!(error = %e, "Could not save the alarm state at shutdown.");
+    }
+    if let Err(e) = w.store.mark_clean() {
+        tracing::warn!(error = %e, "Could not mark the store as cleanly closed.");
+    }
+    tracing::info!("Readings committed.");
+}
+
+impl Writer {
     /// A wall-clock step (more than 2 s off the monotonic clock since the last look) is logged; a step forward
     /// moves the alarm engine's timers with it, a step back is absorbed by the timeline (clock.rs).
     fn watch_clock(&mut self) {
@@ -460,6 +521,7 @@ mod beat;
 mod clock;
 mod commit;
 mod control;
+mod inline;
 mod live;
 #[cfg(test)]
 mod tests;

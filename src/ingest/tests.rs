@@ -119,3 +119,205 @@ fn readings_and_alerts_held_together_commit_in_one_transaction_or_not_at_all() {
     assert!(batch > 0 && event > 0, "batch {batch}, event {event}");
     assert_eq!(w.metrics.flushes.load(Ordering::Relaxed), 1);
 }
+
+#[test]
+fn a_caught_up_sink_takes_from_memory_exactly_what_the_store_reads_back() {
+    use crate::model::{Exact, Quality};
+    let dir = tempfile::tempdir().expect("tmp");
+    let (mut w, signals, _control) = Writer::open(
+        Arc::new(cfg(dir.path())),
+        Vec::new(),
+        SharedMetrics::default(),
+    )
+    .expect("open");
+    let mut reader = Store::open_existing(dir.path()).expect("reader");
+    let fresh = signals.fresh.clone();
+    // Debug, not ==: NaN is not equal to itself, and it must come back as NaN all the same.
+    let same = |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| {
+        assert_eq!(format!("{a:?}"), format!("{b:?}"))
+    };
+    let (mut cursor, mut seq) = (0, 0);
+    for round in 0..3i64 {
+        let t = 1_000_000 + round * 1000;
+        let r = |s: &str, ts: i64, v: f64| Reading::new(Arc::from(s), Timestamp(ts), v);
+        w.pending = vec![
+            r("t", t, 21.5),
+            Reading {
+                quality: Quality::OutOfRange,
+                ..r("u", t, -1e300)
+            },
+            r("v", t + 1, f64::NAN),
+            Reading {
+                exact: Some(Exact::UInt(u64::MAX - round as u64)),
+                ..r("w", t, u64::MAX as f64)
+            },
+            Reading {
+                exact: Some(Exact::Int(i64::MIN + 1)),
+                ..r("x", t, i64::MIN as f64)
+            },
+            Reading {
+                exact: Some(Exact::Text("ÿ \"text\"\n".into())),
+                ..r("y", t, f64::NAN)
+            },
+        ];
+        // An alert whose value JSON cannot carry (NaN comes back from the store as no value): memory must say so too.
+        let mut a = overflow_raised(&mut w, t);
+        a.value = Some(f64::NAN);
+        w.alerts = vec![a.clone(), overflow_raised(&mut w, t + 1)];
+        w.flush();
+        let disk = reader.batches_after(cursor, 100).expect("read");
+        let mem = fresh.readings_after(cursor).expect("the sink is caught up");
+        same(&mem, &disk);
+        assert_eq!(mem.len(), 1);
+        let ev_disk = reader.events_after(seq, 100).expect("read");
+        let ev_mem = fresh
+            .events_after(seq, 100)
+            .expect("caught up with the events");
+        same(&ev_mem, &ev_disk);
+        assert_eq!(ev_mem.len(), 2);
+        assert_eq!(ev_mem[0].1.value, None, "as the store reads it back");
+        assert_eq!(fresh.events_after(seq, 1).expect("a chunk of one").len(), 1);
+        // A sink a commit behind must read the store (memory has only the last commit).
+        if round > 0 {
+            assert!(fresh.readings_after(cursor - 1).is_none());
+            assert!(fresh.events_after(seq - 1, 100).is_none());
+        }
+        cursor = mem[0].id;
+        seq = ev_mem[1].0;
+        assert!(fresh.readings_after(cursor).is_none(), "nothing newer");
+    }
+    // Alerts alone (no readings): the readings slot still describes the last batch; the events slot moves.
+    w.alerts = vec![overflow_raised(&mut w, 5_000_000)];
+    w.commit_alerts();
+    same(
+        &fresh.events_after(seq, 10).expect("caught up"),
+        &reader.events_after(seq, 10).expect("read"),
+    );
+    assert!(fresh.readings_after(cursor).is_none());
+}
+
+/// A writer whose sensor `t` raises a warning above 50, behind the mutex sources judge through.
+fn shared(dir: &std::path::Path) -> Arc<inline::Shared> {
+    let toml = format!(
+        "[gateway]\nid = \"gw\"\ndata_dir = \"{}\"\n[[sensor]]\nid = \"t\"\nsource = {{ simulated = \"sine\" }}\nwarning = {{ high = 50 }}\n",
+        dir.display()
+    );
+    let cfg = crate::config::parse_str(&toml, std::path::Path::new("t.toml"), &[]).expect("config");
+    let w = Writer::open(Arc::new(cfg), Vec::new(), SharedMetrics::default())
+        .expect("open")
+        .0;
+    Arc::new(inline::Shared::new(w))
+}
+
+fn batch(ts: i64, v: f64) -> Readings {
+    vec![Reading::new(Arc::from("t"), Timestamp(ts), v)]
+}
+
+async fn nudged(s: &inline::Shared) -> bool {
+    tokio::time::timeout(Duration::from_millis(20), s.nudge.notified())
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn a_source_judges_its_batch_itself_and_wakes_the_ingest_thread_only_when_needed() {
+    use crate::channels::Inline;
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = shared(dir.path());
+    // Judged and held when `take` returns: no hand-over to the ingest thread.
+    assert!(s.take(batch(1_000, 1.0)).is_ok());
+    assert_eq!(s.lock().pending.len(), 1);
+    assert_eq!(s.lock().metrics.readings.load(Ordering::Relaxed), 1);
+    assert!(
+        nudged(&s).await,
+        "the first reading held while no flush is timed"
+    );
+    // With the flush timed, more readings wake nobody.
+    s.flush_timed.store(true, Ordering::Release);
+    for i in 1..10 {
+        assert!(s.take(batch(1_000 + i * 100, 1.0)).is_ok());
+    }
+    assert!(
+        !nudged(&s).await,
+        "ordinary readings must not wake the ingest thread"
+    );
+    assert_eq!(s.lock().pending.len(), 10);
+    // An alert transition is committed at once, so it wakes the thread.
+    assert!(s.take(batch(3_000, 99.0)).is_ok());
+    assert!(!s.lock().alerts.is_empty());
+    assert!(nudged(&s).await, "an alert to commit");
+}
+
+#[tokio::test]
+async fn a_batch_goes_to_the_ingest_thread_while_one_waits_a_commit_runs_or_the_thread_has_stopped()
+{
+    use crate::channels::Inline;
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = shared(dir.path());
+    // A queued batch not yet taken: a later one judged first would put the sensor's readings out of order.
+    s.queued();
+    assert!(s.take(batch(1_000, 1.0)).is_err());
+    s.dequeued();
+    assert!(s.take(batch(1_100, 1.0)).is_ok());
+    // The ingest thread holds the writer (a commit and its fsync): the source does not wait.
+    {
+        let _commit = s.lock();
+        assert!(s.take(batch(1_200, 1.0)).is_err());
+    }
+    // More than the rate judged inline this second: the rest goes to the ingest thread's core.
+    let many: Readings = (0..inline::INLINE_PER_SECOND as i64)
+        .map(|i| Reading::new(Arc::from("t"), Timestamp(2_000 + i), 1.0))
+        .collect();
+    assert!(
+        s.take(many).is_err(),
+        "over the budget with the one already judged"
+    );
+    // After the last commit nothing may be held that no commit would take.
+    s.lock().inline.open = false;
+    assert!(s.take(batch(1_300, 1.0)).is_err());
+    assert_eq!(s.lock().pending.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_judged_inline_and_queued_are_all_committed_in_order() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = Arc::new(cfg(dir.path()));
+    const N: i64 = inline::INLINE_PER_SECOND as i64 * 3 / 4;
+    let ingest = Ingest::start(cfg, Vec::new(), 4, SharedMetrics::default())
+        .await
+        .expect("start");
+    // Two sources at once on two threads, each sending its own sensor's readings in order: more than the inline
+    // budget in a second, so batches are judged inline and queued both (a small queue, so some wait for room).
+    let mut tasks = Vec::new();
+    for name in ["a", "b"] {
+        let intake = ingest.intake.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..N {
+                let r = Reading::new(Arc::from(name), Timestamp(1_000_000 + i), i as f64);
+                intake.send(vec![r]).await.expect("ingest running");
+                if i % 100 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("source");
+    }
+    ingest.finish().await;
+    let mut store = Store::open_existing(dir.path()).expect("store");
+    let mut seen: std::collections::HashMap<String, Vec<f64>> = Default::default();
+    for b in store.batches_after(0, 100_000).expect("read") {
+        for r in b.readings {
+            seen.entry(r.sensor.to_string()).or_default().push(r.value);
+        }
+    }
+    for name in ["a", "b"] {
+        let want: Vec<f64> = (0..N).map(|i| i as f64).collect();
+        assert_eq!(
+            seen.get(name),
+            Some(&want),
+            "sensor {name}: every reading, in order"
+        );
+    }
+}

@@ -42,6 +42,7 @@ impl SinkContext {
                 readings: watch::channel(0).1,
                 events: watch::channel(0).1,
                 live: watch::channel(Arc::default()).1,
+                fresh: Default::default(),
                 control: mpsc::channel(1).0,
                 remote: None,
                 remote_in_force: None,

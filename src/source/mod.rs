@@ -20,9 +20,7 @@ pub mod simulated;
 
 use crate::config::{Config, SensorConfig, SimulatedSource, SourceConfig};
 use crate::metrics::SharedMetrics;
-use crate::model::Readings;
 use std::collections::BTreeMap;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -125,7 +123,7 @@ pub fn groups(cfg: &Config) -> Vec<Group> {
 /// Start a group's task on `tracker`; it stops when `token` is cancelled.
 pub fn spawn(
     group: Group,
-    tx: mpsc::Sender<Readings>,
+    tx: crate::channels::Intake,
     token: CancellationToken,
     tracker: &TaskTracker,
     metrics: &SharedMetrics,

@@ -14,7 +14,6 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -121,7 +120,7 @@ struct Slot {
 /// a timerfd: see `timer.rs`).
 pub async fn run<S: Source>(
     mut src: S,
-    tx: mpsc::Sender<Readings>,
+    tx: crate::channels::Intake,
     token: CancellationToken,
     metrics: SharedMetrics,
 ) {

@@ -23,11 +23,13 @@
 mod cap;
 pub mod codec;
 mod cursors;
+mod fresh;
 mod open;
 mod report;
 mod shared;
 
 pub use cap::Dropped;
+pub use fresh::Fresh;
 
 pub use report::{SinkStatus, Status};
 pub use shared::SharedStore;
@@ -127,6 +129,32 @@ pub struct Batch {
     pub id: i64,
     /// Its readings in arrival order.
     pub readings: Vec<Reading>,
+}
+
+/// What one [`Store::append`] added.
+#[derive(Debug, Default)]
+pub struct Appended {
+    /// The newest batch id before this commit, and the batch it added (if it had readings).
+    pub batch: Option<(i64, i64)>,
+    /// The newest event seq before this commit (when it had events).
+    pub events_after: i64,
+    /// The events added: their seqs and the alerts as `events_after` reads them back (`None`: unreadable there).
+    pub events: Vec<(i64, Option<Alert>)>,
+}
+
+impl Appended {
+    /// The events' sequence numbers, in order.
+    pub fn seqs(&self) -> Vec<i64> {
+        self.events.iter().map(|(s, _)| *s).collect()
+    }
+
+    /// The events as a sink reads them from the store.
+    pub fn readable_events(&mut self) -> Vec<(i64, Alert)> {
+        std::mem::take(&mut self.events)
+            .into_iter()
+            .filter_map(|(s, a)| a.map(|a| (s, a)))
+            .collect()
+    }
 }
 
 /// A connection to the store. Not `Sync`: each task opens its own (SQLite WAL allows concurrent readers).
@@ -291,7 +319,10 @@ impl Store {
         readings: &[Reading],
         engine_state: Option<&str>,
     ) -> Result<Option<i64>, StoreError> {
-        Ok(self.append(readings, &[], engine_state)?.0)
+        Ok(self
+            .append(readings, &[], engine_state)?
+            .batch
+            .map(|(_, id)| id))
     }
 
     /// Commit alert events (and the engine state) in one transaction; returns their sequence numbers.
@@ -300,19 +331,20 @@ impl Store {
         alerts: &[Alert],
         engine_state: Option<&str>,
     ) -> Result<Vec<i64>, StoreError> {
-        Ok(self.append(&[], alerts, engine_state)?.1)
+        Ok(self.append(&[], alerts, engine_state)?.seqs())
     }
 
     /// Commit a batch of readings, alert events and the engine state, each optional, in one transaction (one
-    /// fsync). Returns the batch id (if there were readings) and the events' sequence numbers.
+    /// fsync). Returns what was added, with where each stream stood before it (see [`Appended`]).
     pub fn append(
         &mut self,
         readings: &[Reading],
         alerts: &[Alert],
         engine_state: Option<&str>,
-    ) -> Result<(Option<i64>, Vec<i64>), StoreError> {
+    ) -> Result<Appended, StoreError> {
+        let mut out = Appended::default();
         if readings.is_empty() && alerts.is_empty() && engine_state.is_none() {
-            return Ok((None, Vec::new()));
+            return Ok(out);
         }
         // Sensor ids are registered in their own transactions (rare), so a failed batch leaves no trace.
         let mut rows = Vec::with_capacity(readings.len());
@@ -327,8 +359,10 @@ impl Store {
             });
         }
         let tx = self.conn.transaction()?;
-        let mut id = None;
         if !rows.is_empty() {
+            let after: i64 = tx
+                .prepare_cached("SELECT coalesce(max(id), 0) FROM batches")?
+                .query_row([], |r| r.get(0))?;
             let data = codec::encode_with(&mut self.zstd, &rows)?;
             let first = rows.iter().map(|r| r.ts.0).min().unwrap_or(0);
             let last = rows.iter().map(|r| r.ts.0).max().unwrap_or(0);
@@ -336,9 +370,13 @@ impl Store {
                 "INSERT INTO batches (first_ts, last_ts, count, data) VALUES (?1, ?2, ?3, ?4)",
             )?
             .execute(params![first, last, rows.len() as i64, data])?;
-            id = Some(tx.last_insert_rowid());
+            out.batch = Some((after, tx.last_insert_rowid()));
         }
-        let mut seqs = Vec::with_capacity(alerts.len());
+        if !alerts.is_empty() {
+            out.events_after = tx
+                .prepare_cached("SELECT coalesce(max(seq), 0) FROM events")?
+                .query_row([], |r| r.get(0))?;
+        }
         for a in alerts {
             let payload = serde_json::to_string(a).unwrap_or_default();
             let kind = serde_json::to_value(a.kind)
@@ -354,13 +392,16 @@ impl Store {
                 "INSERT INTO events (ts, sensor, kind, state, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
             .execute(params![ts, a.sensor, kind, state, payload])?;
-            seqs.push(tx.last_insert_rowid());
+            let seq = tx.last_insert_rowid();
+            // What `events_after` will read back: the stored payload parsed (an unreadable one is skipped there).
+            out.events
+                .push((seq, serde_json::from_str::<Alert>(&payload).ok()));
         }
         if let Some(st) = engine_state {
             save_engine_state(&tx, &mut self.zstd, st)?;
         }
         tx.commit()?;
-        Ok((id, seqs))
+        Ok(out)
     }
 
     /// Up to `limit` reading batches with id > `after`, oldest first. Batches that fail to decode are returned

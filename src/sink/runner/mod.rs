@@ -2,7 +2,8 @@
 //!
 //! For one sink it: builds the sink (retrying a sink that cannot start, visibly: ERROR log, `watchpost_sink_up`
 //! 0, state in `buffer status`); loads the cursor (a failed read is retried, never taken as 0, which would
-//! re-deliver the whole retention window); fetches the next chunk after the cursor on the blocking pool;
+//! re-deliver the whole retention window); fetches the next chunk after the cursor (the last commit's items from memory when the sink is caught up, else
+//! from the store on the blocking pool);
 //! takes out what the sink can never carry ([`Sink::screen`]: recorded as dead letters, announced once as
 //! DEAD_LETTER events, so no single item stops the stream); delivers the rest; on success advances the cursor; on [`SinkError::Rejected`] records dead letters and moves on;
 //! on [`SinkError::Retry`] backs off (jittered, honouring `after`); on [`SinkError::Refused`] logs an ERROR and
@@ -81,6 +82,7 @@ where
         stream,
         m,
         store,
+        fresh: signals.fresh.clone(),
         backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(60)),
         last_progress: Instant::now(),
         sent_since: 0,
@@ -100,6 +102,8 @@ where
     let mut next = cursor;
     // When the first item of a digest was seen (sinks with a `linger`).
     let mut gathering: Option<Instant> = None;
+    // The last cursor save handed to the blocking pool.
+    let mut saving: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         if ctl.stop.is_cancelled() {
             break;
@@ -276,9 +280,12 @@ where
         }
         match outcome {
             Ok(()) => {
-                if let Err(e) = r.store.call(move |s| s.ack(name, stream, last)).await {
-                    tracing::error!(sink = name, error = %e, "Cannot save the cursor; the data will be re-sent.");
-                }
+                // Not waited for (the async thread is not woken for it): the in-memory cursor leads, the store's
+                // never moves back (`max`), and the last save is waited for before the runner ends.
+                saving = Some(r.store.spawn(
+                    "save a sink's cursor; what it passed will be re-sent after a restart",
+                    move |s| s.ack(name, stream, last),
+                ));
                 cursor = last;
                 r.delivered(n);
                 if let Some(p) = pace.as_mut() {
@@ -347,6 +354,9 @@ where
         }
     }
     abandon(&mut inflight);
+    if let Some(last) = saving {
+        let _ = last.await;
+    }
     sink.close().await;
 }
 
@@ -405,6 +415,7 @@ struct Runner {
     stream: Stream,
     m: Arc<SinkMetrics>,
     store: SharedStore,
+    fresh: crate::store::Fresh,
     backoff: Backoff,
     last_progress: Instant,
     sent_since: u64,
@@ -413,8 +424,17 @@ struct Runner {
 }
 
 impl Runner {
-    /// Up to about `limit` items after `cursor`, oldest first.
+    /// Up to about `limit` items after `cursor`, oldest first: the last commit's from memory when they follow
+    /// `cursor` directly (a sink that is caught up), else from the store.
     async fn fetch(&self, cursor: i64, limit: usize) -> Result<Items, StoreError> {
+        let fresh = match self.stream {
+            Stream::Readings => self.fresh.readings_after(cursor).map(Items::Readings),
+            Stream::Events => self.fresh.events_after(cursor, limit).map(Items::Events),
+        };
+        if let Some(items) = fresh {
+            return Ok(items);
+        }
+        self.m.store_reads.fetch_add(1, Ordering::Relaxed);
         match self.stream {
             Stream::Events => {
                 let ev = self

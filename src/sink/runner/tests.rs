@@ -125,6 +125,7 @@ impl Harness {
                 readings,
                 events,
                 live,
+                fresh: Default::default(),
                 control: control_tx,
                 remote: None,
                 remote_in_force: None,
@@ -145,6 +146,20 @@ impl Harness {
         if let Some(last) = seqs.last() {
             self.events_tx.send_replace(*last);
         }
+    }
+
+    /// Commit `n` more events, put them where a caught-up sink takes them from memory (as the ingest thread
+    /// does), and signal them.
+    fn append_fresh(&mut self, n: u64) {
+        let start = self.writer.newest().expect("newest").1 as u64;
+        let alerts: Vec<Alert> = (start + 1..=start + n).map(alert).collect();
+        let mut added = self.writer.append(&[], &alerts, None).expect("append");
+        let last = added.events.last().map(|(s, _)| *s).expect("events");
+        let after = added.events_after;
+        self.signals
+            .fresh
+            .put_events(after, added.readable_events());
+        self.events_tx.send_replace(last);
     }
 
     /// Commit `n` more events without the commit signal (the moment between a commit and its signal).
@@ -403,4 +418,30 @@ async fn what_is_found_at_start_waits_out_the_linger_with_what_follows() {
     h.ctl.stop.cancel();
     task.await.expect("runner");
     assert_eq!(deliveries(&script), vec![vec![1, 2, 3]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caught_up_sink_takes_each_commit_from_memory_and_a_sink_behind_reads_the_store() {
+    let mut h = Harness::new();
+    let script = Arc::new(Mutex::new(Script::default()));
+    let task = h.spawn(fake(&script, 10, 1));
+    let m = h.metrics.sink("fake");
+    let reads = || m.store_reads.load(Ordering::Relaxed);
+    for i in 1..=20 {
+        h.append_fresh(1);
+        h.wait_cursor(i).await;
+    }
+    // At most the look at the store when the sink started; the 20 commits came from memory.
+    assert!(reads() <= 1, "{} store reads for 20 commits", reads());
+    let before = reads();
+    // Three commits the sink never heard of, then one it did: memory holds only the last, which does not follow
+    // the cursor, so the sink reads the store: nothing skipped, nothing twice.
+    h.append_unsignalled(3);
+    h.append_fresh(2);
+    h.wait_cursor(25).await;
+    assert!(reads() > before);
+    h.ctl.stop.cancel();
+    task.await.expect("runner");
+    let d = deliveries(&script);
+    assert_eq!(d.concat(), (1..=25).collect::<Vec<i64>>(), "{d:?}");
 }

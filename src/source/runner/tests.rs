@@ -2,6 +2,7 @@
 
 use super::*;
 use std::sync::Mutex;
+use tokio::sync::mpsc;
 
 /// What a poll group does when read.
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -111,7 +112,12 @@ fn start(polls: Vec<Poll>, acts: Vec<Act>, policy: Policy) -> Run {
         log: Arc::clone(&log),
         policy,
     };
-    tokio::spawn(run(src, tx, token.clone(), Arc::default()));
+    tokio::spawn(run(
+        src,
+        crate::channels::Intake::new(tx),
+        token.clone(),
+        Arc::default(),
+    ));
     Run {
         acts,
         log,
