@@ -358,7 +358,12 @@ impl Store {
                 exact: r.exact.clone(),
             });
         }
-        let tx = self.conn.transaction()?;
+        // IMMEDIATE: the write lock first (waiting out a sink's cursor save under the busy timeout). A deferred
+        // transaction would read first (the positions below) and then find the lock taken: SQLite answers BUSY
+        // at once there, without waiting, rather than risk a deadlock.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         if !rows.is_empty() {
             let after: i64 = tx
                 .prepare_cached("SELECT coalesce(max(id), 0) FROM batches")?

@@ -481,3 +481,32 @@ fn the_kpi_reader_streams_a_period_s_raises_by_time() {
         .expect("plan");
     assert!(plan.contains("events_ts"), "{plan}");
 }
+
+#[test]
+fn a_commit_waits_for_a_sink_saving_its_cursor_instead_of_failing_busy() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut w = Store::open(dir.path()).expect("writer");
+    let mut sink = Store::open_existing(dir.path()).expect("sink connection");
+    w.append_alerts(&[alert(1)], None).expect("alert");
+    let r = |ts| Reading::new(Arc::from("t"), Timestamp(ts), 1.0);
+    w.append_readings(&[r(500)], None).expect("sensor t known");
+    // The sink's connection holds the write lock (a cursor save under way) while the writer commits readings and
+    // an alert: the commit reads where each stream stood, and a transaction that reads before it writes is
+    // answered BUSY at once by SQLite, busy timeout or not.
+    let (locked_tx, locked) = std::sync::mpsc::channel();
+    let saver = std::thread::spawn(move || {
+        sink.conn.execute_batch("BEGIN IMMEDIATE").expect("lock");
+        sink.ack("influxdb", Stream::Events, 1).expect("ack");
+        locked_tx.send(()).expect("signal");
+        std::thread::sleep(Duration::from_millis(300));
+        sink.conn.execute_batch("COMMIT").expect("unlock");
+    });
+    locked.recv().expect("locked");
+    let added = w
+        .append(&[r(1_000)], &[alert(2)], None)
+        .expect("the commit waits for the lock");
+    saver.join().expect("saver");
+    assert_eq!(added.batch.map(|(after, _)| after), Some(1));
+    assert_eq!(added.events_after, 1);
+    assert_eq!(w.cursor("influxdb", Stream::Events).expect("cursor"), 1);
+}
