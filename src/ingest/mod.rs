@@ -1,10 +1,12 @@
 //! Ingest: the one thread that owns the store's writer connection.
 //!
-//! Sources send readings into a bounded channel; this thread validates them, evaluates alarms ([`Engine`]),
-//! commits alert transitions at once (fsync'd) and reading batches every `flush_interval`, enforces the size cap
-//! and prunes delivered data. It runs on its own OS thread with a small current-thread runtime for its timers,
-//! so an fsync or a busy store never stalls a Modbus timeout or an MQTT keep-alive on the async workers.
-//! After each commit it bumps the [`Signals`] the sinks wait on.
+//! Sources hand their readings to the [`Intake`]: validated and evaluated ([`Engine`]) at once on the source's own
+//! thread when the writer is free (inline.rs), else queued in a bounded channel for this thread, which does the
+//! same. This thread commits alert transitions at once (fsync'd) and reading batches every `flush_interval`,
+//! enforces the size cap and prunes delivered data. It runs on its own OS thread with a small current-thread
+//! runtime for its timers, so an fsync or a busy store never stalls a Modbus timeout or an MQTT keep-alive on the
+//! async workers. After each commit it bumps the [`Signals`] the sinks wait on and leaves the commit's items in
+//! [`Signals::fresh`] for the sinks that are caught up.
 
 use crate::channels::{Control, Intake, Signals};
 use crate::config::Config;
