@@ -3,9 +3,11 @@
 //! A sink that has delivered everything up to the newest commit would otherwise read back, on the blocking pool,
 //! the batch the ingest thread has just written: a thread hand-off each way and an SQLite read per commit and
 //! stream, to get what was in memory a moment before. The ingest thread puts each commit's items here, with the
-//! position the stream stood at before them, read in the commit's own transaction; a sink whose cursor is exactly
-//! that position takes them from here. Any other sink (behind, after a restart, after a commit it missed) reads
-//! the store as before, so what is delivered never depends on this: no gap, no repeat, the same items.
+//! position the stream stood at before them, read in the commit's own transaction; a sink whose cursor is at that
+//! position (or past it but before the first new item: the rows between were pruned) takes them from here. Ids
+//! only grow (`AUTOINCREMENT`), so nothing can later appear between. Any other sink (behind, after a restart,
+//! after a commit it missed) reads the store as before, so what is delivered never depends on this: no gap, no
+//! repeat, the same items.
 //!
 //! The items are what [`super::Store::batches_after`] and [`super::Store::events_after`] would return: the
 //! readings as committed (the codec is lossless), the events parsed back from the payload that was stored.

@@ -40,22 +40,17 @@ impl SharedStore {
         .await
         .map_err(join_error)?
     }
-}
 
-impl SharedStore {
-    /// Run `f` with the connection on the blocking pool without waiting for it: the caller is not woken when it
-    /// is done (a wake-up of the async thread per call saved). What it returns is for [`SharedStore::call`]'s
-    /// callers; a failure here is only logged, so use it for writes that may be repeated later, like a cursor.
-    pub fn spawn<F>(&self, what: &'static str, f: F) -> tokio::task::JoinHandle<()>
+    /// Run `f` with the connection on the blocking pool without waiting for it: the caller's thread is not woken
+    /// when it ends. `f` handles its own errors; for writes whose loss only repeats work (a cursor save).
+    pub fn spawn<F>(&self, f: F) -> tokio::task::JoinHandle<()>
     where
-        F: FnOnce(&mut Store) -> Result<(), StoreError> + Send + 'static,
+        F: FnOnce(&mut Store) + Send + 'static,
     {
         let inner = Arc::clone(&self.0);
         tokio::task::spawn_blocking(move || {
             let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
-            if let Err(e) = f(&mut guard) {
-                tracing::error!(error = %e, "Cannot {what}.");
-            }
+            f(&mut guard)
         })
     }
 }

@@ -1,15 +1,14 @@
 //! The sink runner: everything every sink needs, written once.
 //!
-//! For one sink it: builds the sink (retrying a sink that cannot start, visibly: ERROR log, `watchpost_sink_up`
-//! 0, state in `buffer status`); loads the cursor (a failed read is retried, never taken as 0, which would
-//! re-deliver the whole retention window); fetches the next chunk after the cursor (the last commit's items from memory when the sink is caught up, else
-//! from the store on the blocking pool);
-//! takes out what the sink can never carry ([`Sink::screen`]: recorded as dead letters, announced once as
-//! DEAD_LETTER events, so no single item stops the stream); delivers the rest; on success advances the cursor; on [`SinkError::Rejected`] records dead letters and moves on;
-//! on [`SinkError::Retry`] backs off (jittered, honouring `after`); on [`SinkError::Refused`] logs an ERROR and
-//! retries slowly. It keeps the backlog gauge fresh, logs progress while draining a backlog, paces to
-//! `max_rate` (a token bucket with a one-second burst), and stops when told to (`stop`) or once caught up after
-//! `drain`.
+//! For one sink it: builds the sink (retrying a sink that cannot start, visibly: ERROR log, `watchpost_sink_up` 0,
+//! state in `buffer status`); loads the cursor (a failed read is retried, never taken as 0, which would re-deliver the
+//! whole retention window); fetches the next chunk after the cursor (the last commit's items from memory when the sink
+//! is caught up, else from the store on the blocking pool); takes out what the sink can never carry ([`Sink::screen`]:
+//! recorded as dead letters, announced once as DEAD_LETTER events, so no single item stops the stream); delivers the
+//! rest; on success advances the cursor; on [`SinkError::Rejected`] records dead letters and moves on; on
+//! [`SinkError::Retry`] backs off (jittered, honouring `after`); on [`SinkError::Refused`] logs an ERROR and retries
+//! slowly. It keeps the backlog gauge fresh, logs progress while draining a backlog, paces to `max_rate` (a token
+//! bucket with a one-second burst), and stops when told to (`stop`) or once caught up after `drain`.
 
 use super::{Items, Sink, SinkContext, SinkCtl, SinkError, Unfit};
 use crate::channels::Control;
@@ -282,10 +281,11 @@ where
             Ok(()) => {
                 // Not waited for (the async thread is not woken for it): the in-memory cursor leads, the store's
                 // never moves back (`max`), and the last save is waited for before the runner ends.
-                saving = Some(r.store.spawn(
-                    "save a sink's cursor; what it passed will be re-sent after a restart",
-                    move |s| s.ack(name, stream, last),
-                ));
+                saving = Some(r.store.spawn(move |s| {
+                    if let Err(e) = s.ack(name, stream, last) {
+                        tracing::error!(sink = name, error = %e, "Cannot save the cursor; the data will be re-sent after a restart.");
+                    }
+                }));
                 cursor = last;
                 r.delivered(n);
                 if let Some(p) = pace.as_mut() {
