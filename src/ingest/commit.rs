@@ -1,7 +1,7 @@
 //! The ingest thread's commits: alert transitions at once, readings every flush interval, and both in one
 //! transaction when they meet; what the disk refuses is held in memory (bounded) and retried; the size cap.
 
-use super::{Writer, MAX_PENDING, MAX_UNSAVED_ALERTS, SNAPSHOT_EVERY};
+use super::{Writer, MAX_PENDING, MAX_UNSAVED_ALERTS};
 use crate::model::{AlertState, AlertType, Timestamp};
 use crate::store::{Appended, Batch, StoreError};
 use std::sync::atomic::Ordering;
@@ -13,10 +13,13 @@ impl Writer {
         if !self.take_alerts() {
             return;
         }
-        let snap = self.engine.snapshot();
-        match self.store.append(&[], &self.unsaved_alerts, Some(&snap)) {
+        let snap = self.snap();
+        match self
+            .store
+            .append(&[], &self.unsaved_alerts, Some(snap.as_state()))
+        {
             Ok(mut added) => {
-                self.snap_at = Instant::now();
+                self.snap_saved(&snap);
                 self.alerts_saved(&mut added);
             }
             Err(e) => {
@@ -37,12 +40,12 @@ impl Writer {
         }
         self.publish_live();
         let alerts = self.take_alerts();
-        // The alarm snapshot goes with every alert commit; with reading batches only every SNAPSHOT_EVERY.
-        let snap =
-            (alerts || self.snap_at.elapsed() >= SNAPSHOT_EVERY).then(|| self.engine.snapshot());
+        // Alarm state goes with every alert commit (what the transitions changed); all of it every SNAPSHOT_EVERY.
+        let snap = (alerts || self.full_snapshot_due()).then(|| self.snap());
+        let state = snap.as_ref().map(|s| s.as_state());
         let mut r = self
             .store
-            .append(&self.pending, &self.unsaved_alerts, snap.as_deref());
+            .append(&self.pending, &self.unsaved_alerts, state);
         if r.as_ref().is_err_and(StoreError::is_full) {
             // The write-ahead log may be what is full (it grows until a checkpoint, and a WAL that cannot grow
             // blocks every write): move it into the database, truncate it, and try once more before dropping
@@ -50,12 +53,12 @@ impl Writer {
             self.store.checkpoint();
             r = self
                 .store
-                .append(&self.pending, &self.unsaved_alerts, snap.as_deref());
+                .append(&self.pending, &self.unsaved_alerts, state);
         }
         match r {
             Ok(mut added) => {
-                if snap.is_some() {
-                    self.snap_at = Instant::now();
+                if let Some(snap) = &snap {
+                    self.snap_saved(snap);
                 }
                 // The committed readings go to the sinks that are caught up as they are (see store/fresh.rs).
                 let cap = self.pending.len();

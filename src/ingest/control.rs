@@ -15,12 +15,17 @@ impl Writer {
                 let mut out = std::mem::take(&mut self.alerts);
                 let result = self.engine.command(&req, self.clock.now(), &mut out);
                 self.alerts = out;
+                // A command may set state beyond its events' sensors: the commit carries all of it.
+                self.snap_at = None;
                 if self.alerts.is_empty() && self.unsaved_alerts.is_empty() {
                     // No event (a refusal, a shelf on a quiet sensor): the snapshot still records the request id
                     // and any state the command set.
                     let snap = self.engine.snapshot();
-                    if let Err(e) = self.store.append_alerts(&[], Some(&snap)) {
-                        tracing::error!(error = %e, "Cannot save the alarm state after an operator command.");
+                    match self.store.append_alerts(&[], Some(&snap)) {
+                        Ok(_) => self.snap_at = Some(std::time::Instant::now()),
+                        Err(e) => {
+                            tracing::error!(error = %e, "Cannot save the alarm state after an operator command.")
+                        }
                     }
                 }
                 self.commit_alerts();

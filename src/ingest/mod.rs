@@ -29,10 +29,11 @@ const MAX_PENDING: usize = 200_000;
 const MAX_UNSAVED_ALERTS: usize = 10_000;
 /// Polls taken from the channel in one go before alerts are committed.
 const TAKE_AT_ONCE: usize = 256;
-/// The alarm snapshot goes with every alert commit; with reading batches only this often. Between transitions it
-/// only moves pending delays and windows: a crash loses at most this much of their progress (a pending delay then
-/// runs again from its start: an alarm later, never earlier), and the engine is not serialized, compressed and
-/// written every second (most of the per-reading cost at 2,000 sensors).
+/// The full alarm snapshot goes with a commit this often; alert commits in between carry the states of the
+/// sensors their transitions belong to (alarm_state.rs). What else moves between transitions is pending delays
+/// and windows: a crash loses at most this much of their progress (a pending delay then runs again from its
+/// start: an alarm later, never earlier), and the engine is not serialized, compressed and written with every
+/// commit (most of the per-reading cost at 2,000 sensors).
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(10);
 /// Operator commands queued for the alarm engine (more are refused as busy by the MQTT side).
 const CONTROL_QUEUE: usize = 64;
@@ -140,8 +141,8 @@ struct Writer {
     clock: clock::Timeline,
     /// Store failures are logged once a minute with a count, not on every flush.
     fail_log: crate::util::Throttle,
-    /// When the alarm snapshot was last committed.
-    snap_at: Instant,
+    /// When the last full alarm snapshot was committed; `None`: the next commit carries one (alarm_state.rs).
+    snap_at: Option<Instant>,
     /// When the thread started, until the first reading is logged.
     first_reading: Option<Instant>,
     /// The last flush committed readings: more are expected, the next flush is timed.
@@ -171,16 +172,7 @@ impl Writer {
         engine.set_acknowledge(cfg.commands_enabled());
         engine.set_alarms(&cfg.alarms);
         match store.engine_state() {
-            Ok(Some(st)) => match engine.restore(&st, started) {
-                Ok(r) => tracing::debug!(
-                    sensors = r.sensors,
-                    unreadable = r.unreadable.len(),
-                    "Alarm state restored."
-                ),
-                Err(e) => {
-                    tracing::warn!(error = %e, "Saved alarm state is unreadable; starting with no active alarms.")
-                }
-            },
+            Ok(Some(saved)) => alarm_state::restore(&mut engine, &saved, started),
             Ok(None) => {}
             Err(e) => return Err(format!("cannot read the saved alarm state: {e}")),
         }
@@ -223,7 +215,7 @@ impl Writer {
             last_ts: Default::default(),
             clock: clock::Timeline::new(Timestamp::now(), Instant::now()),
             fail_log: crate::util::Throttle::new(Duration::from_secs(60)),
-            snap_at: Instant::now(),
+            snap_at: Some(Instant::now()),
             first_reading: Some(Instant::now()),
             flowing: false,
             inline: inline::Budget::default(),
@@ -441,6 +433,8 @@ impl Writer {
         self.engine.set_alarms(&new.alarms);
         let removed = self.engine.reconfigure(&new.sensor, Timestamp::now());
         self.alerts.extend(removed);
+        // Sensors came and went: the next commit carries the whole alarm state.
+        self.snap_at = None;
         self.cfg = new;
         // Sensors removed by the reload leave the live state (and so the device shadow).
         let cfg = &self.cfg;
@@ -519,6 +513,7 @@ impl Writer {
     }
 }
 
+mod alarm_state;
 mod beat;
 mod clock;
 mod commit;

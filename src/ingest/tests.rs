@@ -321,3 +321,147 @@ async fn readings_judged_inline_and_queued_are_all_committed_in_order() {
         );
     }
 }
+
+/// A gateway of `n` simulated sensors `s0..`, each with a warning at 100.
+fn cfg_alarms(dir: &std::path::Path, n: usize) -> Config {
+    let mut toml = format!("[gateway]\nid = \"gw\"\ndata_dir = \"{}\"\n", dir.display());
+    for i in 0..n {
+        toml += &format!(
+            "[[sensor]]\nid = \"s{i}\"\nsource = {{ simulated = \"sine\" }}\nwarning = {{ high = 100 }}\n"
+        );
+    }
+    crate::config::parse_str(&toml, std::path::Path::new("t.toml"), &[]).expect("config")
+}
+
+/// Judge one reading of `sensor` and commit its transitions.
+fn judge(w: &mut Writer, sensor: &str, ts: i64, v: f64) -> Vec<Alert> {
+    w.accept(Reading::new(Arc::from(sensor), Timestamp(ts), v));
+    let out = w.alerts.clone();
+    w.commit_alerts();
+    out
+}
+
+fn active(w: &Writer) -> Vec<(String, String)> {
+    let mut v: Vec<_> = w
+        .engine
+        .active()
+        .into_iter()
+        .map(|a| (a.sensor, a.id))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn an_alert_commit_carries_only_its_sensors_state_and_a_crash_restores_all_of_it() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let open = || {
+        Writer::open(
+            Arc::new(cfg_alarms(dir.path(), 50)),
+            Vec::new(),
+            SharedMetrics::default(),
+        )
+        .expect("open")
+        .0
+    };
+    let mut w = open();
+    for i in 0..50 {
+        w.accept(Reading::new(
+            Arc::from(format!("s{i}")),
+            Timestamp(1_000),
+            1.0,
+        ));
+    }
+    w.flush();
+    let raised = judge(&mut w, "s7", 2_000, 150.0);
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    // The commit wrote s7's state and the gateway-wide part, not the other 49 sensors.
+    let saved = w.store.engine_state().expect("read").expect("saved");
+    assert_eq!(saved.full, None);
+    assert!(saved.head.is_some());
+    let ids: Vec<&str> = saved.sensors.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(ids, ["s7"]);
+
+    // The full snapshot falls due: it holds s7 raised and replaces the changes.
+    w.snap_at = None;
+    w.pending
+        .push(Reading::new(Arc::from("s1"), Timestamp(3_000), 1.0));
+    w.flush();
+    let saved = w.store.engine_state().expect("read").expect("saved");
+    assert!(saved.full.is_some());
+    assert_eq!((saved.head, saved.sensors.len()), (None, 0));
+
+    // After it, s7 clears and s9 raises (changes only); then the process dies without shutting down.
+    assert_eq!(judge(&mut w, "s7", 4_000, 1.0).len(), 1);
+    assert_eq!(judge(&mut w, "s9", 4_000, 150.0).len(), 1);
+    let before = active(&w);
+    assert_eq!(before.len(), 1);
+    assert_eq!(before[0].0, "s9");
+    drop(w);
+
+    // The restart restores the full snapshot and the changes over it: s7 cleared, s9 raised under its id, and the
+    // next id is new.
+    let mut w = open();
+    assert_eq!(active(&w), before);
+    assert!(
+        judge(&mut w, "s9", 5_000, 160.0).is_empty(),
+        "s9 is not raised again"
+    );
+    let cleared = judge(&mut w, "s9", 6_000, 1.0);
+    assert_eq!(cleared.len(), 1);
+    assert_eq!(
+        (cleared[0].state, cleared[0].id.as_str()),
+        (AlertState::Cleared, before[0].1.as_str())
+    );
+    let again = judge(&mut w, "s7", 7_000, 150.0);
+    assert_eq!(again.len(), 1);
+    assert!(
+        again[0].id != raised[0].id && again[0].id != before[0].1,
+        "a new id: {} (earlier {} and {})",
+        again[0].id,
+        raised[0].id,
+        before[0].1
+    );
+}
+
+#[test]
+fn an_operator_command_commits_the_whole_alarm_state() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut w = Writer::open(
+        Arc::new(cfg_alarms(dir.path(), 3)),
+        Vec::new(),
+        SharedMetrics::default(),
+    )
+    .expect("open")
+    .0;
+    w.engine.set_acknowledge(true);
+    judge(&mut w, "s0", 1_000, 150.0);
+    assert!(w
+        .store
+        .engine_state()
+        .expect("read")
+        .expect("saved")
+        .full
+        .is_none());
+    let (tx, mut rx) = oneshot::channel();
+    // A shelf on the alarmed sensor: an event for it, and state beyond it (the request id).
+    let req = crate::pipeline::Request {
+        cmd: crate::pipeline::Command::Shelve {
+            target: crate::pipeline::Target::Sensor("s0".into()),
+            until: Timestamp(Timestamp::now().0 + 600_000),
+        },
+        by: "alice".into(),
+        note: None,
+        request_id: Some("r1".into()),
+    };
+    w.control(Control::Command(req, tx));
+    let answer = rx.try_recv().expect("answered");
+    assert!(answer.is_ok(), "{answer:?}");
+    assert!(
+        w.store.newest().expect("newest").1 >= 2,
+        "the shelf's event is stored"
+    );
+    let saved = w.store.engine_state().expect("read").expect("saved");
+    assert!(saved.full.is_some(), "{saved:?}");
+    assert!(!w.full_snapshot_due());
+}

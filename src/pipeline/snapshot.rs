@@ -2,6 +2,10 @@
 //!
 //! The snapshot is versioned and restored sensor by sensor: a sensor whose saved state cannot be read by this
 //! version starts fresh (logged), the others keep their alarms. Version 1 is the unversioned form of 0.1.
+//!
+//! Between two full snapshots a commit of alert transitions carries only [`Changes`]: the gateway-wide part and
+//! the states of the sensors the transitions belong to, restored over the last full snapshot
+//! ([`Engine::restore_changes`]).
 
 use super::alarm::SensorState;
 use super::Engine;
@@ -28,6 +32,15 @@ struct Snapshot<S> {
 
 fn v1() -> u32 {
     1
+}
+
+/// What changed since the last full snapshot, for a commit of alert transitions (see the module doc).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Changes {
+    /// The gateway-wide part: a snapshot with no sensors (version, id counter, request ids, flood).
+    pub head: String,
+    /// `(sensor id, its state as JSON)`, each sensor once.
+    pub sensors: Vec<(String, String)>,
 }
 
 /// What [`Engine::restore`] did.
@@ -65,6 +78,64 @@ impl Engine {
             flood: self.flood.clone(),
         };
         serde_json::to_string(&snap).unwrap_or_default()
+    }
+
+    /// The gateway-wide part and the states of `sensors` (ids; unknown ones and repeats skipped), for a commit
+    /// whose transitions belong to them.
+    pub fn changes<'a>(&self, sensors: impl IntoIterator<Item = &'a str>) -> Changes {
+        let head = Snapshot::<&SensorState> {
+            version: SNAPSHOT_VERSION,
+            counter: self.ids.counter,
+            sensors: HashMap::new(),
+            requests: self.requests.iter().cloned().collect(),
+            flood: self.flood.clone(),
+        };
+        let mut out = Changes {
+            head: serde_json::to_string(&head).unwrap_or_default(),
+            sensors: Vec::new(),
+        };
+        for id in sensors {
+            if out.sensors.iter().any(|(s, _)| s == id) {
+                continue;
+            }
+            if let Some(e) = self.sensors.get(id) {
+                let state = serde_json::to_string(&e.state).unwrap_or_default();
+                out.sensors.push((id.to_string(), state));
+            }
+        }
+        out
+    }
+
+    /// Restore [`Changes`] saved after the full snapshot [`Engine::restore`] took: the gateway-wide part (when
+    /// saved) and each sensor's state over what the full snapshot gave it. Fails only as `restore` does, on the
+    /// head.
+    pub fn restore_changes(
+        &mut self,
+        head: Option<&str>,
+        sensors: &[(String, String)],
+        now: Timestamp,
+    ) -> Result<Restored, SnapshotError> {
+        if let Some(h) = head {
+            self.restore(h, now)?;
+        }
+        let mut done = Restored::default();
+        for (k, v) in sensors {
+            let Some(e) = self.sensors.get_mut(k.as_str()) else {
+                continue;
+            };
+            match serde_json::from_str::<SensorState>(v) {
+                Ok(st) => {
+                    e.state = st;
+                    done.sensors += 1;
+                }
+                Err(err) => {
+                    tracing::warn!(sensor = %k, error = %err, "Saved alarm state of this sensor is unreadable; it keeps its state from the last full snapshot.");
+                    done.unreadable.push(k.clone());
+                }
+            }
+        }
+        self.started = now;
+        Ok(done)
     }
 
     /// Restore state saved by [`Engine::snapshot`] (this or an earlier version); unknown sensors are ignored.

@@ -326,6 +326,37 @@ fn state_survives_a_restart() {
 }
 
 #[test]
+fn changes_restored_over_an_older_snapshot_win_for_their_sensors() {
+    let s = sensor();
+    let mut e = Engine::new("gw", "", std::slice::from_ref(&s), Timestamp(0));
+    let mut out = Vec::new();
+    let full = e.snapshot();
+    e.evaluate(
+        &mut Reading::new(Arc::from("t"), Timestamp(1000), 90.0),
+        &mut out,
+    );
+    assert_eq!(out.len(), 1);
+    // Each sensor once, unknown ids skipped.
+    let c = e.changes(["t", "nope", "t"]);
+    assert_eq!(c.sensors.len(), 1);
+    assert_eq!(c.sensors[0].0, "t");
+    let mut e2 = Engine::new("gw", "", std::slice::from_ref(&s), Timestamp(5000));
+    e2.restore(&full, Timestamp(5000)).expect("full");
+    assert!(e2.active().is_empty());
+    let r = e2
+        .restore_changes(Some(&c.head), &c.sensors, Timestamp(5000))
+        .expect("changes");
+    assert_eq!(r.sensors, 1);
+    assert_eq!(e2.active().len(), 1);
+    let mut out2 = Vec::new();
+    e2.evaluate(
+        &mut Reading::new(Arc::from("t"), Timestamp(6000), 20.0),
+        &mut out2,
+    );
+    assert_eq!((out2.len(), out2[0].id.as_str()), (1, out[0].id.as_str()));
+}
+
+#[test]
 fn reconfigure_keeps_state_and_clears_removed_sensors() {
     let s = sensor();
     let mut e = Engine::new("gw", "", std::slice::from_ref(&s), Timestamp(0));

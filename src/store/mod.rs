@@ -23,12 +23,14 @@
 mod cap;
 pub mod codec;
 mod cursors;
+mod engine_state;
 mod fresh;
 mod open;
 mod report;
 mod shared;
 
 pub use cap::Dropped;
+pub use engine_state::{EngineState, SavedState};
 pub use fresh::Fresh;
 
 pub use report::{SinkStatus, Status};
@@ -173,21 +175,6 @@ pub struct Store {
 
 const UPSERT_META: &str = "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value";
 
-/// The alarm snapshot, zstd-compressed: JSON of every sensor's state is repetitive (100 sensors ≈ 35 kB → ≈ 2 kB),
-/// and it is written with every commit, so this keeps each commit to a page or two.
-fn save_engine_state(
-    tx: &rusqlite::Transaction<'_>,
-    z: &mut codec::Zstd,
-    st: &str,
-) -> Result<(), StoreError> {
-    let z = z.compress(st.as_bytes())?;
-    tx.prepare_cached(
-        "INSERT INTO meta (key, value) VALUES ('engine_state_z', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-    )?
-    .execute(params![z])?;
-    Ok(())
-}
-
 impl Store {
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self
@@ -229,28 +216,6 @@ impl Store {
         self.set_meta("clean_shutdown", "1")?;
         self.checkpoint();
         Ok(())
-    }
-
-    /// The saved alarm-engine state.
-    pub fn engine_state(&self) -> Result<Option<String>, StoreError> {
-        let z: Option<Vec<u8>> = self
-            .conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'engine_state_z'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
-        match z {
-            Some(z) => {
-                let raw = zstd::stream::decode_all(z.as_slice())?;
-                String::from_utf8(raw)
-                    .map(Some)
-                    .map_err(|e| StoreError::Io(std::io::Error::other(e)))
-            }
-            // Written by 0.1, uncompressed.
-            None => self.meta("engine_state"),
-        }
     }
 
     /// Make every later write fail, as a disk that refuses writes would (tests).
@@ -320,7 +285,7 @@ impl Store {
         engine_state: Option<&str>,
     ) -> Result<Option<i64>, StoreError> {
         Ok(self
-            .append(readings, &[], engine_state)?
+            .append(readings, &[], engine_state.map(EngineState::Full))?
             .batch
             .map(|(_, id)| id))
     }
@@ -331,7 +296,9 @@ impl Store {
         alerts: &[Alert],
         engine_state: Option<&str>,
     ) -> Result<Vec<i64>, StoreError> {
-        Ok(self.append(&[], alerts, engine_state)?.seqs())
+        Ok(self
+            .append(&[], alerts, engine_state.map(EngineState::Full))?
+            .seqs())
     }
 
     /// Commit a batch of readings, alert events and the engine state, each optional, in one transaction (one
@@ -340,7 +307,7 @@ impl Store {
         &mut self,
         readings: &[Reading],
         alerts: &[Alert],
-        engine_state: Option<&str>,
+        engine_state: Option<EngineState<'_>>,
     ) -> Result<Appended, StoreError> {
         let mut out = Appended::default();
         if readings.is_empty() && alerts.is_empty() && engine_state.is_none() {
@@ -403,7 +370,7 @@ impl Store {
                 .push((seq, serde_json::from_str::<Alert>(&payload).ok()));
         }
         if let Some(st) = engine_state {
-            save_engine_state(&tx, &mut self.zstd, st)?;
+            engine_state::save(&tx, &mut self.zstd, st)?;
         }
         tx.commit()?;
         Ok(out)
