@@ -7,6 +7,128 @@ use std::time::Duration;
 /// to defend against; foldhash is seeded per process anyway.
 pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
+/// A map by id that keeps insertion order, for lookups that mostly come in that order: one poll's readings arrive
+/// in the order of the config file, so the slot after the last one found is tried first and the hash is computed
+/// only when that guess fails. Entries sit in one vector, so walking a poll's sensors walks memory forward (the
+/// judging of a reading was cache misses and hashing, not arithmetic).
+#[derive(Debug)]
+pub struct SeqMap<V> {
+    items: Vec<(std::sync::Arc<str>, V)>,
+    index: FastMap<std::sync::Arc<str>, usize>,
+    /// The slot after the last one found.
+    next: std::cell::Cell<usize>,
+}
+
+impl<V> Default for SeqMap<V> {
+    fn default() -> Self {
+        SeqMap {
+            items: Vec::new(),
+            index: FastMap::default(),
+            next: std::cell::Cell::new(0),
+        }
+    }
+}
+
+impl<V> SeqMap<V> {
+    /// An empty map with room for `n` entries.
+    pub fn with_capacity(n: usize) -> Self {
+        SeqMap {
+            items: Vec::with_capacity(n),
+            index: FastMap::with_capacity_and_hasher(n, Default::default()),
+            next: std::cell::Cell::new(0),
+        }
+    }
+
+    fn find(&self, id: &str) -> Option<usize> {
+        let next = self.next.get();
+        // The next slot (the poll goes on), then the same one again (a second look at the same sensor).
+        for i in [next, next.wrapping_sub(1)] {
+            if self.items.get(i).is_some_and(|(k, _)| **k == *id) {
+                self.next.set(i + 1);
+                return Some(i);
+            }
+        }
+        let i = *self.index.get(id)?;
+        self.next.set(i + 1);
+        Some(i)
+    }
+
+    /// The entry of `id`.
+    pub fn get(&self, id: &str) -> Option<&V> {
+        let i = self.find(id)?;
+        self.items.get(i).map(|(_, v)| v)
+    }
+
+    /// The entry of `id`, to change.
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut V> {
+        let i = self.find(id)?;
+        self.items.get_mut(i).map(|(_, v)| v)
+    }
+
+    /// Whether `id` has an entry.
+    pub fn contains_key(&self, id: &str) -> bool {
+        self.index.contains_key(id)
+    }
+
+    /// Set the entry of `id` (appended if new), returning the one it replaces.
+    pub fn insert(&mut self, id: std::sync::Arc<str>, v: V) -> Option<V> {
+        match self.index.get(&*id) {
+            Some(&i) => self
+                .items
+                .get_mut(i)
+                .map(|e| std::mem::replace(&mut e.1, v)),
+            None => {
+                self.index
+                    .insert(std::sync::Arc::clone(&id), self.items.len());
+                self.items.push((id, v));
+                None
+            }
+        }
+    }
+
+    /// The entries in insertion order.
+    pub fn iter(&self) -> impl Iterator<Item = (&std::sync::Arc<str>, &V)> {
+        self.items.iter().map(|(k, v)| (k, v))
+    }
+
+    /// The entries in insertion order, to change.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&std::sync::Arc<str>, &mut V)> {
+        self.items.iter_mut().map(|(k, v)| (&*k, v))
+    }
+
+    /// The ids in insertion order.
+    pub fn keys(&self) -> impl Iterator<Item = &std::sync::Arc<str>> {
+        self.items.iter().map(|(k, _)| k)
+    }
+
+    /// The values in insertion order.
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.items.iter().map(|(_, v)| v)
+    }
+
+    /// The values in insertion order, to change.
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
+        self.items.iter_mut().map(|(_, v)| v)
+    }
+
+    /// How many entries.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Take every entry out, in insertion order.
+    pub fn drain(&mut self) -> impl Iterator<Item = (std::sync::Arc<str>, V)> + '_ {
+        self.index.clear();
+        self.next.set(0);
+        self.items.drain(..)
+    }
+}
+
 /// Jittered exponential backoff.
 #[derive(Debug, Clone)]
 pub struct Backoff {
@@ -120,6 +242,39 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_seq_map_finds_every_id_in_any_order() {
+        use std::sync::Arc;
+        let mut m = super::SeqMap::default();
+        for i in 0..50 {
+            assert_eq!(m.insert(Arc::from(format!("s{i}")), i), None);
+        }
+        // In order (the guess), backwards, by stride, the same id twice, and ids it does not hold.
+        let orders: [Vec<usize>; 3] = [
+            (0..50).collect(),
+            (0..50).rev().collect(),
+            (0..50).map(|i| i * 7 % 50).collect(),
+        ];
+        for order in orders {
+            for i in order {
+                let id = format!("s{i}");
+                assert_eq!(m.get(&id), Some(&i));
+                assert_eq!(m.get(&id), Some(&i), "a second look at {id}");
+                assert_eq!(m.get(&format!("{id}x")), None);
+            }
+        }
+        *m.get_mut("s3").expect("s3") = 300;
+        assert_eq!(m.insert(Arc::from("s4"), 400), Some(4));
+        assert_eq!(
+            (m.get("s3"), m.get("s4"), m.len()),
+            (Some(&300), Some(&400), 50)
+        );
+        let ids: Vec<String> = m.keys().map(|k| k.to_string()).collect();
+        assert_eq!(ids[..3], ["s0", "s1", "s2"], "insertion order");
+        assert_eq!(m.drain().count(), 50);
+        assert!(m.is_empty() && m.get("s0").is_none() && !m.contains_key("s0"));
+    }
+
     #[test]
     fn chains_name_the_root_cause() {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");

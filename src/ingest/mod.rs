@@ -136,7 +136,7 @@ struct Writer {
     overflow: Option<(Alert, Instant)>,
     alerts: Vec<Alert>,
     /// Newest timestamp written per sensor.
-    last_ts: crate::util::FastMap<Arc<str>, Timestamp>,
+    last_ts: crate::util::SeqMap<Timestamp>,
     /// The daemon's timeline: the wall clock, never stepping back (see clock.rs).
     clock: clock::Timeline,
     /// Store failures are logged once a minute with a count, not on every flush.

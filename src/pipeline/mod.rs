@@ -118,8 +118,8 @@ impl SensorRules {
     }
 }
 
-/// The engine's sensors by id, looked up for every reading (see [`crate::util::FastMap`]).
-type Sensors = crate::util::FastMap<Arc<str>, Entry>;
+/// The engine's sensors by id in config order, looked up for every reading (see [`crate::util::SeqMap`]).
+type Sensors = crate::util::SeqMap<Entry>;
 
 struct Entry {
     rules: Arc<SensorRules>,
@@ -185,7 +185,7 @@ impl Engine {
         let mut v = Vec::new();
         let stale_after = self.alarms.stale_after.0;
         let none: Option<Active> = None;
-        for (id, e) in &self.sensors {
+        for (id, e) in self.sensors.iter() {
             let s = &e.state;
             let m = s.managed.as_deref();
             let items = [
@@ -286,18 +286,15 @@ impl Engine {
     /// (returned as transitions).
     pub fn reconfigure(&mut self, sensors: &[SensorConfig], now: Timestamp) -> Vec<Alert> {
         let mut out = Vec::new();
-        let mut next = Sensors::with_capacity_and_hasher(sensors.len(), Default::default());
+        let mut next = Sensors::with_capacity(sensors.len());
+        let mut old: crate::util::FastMap<Arc<str>, Entry> = self.sensors.drain().collect();
         for s in sensors {
             let id: Arc<str> = Arc::from(s.id.as_str());
             let rules = Arc::new(SensorRules::from_config(s));
-            let state = self
-                .sensors
-                .remove(&id)
-                .map(|e| e.state)
-                .unwrap_or_default();
+            let state = old.remove(&id).map(|e| e.state).unwrap_or_default();
             next.insert(id, Entry { rules, state });
         }
-        let removed: Vec<(Arc<str>, Entry)> = self.sensors.drain().collect();
+        let removed: Vec<(Arc<str>, Entry)> = old.into_iter().collect();
         for (id, e) in removed {
             let mut em = Self::emitter(
                 &mut self.ids,
