@@ -11,7 +11,7 @@ pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomS
 /// in the order of the config file, so the slot after the last one found is tried first and the hash is computed
 /// only when that guess fails. Entries sit in one vector, so walking a poll's sensors walks memory forward (the
 /// judging of a reading was cache misses and hashing, not arithmetic).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SeqMap<V> {
     items: Vec<(std::sync::Arc<str>, V)>,
     index: FastMap<std::sync::Arc<str>, usize>,

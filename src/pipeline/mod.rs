@@ -370,15 +370,17 @@ impl Engine {
     }
 
     fn evaluate_one(&mut self, r: &mut Reading, out: &mut Vec<Alert>) {
-        let Some(mut entry) = self.sensors.get_mut(&r.sensor) else {
+        let Some(entry) = self.sensors.get(&r.sensor) else {
             r.quality = Quality::Invalid;
             return;
         };
-        let rules = Arc::clone(&entry.rules);
-        // What this reading's alarms depend on in other sensors, looked up before this sensor's state changes (a
-        // second lookup of the sensor only for those that have such links: one per reading otherwise).
+        // What this reading's alarms depend on in other sensors, looked up before this sensor's state changes. Only
+        // a sensor with such links holds its rules for it: the reference count is a locked write to a line the
+        // other sensors' judging does not touch, a third of this function's time when every sensor took it.
+        let linked = (entry.rules.enabled_when.is_some() || entry.rules.deviation.is_some())
+            .then(|| Arc::clone(&entry.rules));
         let (mut enabled, mut reference) = (None, None);
-        if rules.enabled_when.is_some() || rules.deviation.is_some() {
+        if let Some(rules) = &linked {
             enabled = rules
                 .enabled_when
                 .as_ref()
@@ -387,12 +389,12 @@ impl Engine {
                 .deviation
                 .as_ref()
                 .map(|d| self.usable(&d.from, r.ts).map(|x| (x, d)));
-            entry = match self.sensors.get_mut(&r.sensor) {
-                Some(e) => e,
-                None => return,
-            };
         }
-        let st = &mut entry.state;
+        // The same slot again (util::SeqMap): no second hash.
+        let Some(Entry { rules, state: st }) = self.sensors.get_mut(&r.sensor) else {
+            return;
+        };
+        let rules: &SensorRules = rules;
         let (v, now) = (r.value, r.ts);
         let fault = validate::check(r, &rules, st);
         // Any reading, good or bad, means the sensor answers: OFFLINE ends here; bad values are FAULT's business.

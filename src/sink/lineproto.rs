@@ -17,6 +17,7 @@ pub use crate::lineproto::{key, measurement, problem, string_value};
 use crate::model::{Exact, Quality, Reading};
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::Arc;
 
 /// Pre-escaped tag set per sensor, so encoding a point is one lookup and a few copies.
 #[derive(Debug, Default, Clone)]
@@ -26,7 +27,7 @@ pub struct Encoder {
     precision_mul: i64,
     common: BTreeMap<String, String>,
     per_sensor: BTreeMap<String, BTreeMap<String, String>>,
-    cache: crate::util::FastMap<String, String>,
+    cache: crate::util::SeqMap<String>,
 }
 
 impl Encoder {
@@ -78,13 +79,13 @@ impl Encoder {
         }
     }
 
-    fn prefix(&mut self, sensor: &str) -> &str {
-        if !self.cache.contains_key(sensor) {
+    fn prefix(&mut self, sensor: &Arc<str>) -> &str {
+        if self.cache.get(sensor).is_none() {
             let mut tags = self.common.clone();
-            if let Some(extra) = self.per_sensor.get(sensor) {
+            if let Some(extra) = self.per_sensor.get(&**sensor) {
                 tags.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
             }
-            tags.insert("sensor".into(), sensor.into());
+            tags.insert("sensor".into(), sensor.to_string());
             let mut p = self.measurement.clone();
             for (k, v) in &tags {
                 if k.is_empty() || v.is_empty() {
@@ -96,7 +97,7 @@ impl Encoder {
                 key(&mut p, v);
             }
             p.push(' ');
-            self.cache.insert(sensor.to_string(), p);
+            self.cache.insert(Arc::clone(sensor), p);
         }
         self.cache.get(sensor).map(String::as_str).unwrap_or("")
     }
@@ -139,7 +140,9 @@ impl Encoder {
         } else if !finite {
             out.push_str("quality=\"invalid\"");
         }
-        let _ = writeln!(out, " {}", r.ts.0.div_euclid(div) * mul);
+        out.push(' ');
+        out.push_str(itoa::Buffer::new().format(r.ts.0.div_euclid(div) * mul));
+        out.push('\n');
     }
 }
 

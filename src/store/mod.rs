@@ -163,7 +163,7 @@ impl Appended {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
-    ids: crate::util::FastMap<Arc<str>, u32>,
+    ids: crate::util::SeqMap<u32>,
     names: Vec<Option<Arc<str>>>,
     /// The previous run did not shut down cleanly.
     pub was_unclean: bool,
