@@ -396,7 +396,7 @@ impl Engine {
         };
         let rules: &SensorRules = rules;
         let (v, now) = (r.value, r.ts);
-        let fault = validate::check(r, &rules, st);
+        let fault = validate::check(r, rules, st);
         // Any reading, good or bad, means the sensor answers: OFFLINE ends here; bad values are FAULT's business.
         st.last_seen = Some(now);
         if st.out_of_service.is_some() {
@@ -407,7 +407,7 @@ impl Engine {
             &mut self.ids,
             &self.location,
             &r.sensor,
-            &rules,
+            rules,
             out,
             self.ack,
         );
@@ -458,13 +458,13 @@ impl Engine {
         if r.is_text() {
             return;
         }
-        manage::remember(st, &rules, now, v);
-        if !manage::enabled(&mut em, st, &rules, enabled, now) {
+        manage::remember(st, rules, now, v);
+        if !manage::enabled(&mut em, st, rules, enabled, now) {
             return;
         }
         em.threshold(Direction::High, &mut st.high, v, now);
         em.threshold(Direction::Low, &mut st.low, v, now);
-        manage::rate(&mut em, st, &rules, now, v);
+        manage::rate(&mut em, st, rules, now, v);
         manage::deviation(&mut em, st, reference, now, v);
     }
 
