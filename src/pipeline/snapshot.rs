@@ -123,7 +123,9 @@ impl Engine {
             let Some(e) = self.sensors.get_mut(k.as_str()) else {
                 continue;
             };
-            match serde_json::from_str::<SensorState>(v) {
+            // Through a Value, as `restore` reads sensors: one deserializer of SensorState in the binary, not two.
+            let state = serde_json::from_str(v).and_then(serde_json::from_value::<SensorState>);
+            match state {
                 Ok(st) => {
                     e.state = st;
                     done.sensors += 1;
