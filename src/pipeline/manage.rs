@@ -257,7 +257,7 @@ pub(super) fn rate(
 pub(super) fn deviation(
     em: &mut Emitter<'_>,
     st: &mut SensorState,
-    reference: Option<Result<(f64, &DeviationConfig), String>>,
+    reference: Option<Result<(f64, DeviationConfig), String>>,
     now: Timestamp,
     v: f64,
 ) {

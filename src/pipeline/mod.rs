@@ -121,8 +121,9 @@ impl SensorRules {
 /// The engine's sensors by id in config order, looked up for every reading (see [`crate::util::SeqMap`]).
 type Sensors = crate::util::SeqMap<Entry>;
 
+/// A sensor's rules and state side by side: one poll's sensors are judged walking memory forward.
 struct Entry {
-    rules: Arc<SensorRules>,
+    rules: SensorRules,
     state: SensorState,
 }
 
@@ -290,7 +291,7 @@ impl Engine {
         let mut old: crate::util::FastMap<Arc<str>, Entry> = self.sensors.drain().collect();
         for s in sensors {
             let id: Arc<str> = Arc::from(s.id.as_str());
-            let rules = Arc::new(SensorRules::from_config(s));
+            let rules = SensorRules::from_config(s);
             let state = old.remove(&id).map(|e| e.state).unwrap_or_default();
             next.insert(id, Entry { rules, state });
         }
@@ -375,20 +376,13 @@ impl Engine {
             return;
         };
         // What this reading's alarms depend on in other sensors, looked up before this sensor's state changes. Only
-        // a sensor with such links holds its rules for it: the reference count is a locked write to a line the
-        // other sensors' judging does not touch, a third of this function's time when every sensor took it.
-        let linked = (entry.rules.enabled_when.is_some() || entry.rules.deviation.is_some())
-            .then(|| Arc::clone(&entry.rules));
+        // a sensor with such links copies what it needs for that (an Arc for every reading was a locked write to a
+        // line of its own, a third of this function's time).
         let (mut enabled, mut reference) = (None, None);
-        if let Some(rules) = &linked {
-            enabled = rules
-                .enabled_when
-                .as_ref()
-                .map(|f| self.compute(f, r.ts).map(|x| x != 0.0));
-            reference = rules
-                .deviation
-                .as_ref()
-                .map(|d| self.usable(&d.from, r.ts).map(|x| (x, d)));
+        if entry.rules.enabled_when.is_some() || entry.rules.deviation.is_some() {
+            let (when, dev) = (entry.rules.enabled_when.clone(), entry.rules.deviation.clone());
+            enabled = when.map(|f| self.compute(&f, r.ts).map(|x| x != 0.0));
+            reference = dev.map(|d| self.usable(&d.from, r.ts).map(|x| (x, d)));
         }
         // The same slot again (util::SeqMap): no second hash.
         let Some(Entry { rules, state: st }) = self.sensors.get_mut(&r.sensor) else {
