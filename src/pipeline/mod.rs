@@ -380,7 +380,10 @@ impl Engine {
         // line of its own, a third of this function's time).
         let (mut enabled, mut reference) = (None, None);
         if entry.rules.enabled_when.is_some() || entry.rules.deviation.is_some() {
-            let (when, dev) = (entry.rules.enabled_when.clone(), entry.rules.deviation.clone());
+            let (when, dev) = (
+                entry.rules.enabled_when.clone(),
+                entry.rules.deviation.clone(),
+            );
             enabled = when.map(|f| self.compute(&f, r.ts).map(|x| x != 0.0));
             reference = dev.map(|d| self.usable(&d.from, r.ts).map(|x| (x, d)));
         }
