@@ -35,6 +35,8 @@ const TAKE_AT_ONCE: usize = 256;
 /// start: an alarm later, never earlier), and the engine is not serialized, compressed and written with every
 /// commit (most of the per-reading cost at 2,000 sensors).
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(10);
+/// How often the size cap and the room on disk are looked at while readings are committed slowly (commit.rs).
+const CAP_EVERY: Duration = Duration::from_secs(10);
 /// Operator commands queued for the alarm engine (more are refused as busy by the MQTT side).
 const CONTROL_QUEUE: usize = 64;
 
@@ -143,6 +145,8 @@ struct Writer {
     fail_log: crate::util::Throttle,
     /// When the last full alarm snapshot was committed; `None`: the next commit carries one (alarm_state.rs).
     snap_at: Option<Instant>,
+    /// When the size cap was last looked at and the readings committed since; `None`: at the next flush.
+    cap_check: Option<(Instant, u64)>,
     /// When the thread started, until the first reading is logged.
     first_reading: Option<Instant>,
     /// The last flush committed readings: more are expected, the next flush is timed.
@@ -216,6 +220,7 @@ impl Writer {
             clock: clock::Timeline::new(Timestamp::now(), Instant::now()),
             fail_log: crate::util::Throttle::new(Duration::from_secs(60)),
             snap_at: Some(Instant::now()),
+            cap_check: None,
             first_reading: Some(Instant::now()),
             flowing: false,
             inline: inline::Budget::default(),

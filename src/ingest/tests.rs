@@ -465,3 +465,27 @@ fn an_operator_command_commits_the_whole_alarm_state() {
     assert!(saved.full.is_some(), "{saved:?}");
     assert!(!w.full_snapshot_due());
 }
+
+#[test]
+fn the_size_cap_is_looked_at_first_then_every_hundredth_of_it_or_every_ten_seconds() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut w = writer(dir.path());
+    let commit = |w: &mut Writer, n: i64, from: i64| {
+        w.pending = (0..n)
+            .map(|i| Reading::new(Arc::from("t"), Timestamp(from + i), 1.0))
+            .collect();
+        w.flush();
+        w.cap_check.expect("looked at once").1
+    };
+    assert_eq!(commit(&mut w, 10, 1_000), 0, "the first flush looks");
+    assert_eq!(commit(&mut w, 10, 2_000), 10, "a small one does not");
+    // 16 bytes a reading against a hundredth of the cap: looked at again, the count starts over.
+    let enough = (w.cfg.buffer.max_size.0 / 100 / 16) as i64;
+    assert_eq!(commit(&mut w, enough, 3_000), 0);
+    assert_eq!(commit(&mut w, 10, 3_000 + enough), 10);
+    // Ten seconds later even a small one looks.
+    w.cap_check = w
+        .cap_check
+        .map(|(at, n)| (at.checked_sub(CAP_EVERY).expect("up for 10 s"), n));
+    assert_eq!(commit(&mut w, 10, 4_000 + enough), 0);
+}
