@@ -2,12 +2,20 @@
 use super::*;
 use crate::model::AlertType;
 
-fn cfg(dir: &std::path::Path) -> Config {
+/// A gateway `gw` storing in `dir` with `sensors` (TOML).
+fn config(dir: &std::path::Path, sensors: &str) -> Config {
     let toml = format!(
-        "[gateway]\nid = \"gw\"\ndata_dir = \"{}\"\n[[sensor]]\nid = \"t\"\nsource = {{ simulated = \"sine\" }}\n",
+        "[gateway]\nid = \"gw\"\ndata_dir = \"{}\"\n{sensors}",
         dir.display()
     );
     crate::config::parse_str(&toml, std::path::Path::new("t.toml"), &[]).expect("config")
+}
+
+fn cfg(dir: &std::path::Path) -> Config {
+    config(
+        dir,
+        "[[sensor]]\nid = \"t\"\nsource = { simulated = \"sine\" }\n",
+    )
 }
 
 /// A writer on a store in `dir`, with its own metrics.
@@ -324,13 +332,10 @@ async fn readings_judged_inline_and_queued_are_all_committed_in_order() {
 
 /// A gateway of `n` simulated sensors `s0..`, each with a warning at 100.
 fn cfg_alarms(dir: &std::path::Path, n: usize) -> Config {
-    let mut toml = format!("[gateway]\nid = \"gw\"\ndata_dir = \"{}\"\n", dir.display());
-    for i in 0..n {
-        toml += &format!(
-            "[[sensor]]\nid = \"s{i}\"\nsource = {{ simulated = \"sine\" }}\nwarning = {{ high = 100 }}\n"
-        );
-    }
-    crate::config::parse_str(&toml, std::path::Path::new("t.toml"), &[]).expect("config")
+    let sensors: String = (0..n)
+        .map(|i| format!("[[sensor]]\nid = \"s{i}\"\nsource = {{ simulated = \"sine\" }}\nwarning = {{ high = 100 }}\n"))
+        .collect();
+    config(dir, &sensors)
 }
 
 /// Judge one reading of `sensor` and commit its transitions.

@@ -66,14 +66,20 @@ pub enum SnapshotError {
 impl Engine {
     /// Serialize the persistent state (active alarms, pending delays, counters).
     pub fn snapshot(&self) -> String {
-        let snap = Snapshot {
-            version: SNAPSHOT_VERSION,
-            counter: self.ids.counter,
-            sensors: self
-                .sensors
+        self.snapshot_of(
+            self.sensors
                 .iter()
                 .map(|(k, e)| (k.to_string(), &e.state))
                 .collect(),
+        )
+    }
+
+    /// The gateway-wide part with `sensors` as JSON.
+    fn snapshot_of<S: Serialize>(&self, sensors: HashMap<String, S>) -> String {
+        let snap = Snapshot {
+            version: SNAPSHOT_VERSION,
+            counter: self.ids.counter,
+            sensors,
             requests: self.requests.iter().cloned().collect(),
             flood: self.flood.clone(),
         };
@@ -83,15 +89,8 @@ impl Engine {
     /// The gateway-wide part and the states of `sensors` (ids; unknown ones and repeats skipped), for a commit
     /// whose transitions belong to them.
     pub fn changes<'a>(&self, sensors: impl IntoIterator<Item = &'a str>) -> Changes {
-        let head = Snapshot::<&SensorState> {
-            version: SNAPSHOT_VERSION,
-            counter: self.ids.counter,
-            sensors: HashMap::new(),
-            requests: self.requests.iter().cloned().collect(),
-            flood: self.flood.clone(),
-        };
         let mut out = Changes {
-            head: serde_json::to_string(&head).unwrap_or_default(),
+            head: self.snapshot_of(HashMap::<String, &SensorState>::new()),
             sensors: Vec::new(),
         };
         for id in sensors {
@@ -120,21 +119,9 @@ impl Engine {
         }
         let mut done = Restored::default();
         for (k, v) in sensors {
-            let Some(e) = self.sensors.get_mut(k.as_str()) else {
-                continue;
-            };
             // Through a Value, as `restore` reads sensors: one deserializer of SensorState in the binary, not two.
-            let state = serde_json::from_str(v).and_then(serde_json::from_value::<SensorState>);
-            match state {
-                Ok(st) => {
-                    e.state = st;
-                    done.sensors += 1;
-                }
-                Err(err) => {
-                    tracing::warn!(sensor = %k, error = %err, "Saved alarm state of this sensor is unreadable; it keeps its state from the last full snapshot.");
-                    done.unreadable.push(k.clone());
-                }
-            }
+            let state = serde_json::from_str(v);
+            self.restore_sensor(k, state, "its state from the last full snapshot", &mut done);
         }
         self.started = now;
         Ok(done)
@@ -154,21 +141,33 @@ impl Engine {
         self.flood = snap.flood;
         let mut done = Restored::default();
         for (k, v) in snap.sensors {
-            let Some(e) = self.sensors.get_mut(k.as_str()) else {
-                continue;
-            };
-            match serde_json::from_value::<SensorState>(v) {
-                Ok(st) => {
-                    e.state = st;
-                    done.sensors += 1;
-                }
-                Err(err) => {
-                    tracing::warn!(sensor = %k, error = %err, "Saved alarm state of this sensor is unreadable; it starts with no active alarms.");
-                    done.unreadable.push(k);
-                }
-            }
+            self.restore_sensor(&k, Ok(v), "no active alarms", &mut done);
         }
         self.started = now;
         Ok(done)
+    }
+
+    /// Set one sensor's saved state; an unknown sensor is skipped, an unreadable state logged with what the sensor
+    /// `keeps` instead.
+    fn restore_sensor(
+        &mut self,
+        id: &str,
+        saved: Result<serde_json::Value, serde_json::Error>,
+        keeps: &'static str,
+        done: &mut Restored,
+    ) {
+        let Some(e) = self.sensors.get_mut(id) else {
+            return;
+        };
+        match saved.and_then(serde_json::from_value::<SensorState>) {
+            Ok(st) => {
+                e.state = st;
+                done.sensors += 1;
+            }
+            Err(err) => {
+                tracing::warn!(sensor = %id, error = %err, keeps, "Saved alarm state of this sensor is unreadable.");
+                done.unreadable.push(id.to_string());
+            }
+        }
     }
 }
