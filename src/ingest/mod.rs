@@ -153,6 +153,9 @@ struct Writer {
     flowing: bool,
     /// Judging on the sources' thread (inline.rs).
     inline: inline::Budget,
+    /// Moves the write-ahead log into the database off the commit path; `None` if it could not start (commits
+    /// then checkpoint themselves).
+    checkpointer: Option<crate::store::Checkpointer>,
 }
 
 impl Writer {
@@ -180,6 +183,9 @@ impl Writer {
             Ok(None) => {}
             Err(e) => return Err(format!("cannot read the saved alarm state: {e}")),
         }
+        let checkpointer = crate::store::Checkpointer::start(&dir)
+            .map_err(|e| tracing::warn!(error = %e, "Cannot start the store's checkpointer; commits will checkpoint the write-ahead log themselves."))
+            .ok();
         let mut store = store;
         if let Err(e) = store.prune(&consumers, cfg.buffer.retention.0, started) {
             tracing::warn!(error = %e, "Pruning delivered data failed.");
@@ -224,6 +230,7 @@ impl Writer {
             first_reading: Some(Instant::now()),
             flowing: false,
             inline: inline::Budget::default(),
+            checkpointer,
         };
         Ok((
             w,
@@ -407,6 +414,8 @@ async fn run(
     if let Err(e) = w.store.append_readings(&[], Some(&snap)) {
         tracing::warn!(error = %e, "Could not save the alarm state at shutdown.");
     }
+    // Stopped before the last checkpoint (mark_clean's), which empties the log.
+    w.checkpointer = None;
     if let Err(e) = w.store.mark_clean() {
         tracing::warn!(error = %e, "Could not mark the store as cleanly closed.");
     }

@@ -87,19 +87,29 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
     }
 }
 
-fn connect(path: &Path) -> Result<Connection, StoreError> {
+/// The write-ahead log's size at which a commit checkpoints it: 4 MiB (SQLite's default), or a quarter of a
+/// file-size limit.
+pub(super) fn wal_budget() -> u64 {
+    super::cap::file_size_limit().map_or(super::cap::WAL_BUDGET, |l| {
+        (l / 4).min(super::cap::WAL_BUDGET)
+    })
+}
+
+pub(super) fn connect(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // After a checkpoint the WAL file shrinks back to 8 MiB at most: a long outage does not leave a large WAL
     // (and its shared-memory index) behind on a small card.
     conn.pragma_update(None, "journal_size_limit", 8 * 1024 * 1024)?;
-    // Checkpoint the WAL at 4 MiB (SQLite's default), or at a quarter of a file-size limit: a WAL that reaches
-    // the limit blocks every write, the deletes that would make room included.
-    let wal_pages = super::cap::file_size_limit().map_or(super::cap::WAL_BUDGET, |l| {
-        (l / 4).min(super::cap::WAL_BUDGET)
-    }) / 4096;
-    conn.pragma_update(None, "wal_autocheckpoint", wal_pages.max(8) as i64)?;
+    // A commit checkpoints the WAL at its budget: a WAL that reaches a file-size limit blocks every write, the
+    // deletes that would make room included. In the daemon the checkpointer thread (checkpoint.rs) keeps it well
+    // below, so this is the backstop.
+    conn.pragma_update(
+        None,
+        "wal_autocheckpoint",
+        (wal_budget() / 4096).max(8) as i64,
+    )?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     // Small page cache: gateways have little RAM and the access pattern is append + sequential read.
     conn.pragma_update(None, "cache_size", "-512")?;
