@@ -42,6 +42,8 @@ pub struct Signals {
     pub live: watch::Receiver<Arc<Live>>,
     /// The last commit's items, for a sink that is caught up (it need not read them back from the store).
     pub fresh: crate::store::Fresh,
+    /// Cursor moves the sinks hand to the ingest thread's next commit.
+    pub handoff: crate::store::Handoff,
     /// Operator commands and audit events to the ingest thread.
     pub control: mpsc::Sender<Control>,
     /// Remote alarm settings from the device shadow (when `apply_desired` is on).

@@ -43,7 +43,7 @@ impl<V> SeqMap<V> {
         let next = self.next.get();
         // The next slot (the poll goes on), then the same one again (a second look at the same sensor).
         for i in [next, next.wrapping_sub(1)] {
-            if self.items.get(i).is_some_and(|(k, _)| **k == *id) {
+            if self.items.get(i).is_some_and(|(k, _)| same(k, id)) {
                 self.next.set(i + 1);
                 return Some(i);
             }
@@ -65,9 +65,14 @@ impl<V> SeqMap<V> {
         self.items.get_mut(i).map(|(_, v)| v)
     }
 
-    /// Whether `id` has an entry.
+    /// Whether `id` has an entry (the next slot tried first, as for [`SeqMap::get`]).
     pub fn contains_key(&self, id: &str) -> bool {
-        self.index.contains_key(id)
+        self.find(id).is_some()
+    }
+
+    /// Where `id` is in insertion order.
+    pub fn position(&self, id: &str) -> Option<usize> {
+        self.find(id)
     }
 
     /// Set the entry of `id` (appended if new), returning the one it replaces.
@@ -127,6 +132,11 @@ impl<V> SeqMap<V> {
         self.next.set(0);
         self.items.drain(..)
     }
+}
+
+/// Whether `k` is `id`: the same allocation (the model's shared sensor ids: no bytes compared), or the same bytes.
+fn same(k: &str, id: &str) -> bool {
+    (std::ptr::eq(k.as_ptr(), id.as_ptr()) && k.len() == id.len()) || k == id
 }
 
 /// Jittered exponential backoff.

@@ -162,6 +162,7 @@ async fn a_new_sink_is_one_trait_impl_with_a_constructor_on_the_runner() {
             events,
             live,
             fresh: Default::default(),
+            handoff: Default::default(),
             control: mpsc::channel(8).0,
             remote: None,
             remote_in_force: None,

@@ -203,6 +203,7 @@ impl SinkBench {
                 events,
                 live,
                 fresh: Default::default(),
+                handoff: Default::default(),
                 // No alarm engine here: commands are not benchmarked.
                 control: tokio::sync::mpsc::channel(1).0,
                 remote: None,

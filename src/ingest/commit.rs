@@ -14,19 +14,35 @@ impl Writer {
             return;
         }
         let snap = self.snap();
+        let moves = self.handoff.take_now();
         match self
             .store
-            .append(&[], &self.unsaved_alerts, Some(snap.as_state()))
+            .append_all(&[], &self.unsaved_alerts, Some(snap.as_state()), &moves)
         {
             Ok(mut added) => {
                 self.snap_saved(&snap);
                 self.alerts_saved(&mut added);
             }
             Err(e) => {
+                self.handoff.put_back(moves);
                 self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
                 self.metrics.store_failing.store(true, Ordering::Relaxed);
                 self.alerts_refused(&e);
             }
+        }
+    }
+
+    /// No readings this flush, so no next flush is timed: commit the cursor moves the sinks handed over and let
+    /// them save their own from now on (store/handoff.rs).
+    pub(super) fn commit_moves(&mut self) {
+        let moves = self.handoff.take(None);
+        if moves.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.append_all(&[], &[], None, &moves) {
+            self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "Cannot save the sinks' cursors; they are kept for the next commit (a restart before it re-delivers).");
+            self.handoff.put_back(moves);
         }
     }
 
@@ -36,6 +52,7 @@ impl Writer {
         self.flowing = !self.pending.is_empty();
         if self.pending.is_empty() {
             self.commit_alerts();
+            self.commit_moves();
             return;
         }
         self.publish_live();
@@ -43,9 +60,13 @@ impl Writer {
         // Alarm state goes with every alert commit (what the transitions changed); all of it every SNAPSHOT_EVERY.
         let snap = (alerts || self.full_snapshot_due()).then(|| self.snap());
         let state = snap.as_ref().map(|s| s.as_state());
+        // The sinks' cursor moves ride along; the next flush is timed (readings flow), so they may hand more.
+        let moves = self
+            .handoff
+            .take(Some(Instant::now() + self.cfg.buffer.flush_interval.0));
         let mut r = self
             .store
-            .append(&self.pending, &self.unsaved_alerts, state);
+            .append_all(&self.pending, &self.unsaved_alerts, state, &moves);
         if r.as_ref().is_err_and(StoreError::is_full) {
             // The write-ahead log may be what is full (it grows until a checkpoint, and a WAL that cannot grow
             // blocks every write): move it into the database, truncate it, and try once more before dropping
@@ -53,7 +74,7 @@ impl Writer {
             self.store.checkpoint();
             r = self
                 .store
-                .append(&self.pending, &self.unsaved_alerts, state);
+                .append_all(&self.pending, &self.unsaved_alerts, state, &moves);
         }
         let committed;
         match r {
@@ -80,6 +101,7 @@ impl Writer {
                 }
             }
             Err(e) => {
+                self.handoff.put_back(moves);
                 self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
                 self.metrics.store_failing.store(true, Ordering::Relaxed);
                 if let Some(suppressed) = self.fail_log.ready() {

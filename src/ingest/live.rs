@@ -45,7 +45,17 @@ impl Writer {
     /// Update the live state from the readings about to be flushed and the active alarms.
     pub(super) fn publish_live(&mut self) {
         let mut live = (**self.live_tx.borrow()).clone();
-        for r in self.pending.iter().filter(|r| self.engine.knows(&r.sensor)) {
+        // Each configured sensor's newest reading held (by its place in the config): one map update per sensor,
+        // not one per reading.
+        let newest = &mut self.newest;
+        newest.clear();
+        newest.resize(self.engine.sensor_count(), usize::MAX);
+        for (i, r) in self.pending.iter().enumerate() {
+            if let Some(slot) = self.engine.slot(&r.sensor).and_then(|s| newest.get_mut(s)) {
+                *slot = i;
+            }
+        }
+        for r in newest.iter().filter_map(|&i| self.pending.get(i)) {
             let latest = LatestValue {
                 v: r.value.is_finite().then_some(r.value),
                 ts: r.ts.0,

@@ -134,6 +134,8 @@ struct Writer {
     live_tx: watch::Sender<Arc<Live>>,
     /// Each commit's items, for the sinks that are caught up.
     fresh: Fresh,
+    /// Cursor moves handed by the sinks, saved with the next commit (store/handoff.rs).
+    handoff: crate::store::Handoff,
     /// The open BUFFER_OVERFLOW alert and when readings were last dropped.
     overflow: Option<(Alert, Instant)>,
     alerts: Vec<Alert>,
@@ -153,6 +155,8 @@ struct Writer {
     flowing: bool,
     /// Judging on the sources' thread (inline.rs).
     inline: inline::Budget,
+    /// Scratch for the live state: per configured sensor, its newest reading held (live.rs).
+    newest: Vec<usize>,
     /// Moves the write-ahead log into the database off the commit path; `None` if it could not start (commits
     /// then checkpoint themselves).
     checkpointer: Option<crate::store::Checkpointer>,
@@ -208,6 +212,7 @@ impl Writer {
         let (live_tx, live) = watch::channel(Arc::new(Live::default()));
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
         let fresh = Fresh::default();
+        let handoff = crate::store::Handoff::default();
         let w = Writer {
             cfg,
             consumers,
@@ -220,6 +225,7 @@ impl Writer {
             events_tx,
             live_tx,
             fresh: fresh.clone(),
+            handoff: handoff.clone(),
             overflow,
             alerts: Vec::new(),
             last_ts: Default::default(),
@@ -230,6 +236,7 @@ impl Writer {
             first_reading: Some(Instant::now()),
             flowing: false,
             inline: inline::Budget::default(),
+            newest: Vec::new(),
             checkpointer,
         };
         Ok((
@@ -239,6 +246,7 @@ impl Writer {
                 events,
                 live,
                 fresh,
+                handoff,
                 control,
                 remote: None,
                 remote_in_force: None,
@@ -409,6 +417,8 @@ async fn run(
     w.commit_alerts();
     w.flush();
     w.commit_alerts();
+    // No commit is timed any more: the sinks save their own cursors from here on.
+    w.commit_moves();
     // The alarm state as it is at the end, whatever the last commit carried.
     let snap = w.engine.snapshot();
     if let Err(e) = w.store.append_readings(&[], Some(&snap)) {

@@ -1,6 +1,7 @@
 //! Ingest thread tests: restarts, a disk that refuses writes, clock steps.
 use super::*;
 use crate::model::AlertType;
+use crate::store::Stream;
 
 /// A gateway `gw` storing in `dir` with `sensors` (TOML).
 fn config(dir: &std::path::Path, sensors: &str) -> Config {
@@ -493,4 +494,68 @@ fn the_size_cap_is_looked_at_first_then_every_hundredth_of_it_or_every_ten_secon
         .cap_check
         .map(|(at, n)| (at.checked_sub(CAP_EVERY).expect("up for 10 s"), n));
     assert_eq!(commit(&mut w, 10, 4_000 + enough), 0);
+}
+
+#[test]
+fn the_live_state_holds_each_configured_sensors_newest_reading_held() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let sensors = "[[sensor]]\nid = \"a\"\nsource = { simulated = \"sine\" }\n\
+                   [[sensor]]\nid = \"b\"\nsource = { simulated = \"sine\" }\n";
+    let (mut w, signals, _control) = Writer::open(
+        Arc::new(config(dir.path(), sensors)),
+        Vec::new(),
+        SharedMetrics::default(),
+    )
+    .expect("open");
+    // Out of config order, one sensor twice, and one the config does not know.
+    for (s, ts, v) in [("b", 1, 2.0), ("a", 1, 1.0), ("x", 1, 9.0), ("a", 2, 3.0)] {
+        w.pending.push(Reading::new(Arc::from(s), Timestamp(ts), v));
+    }
+    w.flush();
+    let live = signals.live.borrow().clone();
+    let got: Vec<(&str, Option<f64>, i64)> = live
+        .sensors
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.v, v.ts))
+        .collect();
+    assert_eq!(got, vec![("a", Some(3.0), 2), ("b", Some(2.0), 1)]);
+}
+
+#[test]
+fn cursor_moves_ride_the_next_flush_while_readings_flow_and_are_refused_after() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (mut w, signals, _control) = Writer::open(
+        Arc::new(cfg(dir.path())),
+        Vec::new(),
+        SharedMetrics::default(),
+    )
+    .expect("open");
+    let cursor = |w: &Writer| {
+        w.store
+            .cursor("influxdb", Stream::Readings)
+            .expect("cursor")
+    };
+    // Nothing timed before the first readings: the sink saves its own.
+    assert!(!signals.handoff.hand("influxdb", Stream::Readings, 1));
+    w.pending
+        .push(Reading::new(Arc::from("t"), Timestamp(1000), 1.0));
+    w.flush();
+    // A flush of readings times the next one: a move is taken, and committed with that flush.
+    assert!(signals.handoff.hand("influxdb", Stream::Readings, 1));
+    assert_eq!(cursor(&w), 0, "not saved on its own");
+    w.pending
+        .push(Reading::new(Arc::from("t"), Timestamp(2000), 1.0));
+    w.flush();
+    assert_eq!(cursor(&w), 1);
+    // An alert commit between two flushes takes what was handed too.
+    assert!(signals.handoff.hand("influxdb", Stream::Readings, 2));
+    let a = overflow_raised(&mut w, 2500);
+    w.alerts.push(a);
+    w.commit_alerts();
+    assert_eq!(cursor(&w), 2);
+    // A flush without readings times none: what was handed is committed, and moves are refused from then on.
+    assert!(signals.handoff.hand("influxdb", Stream::Readings, 3));
+    w.flush();
+    assert_eq!(cursor(&w), 3);
+    assert!(!signals.handoff.hand("influxdb", Stream::Readings, 4));
 }

@@ -8,6 +8,22 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 mod alert;
 mod control;
 pub mod kpi;
+
+/// The one shared allocation of a sensor id. The sources stamp readings with it and the alarm engine keys its
+/// state by it, so looking a reading's sensor up finds the same pointer and compares no bytes
+/// ([`crate::util::SeqMap`]). Taken at start-up and reload, never per reading; ids are few and kept.
+pub fn sensor_id(id: &str) -> Arc<str> {
+    static IDS: std::sync::Mutex<Vec<Arc<str>>> = std::sync::Mutex::new(Vec::new());
+    let mut ids = IDS.lock().unwrap_or_else(|p| p.into_inner());
+    match ids.binary_search_by(|k| (**k).cmp(id)) {
+        Ok(i) => Arc::clone(&ids[i]),
+        Err(i) => {
+            let a: Arc<str> = Arc::from(id);
+            ids.insert(i, Arc::clone(&a));
+            a
+        }
+    }
+}
 pub use alert::*;
 pub use control::*;
 
@@ -319,6 +335,17 @@ pub struct Live {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sensor_id_is_one_allocation_however_often_it_is_taken() {
+        let a = sensor_id("model-test-b");
+        let b = sensor_id(&String::from("model-test-b"));
+        assert!(Arc::ptr_eq(&a, &b));
+        let c = sensor_id("model-test-a");
+        assert_eq!(&*c, "model-test-a");
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert!(Arc::ptr_eq(&sensor_id("model-test-a"), &c));
+    }
 
     #[test]
     fn rfc3339_is_exact_and_never_panics() {

@@ -181,6 +181,17 @@ impl Engine {
         self.sensors.contains_key(sensor)
     }
 
+    /// Where `sensor` is among the configured sensors (0..[`Engine::sensor_count`], in config order, until the
+    /// next reconfiguration).
+    pub fn slot(&self, sensor: &str) -> Option<usize> {
+        self.sensors.position(sensor)
+    }
+
+    /// How many sensors are configured.
+    pub fn sensor_count(&self) -> usize {
+        self.sensors.len()
+    }
+
     /// Active alarms (process alarms, fault, offline, records such as out of service), sorted by sensor.
     pub fn active(&self) -> Vec<ActiveAlert> {
         let mut v = Vec::new();
@@ -290,7 +301,7 @@ impl Engine {
         let mut next = Sensors::with_capacity(sensors.len());
         let mut old: crate::util::FastMap<Arc<str>, Entry> = self.sensors.drain().collect();
         for s in sensors {
-            let id: Arc<str> = Arc::from(s.id.as_str());
+            let id: Arc<str> = crate::model::sensor_id(&s.id);
             let rules = SensorRules::from_config(s);
             let state = old.remove(&id).map(|e| e.state).unwrap_or_default();
             next.insert(id, Entry { rules, state });

@@ -43,6 +43,7 @@ impl SinkContext {
                 events: watch::channel(0).1,
                 live: watch::channel(Arc::default()).1,
                 fresh: Default::default(),
+                handoff: Default::default(),
                 control: mpsc::channel(1).0,
                 remote: None,
                 remote_in_force: None,

@@ -124,7 +124,7 @@ impl SimulatedGroup {
             name: format!("simulated every {}", humantime::format_duration(interval)),
             sensors: sensors
                 .iter()
-                .map(|(s, src)| (Arc::from(s.id.as_str()), Simulated::new(src)))
+                .map(|(s, src)| (crate::model::sensor_id(&s.id), Simulated::new(src)))
                 .collect(),
         }
     }

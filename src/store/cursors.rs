@@ -9,6 +9,18 @@ use rusqlite::{params, OptionalExtension};
 const UPSERT_CURSOR: &str = "INSERT INTO cursors (sink, stream, pos) VALUES (?1, ?2, ?3)
      ON CONFLICT(sink, stream) DO UPDATE SET pos = max(pos, excluded.pos)";
 
+/// Advance a cursor (never back) on `conn`, or in a transaction on it.
+pub(super) fn save(
+    conn: &rusqlite::Connection,
+    sink: &str,
+    stream: Stream,
+    pos: i64,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(UPSERT_CURSOR)?
+        .execute(params![sink, stream.as_str(), pos])?;
+    Ok(())
+}
+
 impl Store {
     /// A sink's own persistent value (e.g. how far telemetry windows were published).
     pub fn sink_meta(&self, sink: &str, key: &str) -> Result<Option<String>, StoreError> {
@@ -32,10 +44,7 @@ impl Store {
 
     /// Advance a sink's cursor (after the far side acknowledged everything up to `pos`).
     pub fn ack(&mut self, sink: &str, stream: Stream, pos: i64) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached(UPSERT_CURSOR)?
-            .execute(params![sink, stream.as_str(), pos])?;
-        Ok(())
+        save(&self.conn, sink, stream, pos)
     }
 
     /// Items of `stream` after `pos` (readings, or events): a sink's backlog.

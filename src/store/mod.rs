@@ -26,6 +26,7 @@ pub mod codec;
 mod cursors;
 mod engine_state;
 mod fresh;
+mod handoff;
 mod open;
 mod report;
 mod shared;
@@ -34,6 +35,7 @@ pub use cap::Dropped;
 pub use checkpoint::Checkpointer;
 pub use engine_state::{EngineState, SavedState};
 pub use fresh::Fresh;
+pub use handoff::{Handoff, Move};
 
 pub use report::{SinkStatus, Status};
 pub use shared::SharedStore;
@@ -341,8 +343,20 @@ impl Store {
         alerts: &[Alert],
         engine_state: Option<EngineState<'_>>,
     ) -> Result<Appended, StoreError> {
+        self.append_all(readings, alerts, engine_state, &[])
+    }
+
+    /// [`Store::append`], with sinks' cursor moves in the same transaction (see [`Handoff`]).
+    pub fn append_all(
+        &mut self,
+        readings: &[Reading],
+        alerts: &[Alert],
+        engine_state: Option<EngineState<'_>>,
+        cursors: &[Move],
+    ) -> Result<Appended, StoreError> {
         let mut out = Appended::default();
-        if readings.is_empty() && alerts.is_empty() && engine_state.is_none() {
+        if readings.is_empty() && alerts.is_empty() && engine_state.is_none() && cursors.is_empty()
+        {
             return Ok(out);
         }
         // Sensor ids are registered in their own transaction (rare), so a failed batch leaves no trace.
@@ -404,6 +418,9 @@ impl Store {
         }
         if let Some(st) = engine_state {
             engine_state::save(&tx, &mut self.zstd, st)?;
+        }
+        for &(sink, stream, pos) in cursors {
+            cursors::save(&tx, sink, stream, pos)?;
         }
         tx.commit()?;
         Ok(out)

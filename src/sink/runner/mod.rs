@@ -16,6 +16,7 @@ use crate::metrics::{SinkMetrics, SinkState};
 use crate::model::Timestamp;
 use crate::store::{SharedStore, Store, StoreError, Stream};
 use crate::util::Backoff;
+use pace::Pace;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -76,12 +77,14 @@ where
         }
     };
     tracing::info!(sink = name, cursor, "Sink started.");
+    let started_at = cursor;
     let mut r = Runner {
         name,
         stream,
         m,
         store,
         fresh: signals.fresh.clone(),
+        handoff: signals.handoff.clone(),
         backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(60)),
         last_progress: Instant::now(),
         sent_since: 0,
@@ -279,13 +282,12 @@ where
         }
         match outcome {
             Ok(()) => {
-                // Not waited for (the async thread is not woken for it): the in-memory cursor leads, the store's
-                // never moves back (`max`), and the last save is waited for before the runner ends.
-                saving = Some(r.store.spawn(move |s| {
-                    if let Err(e) = s.ack(name, stream, last) {
-                        tracing::error!(sink = name, error = %e, "Cannot save the cursor; the data will be re-sent after a restart.");
-                    }
-                }));
+                // Saved with the ingest thread's next commit while readings flow (store/handoff.rs), else here,
+                // not waited for (the async thread is not woken for it): the in-memory cursor leads, the store's
+                // never moves back (`max`), and the runner saves its last cursor itself before it ends.
+                if !r.handoff.hand(name, stream, last) {
+                    saving = Some(save_cursor(&r.store, name, stream, last));
+                }
                 cursor = last;
                 r.delivered(n);
                 if let Some(p) = pace.as_mut() {
@@ -357,42 +359,25 @@ where
     if let Some(last) = saving {
         let _ = last.await;
     }
+    // A move handed to the ingest thread may not be committed yet (it stops too): saved here, for certain.
+    if cursor > started_at {
+        let _ = save_cursor(&r.store, name, stream, cursor).await;
+    }
     sink.close().await;
 }
 
-/// Pacing to `max_rate`: a token bucket holding at most one second of items (at least one chunk). A backlog
-/// replays at the rate, never faster: an outage earns no credit beyond the burst (a lifetime average would replay
-/// an outage's worth unpaced — exactly when a cloud broker's per-connection quota disconnects the gateway).
-#[derive(Debug)]
-struct Pace {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl Pace {
-    fn new(rate: u64, chunk: usize) -> Pace {
-        let burst = (rate as f64).max(chunk as f64);
-        Pace {
-            rate: rate as f64,
-            burst,
-            tokens: burst,
-            last: Instant::now(),
+/// Save a cursor on the blocking pool (never moves it back); a failure is logged, the data re-sent after a restart.
+fn save_cursor(
+    store: &SharedStore,
+    name: &'static str,
+    stream: Stream,
+    pos: i64,
+) -> tokio::task::JoinHandle<()> {
+    store.spawn(move |s| {
+        if let Err(e) = s.ack(name, stream, pos) {
+            tracing::error!(sink = name, error = %e, "Cannot save the cursor; the data will be re-sent after a restart.");
         }
-    }
-
-    /// Take `n` items at `now`; how long to wait before the next delivery.
-    fn take(&mut self, n: u64, now: Instant) -> Duration {
-        let earned = now.saturating_duration_since(self.last).as_secs_f64() * self.rate;
-        self.last = now;
-        self.tokens = (self.tokens + earned).min(self.burst) - n as f64;
-        if self.tokens >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-self.tokens / self.rate)
-        }
-    }
+    })
 }
 
 /// A chunk handed to the sink, not yet answered.
@@ -416,6 +401,8 @@ struct Runner {
     m: Arc<SinkMetrics>,
     store: SharedStore,
     fresh: crate::store::Fresh,
+    /// Cursor moves for the ingest thread's next commit.
+    handoff: crate::store::Handoff,
     backoff: Backoff,
     last_progress: Instant,
     sent_since: u64,
@@ -577,5 +564,6 @@ async fn record_state(store: &SharedStore, name: &'static str, state: String) {
     }
 }
 
+mod pace;
 #[cfg(test)]
 mod tests;

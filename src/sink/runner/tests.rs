@@ -126,6 +126,7 @@ impl Harness {
                 events,
                 live,
                 fresh: Default::default(),
+                handoff: Default::default(),
                 control: control_tx,
                 remote: None,
                 remote_in_force: None,
@@ -444,4 +445,33 @@ async fn a_caught_up_sink_takes_each_commit_from_memory_and_a_sink_behind_reads_
     task.await.expect("runner");
     let d = deliveries(&script);
     assert_eq!(d.concat(), (1..=25).collect::<Vec<i64>>(), "{d:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_a_commit_is_timed_the_cursor_goes_with_it_and_the_runner_saves_its_last_itself() {
+    let mut h = Harness::new();
+    // The ingest thread has timed its next commit: moves are handed to it, not saved by the runner.
+    h.signals
+        .handoff
+        .take(Some(std::time::Instant::now() + Duration::from_secs(60)));
+    h.append(25);
+    let script = Arc::new(Mutex::new(Script::default()));
+    let task = h.spawn(fake(&script, 10, 2));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.metrics.sink("fake").delivered.load(Ordering::Relaxed) < 25 {
+        assert!(Instant::now() < deadline, "not delivered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        h.cursor(),
+        0,
+        "the runner saved a cursor the ingest thread was to commit"
+    );
+    let handed = h.signals.handoff.take_now();
+    assert_eq!(handed, vec![("fake", Stream::Events, 25)]);
+    // Handed again and never committed (the ingest thread stopped first): the runner's own save at its end.
+    assert!(h.signals.handoff.hand("fake", Stream::Events, 25));
+    h.ctl.stop.cancel();
+    task.await.expect("runner");
+    assert_eq!(h.cursor(), 25);
 }

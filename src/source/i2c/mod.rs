@@ -94,7 +94,7 @@ fn open(
             }
         };
         due.push(Due {
-            id: Arc::from(s.id.as_str()),
+            id: crate::model::sensor_id(&s.id),
             src: src.clone(),
             slot,
         });

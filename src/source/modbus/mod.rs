@@ -68,7 +68,7 @@ impl Point {
             src.address
         };
         Some(Point {
-            id: Arc::from(s.id.as_str()),
+            id: crate::model::sensor_id(&s.id),
             unit: src.unit,
             table: src.table,
             address,
