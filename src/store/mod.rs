@@ -5,8 +5,9 @@
 //!   batch every `buffer.flush_interval` (or when `batch_max_readings` is reached), so at most one flush interval
 //!   of readings is in memory. An alert event is committed (fsync'd, `synchronous=FULL`) before any sink can see it.
 //! * **Delivered when.** Each sink has its own cursor per stream (`readings`, `events`) and advances it only after
-//!   the far side acknowledged. Cursor moves are not fsync'd one by one (`synchronous=NORMAL` on sink
-//!   connections): a power cut can only move a cursor back, which re-delivers. A crash between delivery and ack re-delivers (at-least-once); readings carry their
+//!   the far side acknowledged. While readings flow a move is written with the ingest thread's next commit
+//!   ([`Handoff`]); otherwise the sink saves it, not fsync'd one by one (`synchronous=NORMAL` on sink
+//!   connections). Either way a crash or a power cut can only leave a cursor behind, which re-delivers. A crash between delivery and ack re-delivers (at-least-once); readings carry their
 //!   sample timestamp so a time-series store overwrites instead of duplicating.
 //! * **Deleted when.** A batch or event is deleted once every *configured* sink that consumes its stream has passed
 //!   it and it is older than `buffer.retention`. A sink that is not configured holds nothing back.
@@ -359,11 +360,17 @@ impl Store {
         {
             return Ok(out);
         }
-        // Sensor ids are registered in their own transaction (rare), so a failed batch leaves no trace.
-        self.register_new(readings)?;
+        // Sensor ids are registered in their own transaction (rare), so a failed batch leaves no trace: all the
+        // batch's new ones at the first unknown id.
         let mut rows = Vec::with_capacity(readings.len());
         for r in readings {
-            let sensor = self.sensor_idx(&r.sensor)?;
+            let sensor = match self.ids.get(&r.sensor) {
+                Some(&i) => i,
+                None => {
+                    self.register_new(readings)?;
+                    self.sensor_idx(&r.sensor)?
+                }
+            };
             rows.push(codec::Row {
                 sensor,
                 ts: r.ts,
