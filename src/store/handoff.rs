@@ -41,10 +41,7 @@ impl Handoff {
         if b.until.is_none_or(|t| Instant::now() >= t) {
             return false;
         }
-        match b.moves.iter_mut().find(|m| m.0 == sink && m.1 == stream) {
-            Some(m) => m.2 = m.2.max(pos),
-            None => b.moves.push((sink, stream, pos)),
-        }
+        merge(&mut b.moves, (sink, stream, pos));
         true
     }
 
@@ -64,12 +61,17 @@ impl Handoff {
     /// Moves whose commit failed: kept for the next one (the newer of two positions of the same cursor wins).
     pub fn put_back(&self, moves: Vec<Move>) {
         let mut b = self.board();
-        for (sink, stream, pos) in moves {
-            match b.moves.iter_mut().find(|m| m.0 == sink && m.1 == stream) {
-                Some(m) => m.2 = m.2.max(pos),
-                None => b.moves.push((sink, stream, pos)),
-            }
+        for m in moves {
+            merge(&mut b.moves, m);
         }
+    }
+}
+
+/// Add `m` to `moves`, one per sink and stream: of two positions of the same cursor the further one.
+fn merge(moves: &mut Vec<Move>, m: Move) {
+    match moves.iter_mut().find(|o| o.0 == m.0 && o.1 == m.1) {
+        Some(o) => o.2 = o.2.max(m.2),
+        None => moves.push(m),
     }
 }
 
