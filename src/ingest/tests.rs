@@ -19,11 +19,14 @@ fn cfg(dir: &std::path::Path) -> Config {
     )
 }
 
+/// A writer for `cfg` with its own metrics, the signals it raises and its control queue.
+fn opened(cfg: Config) -> (Writer, Signals, mpsc::Receiver<Control>) {
+    Writer::open(Arc::new(cfg), Vec::new(), SharedMetrics::default()).expect("open")
+}
+
 /// A writer on a store in `dir`, with its own metrics.
 fn writer(dir: &std::path::Path) -> Writer {
-    Writer::open(Arc::new(cfg(dir)), Vec::new(), SharedMetrics::default())
-        .expect("open")
-        .0
+    opened(cfg(dir)).0
 }
 
 /// A gateway alert (BUFFER_OVERFLOW raised) stamped `ts`.
@@ -133,12 +136,7 @@ fn readings_and_alerts_held_together_commit_in_one_transaction_or_not_at_all() {
 fn a_caught_up_sink_takes_from_memory_exactly_what_the_store_reads_back() {
     use crate::model::{Exact, Quality};
     let dir = tempfile::tempdir().expect("tmp");
-    let (mut w, signals, _control) = Writer::open(
-        Arc::new(cfg(dir.path())),
-        Vec::new(),
-        SharedMetrics::default(),
-    )
-    .expect("open");
+    let (mut w, signals, _control) = opened(cfg(dir.path()));
     let mut reader = Store::open_existing(dir.path()).expect("reader");
     let fresh = signals.fresh.clone();
     // Debug, not ==: NaN is not equal to itself, and it must come back as NaN all the same.
@@ -212,10 +210,7 @@ fn shared(dir: &std::path::Path) -> Arc<inline::Shared> {
         dir.display()
     );
     let cfg = crate::config::parse_str(&toml, std::path::Path::new("t.toml"), &[]).expect("config");
-    let w = Writer::open(Arc::new(cfg), Vec::new(), SharedMetrics::default())
-        .expect("open")
-        .0;
-    Arc::new(inline::Shared::new(w))
+    Arc::new(inline::Shared::new(opened(cfg).0))
 }
 
 fn batch(ts: i64, v: f64) -> Readings {
@@ -361,15 +356,7 @@ fn active(w: &Writer) -> Vec<(String, String)> {
 #[test]
 fn an_alert_commit_carries_only_its_sensors_state_and_a_crash_restores_all_of_it() {
     let dir = tempfile::tempdir().expect("tmp");
-    let open = || {
-        Writer::open(
-            Arc::new(cfg_alarms(dir.path(), 50)),
-            Vec::new(),
-            SharedMetrics::default(),
-        )
-        .expect("open")
-        .0
-    };
+    let open = || opened(cfg_alarms(dir.path(), 50)).0;
     let mut w = open();
     for i in 0..50 {
         w.accept(Reading::new(
@@ -433,13 +420,7 @@ fn an_alert_commit_carries_only_its_sensors_state_and_a_crash_restores_all_of_it
 #[test]
 fn an_operator_command_commits_the_whole_alarm_state() {
     let dir = tempfile::tempdir().expect("tmp");
-    let mut w = Writer::open(
-        Arc::new(cfg_alarms(dir.path(), 3)),
-        Vec::new(),
-        SharedMetrics::default(),
-    )
-    .expect("open")
-    .0;
+    let mut w = opened(cfg_alarms(dir.path(), 3)).0;
     w.engine.set_acknowledge(true);
     judge(&mut w, "s0", 1_000, 150.0);
     assert!(w
@@ -501,12 +482,7 @@ fn the_live_state_holds_each_configured_sensors_newest_reading_held() {
     let dir = tempfile::tempdir().expect("tmp");
     let sensors = "[[sensor]]\nid = \"a\"\nsource = { simulated = \"sine\" }\n\
                    [[sensor]]\nid = \"b\"\nsource = { simulated = \"sine\" }\n";
-    let (mut w, signals, _control) = Writer::open(
-        Arc::new(config(dir.path(), sensors)),
-        Vec::new(),
-        SharedMetrics::default(),
-    )
-    .expect("open");
+    let (mut w, signals, _control) = opened(config(dir.path(), sensors));
     // Out of config order, one sensor twice, and one the config does not know.
     for (s, ts, v) in [("b", 1, 2.0), ("a", 1, 1.0), ("x", 1, 9.0), ("a", 2, 3.0)] {
         w.pending.push(Reading::new(Arc::from(s), Timestamp(ts), v));
@@ -524,12 +500,7 @@ fn the_live_state_holds_each_configured_sensors_newest_reading_held() {
 #[test]
 fn cursor_moves_ride_the_next_flush_while_readings_flow_and_are_refused_after() {
     let dir = tempfile::tempdir().expect("tmp");
-    let (mut w, signals, _control) = Writer::open(
-        Arc::new(cfg(dir.path())),
-        Vec::new(),
-        SharedMetrics::default(),
-    )
-    .expect("open");
+    let (mut w, signals, _control) = opened(cfg(dir.path()));
     let cursor = |w: &Writer| {
         w.store
             .cursor("influxdb", Stream::Readings)

@@ -268,9 +268,11 @@ impl Store {
     /// sensor made the first commit of 2,000 sensors wait 0.3 s here and many seconds on an SD card). Their own
     /// transaction, so a failed batch leaves no trace; memory learns them once it is committed.
     fn register_new(&mut self, readings: &[Reading]) -> Result<(), StoreError> {
+        // First seen first (ids in reading order); a set, not a scan of the list, for 2,000 new sensors at once.
+        let mut seen = std::collections::HashSet::<&str>::new();
         let mut new: Vec<Arc<str>> = Vec::new();
         for r in readings {
-            if !self.ids.contains_key(&r.sensor) && !new.contains(&r.sensor) {
+            if !self.ids.contains_key(&r.sensor) && seen.insert(&*r.sensor) {
                 new.push(Arc::clone(&r.sensor));
             }
         }
