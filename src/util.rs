@@ -7,6 +7,12 @@ use std::time::Duration;
 /// to defend against; foldhash is seeded per process anyway.
 pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
+/// A mutex's guard, poisoned or not: what watchpost keeps behind a mutex stays whole if a holder panics (each
+/// critical section is a take, a put or an assignment), so one panic must not take every later user down with it.
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A map by id that keeps insertion order, for lookups that mostly come in that order: one poll's readings arrive
 /// in the order of the config file, so the slot after the last one found is tried first and the hash is computed
 /// only when that guess fails. Entries sit in one vector, so walking a poll's sensors walks memory forward (the

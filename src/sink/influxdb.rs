@@ -101,10 +101,9 @@ impl Client {
             req = req.header("Authorization", format!("Token {t}"));
         }
         let req = if self.gzip {
-            let lock = || self.deflate.lock().unwrap_or_else(|p| p.into_inner());
-            let mut gz = lock().take().unwrap_or_default();
+            let mut gz = crate::util::lock(&self.deflate).take().unwrap_or_default();
             let encoded = gz.encode(body.as_bytes());
-            *lock() = Some(gz);
+            *crate::util::lock(&self.deflate) = Some(gz);
             match encoded {
                 Ok(b) => req.header("Content-Encoding", "gzip").body(b),
                 Err(e) => return Outcome::Retry(None, format!("gzip failed: {e}")),
@@ -185,7 +184,15 @@ pub struct InfluxSink {
     max_items: usize,
     max_rate: u64,
     write_interval: Duration,
+    /// The last write's body, emptied, for the next one: a fresh body per write (~140 kB at the gateway workload,
+    /// above the allocator's 64 kB mapping threshold) was a mapping of its own, grown once (`mremap`), faulted in
+    /// page by page and unmapped again, every write. `None` while a write holds it (a second one in the window
+    /// makes its own).
+    spare: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
+
+/// A body up to this size is kept for the next write; a larger one (a backlog's) is let go.
+const KEEP_BODY: usize = 512 << 10;
 
 impl InfluxSink {
     /// The sink of `cx.cfg.influxdb` (resolves the token).
@@ -202,6 +209,7 @@ impl InfluxSink {
             max_items: (icfg.batch_size.0 as usize / 64).max(1),
             max_rate: icfg.max_rate,
             write_interval: icfg.write_interval.0,
+            spare: Default::default(),
         })
     }
 }
@@ -231,8 +239,10 @@ impl super::Sink for InfluxSink {
         &mut self,
         items: &Items,
     ) -> impl std::future::Future<Output = Result<(), SinkError>> + Send + 'static {
+        let spare = std::sync::Arc::clone(&self.spare);
+        let mut body = crate::util::lock(&spare).take().unwrap_or_default();
         // 413 splits by line. ~64 bytes a line: one allocation, not a doubling series of them.
-        let mut body = String::with_capacity(
+        body.reserve(
             usize::try_from(items.count())
                 .unwrap_or(0)
                 .saturating_mul(72),
@@ -246,10 +256,16 @@ impl super::Sink for InfluxSink {
         }
         let client = self.client.clone();
         async move {
-            if body.is_empty() {
-                return Ok(());
+            let outcome = if body.is_empty() {
+                Ok(())
+            } else {
+                classify(client.send(&body).await)
+            };
+            if body.capacity() <= KEEP_BODY {
+                body.clear();
+                *crate::util::lock(&spare) = Some(body);
             }
-            classify(client.send(&body).await)
+            outcome
         }
     }
 }
