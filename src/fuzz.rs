@@ -4,11 +4,11 @@
 //! (`fuzz/corpus/<target>/*`) on stable Rust, so a finding stays fixed. `fuzz/run.sh` fuzzes for a while.
 
 use crate::config::{DataType, WordOrder};
+use crate::model::SensorId;
 use crate::model::{Live, Reading, Timestamp};
 use crate::sink::lineproto::{problem, Encoder};
 use crate::store::codec;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// The config loader: text → config or located errors, never a panic.
 pub fn config(data: &[u8]) {
@@ -76,7 +76,10 @@ pub fn line_protocol(data: &[u8]) -> Option<(String, String)> {
     };
     let mut enc = Encoder::new(measurement, "ms", BTreeMap::new(), per);
     let mut out = String::new();
-    enc.line(&mut out, &Reading::new(Arc::from(s), Timestamp(1), 1.5));
+    enc.line(
+        &mut out,
+        &Reading::new(SensorId::from(s), Timestamp(1), 1.5),
+    );
     assert!(
         out.ends_with('\n') && out.matches('\n').count() == 1,
         "one line: {out:?}"

@@ -18,14 +18,14 @@ pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// only when that guess fails. Entries sit in one vector, so walking a poll's sensors walks memory forward (the
 /// judging of a reading was cache misses and hashing, not arithmetic).
 #[derive(Debug, Clone)]
-pub struct SeqMap<V> {
-    items: Vec<(std::sync::Arc<str>, V)>,
-    index: FastMap<std::sync::Arc<str>, usize>,
+pub struct SeqMap<K, V> {
+    items: Vec<(K, V)>,
+    index: FastMap<K, usize>,
     /// The slot after the last one found.
     next: std::cell::Cell<usize>,
 }
 
-impl<V> Default for SeqMap<V> {
+impl<K, V> Default for SeqMap<K, V> {
     fn default() -> Self {
         SeqMap {
             items: Vec::new(),
@@ -35,7 +35,7 @@ impl<V> Default for SeqMap<V> {
     }
 }
 
-impl<V> SeqMap<V> {
+impl<K: std::borrow::Borrow<str> + std::hash::Hash + Eq + Clone, V> SeqMap<K, V> {
     /// An empty map with room for `n` entries.
     pub fn with_capacity(n: usize) -> Self {
         SeqMap {
@@ -49,7 +49,7 @@ impl<V> SeqMap<V> {
         let next = self.next.get();
         // The next slot (the poll goes on), then the same one again (a second look at the same sensor).
         for i in [next, next.wrapping_sub(1)] {
-            if self.items.get(i).is_some_and(|(k, _)| same(k, id)) {
+            if self.items.get(i).is_some_and(|(k, _)| same(k.borrow(), id)) {
                 self.next.set(i + 1);
                 return Some(i);
             }
@@ -82,15 +82,14 @@ impl<V> SeqMap<V> {
     }
 
     /// Set the entry of `id` (appended if new), returning the one it replaces.
-    pub fn insert(&mut self, id: std::sync::Arc<str>, v: V) -> Option<V> {
-        match self.index.get(&*id) {
+    pub fn insert(&mut self, id: K, v: V) -> Option<V> {
+        match self.index.get(id.borrow()) {
             Some(&i) => self
                 .items
                 .get_mut(i)
                 .map(|e| std::mem::replace(&mut e.1, v)),
             None => {
-                self.index
-                    .insert(std::sync::Arc::clone(&id), self.items.len());
+                self.index.insert(id.clone(), self.items.len());
                 self.items.push((id, v));
                 None
             }
@@ -98,17 +97,17 @@ impl<V> SeqMap<V> {
     }
 
     /// The entries in insertion order.
-    pub fn iter(&self) -> impl Iterator<Item = (&std::sync::Arc<str>, &V)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.items.iter().map(|(k, v)| (k, v))
     }
 
     /// The entries in insertion order, to change.
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&std::sync::Arc<str>, &mut V)> {
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> {
         self.items.iter_mut().map(|(k, v)| (&*k, v))
     }
 
     /// The ids in insertion order.
-    pub fn keys(&self) -> impl Iterator<Item = &std::sync::Arc<str>> {
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
         self.items.iter().map(|(k, _)| k)
     }
 
@@ -133,7 +132,7 @@ impl<V> SeqMap<V> {
     }
 
     /// Take every entry out, in insertion order.
-    pub fn drain(&mut self) -> impl Iterator<Item = (std::sync::Arc<str>, V)> + '_ {
+    pub fn drain(&mut self) -> impl Iterator<Item = (K, V)> + '_ {
         self.index.clear();
         self.next.set(0);
         self.items.drain(..)

@@ -9,7 +9,7 @@
 //! review as a change of behaviour.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use watchpost::model::SensorId;
 use watchpost::model::{Reading, Timestamp};
 use watchpost::pipeline::Engine;
 
@@ -59,7 +59,7 @@ fn play(case: &Path) -> String {
                 let v: f64 = value
                     .parse()
                     .unwrap_or_else(|_| panic!("{}:{}: value {value:?}", case.display(), n + 1));
-                let mut r = Reading::new(Arc::from(*sensor), now, v);
+                let mut r = Reading::new(SensorId::from(*sensor), now, v);
                 engine.tick(now, &mut out);
                 engine.evaluate(&mut r, &mut out);
                 if r.quality != watchpost::model::Quality::Good {

@@ -3,7 +3,6 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use watchpost::model::{Alert, AlertState, AlertType, Reading, Severity, Timestamp};
 use watchpost::store::Store;
@@ -102,20 +101,14 @@ fn crash_writer_child() {
     let dir = std::env::var_os("WATCHPOST_CRASH_DIR").expect("WATCHPOST_CRASH_DIR");
     let mut store = Store::open(std::path::Path::new(&dir)).expect("open");
     let (mut r, mut e) = store.counts().expect("counts");
-    let id: Arc<str> = Arc::from("seq");
+    let id = watchpost::model::SensorId::from("seq");
     let mut out = std::io::stdout().lock();
     // Test harness lines go to stdout too; ours start with "R ".
     writeln!(out, "R {r} E {e}").expect("stdout");
     out.flush().expect("stdout");
     loop {
         let batch: Vec<Reading> = (0..500)
-            .map(|i| {
-                Reading::new(
-                    Arc::clone(&id),
-                    Timestamp(1_000 + (r + i) as i64),
-                    (r + i) as f64,
-                )
-            })
+            .map(|i| Reading::new(id, Timestamp(1_000 + (r + i) as i64), (r + i) as f64))
             .collect();
         store
             .append_readings(&batch, Some("{}"))

@@ -3,7 +3,6 @@
 
 mod common;
 use common::*;
-use std::sync::Arc;
 use watchpost::model::{Reading, Timestamp};
 use watchpost::store::Store;
 
@@ -22,21 +21,15 @@ fn setup() -> (tempfile::TempDir, std::path::PathBuf, Vec<Reading>) {
     )
     .expect("w");
     let mut store = Store::open(&data).expect("store");
-    let id: Arc<str> = Arc::from("t");
+    let id = watchpost::model::SensorId::from("t");
     // 600 old batches, then 10 recent ones: `--since` must find the recent ones however many precede them.
     for b in 0..600 {
-        let r = Reading::new(Arc::clone(&id), Timestamp(1_600_000_000_000 + b), b as f64);
+        let r = Reading::new(id, Timestamp(1_600_000_000_000 + b), b as f64);
         store.append_readings(&[r], None).expect("append");
     }
     let now = Timestamp::now().0;
     let recent: Vec<Reading> = (0..10)
-        .map(|i| {
-            Reading::new(
-                Arc::clone(&id),
-                Timestamp(now - 5_000 + i),
-                1000.0 + i as f64,
-            )
-        })
+        .map(|i| Reading::new(id, Timestamp(now - 5_000 + i), 1000.0 + i as f64))
         .collect();
     for r in &recent {
         store

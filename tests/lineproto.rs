@@ -9,7 +9,7 @@
 use influxdb_line_protocol::{parse_lines, FieldValue};
 use proptest::prelude::*;
 use std::path::Path;
-use std::sync::Arc;
+use watchpost::model::SensorId;
 use watchpost::model::{Reading, Timestamp};
 use watchpost::sink::lineproto::{problem, Encoder};
 
@@ -21,7 +21,7 @@ fn encode_all(cfg: &watchpost::config::Config) -> String {
     for s in &cfg.sensor {
         enc.line(
             &mut out,
-            &Reading::new(Arc::from(s.id.as_str()), Timestamp(TS), 21.5),
+            &Reading::new(SensorId::from(s.id.as_str()), Timestamp(TS), 21.5),
         );
     }
     out
@@ -107,7 +107,7 @@ proptest! {
         let meas = if s.starts_with('#') { "m".to_string() } else { s.clone() };
         let mut enc = Encoder::new(&meas, "ms", common, per);
         let mut out = String::new();
-        enc.line(&mut out, &Reading::new(Arc::from(s.as_str()), Timestamp(TS), 1.0));
+        enc.line(&mut out, &Reading::new(SensorId::from(s.as_str()), Timestamp(TS), 1.0));
         let parsed: Vec<_> = parse_lines(&out).collect();
         prop_assert_eq!(parsed.len(), 1, "{}", out);
         let line = parsed.into_iter().next().unwrap().map_err(|e| TestCaseError::fail(format!("{e}: {out}")))?;
@@ -129,7 +129,7 @@ proptest! {
             prop_assume!(v.is_finite());
             let mut enc = Encoder::new("m", "ms", Default::default(), Default::default());
             let mut out = String::new();
-            enc.line(&mut out, &Reading::new(Arc::from("s"), Timestamp(TS), v));
+            enc.line(&mut out, &Reading::new(SensorId::from("s"), Timestamp(TS), v));
             let parsed: Vec<_> = parse_lines(&out).collect();
             prop_assert_eq!(parsed.len(), 1, "{}", out);
             let line = parsed.into_iter().next().unwrap().map_err(|e| TestCaseError::fail(format!("{e}: {out}")))?;

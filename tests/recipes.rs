@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use watchpost::channels::Signals;
+use watchpost::model::SensorId;
 use watchpost::model::{Reading, Timestamp};
 use watchpost::sink::{Items, Sink, SinkContext, SinkCtl, SinkError};
 use watchpost::source::runner::{Policy, Poll, Sample, Source};
@@ -16,7 +17,7 @@ use watchpost::store::{SharedStore, Store, Stream};
 /// The example source: a counter device that reports a fault on every third read.
 struct Counter {
     n: u32,
-    id: Arc<str>,
+    id: watchpost::model::SensorId,
 }
 
 impl Source for Counter {
@@ -39,7 +40,7 @@ impl Source for Counter {
             interval: Duration::from_millis(500),
             unit: None,
             what: "the counter".into(),
-            sensors: vec![Arc::clone(&self.id)],
+            sensors: vec![self.id],
         }]
     }
     async fn connect(&mut self) -> Result<(), SourceError> {
@@ -53,7 +54,7 @@ impl Source for Counter {
             Ok(f64::from(self.n))
         };
         Ok(vec![Sample {
-            sensor: Arc::clone(&self.id),
+            sensor: self.id,
             value,
             at: None,
             exact: None,
@@ -67,7 +68,7 @@ async fn a_new_source_is_one_trait_impl_on_the_runner() {
     let token = CancellationToken::new();
     let src = Counter {
         n: 0,
-        id: Arc::from("count"),
+        id: SensorId::from("count"),
     };
     let task = tokio::spawn(watchpost::source::runner::run(
         src,
@@ -171,16 +172,10 @@ async fn a_new_sink_is_one_trait_impl_with_a_constructor_on_the_runner() {
         ctl: ctl.clone(),
     };
     let task = tokio::spawn(watchpost::sink::runner::run(Collect::open, cx));
-    let id: Arc<str> = Arc::from("t");
+    let id = watchpost::model::SensorId::from("t");
     for i in 0..3 {
         let batch: Vec<Reading> = (0..2)
-            .map(|k| {
-                Reading::new(
-                    Arc::clone(&id),
-                    Timestamp(1_000 * i + k),
-                    (i * 10 + k) as f64,
-                )
-            })
+            .map(|k| Reading::new(id, Timestamp(1_000 * i + k), (i * 10 + k) as f64))
             .collect();
         let b = writer.append_readings(&batch, None).expect("append");
         readings_tx.send_replace(b.expect("a batch id"));

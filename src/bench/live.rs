@@ -1,6 +1,7 @@
 //! `watchpost bench --mqtt|--email|--telemetry|--modbus|--influxdb`: the sinks and sources against live servers.
 
 use super::*;
+use crate::model::SensorId;
 
 /// MQTT figures through the real sink (runner + alert feed) and a real broker at `url`: alert latency from
 /// "append to the store" (fsync'd) to receipt by a QoS 1 subscriber, and the drain rate of a 100k-event backlog.
@@ -196,13 +197,13 @@ pub fn run_telemetry(url: &str, n: usize) -> Result<(), Box<dyn std::error::Erro
         } = SinkBench::new(&format!(
             "[mqtt]\nurl = \"{url}\"\n[mqtt.telemetry]\nmode = \"{mode}\"\nwindow = \"60s\"\n"
         ))?;
-        let ids: Vec<Arc<str>> = (0..100).map(|i| Arc::from(format!("r{i}"))).collect();
+        let ids: Vec<SensorId> = (0..100).map(|i| SensorId::from(format!("r{i}"))).collect();
         let start = Timestamp::now().0 - (n as i64 / 100) * 100 - 120_000;
         let mut batch = Vec::with_capacity(10_000);
         for k in 0..n {
             let poll = (k / 100) as i64;
             batch.push(Reading::new(
-                Arc::clone(&ids[k % 100]),
+                ids[k % 100],
                 Timestamp(start + poll * 100),
                 (k % 1000) as f64,
             ));
@@ -213,10 +214,7 @@ pub fn run_telemetry(url: &str, n: usize) -> Result<(), Box<dyn std::error::Erro
         }
         store.append_readings(&batch, None)?;
         // One reading past the last window's end and grace, so every window closes.
-        store.append_readings(
-            &[Reading::new(Arc::clone(&ids[0]), Timestamp::now(), 0.0)],
-            None,
-        )?;
+        store.append_readings(&[Reading::new(ids[0], Timestamp::now(), 0.0)], None)?;
         _idle.0.send_replace(store.newest()?.0);
         let metrics: crate::metrics::SharedMetrics = Arc::default();
         let ctl = crate::sink::SinkCtl::default();
@@ -257,7 +255,7 @@ pub fn run_modbus(url: &str) -> Result<(), Box<dyn std::error::Error>> {
     use crate::source::modbus::{coalesce, connect, read, split, Point, Table};
     let points: Vec<Point> = (0..100)
         .map(|i| Point {
-            id: Arc::from(format!("r{i}")),
+            id: SensorId::from(format!("r{i}")),
             unit: 1,
             table: Table::Holding,
             address: i,

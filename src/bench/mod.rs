@@ -2,6 +2,7 @@
 //! stored reading for realistic data. Run it on a release build: `cargo run --release -- bench`.
 
 use crate::config::SensorConfig;
+use crate::model::SensorId;
 use crate::model::{Alert, AlertState, AlertType, Direction, Reading, Severity, Timestamp};
 use crate::pipeline::Engine;
 use crate::store::Store;
@@ -29,8 +30,8 @@ pub fn sensors(n: usize) -> Vec<SensorConfig> {
 
 /// 100 sensors at 1 Hz with slowly varying 2-decimal values, `n` readings from `start`.
 pub fn workload(n: usize, start: i64) -> Vec<Reading> {
-    let ids: Vec<Arc<str>> = (0..100)
-        .map(|i| Arc::from(format!("sensor_{i:03}")))
+    let ids: Vec<SensorId> = (0..100)
+        .map(|i| SensorId::from(format!("sensor_{i:03}")))
         .collect();
     let mut levels: Vec<f64> = (0..100).map(|i| 20.0 + i as f64 * 0.5).collect();
     let mut rng = fastrand::Rng::with_seed(42);
@@ -41,7 +42,7 @@ pub fn workload(n: usize, start: i64) -> Vec<Reading> {
             levels[s] += (rng.f64() - 0.5) * 0.2;
             let v = (levels[s] * 100.0).round() / 100.0;
             Reading::new(
-                Arc::clone(&ids[s]),
+                ids[s],
                 Timestamp(start + sec * 1000 + s as i64 * 3 + rng.i64(0..3)),
                 v,
             )

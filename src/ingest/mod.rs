@@ -140,7 +140,7 @@ struct Writer {
     overflow: Option<(Alert, Instant)>,
     alerts: Vec<Alert>,
     /// Newest timestamp written per sensor.
-    last_ts: crate::util::SeqMap<Timestamp>,
+    last_ts: crate::util::SeqMap<crate::model::SensorId, Timestamp>,
     /// The daemon's timeline: the wall clock, never stepping back (see clock.rs).
     clock: clock::Timeline,
     /// Store failures are logged once a minute with a count, not on every flush.
@@ -502,7 +502,7 @@ impl Writer {
                 *last = r.ts;
             }
             None => {
-                self.last_ts.insert(Arc::clone(&r.sensor), r.ts);
+                self.last_ts.insert(r.sensor, r.ts);
             }
         }
     }

@@ -1,6 +1,7 @@
 //! Ingest thread tests: restarts, a disk that refuses writes, clock steps.
 use super::*;
 use crate::model::AlertType;
+use crate::model::SensorId;
 use crate::store::Stream;
 
 /// A gateway `gw` storing in `dir` with `sensors` (TOML).
@@ -48,7 +49,7 @@ fn an_open_buffer_overflow_survives_a_restart_and_still_clears() {
     // Readings that overflow a 1-byte cap: the oldest batch is dropped and BUFFER_OVERFLOW is raised.
     for i in 0..3 {
         w.pending
-            .push(Reading::new(Arc::from("t"), Timestamp(1000 + i), 1.0));
+            .push(Reading::new(SensorId::from("t"), Timestamp(1000 + i), 1.0));
         w.flush();
     }
     w.enforce_cap(1);
@@ -80,9 +81,9 @@ fn memory_held_while_the_disk_refuses_writes_is_bounded_and_drops_are_counted() 
     w.commit_alerts();
     assert_eq!(w.unsaved_alerts.len(), MAX_UNSAVED_ALERTS);
     assert_eq!(w.metrics.dropped_alerts.load(Ordering::Relaxed), 5);
-    let id: Arc<str> = Arc::from("t");
+    let id = SensorId::from("t");
     w.pending = (0..MAX_PENDING as i64 + 7)
-        .map(|i| Reading::new(Arc::clone(&id), Timestamp(i), 1.0))
+        .map(|i| Reading::new(id, Timestamp(i), 1.0))
         .collect();
     w.flush();
     assert_eq!(w.pending.len(), MAX_PENDING);
@@ -95,7 +96,7 @@ fn a_stepped_back_clock_never_gives_one_sensor_the_same_or_an_earlier_timestamp(
     let dir = tempfile::tempdir().expect("tmp");
     let mut w = writer(dir.path());
     for ts in [10_000, 11_000, 5_000, 5_000, 12_000] {
-        w.accept(Reading::new(Arc::from("t"), Timestamp(ts), 1.0));
+        w.accept(Reading::new(SensorId::from("t"), Timestamp(ts), 1.0));
     }
     let ts: Vec<i64> = w.pending.iter().map(|r| r.ts.0).collect();
     assert_eq!(ts, [10_000, 11_000, 11_001, 11_002, 12_000]);
@@ -108,7 +109,7 @@ fn readings_and_alerts_held_together_commit_in_one_transaction_or_not_at_all() {
     let mut w = writer(dir.path());
     let hold = |w: &mut Writer| {
         w.pending = (0..3)
-            .map(|i| Reading::new(Arc::from("t"), Timestamp(1000 + i), 1.0))
+            .map(|i| Reading::new(SensorId::from("t"), Timestamp(1000 + i), 1.0))
             .collect();
         w.alerts = vec![overflow_raised(w, 1003)];
     };
@@ -146,7 +147,7 @@ fn a_caught_up_sink_takes_from_memory_exactly_what_the_store_reads_back() {
     let (mut cursor, mut seq) = (0, 0);
     for round in 0..3i64 {
         let t = 1_000_000 + round * 1000;
-        let r = |s: &str, ts: i64, v: f64| Reading::new(Arc::from(s), Timestamp(ts), v);
+        let r = |s: &str, ts: i64, v: f64| Reading::new(SensorId::from(s), Timestamp(ts), v);
         w.pending = vec![
             r("t", t, 21.5),
             Reading {
@@ -214,7 +215,7 @@ fn shared(dir: &std::path::Path) -> Arc<inline::Shared> {
 }
 
 fn batch(ts: i64, v: f64) -> Readings {
-    vec![Reading::new(Arc::from("t"), Timestamp(ts), v)]
+    vec![Reading::new(SensorId::from("t"), Timestamp(ts), v)]
 }
 
 async fn nudged(s: &inline::Shared) -> bool {
@@ -270,7 +271,7 @@ async fn a_batch_goes_to_the_ingest_thread_while_one_waits_a_commit_runs_or_the_
     }
     // More than the rate judged inline this second: the rest goes to the ingest thread's core.
     let many: Readings = (0..inline::INLINE_PER_SECOND as i64)
-        .map(|i| Reading::new(Arc::from("t"), Timestamp(2_000 + i), 1.0))
+        .map(|i| Reading::new(SensorId::from("t"), Timestamp(2_000 + i), 1.0))
         .collect();
     assert!(
         s.take(many).is_err(),
@@ -297,7 +298,7 @@ async fn readings_judged_inline_and_queued_are_all_committed_in_order() {
         let intake = ingest.intake.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..N {
-                let r = Reading::new(Arc::from(name), Timestamp(1_000_000 + i), i as f64);
+                let r = Reading::new(SensorId::from(name), Timestamp(1_000_000 + i), i as f64);
                 intake.send(vec![r]).await.expect("ingest running");
                 if i % 100 == 0 {
                     tokio::task::yield_now().await;
@@ -336,7 +337,7 @@ fn cfg_alarms(dir: &std::path::Path, n: usize) -> Config {
 
 /// Judge one reading of `sensor` and commit its transitions.
 fn judge(w: &mut Writer, sensor: &str, ts: i64, v: f64) -> Vec<Alert> {
-    w.accept(Reading::new(Arc::from(sensor), Timestamp(ts), v));
+    w.accept(Reading::new(SensorId::from(sensor), Timestamp(ts), v));
     let out = w.alerts.clone();
     w.commit_alerts();
     out
@@ -360,7 +361,7 @@ fn an_alert_commit_carries_only_its_sensors_state_and_a_crash_restores_all_of_it
     let mut w = open();
     for i in 0..50 {
         w.accept(Reading::new(
-            Arc::from(format!("s{i}")),
+            SensorId::from(format!("s{i}")),
             Timestamp(1_000),
             1.0,
         ));
@@ -378,7 +379,7 @@ fn an_alert_commit_carries_only_its_sensors_state_and_a_crash_restores_all_of_it
     // The full snapshot falls due: it holds s7 raised and replaces the changes.
     w.snap_at = None;
     w.pending
-        .push(Reading::new(Arc::from("s1"), Timestamp(3_000), 1.0));
+        .push(Reading::new(SensorId::from("s1"), Timestamp(3_000), 1.0));
     w.flush();
     let saved = w.store.engine_state().expect("read").expect("saved");
     assert!(saved.full.is_some());
@@ -459,7 +460,7 @@ fn the_size_cap_is_looked_at_first_then_every_hundredth_of_it_or_every_ten_secon
     let mut w = writer(dir.path());
     let commit = |w: &mut Writer, n: i64, from: i64| {
         w.pending = (0..n)
-            .map(|i| Reading::new(Arc::from("t"), Timestamp(from + i), 1.0))
+            .map(|i| Reading::new(SensorId::from("t"), Timestamp(from + i), 1.0))
             .collect();
         w.flush();
         w.cap_check.expect("looked at once").1
@@ -485,7 +486,8 @@ fn the_live_state_holds_each_configured_sensors_newest_reading_held() {
     let (mut w, signals, _control) = opened(config(dir.path(), sensors));
     // Out of config order, one sensor twice, and one the config does not know.
     for (s, ts, v) in [("b", 1, 2.0), ("a", 1, 1.0), ("x", 1, 9.0), ("a", 2, 3.0)] {
-        w.pending.push(Reading::new(Arc::from(s), Timestamp(ts), v));
+        w.pending
+            .push(Reading::new(SensorId::from(s), Timestamp(ts), v));
     }
     w.flush();
     let live = signals.live.borrow().clone();
@@ -509,13 +511,13 @@ fn cursor_moves_ride_the_next_flush_while_readings_flow_and_are_refused_after() 
     // Nothing timed before the first readings: the sink saves its own.
     assert!(!signals.handoff.hand("influxdb", Stream::Readings, 1));
     w.pending
-        .push(Reading::new(Arc::from("t"), Timestamp(1000), 1.0));
+        .push(Reading::new(SensorId::from("t"), Timestamp(1000), 1.0));
     w.flush();
     // A flush of readings times the next one: a move is taken, and committed with that flush.
     assert!(signals.handoff.hand("influxdb", Stream::Readings, 1));
     assert_eq!(cursor(&w), 0, "not saved on its own");
     w.pending
-        .push(Reading::new(Arc::from("t"), Timestamp(2000), 1.0));
+        .push(Reading::new(SensorId::from("t"), Timestamp(2000), 1.0));
     w.flush();
     assert_eq!(cursor(&w), 1);
     // An alert commit between two flushes takes what was handed too.

@@ -9,23 +9,15 @@ mod alert;
 mod control;
 pub mod kpi;
 
-/// The one shared allocation of a sensor id. The sources stamp readings with it and the alarm engine keys its
-/// state by it, so looking a reading's sensor up finds the same pointer and compares no bytes
-/// ([`crate::util::SeqMap`]). Taken at start-up and reload, never per reading; ids are few and kept.
-pub fn sensor_id(id: &str) -> Arc<str> {
-    static IDS: std::sync::Mutex<Vec<Arc<str>>> = std::sync::Mutex::new(Vec::new());
-    let mut ids = IDS.lock().unwrap_or_else(|p| p.into_inner());
-    match ids.binary_search_by(|k| (**k).cmp(id)) {
-        Ok(i) => Arc::clone(&ids[i]),
-        Err(i) => {
-            let a: Arc<str> = Arc::from(id);
-            ids.insert(i, Arc::clone(&a));
-            a
-        }
-    }
+/// The interned id `id` ([`SensorId`]): the sources stamp readings with it and the alarm engine keys its state by
+/// it, so looking a reading's sensor up finds the same pointer and compares no bytes ([`crate::util::SeqMap`]).
+pub fn sensor_id(id: &str) -> SensorId {
+    SensorId::new(id)
 }
+mod id;
 pub use alert::*;
 pub use control::*;
+pub use id::SensorId;
 
 /// Milliseconds since the Unix epoch (UTC). The unit of every timestamp in watchpost.
 #[derive(
@@ -238,7 +230,7 @@ impl Quality {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reading {
     /// Sensor id from the config.
-    pub sensor: Arc<str>,
+    pub sensor: SensorId,
     /// Sample time.
     pub ts: Timestamp,
     /// Engineering value (after scaling); for an exact value, its nearest f64 (NaN for text).
@@ -280,7 +272,7 @@ impl Exact {
 
 impl Reading {
     /// A good reading.
-    pub fn new(sensor: Arc<str>, ts: Timestamp, value: f64) -> Self {
+    pub fn new(sensor: SensorId, ts: Timestamp, value: f64) -> Self {
         Reading {
             sensor,
             ts,
@@ -290,7 +282,7 @@ impl Reading {
         }
     }
     /// A good reading of an exact value.
-    pub fn exact(sensor: Arc<str>, ts: Timestamp, e: Exact) -> Self {
+    pub fn exact(sensor: SensorId, ts: Timestamp, e: Exact) -> Self {
         Reading {
             sensor,
             ts,
@@ -340,11 +332,11 @@ mod tests {
     fn a_sensor_id_is_one_allocation_however_often_it_is_taken() {
         let a = sensor_id("model-test-b");
         let b = sensor_id(&String::from("model-test-b"));
-        assert!(Arc::ptr_eq(&a, &b));
+        assert!(std::ptr::eq(a.as_str(), b.as_str()));
         let c = sensor_id("model-test-a");
         assert_eq!(&*c, "model-test-a");
-        assert!(!Arc::ptr_eq(&a, &c));
-        assert!(Arc::ptr_eq(&sensor_id("model-test-a"), &c));
+        assert!(!std::ptr::eq(a.as_str(), c.as_str()));
+        assert!(std::ptr::eq(sensor_id("model-test-a").as_str(), c.as_str()));
     }
 
     #[test]

@@ -331,7 +331,7 @@ impl Emitter<'_> {
     }
 
     /// Evaluate one alarm band (levels, deadband, on- and off-delay) with a good value `v` at `now`; `reason`
-    /// goes with a raise or escalation. Inlined: it runs twice for every good reading (the hot path).
+    /// goes with a raise or escalation, written only then (it was formatted for every reading). Inlined: it runs twice for every good reading (the hot path).
     #[inline(always)]
     pub(super) fn band(
         &mut self,
@@ -339,15 +339,15 @@ impl Emitter<'_> {
         d: &mut DirState,
         v: f64,
         now: Timestamp,
-        reason: Option<&str>,
+        reason: Option<&dyn Fn() -> String>,
     ) {
         let (dir, kind) = (band.dir, band.kind);
         let direction = (kind != AlertType::Deviation).then_some(dir);
-        let at = |reason: Option<&str>| At {
+        let at = |reason: Option<&dyn Fn() -> String>| At {
             value: Some(v),
             direction,
             ts: now,
-            reason: reason.map(str::to_string),
+            reason: reason.map(|r| r()),
         };
         let active_sev = d.active.as_ref().map(|a| a.severity);
         // Condition per level, with hysteresis for levels at or below the active one.

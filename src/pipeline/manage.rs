@@ -24,13 +24,13 @@ use super::alarm::{Active, At, Band, Emitter, SensorState};
 use super::{Engine, SensorRules};
 use crate::config::{DeviationConfig, SensorConfig};
 use crate::formula::Formula;
+use crate::model::SensorId;
 use crate::model::{
     Alert, AlertState, AlertType, Command, Direction, Priority, Reading, Request, Severity, Target,
     Timestamp,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Most readings kept in one rate-of-change window (a fast sensor's window then spans less time).
@@ -72,14 +72,14 @@ fn trim(q: &mut VecDeque<Timestamp>, now: Timestamp, window: Duration) {
 
 /// Derived sensors in the file's order, each moved after the derived sensors it reads (their formulas as
 /// compiled in `entries`).
-pub(super) fn derive_order(entries: &super::Sensors, sensors: &[SensorConfig]) -> Vec<Arc<str>> {
+pub(super) fn derive_order(entries: &super::Sensors, sensors: &[SensorConfig]) -> Vec<SensorId> {
     let inputs =
         |id: &str| -> Option<&[String]> { Some(entries.get(id)?.rules.formula.as_ref()?.inputs()) };
     fn visit<'a>(
         id: &'a str,
         inputs: &dyn Fn(&str) -> Option<&'a [String]>,
         placed: &mut HashMap<&'a str, bool>,
-        out: &mut Vec<Arc<str>>,
+        out: &mut Vec<SensorId>,
     ) {
         // Seen before (placed, or on the path: a circle, refused by the config checks, is cut here).
         if placed.insert(id, false).is_some() {
@@ -91,7 +91,7 @@ pub(super) fn derive_order(entries: &super::Sensors, sensors: &[SensorConfig]) -
             }
         }
         placed.insert(id, true);
-        out.push(Arc::from(id));
+        out.push(SensorId::from(id));
     }
     let mut out = Vec::new();
     let mut placed = HashMap::new();
@@ -227,13 +227,15 @@ pub(super) fn rate(
         return;
     }
     let rate = (v - v0) / span.as_secs_f64() * rc.per.0.as_secs_f64();
-    let reason = format!(
-        "changed by {} in {} ({} per {})",
-        crate::util::significant(v - v0, 6),
-        humantime::format_duration(span),
-        crate::util::significant(rate, 6),
-        humantime::format_duration(rc.per.0)
-    );
+    let reason = || {
+        format!(
+            "changed by {} in {} ({} per {})",
+            crate::util::significant(v - v0, 6),
+            humantime::format_duration(span),
+            crate::util::significant(rate, 6),
+            humantime::format_duration(rc.per.0)
+        )
+    };
     for (dir, limit, d) in [
         (Direction::High, rc.high, &mut m.rate_high),
         (Direction::Low, rc.low, &mut m.rate_low),
@@ -267,12 +269,14 @@ pub(super) fn deviation(
         Some(Err(_)) => st.managed().deviation.restart_delays(),
         Some(Ok((r, dc))) => {
             let dev = (v - r).abs();
-            let reason = format!(
-                "differs from `{}` ({}) by {}",
-                dc.from,
-                crate::util::significant(r, 7),
-                crate::util::significant(dev, 6)
-            );
+            let reason = || {
+                format!(
+                    "differs from `{}` ({}) by {}",
+                    dc.from,
+                    crate::util::significant(r, 7),
+                    crate::util::significant(dev, 6)
+                )
+            };
             let band = Band {
                 kind: AlertType::Deviation,
                 dir: Direction::High,
@@ -341,7 +345,7 @@ impl Engine {
     pub fn derive(&mut self, now: Timestamp, out: &mut Vec<Alert>) -> Vec<Reading> {
         let mut made = Vec::new();
         for i in 0..self.derived.len() {
-            let id = Arc::clone(&self.derived[i]);
+            let id = self.derived[i];
             let Some(e) = self.sensors.get(&id) else {
                 continue;
             };
@@ -366,7 +370,7 @@ impl Engine {
                 e.state.managed().next_due =
                     Some(Timestamp(now.0.saturating_add(step.as_millis() as i64)));
             }
-            let mut r = Reading::new(Arc::clone(&id), now, value);
+            let mut r = Reading::new(id, now, value);
             let from = out.len();
             self.evaluate(&mut r, out);
             if let Some(p) = problem {
@@ -390,7 +394,7 @@ impl Engine {
         from: usize,
         out: &mut Vec<Alert>,
         now: Timestamp,
-        mut chattering: Vec<Arc<str>>,
+        mut chattering: Vec<SensorId>,
         track: bool,
     ) {
         let (count, window) = (self.alarms.chatter_count, self.alarms.chatter_window.0);
@@ -404,7 +408,7 @@ impl Engine {
                     if track_raises(&mut e.state, std::slice::from_ref(a), count, window, now)
                         && !chattering.iter().any(|c| **c == *a.sensor)
                     {
-                        chattering.push(Arc::from(a.sensor.as_str()));
+                        chattering.push(SensorId::from(a.sensor.as_str()));
                     }
                 }
             }
@@ -437,7 +441,7 @@ impl Engine {
         }
     }
 
-    fn chattering(&mut self, id: &Arc<str>, now: Timestamp, out: &mut Vec<Alert>) {
+    fn chattering(&mut self, id: &SensorId, now: Timestamp, out: &mut Vec<Alert>) {
         let (count, window) = (self.alarms.chatter_count, self.alarms.chatter_window.0);
         let Some(e) = self.sensors.get_mut(id) else {
             return;

@@ -19,6 +19,7 @@
 
 use crate::config::{AlarmsConfig, DeviationConfig, Limits, RateConfig, SensorConfig, ValidRange};
 use crate::formula::Formula;
+use crate::model::SensorId;
 use crate::model::{
     ActiveAlert, Alert, AlertState, AlertType, Direction, Priority, Quality, Reading, Severity,
     Timestamp,
@@ -119,7 +120,7 @@ impl SensorRules {
 }
 
 /// The engine's sensors by id in config order, looked up for every reading (see [`crate::util::SeqMap`]).
-type Sensors = crate::util::SeqMap<Entry>;
+type Sensors = crate::util::SeqMap<SensorId, Entry>;
 
 /// A sensor's rules and state side by side: one poll's sensors are judged walking memory forward.
 struct Entry {
@@ -143,7 +144,7 @@ pub struct Engine {
     /// The alarm-flood window and the ALARM_FLOOD alarm; part of the snapshot.
     flood: manage::Flood,
     /// Derived sensors, each after the derived sensors it reads.
-    derived: Vec<Arc<str>>,
+    derived: Vec<SensorId>,
     /// The latest time the engine was told (for the stale flag of [`Engine::active`]).
     now: Timestamp,
 }
@@ -299,14 +300,14 @@ impl Engine {
     pub fn reconfigure(&mut self, sensors: &[SensorConfig], now: Timestamp) -> Vec<Alert> {
         let mut out = Vec::new();
         let mut next = Sensors::with_capacity(sensors.len());
-        let mut old: crate::util::FastMap<Arc<str>, Entry> = self.sensors.drain().collect();
+        let mut old: crate::util::FastMap<SensorId, Entry> = self.sensors.drain().collect();
         for s in sensors {
-            let id: Arc<str> = crate::model::sensor_id(&s.id);
+            let id: SensorId = crate::model::sensor_id(&s.id);
             let rules = SensorRules::from_config(s);
             let state = old.remove(&id).map(|e| e.state).unwrap_or_default();
             next.insert(id, Entry { rules, state });
         }
-        let removed: Vec<(Arc<str>, Entry)> = old.into_iter().collect();
+        let removed: Vec<(SensorId, Entry)> = old.into_iter().collect();
         for (id, e) in removed {
             let mut em = Self::emitter(
                 &mut self.ids,
@@ -374,7 +375,7 @@ impl Engine {
                 operator::settle(&mut e.state, &mut out[from..]);
                 let (count, window) = (self.alarms.chatter_count, self.alarms.chatter_window.0);
                 if manage::track_raises(&mut e.state, &out[from..], count, window, r.ts) {
-                    chattering.push(Arc::clone(&r.sensor));
+                    chattering.push(r.sensor);
                 }
             }
             self.after_transitions(from, out, r.ts, chattering, false);

@@ -47,7 +47,7 @@ fn run(s: &SensorConfig, samples: &[(i64, f64)]) -> Got {
     let mut out = Vec::new();
     let mut got = Vec::new();
     for (t, v) in samples {
-        let mut r = Reading::new(Arc::from("t"), Timestamp(t * 1000), *v);
+        let mut r = Reading::new(SensorId::from("t"), Timestamp(t * 1000), *v);
         e.evaluate(&mut r, &mut out);
         for a in out.drain(..) {
             got.push((*t, a.kind, a.state, a.severity));
@@ -242,7 +242,7 @@ fn spike_is_marked_bad_and_ignored_by_thresholds() {
     let mut out = Vec::new();
     let mut q = Vec::new();
     for (t, v) in [(0, 20.0), (1, 200.0), (2, 21.0)] {
-        let mut r = Reading::new(Arc::from("t"), Timestamp(t * 1000), v);
+        let mut r = Reading::new(SensorId::from("t"), Timestamp(t * 1000), v);
         e.evaluate(&mut r, &mut out);
         q.push(r.quality);
     }
@@ -265,7 +265,7 @@ fn stale_sensor_goes_offline_and_returns() {
     );
     e.tick(Timestamp(11_000), &mut out);
     assert_eq!(out.len(), 1, "raised once");
-    let mut r = Reading::new(Arc::from("t"), Timestamp(12_000), 20.0);
+    let mut r = Reading::new(SensorId::from("t"), Timestamp(12_000), 20.0);
     e.evaluate(&mut r, &mut out);
     assert_eq!(
         (out[1].kind, out[1].state),
@@ -286,7 +286,11 @@ fn payload_matches_the_contract() {
         Timestamp(0),
     );
     let mut out = Vec::new();
-    let mut r = Reading::new(Arc::from("oil_temp"), Timestamp(1_795_773_600_123), 97.2);
+    let mut r = Reading::new(
+        SensorId::from("oil_temp"),
+        Timestamp(1_795_773_600_123),
+        97.2,
+    );
     e.evaluate(&mut r, &mut out);
     let v: serde_json::Value = serde_json::to_value(&out[0]).expect("json");
     assert_eq!(v["type"], "ALERT");
@@ -309,16 +313,16 @@ fn state_survives_a_restart() {
     let s = sensor();
     let mut e = Engine::new("gw", "", std::slice::from_ref(&s), Timestamp(0));
     let mut out = Vec::new();
-    let mut r = Reading::new(Arc::from("t"), Timestamp(1000), 90.0);
+    let mut r = Reading::new(SensorId::from("t"), Timestamp(1000), 90.0);
     e.evaluate(&mut r, &mut out);
     let snap = e.snapshot();
     let mut e2 = Engine::new("gw", "", std::slice::from_ref(&s), Timestamp(5000));
     e2.restore(&snap, Timestamp(5000)).expect("restore");
     let mut out2 = Vec::new();
-    let mut r = Reading::new(Arc::from("t"), Timestamp(6000), 91.0);
+    let mut r = Reading::new(SensorId::from("t"), Timestamp(6000), 91.0);
     e2.evaluate(&mut r, &mut out2);
     assert!(out2.is_empty(), "not raised twice: {out2:?}");
-    let mut r = Reading::new(Arc::from("t"), Timestamp(7000), 20.0);
+    let mut r = Reading::new(SensorId::from("t"), Timestamp(7000), 20.0);
     e2.evaluate(&mut r, &mut out2);
     assert_eq!(out2.len(), 1);
     assert_eq!(out2[0].state, Cleared);
@@ -332,7 +336,7 @@ fn changes_restored_over_an_older_snapshot_win_for_their_sensors() {
     let mut out = Vec::new();
     let full = e.snapshot();
     e.evaluate(
-        &mut Reading::new(Arc::from("t"), Timestamp(1000), 90.0),
+        &mut Reading::new(SensorId::from("t"), Timestamp(1000), 90.0),
         &mut out,
     );
     assert_eq!(out.len(), 1);
@@ -350,7 +354,7 @@ fn changes_restored_over_an_older_snapshot_win_for_their_sensors() {
     assert_eq!(e2.active().len(), 1);
     let mut out2 = Vec::new();
     e2.evaluate(
-        &mut Reading::new(Arc::from("t"), Timestamp(6000), 20.0),
+        &mut Reading::new(SensorId::from("t"), Timestamp(6000), 20.0),
         &mut out2,
     );
     assert_eq!((out2.len(), out2[0].id.as_str()), (1, out[0].id.as_str()));
@@ -361,7 +365,7 @@ fn reconfigure_keeps_state_and_clears_removed_sensors() {
     let s = sensor();
     let mut e = Engine::new("gw", "", std::slice::from_ref(&s), Timestamp(0));
     let mut out = Vec::new();
-    let mut r = Reading::new(Arc::from("t"), Timestamp(1000), 90.0);
+    let mut r = Reading::new(SensorId::from("t"), Timestamp(1000), 90.0);
     e.evaluate(&mut r, &mut out);
     // New threshold above the value: the active alarm stays until the next reading evaluates it.
     let mut s2 = s.clone();
@@ -373,13 +377,13 @@ fn reconfigure_keeps_state_and_clears_removed_sensors() {
     assert!(e
         .reconfigure(std::slice::from_ref(&s2), Timestamp(1500))
         .is_empty());
-    let mut r = Reading::new(Arc::from("t"), Timestamp(2000), 90.0);
+    let mut r = Reading::new(SensorId::from("t"), Timestamp(2000), 90.0);
     out.clear();
     e.evaluate(&mut r, &mut out);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].state, Cleared);
     // Removing a sensor with an active alarm clears it.
-    let mut r = Reading::new(Arc::from("t"), Timestamp(3000), 120.0);
+    let mut r = Reading::new(SensorId::from("t"), Timestamp(3000), 120.0);
     e.evaluate(&mut r, &mut out);
     let cleared = e.reconfigure(&[], Timestamp(4000));
     assert_eq!(cleared.len(), 1);
@@ -406,7 +410,7 @@ fn an_old_snapshot_restores_sensor_by_sensor() {
     assert_eq!(done.unreadable, vec!["u".to_string()]);
     assert_eq!(e.active().len(), 1);
     let mut out = Vec::new();
-    let mut r = Reading::new(Arc::from("t"), Timestamp(6000), 20.0);
+    let mut r = Reading::new(SensorId::from("t"), Timestamp(6000), 20.0);
     e.evaluate(&mut r, &mut out);
     assert_eq!(out.len(), 1);
     assert_eq!((out[0].state, out[0].id.as_str()), (Cleared, "gw:t:7"));
@@ -424,7 +428,7 @@ fn a_sensor_answering_with_bad_values_is_faulty_not_offline() {
     let mut e = Engine::new("gw", "", std::slice::from_ref(&s), Timestamp(0));
     let mut out = Vec::new();
     for sec in 1..=30 {
-        let mut r = Reading::new(Arc::from("t"), Timestamp(sec * 1000), 500.0);
+        let mut r = Reading::new(SensorId::from("t"), Timestamp(sec * 1000), 500.0);
         e.evaluate(&mut r, &mut out);
         e.tick(Timestamp(sec * 1000 + 500), &mut out);
     }
@@ -436,7 +440,7 @@ fn a_sensor_answering_with_bad_values_is_faulty_not_offline() {
         (out[1].kind, out[1].state),
         (AlertType::SensorOffline, Raised)
     );
-    let mut r = Reading::new(Arc::from("t"), Timestamp(46_000), f64::NAN);
+    let mut r = Reading::new(SensorId::from("t"), Timestamp(46_000), f64::NAN);
     e.evaluate(&mut r, &mut out);
     assert_eq!(out.len(), 3);
     assert_eq!(
@@ -453,7 +457,7 @@ fn a_clock_step_neither_fires_nor_delays_a_pending_alarm() {
     let mut e = Engine::new("gw", "", std::slice::from_ref(&s), Timestamp(0));
     let mut out = Vec::new();
     let at = |e: &mut Engine, ms: i64, out: &mut Vec<Alert>| {
-        let mut r = Reading::new(Arc::from("t"), Timestamp(ms), 90.0);
+        let mut r = Reading::new(SensorId::from("t"), Timestamp(ms), 90.0);
         e.evaluate(&mut r, out);
         e.tick(Timestamp(ms), out);
     };
@@ -509,11 +513,11 @@ fn a_restart_mid_window_keeps_rate_and_flood_windows() {
         for t in from..to {
             let now = Timestamp(t * 10_000);
             // `t` ramps at 3 per minute (0.5 per 10 s); the others step into alarm one after another.
-            let mut r = Reading::new(Arc::from("t"), now, 40.0 + t as f64 * 0.5);
+            let mut r = Reading::new(SensorId::from("t"), now, 40.0 + t as f64 * 0.5);
             e.evaluate(&mut r, out);
             if let Ok(i) = usize::try_from(t) {
                 if i < 3 {
-                    let mut r = Reading::new(Arc::from(format!("o{i}").as_str()), now, 90.0);
+                    let mut r = Reading::new(SensorId::from(format!("o{i}").as_str()), now, 90.0);
                     e.evaluate(&mut r, out);
                 }
             }
@@ -572,13 +576,13 @@ fn derived_sensors_follow_their_dependencies_and_never_use_old_values() {
     // `w` comes first in the file: the engine still computes `kw` before it.
     let mut e = Engine::new("gw", "plant", &[w, kw, volts], Timestamp(0));
     let mut out = Vec::new();
-    let mut r = Reading::new(Arc::from("volts"), Timestamp(500), 230.0);
+    let mut r = Reading::new(SensorId::from("volts"), Timestamp(500), 230.0);
     e.evaluate(&mut r, &mut out);
     let made = e.derive(Timestamp(1000), &mut out);
     let got: Vec<(&str, f64)> = made.iter().map(|r| (&*r.sensor, r.value)).collect();
     assert_eq!(got, [("kw", 2.3), ("w", 2300.0)]);
     // volts reads NaN: kw and w are bad at the next computation, with a fault naming the input.
-    let mut r = Reading::new(Arc::from("volts"), Timestamp(1500), f64::NAN);
+    let mut r = Reading::new(SensorId::from("volts"), Timestamp(1500), f64::NAN);
     e.evaluate(&mut r, &mut out);
     out.clear();
     let made = e.derive(Timestamp(2000), &mut out);

@@ -14,10 +14,10 @@
 
 use crate::config::{Config, InfluxConfig};
 pub use crate::lineproto::{key, measurement, problem, string_value};
+use crate::model::SensorId;
 use crate::model::{Exact, Quality, Reading};
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Arc;
 
 /// Pre-escaped tag set per sensor, so encoding a point is one lookup and a few copies.
 #[derive(Debug, Default, Clone)]
@@ -27,7 +27,7 @@ pub struct Encoder {
     precision_mul: i64,
     common: BTreeMap<String, String>,
     per_sensor: BTreeMap<String, BTreeMap<String, String>>,
-    cache: crate::util::SeqMap<String>,
+    cache: crate::util::SeqMap<crate::model::SensorId, String>,
 }
 
 impl Encoder {
@@ -79,7 +79,7 @@ impl Encoder {
         }
     }
 
-    fn prefix(&mut self, sensor: &Arc<str>) -> &str {
+    fn prefix(&mut self, sensor: &SensorId) -> &str {
         if self.cache.get(sensor).is_none() {
             let mut tags = self.common.clone();
             if let Some(extra) = self.per_sensor.get(&**sensor) {
@@ -97,7 +97,7 @@ impl Encoder {
                 key(&mut p, v);
             }
             p.push(' ');
-            self.cache.insert(Arc::clone(sensor), p);
+            self.cache.insert(*sensor, p);
         }
         self.cache.get(sensor).map(String::as_str).unwrap_or("")
     }
@@ -150,7 +150,6 @@ impl Encoder {
 mod tests {
     use super::*;
     use crate::model::Timestamp;
-    use std::sync::Arc;
 
     #[test]
     fn escaping_per_spec() {
@@ -161,7 +160,7 @@ mod tests {
         let mut e = Encoder::new("my meas,x", "ms", common, BTreeMap::new());
         let mut out = String::new();
         let r = Reading {
-            sensor: Arc::from("t\\emp \"1\""),
+            sensor: SensorId::from("t\\emp \"1\""),
             ts: Timestamp(1_700_000_000_123),
             value: 21.5,
             quality: Quality::Good,
@@ -174,7 +173,7 @@ mod tests {
         );
         let mut out = String::new();
         let bad = Reading {
-            sensor: Arc::from("s"),
+            sensor: SensorId::from("s"),
             ts: Timestamp(1_700_000_000_999),
             value: f64::NAN,
             quality: Quality::Invalid,
@@ -185,7 +184,7 @@ mod tests {
         assert_eq!(out, "m,sensor=s quality=\"invalid\" 1700000000\n");
         let mut out = String::new();
         let oor = Reading {
-            sensor: Arc::from("s"),
+            sensor: SensorId::from("s"),
             ts: Timestamp(1),
             value: 300.0,
             quality: Quality::OutOfRange,
@@ -202,12 +201,12 @@ mod tests {
         let big = 18_446_744_073_709_551_615u64;
         e.line(
             &mut out,
-            &Reading::exact(Arc::from("c"), Timestamp(5), Exact::UInt(big)),
+            &Reading::exact(SensorId::from("c"), Timestamp(5), Exact::UInt(big)),
         );
         e.line(
             &mut out,
             &Reading::exact(
-                Arc::from("d"),
+                SensorId::from("d"),
                 Timestamp(5),
                 Exact::Int(-9_007_199_254_740_993),
             ),
@@ -215,7 +214,7 @@ mod tests {
         e.line(
             &mut out,
             &Reading::exact(
-                Arc::from("n"),
+                SensorId::from("n"),
                 Timestamp(5),
                 Exact::Text("PUMP \"7\"".into()),
             ),

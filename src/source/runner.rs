@@ -7,12 +7,11 @@
 
 use super::SourceError;
 use crate::metrics::SharedMetrics;
-use crate::model::{Exact, Reading, Readings, Timestamp};
+use crate::model::{Exact, Reading, Readings, SensorId, Timestamp};
 use crate::util::Backoff;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -28,14 +27,14 @@ pub struct Poll {
     /// What is read, for the log (`unit 1 holding 0+4`).
     pub what: String,
     /// The sensors it serves (for the log).
-    pub sensors: Vec<Arc<str>>,
+    pub sensors: Vec<SensorId>,
 }
 
 /// One sensor's outcome of a read.
 #[derive(Debug, Clone)]
 pub struct Sample {
     /// Which sensor.
-    pub sensor: Arc<str>,
+    pub sensor: SensorId,
     /// The value in engineering units, or the fault that sensor reports (stored as NaN: SENSOR_FAULT).
     pub value: Result<f64, String>,
     /// When it was measured, when the source knows better than the runner's mid-attempt stamp.
@@ -46,18 +45,18 @@ pub struct Sample {
 
 impl Sample {
     /// A good value, stamped by the runner.
-    pub fn good(sensor: &Arc<str>, v: f64) -> Sample {
+    pub fn good(sensor: &SensorId, v: f64) -> Sample {
         Sample {
-            sensor: Arc::clone(sensor),
+            sensor: *sensor,
             value: Ok(v),
             at: None,
             exact: None,
         }
     }
     /// A good exact value, stamped by the runner.
-    pub fn exact(sensor: &Arc<str>, e: Exact) -> Sample {
+    pub fn exact(sensor: &SensorId, e: Exact) -> Sample {
         Sample {
-            sensor: Arc::clone(sensor),
+            sensor: *sensor,
             value: Ok(e.approx()),
             at: None,
             exact: Some(e),
@@ -314,7 +313,7 @@ async fn attempt<S: Source>(
 
 /// Each sensor's current fault, so a fault is logged once per kind and its end once.
 #[derive(Default)]
-struct Faults(crate::util::FastMap<Arc<str>, String>);
+struct Faults(crate::util::FastMap<SensorId, String>);
 
 impl Faults {
     /// The value to store for `s` (NaN for a fault), logging changes.
@@ -340,7 +339,7 @@ impl Faults {
                 if self.0.get(&s.sensor) != Some(&kind) {
                     tracing::warn!(bus = %src.name(), sensor = %s.sensor, error = %msg,
                         "{} read failed; the sensor reports a fault (logged once until it changes).", policy.kind);
-                    self.0.insert(Arc::clone(&s.sensor), kind);
+                    self.0.insert(s.sensor, kind);
                 }
                 f64::NAN
             }

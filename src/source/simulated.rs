@@ -7,8 +7,7 @@
 use super::runner::{Policy, Poll, Sample, Source};
 use super::SourceError;
 use crate::config::{SensorConfig, SimulatedSource, Waveform};
-use crate::model::Timestamp;
-use std::sync::Arc;
+use crate::model::{SensorId, Timestamp};
 
 /// A simulated signal generator.
 pub struct Simulated {
@@ -113,7 +112,7 @@ impl Simulated {
 pub struct SimulatedGroup {
     interval: std::time::Duration,
     name: String,
-    sensors: Vec<(Arc<str>, Simulated)>,
+    sensors: Vec<(SensorId, Simulated)>,
 }
 
 impl SimulatedGroup {
@@ -153,7 +152,7 @@ impl Source for SimulatedGroup {
             interval: self.interval,
             unit: None,
             what: "waveforms".into(),
-            sensors: self.sensors.iter().map(|(id, _)| Arc::clone(id)).collect(),
+            sensors: self.sensors.iter().map(|(id, _)| *id).collect(),
         }]
     }
     async fn connect(&mut self) -> Result<(), SourceError> {
@@ -166,7 +165,7 @@ impl Source for SimulatedGroup {
             .iter_mut()
             .filter_map(|(id, sim)| {
                 sim.sample(now).map(|v| Sample {
-                    sensor: Arc::clone(id),
+                    sensor: *id,
                     value: Ok(v),
                     at: Some(now),
                     exact: None,

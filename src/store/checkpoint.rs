@@ -137,6 +137,7 @@ fn run(conn: &Connection, stop: &mpsc::Receiver<()>, mut pace: Pace, moved: &Ato
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::SensorId;
 
     #[test]
     fn the_pace_follows_how_fast_the_log_grows() {
@@ -166,10 +167,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let mut store = super::super::Store::open(dir.path()).expect("open");
         let c = Checkpointer::start(dir.path()).expect("start");
-        let id: Arc<str> = Arc::from("s");
+        let id: SensorId = SensorId::from("s");
         for i in 0..20 {
-            let r =
-                crate::model::Reading::new(Arc::clone(&id), crate::model::Timestamp(i), i as f64);
+            let r = crate::model::Reading::new(id, crate::model::Timestamp(i), i as f64);
             store.append_readings(&[r], None).expect("append");
         }
         let until = Instant::now() + FIRST + Duration::from_secs(10);

@@ -42,10 +42,10 @@ pub use report::{SinkStatus, Status};
 pub use shared::SharedStore;
 
 use crate::model::kpi::Tally;
+use crate::model::SensorId;
 use crate::model::{Alert, AlertState, Reading, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 /// File name of the store inside `data_dir`.
 pub const DB_FILE: &str = "watchpost.db";
@@ -168,8 +168,8 @@ impl Appended {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
-    ids: crate::util::SeqMap<u32>,
-    names: Vec<Option<Arc<str>>>,
+    ids: crate::util::SeqMap<crate::model::SensorId, u32>,
+    names: Vec<Option<SensorId>>,
     /// The previous run did not shut down cleanly.
     pub was_unclean: bool,
     /// The writer's advisory lock on the data directory (released when the store is dropped).
@@ -257,7 +257,7 @@ impl Store {
         }
     }
 
-    fn sensor_idx(&mut self, name: &Arc<str>) -> Result<u32, StoreError> {
+    fn sensor_idx(&mut self, name: &SensorId) -> Result<u32, StoreError> {
         if let Some(i) = self.ids.get(name) {
             return Ok(*i);
         }
@@ -270,10 +270,10 @@ impl Store {
     fn register_new(&mut self, readings: &[Reading]) -> Result<(), StoreError> {
         // First seen first (ids in reading order); a set, not a scan of the list, for 2,000 new sensors at once.
         let mut seen = std::collections::HashSet::<&str>::new();
-        let mut new: Vec<Arc<str>> = Vec::new();
+        let mut new: Vec<SensorId> = Vec::new();
         for r in readings {
             if !self.ids.contains_key(&r.sensor) && seen.insert(&*r.sensor) {
-                new.push(Arc::clone(&r.sensor));
+                new.push(r.sensor);
             }
         }
         if new.is_empty() {
@@ -283,7 +283,7 @@ impl Store {
     }
 
     /// Register `names` (not known yet) in one transaction; the first one's id.
-    fn register(&mut self, names: &[Arc<str>]) -> Result<u32, StoreError> {
+    fn register(&mut self, names: &[SensorId]) -> Result<u32, StoreError> {
         let first = self.names.len() as u32;
         let tx = self
             .conn
@@ -297,13 +297,13 @@ impl Store {
         }
         tx.commit()?;
         for (i, name) in names.iter().enumerate() {
-            self.names.push(Some(Arc::clone(name)));
-            self.ids.insert(Arc::clone(name), first + i as u32);
+            self.names.push(Some(*name));
+            self.ids.insert(*name, first + i as u32);
         }
         Ok(first)
     }
 
-    fn sensor_name(&mut self, idx: u32) -> Option<Arc<str>> {
+    fn sensor_name(&mut self, idx: u32) -> Option<SensorId> {
         if self
             .names
             .get(idx as usize)
@@ -312,7 +312,7 @@ impl Store {
         {
             let _ = self.load_sensors();
         }
-        self.names.get(idx as usize).and_then(|n| n.clone())
+        self.names.get(idx as usize).and_then(|n| *n)
     }
 
     /// Commit a batch of readings (and the engine state) in one transaction. Returns the batch id.

@@ -2,10 +2,10 @@
 //! unclean shutdown) and moving a corrupt file aside.
 
 use super::{Store, StoreError, DB_FILE};
+use crate::model::SensorId;
 use crate::model::Timestamp;
 use rusqlite::Connection;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 const SCHEMA: &str = "
@@ -223,11 +223,11 @@ impl Store {
         let rows = stmt.query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?)))?;
         for row in rows {
             let (idx, name) = row?;
-            let name: Arc<str> = Arc::from(name);
+            let name: SensorId = SensorId::from(name);
             if self.names.len() <= idx as usize {
                 self.names.resize(idx as usize + 1, None);
             }
-            self.names[idx as usize] = Some(Arc::clone(&name));
+            self.names[idx as usize] = Some(name);
             self.ids.insert(name, idx);
         }
         Ok(())

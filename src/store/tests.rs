@@ -53,7 +53,7 @@ proptest! {
         let dir = tempfile::tempdir().expect("tmp");
         let mut store = Store::open(dir.path()).expect("open");
         let sinks = ["a", "b"];
-        let id: Arc<str> = Arc::from("s");
+        let id = SensorId::from("s");
         // Model: every accepted reading value, dropped values, and per sink delivered-but-unacked batch.
         let mut next_value = 0i64;
         let mut accepted: Vec<i64> = Vec::new();
@@ -64,7 +64,7 @@ proptest! {
         for op in ops {
             match op {
                 Op::Append(n) => {
-                    let rs: Vec<Reading> = (0..n).map(|i| Reading::new(Arc::clone(&id), Timestamp(next_value + i as i64), (next_value + i as i64) as f64)).collect();
+                    let rs: Vec<Reading> = (0..n).map(|i| Reading::new(id, Timestamp(next_value + i as i64), (next_value + i as i64) as f64)).collect();
                     store.append_readings(&rs, None).expect("append");
                     accepted.extend(next_value..next_value + n as i64);
                     next_value += n as i64;
@@ -126,13 +126,10 @@ proptest! {
 fn prune_respects_cursors_and_retention() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut s = Store::open(dir.path()).expect("open");
-    let id: Arc<str> = Arc::from("x");
+    let id = SensorId::from("x");
     for i in 0..10 {
-        s.append_readings(
-            &[Reading::new(Arc::clone(&id), Timestamp(i * 1000), i as f64)],
-            None,
-        )
-        .expect("a");
+        s.append_readings(&[Reading::new(id, Timestamp(i * 1000), i as f64)], None)
+            .expect("a");
     }
     let cons = vec![("influxdb".to_string(), Stream::Readings)];
     // Nothing delivered: nothing pruned, however old.
@@ -177,15 +174,12 @@ fn corrupt_file_is_moved_aside() {
 #[test]
 fn torn_wal_tail_is_discarded_and_committed_data_kept() {
     let dir = tempfile::tempdir().expect("tmp");
-    let id: Arc<str> = Arc::from("x");
+    let id = SensorId::from("x");
     {
         let mut s = Store::open(dir.path()).expect("open");
         for i in 0..50 {
-            s.append_readings(
-                &[Reading::new(Arc::clone(&id), Timestamp(i), i as f64)],
-                None,
-            )
-            .expect("a");
+            s.append_readings(&[Reading::new(id, Timestamp(i), i as f64)], None)
+                .expect("a");
         }
         s.append_alerts(&[alert(1)], None).expect("alert");
         // Simulate a crash: no clean close, the WAL keeps the commits (the lock goes with the process).
@@ -215,9 +209,9 @@ fn torn_wal_tail_is_discarded_and_committed_data_kept() {
 fn a_corrupt_batch_is_skipped_counted_and_shown() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut s = Store::open(dir.path()).expect("open");
-    let id: Arc<str> = Arc::from("t");
+    let id = SensorId::from("t");
     for i in 0..3 {
-        let r = Reading::new(Arc::clone(&id), Timestamp(1000 + i), i as f64);
+        let r = Reading::new(id, Timestamp(1000 + i), i as f64);
         s.append_readings(&[r], None).expect("append");
     }
     // One bit flipped in the middle batch, as a worn SD card would.
@@ -307,11 +301,11 @@ fn a_store_locked_beyond_the_busy_timeout_is_reported_not_moved_aside() {
 fn readings_of_an_unknown_sensor_index_are_skipped_never_renamed() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut s = Store::open(dir.path()).expect("open");
-    let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
+    let (a, b) = (SensorId::from("a"), SensorId::from("b"));
     s.append_readings(
         &[
-            Reading::new(Arc::clone(&a), Timestamp(1), 1.0),
-            Reading::new(Arc::clone(&b), Timestamp(2), 2.0),
+            Reading::new(a, Timestamp(1), 1.0),
+            Reading::new(b, Timestamp(2), 2.0),
         ],
         None,
     )
@@ -337,13 +331,10 @@ fn sink_reads_reuse_their_prepared_statement() {
     // re-prepared on every call (a visible share of the daemon's CPU at ten reads a second).
     let dir = tempfile::tempdir().expect("tmp");
     let mut w = Store::open(dir.path()).expect("open");
-    let id: Arc<str> = Arc::from("x");
+    let id = SensorId::from("x");
     for i in 0..5 {
-        w.append_readings(
-            &[Reading::new(Arc::clone(&id), Timestamp(i), i as f64)],
-            None,
-        )
-        .expect("append");
+        w.append_readings(&[Reading::new(id, Timestamp(i), i as f64)], None)
+            .expect("append");
     }
     let mut r = Store::open_existing(dir.path()).expect("reader");
     for after in 0..5 {
@@ -377,12 +368,12 @@ fn sink_reads_reuse_their_prepared_statement() {
 #[test]
 fn an_old_store_with_a_backlog_is_upgraded_and_a_newer_one_refused() {
     let dir = tempfile::tempdir().expect("tmp");
-    let id: Arc<str> = Arc::from("s");
+    let id = SensorId::from("s");
     {
         let mut s = Store::open(dir.path()).expect("open");
         for b in 0..5 {
             let rs: Vec<Reading> = (0..100)
-                .map(|i| Reading::new(Arc::clone(&id), Timestamp(b * 1000 + i), i as f64))
+                .map(|i| Reading::new(id, Timestamp(b * 1000 + i), i as f64))
                 .collect();
             s.append_readings(&rs, None).expect("append");
         }
@@ -488,7 +479,7 @@ fn a_commit_waits_for_a_sink_saving_its_cursor_instead_of_failing_busy() {
     let mut w = Store::open(dir.path()).expect("writer");
     let mut sink = Store::open_existing(dir.path()).expect("sink connection");
     w.append_alerts(&[alert(1)], None).expect("alert");
-    let r = |ts| Reading::new(Arc::from("t"), Timestamp(ts), 1.0);
+    let r = |ts| Reading::new(SensorId::from("t"), Timestamp(ts), 1.0);
     w.append_readings(&[r(500)], None).expect("sensor t known");
     // The sink's connection holds the write lock (a cursor save under way) while the writer commits readings and
     // an alert: the commit reads where each stream stood, and a transaction that reads before it writes is
@@ -517,7 +508,7 @@ fn new_sensors_are_registered_in_one_transaction() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut store = Store::open(dir.path()).expect("open");
     let readings: Vec<Reading> = (0..200)
-        .map(|i| Reading::new(Arc::from(format!("s{i:03}")), Timestamp(1), 1.0))
+        .map(|i| Reading::new(SensorId::from(format!("s{i:03}")), Timestamp(1), 1.0))
         .collect();
     // The log emptied first (the next commit starts it again): what it holds after is this commit's.
     let side = open::connect(&dir.path().join(DB_FILE)).expect("connect");

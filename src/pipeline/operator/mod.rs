@@ -195,7 +195,7 @@ impl Engine {
                 .sensors
                 .iter()
                 .find(|(_, e)| holds(&e.state, id))
-                .map(|(k, _)| k.clone())
+                .map(|(k, _)| *k)
                 .ok_or_else(|| format!("no active or unacknowledged alarm has the id {id:?}"))?,
             Command::Shelve {
                 target: Target::Sensor(s),

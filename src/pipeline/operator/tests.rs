@@ -1,7 +1,7 @@
 //! Operator commands on the engine: acknowledge, latch, shelve and expiry, out of service, restart.
 use super::*;
 use crate::model::Reading;
-use std::sync::Arc;
+use crate::model::SensorId;
 
 fn engine() -> Engine {
     let mut e = Engine::new(
@@ -17,7 +17,7 @@ fn engine() -> Engine {
 fn feed(e: &mut Engine, t: i64, v: f64) -> Vec<Alert> {
     let mut out = Vec::new();
     e.evaluate(
-        &mut Reading::new(Arc::from("t"), Timestamp(t * 1000), v),
+        &mut Reading::new(SensorId::from("t"), Timestamp(t * 1000), v),
         &mut out,
     );
     out

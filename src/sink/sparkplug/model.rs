@@ -6,14 +6,14 @@ use super::payload::{
     datatype as dt, Metric, Payload, PropValue, PropertySet, PropertyValue, Value,
 };
 use crate::config::{Config, DataType, SourceConfig};
+use crate::model::SensorId;
 use crate::model::{Exact, Quality, Reading};
 use std::collections::HashMap;
-use std::sync::Arc;
 
 /// One sensor as a device metric.
 #[derive(Debug, Clone)]
 pub(super) struct MetricDef {
-    pub sensor: Arc<str>,
+    pub sensor: SensorId,
     pub alias: u64,
     pub datatype: u32,
     pub unit: Option<String>,
@@ -25,7 +25,7 @@ pub(super) struct MetricDef {
 pub(super) struct Model {
     pub devices: Vec<String>,
     pub metrics: Vec<MetricDef>,
-    pub by_sensor: HashMap<Arc<str>, usize>,
+    pub by_sensor: HashMap<SensorId, usize>,
     /// Sensors with limits: their alarm metrics (`Alarms/<sensor>/…`), by metric index, with the first alias.
     pub alarms: Vec<(usize, u64)>,
 }
@@ -140,8 +140,8 @@ impl Model {
                     m.devices.len() - 1
                 }
             };
-            let sensor: Arc<str> = Arc::from(s.id.as_str());
-            m.by_sensor.insert(Arc::clone(&sensor), m.metrics.len());
+            let sensor: SensorId = SensorId::from(s.id.as_str());
+            m.by_sensor.insert(sensor, m.metrics.len());
             m.metrics.push(MetricDef {
                 sensor,
                 alias: m.metrics.len() as u64 + 1,

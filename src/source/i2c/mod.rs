@@ -14,7 +14,7 @@ pub mod sim;
 use super::runner::{Policy, Poll, Sample, Source};
 use super::SourceError;
 use crate::config::{I2cConfig, I2cSource, SensorConfig, SourceConfig};
-use crate::model::Timestamp;
+use crate::model::{SensorId, Timestamp};
 use bus::{dev, Bus, OpenError};
 use chips::{ChipError, Device};
 use sim::SimBus;
@@ -45,7 +45,7 @@ struct Slot {
 
 /// A sensor and the device that serves it.
 struct Due {
-    id: Arc<str>,
+    id: SensorId,
     src: I2cSource,
     slot: usize,
 }
@@ -215,7 +215,7 @@ impl Source for I2cBus {
                 what: format!("every {}", humantime::format_duration(*interval)),
                 sensors: idx
                     .iter()
-                    .map(|&i| Arc::from(self.sensors[i].0.id.as_str()))
+                    .map(|&i| SensorId::from(self.sensors[i].0.id.as_str()))
                     .collect(),
             })
             .collect()
@@ -348,7 +348,7 @@ fn bus_thread(
                 }
             };
             out.push(Sample {
-                sensor: Arc::clone(&d.id),
+                sensor: d.id,
                 value: r.map_err(|e| {
                     format!("{} at 0x{:02x}: {e}", d.src.chip.spec().name, slot.address)
                 }),

@@ -21,9 +21,8 @@ use super::runner::{Policy, Poll, Sample, Source};
 use super::SourceError;
 use crate::config::{ModbusConfig, SensorConfig};
 use crate::config::{ModbusSource, SourceConfig};
-use crate::model::Exact;
+use crate::model::{Exact, SensorId};
 use decode::{decode, DataType, WordOrder};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_modbus::client::Context;
@@ -35,7 +34,7 @@ pub use crate::config::Table;
 #[derive(Debug, Clone)]
 pub struct Point {
     /// Sensor id.
-    pub id: Arc<str>,
+    pub id: SensorId,
     /// Unit id.
     pub unit: u8,
     /// Table.
@@ -405,7 +404,7 @@ impl Source for ModbusBus {
                 unit: Some(u32::from(r.unit)),
                 what: format!("unit {} {:?} {}+{}", r.unit, r.table, r.start, r.count)
                     .to_lowercase(),
-                sensors: r.points.iter().map(|p| Arc::clone(&p.id)).collect(),
+                sensors: r.points.iter().map(|p| p.id).collect(),
             })
             .collect()
     }
@@ -436,7 +435,7 @@ mod tests {
 
     fn pt(id: &str, unit: u8, table: Table, address: u16, ty: DataType) -> Point {
         Point {
-            id: Arc::from(id),
+            id: SensorId::from(id),
             unit,
             table,
             address,

@@ -1,6 +1,7 @@
 //! The runner against a scripted source on tokio's paused clock: what it does with time, failures and faults.
 
 use super::*;
+use std::sync::Arc;
 use std::sync::Mutex;
 use tokio::sync::mpsc;
 
@@ -50,7 +51,7 @@ fn poll(interval_ms: u64, unit: u32, sensor: &str) -> Poll {
         interval: Duration::from_millis(interval_ms),
         unit: Some(unit),
         what: format!("unit {unit}"),
-        sensors: vec![Arc::from(sensor)],
+        sensors: vec![SensorId::from(sensor)],
     }
 }
 
@@ -71,7 +72,7 @@ impl Source for Scripted {
     async fn read(&mut self, i: usize) -> Result<Vec<Sample>, SourceError> {
         self.log.lock().unwrap().reads.push((i, Instant::now()));
         let act = self.acts.lock().unwrap()[i];
-        let sensor = Arc::clone(&self.polls[i].sensors[0]);
+        let sensor = self.polls[i].sensors[0];
         match act {
             Act::Answer { value, delay } => {
                 tokio::time::sleep(delay).await;

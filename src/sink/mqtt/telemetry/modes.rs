@@ -3,11 +3,11 @@
 //! with the connection, the cursor and rewinds.
 
 use crate::config::TopicLayout;
+use crate::model::SensorId;
 use crate::model::{Exact, Quality, Reading};
 use serde_json::{json, Map, Value};
 // (Map and Value build the rare aggregate messages; raw and on_change write JSON directly.)
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 /// One message: the sensor (for the per-sensor topic layout) and the JSON body (an object).
 #[derive(Debug, Clone, PartialEq)]
@@ -138,7 +138,7 @@ pub fn per_poll(device: &str, layout: TopicLayout, readings: &[&Reading]) -> Vec
 #[derive(Debug, Clone, Default)]
 pub struct OnChange {
     /// Sensor → (value sent, its time in ms, its quality).
-    pub last: HashMap<Arc<str>, (f64, i64, Quality)>,
+    pub last: HashMap<SensorId, (f64, i64, Quality)>,
     /// Absolute deadband.
     pub deadband: f64,
     /// Deadband in percent of the last sent value.
@@ -173,8 +173,7 @@ impl OnChange {
             }
         };
         if send {
-            self.last
-                .insert(Arc::clone(&r.sensor), (value, r.ts.0, r.quality));
+            self.last.insert(r.sensor, (value, r.ts.0, r.quality));
         }
         send
     }
@@ -256,7 +255,7 @@ pub struct Windows {
     /// How long after a window's end readings for it are still waited for (ms).
     pub grace: i64,
     /// Open windows by index (start = index · width).
-    pub open: BTreeMap<i64, BTreeMap<Arc<str>, Agg>>,
+    pub open: BTreeMap<i64, BTreeMap<SensorId, Agg>>,
     /// Every window up to this index was closed (published, or before the start).
     pub closed_through: i64,
     /// Newest sample time seen.
@@ -292,12 +291,12 @@ impl Windows {
         self.open
             .entry(i)
             .or_default()
-            .entry(Arc::clone(&r.sensor))
+            .entry(r.sensor)
             .or_default()
             .add(r);
     }
     /// Close the windows whose end plus grace has been passed by a reading; their index and statistics.
-    pub fn close_ready(&mut self) -> Vec<(i64, BTreeMap<Arc<str>, Agg>)> {
+    pub fn close_ready(&mut self) -> Vec<(i64, BTreeMap<SensorId, Agg>)> {
         let mut out = Vec::new();
         while let Some((&i, _)) = self.open.first_key_value() {
             if (i + 1) * self.width + self.grace > self.newest {
@@ -315,7 +314,7 @@ impl Windows {
         &mut self,
         device: &str,
         layout: TopicLayout,
-        closed: Vec<(i64, BTreeMap<Arc<str>, Agg>)>,
+        closed: Vec<(i64, BTreeMap<SensorId, Agg>)>,
     ) -> Vec<Message> {
         let mut out = Vec::new();
         let secs = self.width as f64 / 1000.0;

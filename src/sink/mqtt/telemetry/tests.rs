@@ -2,12 +2,12 @@
 
 use super::modes::{per_poll, OnChange, Windows};
 use crate::config::TopicLayout;
+use crate::model::SensorId;
 use crate::model::{Quality, Reading, Timestamp};
 use serde_json::json;
-use std::sync::Arc;
 
 fn r(sensor: &str, ts: i64, v: f64) -> Reading {
-    let mut x = Reading::new(Arc::from(sensor), Timestamp(ts), v);
+    let mut x = Reading::new(SensorId::from(sensor), Timestamp(ts), v);
     if !v.is_finite() {
         x.quality = Quality::Invalid;
     }
@@ -97,7 +97,7 @@ fn windows_match_statistics_computed_here_and_count_late_readings() {
         vec![0, 1]
     );
     for (i, aggs) in &closed {
-        let a = &aggs[&Arc::from("a") as &Arc<str>];
+        let a = &aggs[&SensorId::from("a")];
         let xs: Vec<f64> = vals
             .iter()
             .filter(|(t, _)| t / 10_000 == *i)
@@ -132,9 +132,13 @@ fn windows_match_statistics_computed_here_and_count_late_readings() {
 #[test]
 fn exact_values_are_json_as_they_are_and_text_goes_when_it_changes() {
     use crate::model::Exact;
-    let big = Reading::exact(Arc::from("count"), Timestamp(1000), Exact::UInt(u64::MAX));
+    let big = Reading::exact(
+        SensorId::from("count"),
+        Timestamp(1000),
+        Exact::UInt(u64::MAX),
+    );
     let tag = Reading::exact(
-        Arc::from("tag"),
+        SensorId::from("tag"),
         Timestamp(1000),
         Exact::Text("PUMP \"7\"".into()),
     );
@@ -149,8 +153,9 @@ fn exact_values_are_json_as_they_are_and_text_goes_when_it_changes() {
         max_interval_ms: 60_000,
         ..OnChange::default()
     };
-    let t =
-        |ts: i64, s: &str| Reading::exact(Arc::from("tag"), Timestamp(ts), Exact::Text(s.into()));
+    let t = |ts: i64, s: &str| {
+        Reading::exact(SensorId::from("tag"), Timestamp(ts), Exact::Text(s.into()))
+    };
     assert!(oc.pass(&t(0, "RUN")));
     assert!(
         !oc.pass(&t(1000, "RUN")),
