@@ -149,6 +149,10 @@ pub async fn run<S: Source>(
         let held = s.poll.unit.and_then(|u| ub.get(&u)).map(|(_, t)| *t);
         held.map_or(s.due, |t| s.due.max(t))
     };
+    // One wait for cancellation for the runner's life: a fresh `token.cancelled()` at each wait registered with
+    // the token (a mutex) and unregistered again, twice a poll.
+    let cancelled = token.cancelled();
+    tokio::pin!(cancelled);
     'run: loop {
         if token.is_cancelled() {
             break;
@@ -156,12 +160,12 @@ pub async fn run<S: Source>(
         if !connected {
             if let Some(at) = reconnect_at.take() {
                 tokio::select! {
-                    _ = token.cancelled() => break,
+                    _ = &mut cancelled => break,
                     _ = tokio::time::sleep_until(at) => {}
                 }
             }
             let r = tokio::select! {
-                _ = token.cancelled() => break,
+                _ = &mut cancelled => break,
                 r = tokio::time::timeout(policy.timeout.max(Duration::from_secs(1)), src.connect()) => r,
             };
             match r.unwrap_or(Err(SourceError::Timeout)) {
@@ -187,7 +191,7 @@ pub async fn run<S: Source>(
                         tracing::warn!(bus = %src.name(), error = %e, retry_in_ms, "{} connection failed.", policy.kind);
                     }
                     tokio::select! {
-                        _ = token.cancelled() => break,
+                        _ = &mut cancelled => break,
                         _ = tokio::time::sleep(wait) => {}
                     }
                     continue;
@@ -195,24 +199,24 @@ pub async fn run<S: Source>(
             }
         }
         let Some(i) = (0..slots.len()).min_by_key(|&i| gate(&slots[i], &unit_backoff)) else {
-            token.cancelled().await;
+            cancelled.await;
             break;
         };
         let at = gate(&slots[i], &unit_backoff);
         tokio::select! {
-            _ = token.cancelled() => break,
+            _ = &mut cancelled => break,
             _ = timer.until(at) => {}
         }
         let started = Instant::now();
         // A reading is stamped when it was measured: the middle of the attempt that got the answer (a retry's,
         // not the first timed-out one's; a device samples between request and response).
         let mut sent_at = (Timestamp::now(), Instant::now());
-        let mut result = attempt(&mut src, i, policy.timeout, &token).await;
+        let mut result = attempt(&mut src, i, policy.timeout, cancelled.as_mut()).await;
         let mut tries = 0;
         while matches!(result, Some(Err(SourceError::Timeout))) && tries < policy.retries {
             tries += 1;
             sent_at = (Timestamp::now(), Instant::now());
-            result = attempt(&mut src, i, policy.timeout, &token).await;
+            result = attempt(&mut src, i, policy.timeout, cancelled.as_mut()).await;
         }
         let Some(result) = result else { break 'run };
         metrics.polls.fetch_add(1, Ordering::Relaxed);
@@ -303,10 +307,10 @@ async fn attempt<S: Source>(
     src: &mut S,
     i: usize,
     timeout: Duration,
-    token: &CancellationToken,
+    cancelled: std::pin::Pin<&mut tokio_util::sync::WaitForCancellationFuture<'_>>,
 ) -> Option<Result<Vec<Sample>, SourceError>> {
     tokio::select! {
-        _ = token.cancelled() => None,
+        _ = cancelled => None,
         r = tokio::time::timeout(timeout, src.read(i)) => Some(r.unwrap_or(Err(SourceError::Timeout))),
     }
 }
