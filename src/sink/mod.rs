@@ -103,8 +103,9 @@ pub struct Unfit {
 /// The items of one delivery, read from the store after the sink's cursor.
 #[derive(Debug)]
 pub enum Items {
-    /// Reading batches (stream `readings`).
-    Readings(Vec<Batch>),
+    /// Reading batches (stream `readings`), shared: a batch fresh from a commit is the one the ingest thread
+    /// keeps for the next caught-up sink ([`crate::store::Fresh`]), not a copy of its readings.
+    Readings(Vec<std::sync::Arc<Batch>>),
     /// Alert events with their sequence numbers (stream `events`).
     Events(Vec<(i64, Alert)>),
 }

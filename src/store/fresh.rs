@@ -32,7 +32,7 @@ impl<T> Commit<T> {
 
 #[derive(Default)]
 struct Slots {
-    readings: Option<Commit<Batch>>,
+    readings: Option<Commit<Arc<Batch>>>,
     events: Option<Commit<(i64, Alert)>>,
 }
 
@@ -50,7 +50,7 @@ impl Fresh {
         self.slots().readings = Some(Commit {
             after,
             first: batch.id,
-            items: Arc::new(vec![batch]),
+            items: Arc::new(vec![Arc::new(batch)]),
         });
     }
 
@@ -64,8 +64,9 @@ impl Fresh {
         });
     }
 
-    /// The last commit's reading batches, if they follow `cursor` directly (nothing stored between).
-    pub fn readings_after(&self, cursor: i64) -> Option<Vec<Batch>> {
+    /// The last commit's reading batches, if they follow `cursor` directly (nothing stored between): shared, not
+    /// copied (a copy of a second's readings per sink and commit was 1 % of the gateway workload).
+    pub fn readings_after(&self, cursor: i64) -> Option<Vec<Arc<Batch>>> {
         let items = {
             let s = self.slots();
             let c = s.readings.as_ref().filter(|c| c.follows(cursor))?;
@@ -101,6 +102,16 @@ mod tests {
                 exact: None,
             }],
         }
+    }
+
+    #[test]
+    fn caught_up_sinks_share_the_committed_batch() {
+        let f = Fresh::default();
+        f.put_readings(4, batch(5));
+        let a = f.readings_after(4).expect("follows");
+        let b = f.readings_after(4).expect("follows");
+        assert!(Arc::ptr_eq(&a[0], &b[0]), "shared, not copied");
+        assert_eq!(a[0].readings[0].value, 5.0);
     }
 
     #[test]

@@ -454,7 +454,7 @@ impl Runner {
                         Ok(out)
                     })
                     .await?;
-                Ok(Items::Readings(b))
+                Ok(Items::Readings(b.into_iter().map(Arc::new).collect()))
             }
         }
     }
