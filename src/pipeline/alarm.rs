@@ -42,8 +42,9 @@ pub struct Latched {
 /// State of one direction of one sensor.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DirState {
-    /// Active alarm.
-    pub active: Option<Active>,
+    /// Active alarm (boxed, as the sensor's other records: a sensor spends its life without one, and inline they
+    /// spread the fields every reading reads over more cache lines).
+    pub active: Option<Box<Active>>,
     /// Since when each level's condition (index: 0 warning, 1 critical) has held.
     pub true_since: [Option<Timestamp>; 2],
     /// Since when each level's condition has been false.
@@ -69,15 +70,15 @@ pub struct SensorState {
     /// Low alarms.
     pub low: DirState,
     /// Active SENSOR_FAULT.
-    pub fault: Option<Active>,
+    pub fault: Option<Box<Active>>,
     /// Active SENSOR_OFFLINE.
-    pub offline: Option<Active>,
+    pub offline: Option<Box<Active>>,
     /// Every alarm of the sensor, present and future, is shelved until then.
     #[serde(default)]
     pub shelved_until: Option<Timestamp>,
     /// Out of service since (the OUT_OF_SERVICE record): no alarm is evaluated.
     #[serde(default)]
-    pub out_of_service: Option<Active>,
+    pub out_of_service: Option<Box<Active>>,
     /// Alarms that returned to normal unacknowledged.
     #[serde(default)]
     pub latched: Vec<Latched>,
@@ -104,13 +105,13 @@ pub struct Managed {
     pub deviation: DirState,
     /// Active SUPPRESSED_BY_STATE record: `enabled_when` is false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub suppressed: Option<Active>,
+    pub suppressed: Option<Box<Active>>,
     /// Recent raises of the sensor's process alarms (chattering window).
     #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
     pub raises: VecDeque<Timestamp>,
     /// Active CHATTERING record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chattering: Option<Active>,
+    pub chattering: Option<Box<Active>>,
     /// A derived sensor's next computation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_due: Option<Timestamp>,
@@ -166,7 +167,7 @@ impl SensorState {
     /// chattering.
     pub fn slots(
         &mut self,
-    ) -> impl Iterator<Item = (AlertType, Option<Direction>, &mut Option<Active>)> {
+    ) -> impl Iterator<Item = (AlertType, Option<Direction>, &mut Option<Box<Active>>)> {
         alarm_slots!(self, as_deref_mut, mut)
             .into_iter()
             .filter_map(|(k, d, s)| s.map(|s| (k, d, s)))
@@ -306,10 +307,10 @@ impl Emitter<'_> {
         severity: Severity,
         threshold: Option<f64>,
         at: At,
-    ) -> Active {
+    ) -> Box<Active> {
         let a = self.ids.next(self.sensor, severity, at.ts, threshold);
         self.emit(kind, AlertState::Raised, &a, at);
-        a
+        Box::new(a)
     }
 
     /// Evaluate one side (high or low) of the threshold alarm with a good value `v` at `now`.
