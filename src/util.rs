@@ -174,7 +174,7 @@ impl Backoff {
     }
 }
 
-/// A `&'static str` for a name made at run time (e.g. an email route's sink name). Each distinct name is leaked
+/// A `&'static str` for a name made at run time (an email route's sink name, a sensor id: `model::SensorId`). Each distinct name is leaked
 /// once and reused, so reloads do not grow memory; the set is bounded by the names a config ever used.
 pub fn intern(name: &str) -> &'static str {
     use std::collections::HashSet;

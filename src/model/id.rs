@@ -17,29 +17,16 @@ use std::hash::{Hash, Hasher};
 pub struct SensorId(&'static str);
 
 impl SensorId {
-    /// The id `name`, interned: the same pointer for the same text, for the life of the process.
+    /// The id `name`, interned ([`crate::util::intern`]): the same pointer for the same text, for the life of
+    /// the process. Taken at start-up, at a reload, and when the store names a sensor it read back; never per
+    /// reading.
     pub fn new(name: &str) -> SensorId {
-        SensorId(intern(name))
+        SensorId(crate::util::intern(name))
     }
 
     /// The text.
     pub fn as_str(self) -> &'static str {
         self.0
-    }
-}
-
-/// Each distinct id once. Taken at start-up, at a reload, and when the store names a sensor it read back; never
-/// per reading. A sorted vector: no hasher, and a few hundred ids search in a handful of compares.
-fn intern(name: &str) -> &'static str {
-    static IDS: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
-    let mut ids = crate::util::lock(&IDS);
-    match ids.binary_search(&name) {
-        Ok(i) => ids[i],
-        Err(i) => {
-            let s: &'static str = Box::leak(name.to_owned().into_boxed_str());
-            ids.insert(i, s);
-            s
-        }
     }
 }
 

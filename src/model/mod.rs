@@ -9,11 +9,6 @@ mod alert;
 mod control;
 pub mod kpi;
 
-/// The interned id `id` ([`SensorId`]): the sources stamp readings with it and the alarm engine keys its state by
-/// it, so looking a reading's sensor up finds the same pointer and compares no bytes ([`crate::util::SeqMap`]).
-pub fn sensor_id(id: &str) -> SensorId {
-    SensorId::new(id)
-}
 mod id;
 pub use alert::*;
 pub use control::*;
@@ -330,13 +325,16 @@ mod tests {
 
     #[test]
     fn a_sensor_id_is_one_allocation_however_often_it_is_taken() {
-        let a = sensor_id("model-test-b");
-        let b = sensor_id(&String::from("model-test-b"));
+        let a = SensorId::new("model-test-b");
+        let b = SensorId::new(&String::from("model-test-b"));
         assert!(std::ptr::eq(a.as_str(), b.as_str()));
-        let c = sensor_id("model-test-a");
+        let c = SensorId::new("model-test-a");
         assert_eq!(&*c, "model-test-a");
         assert!(!std::ptr::eq(a.as_str(), c.as_str()));
-        assert!(std::ptr::eq(sensor_id("model-test-a").as_str(), c.as_str()));
+        assert!(std::ptr::eq(
+            SensorId::new("model-test-a").as_str(),
+            c.as_str()
+        ));
     }
 
     #[test]

@@ -303,7 +303,7 @@ impl Engine {
         let mut next = Sensors::with_capacity(sensors.len());
         let mut old: crate::util::FastMap<SensorId, Entry> = self.sensors.drain().collect();
         for s in sensors {
-            let id: SensorId = crate::model::sensor_id(&s.id);
+            let id = SensorId::new(&s.id);
             let rules = SensorRules::from_config(s);
             let state = old.remove(&id).map(|e| e.state).unwrap_or_default();
             next.insert(id, Entry { rules, state });

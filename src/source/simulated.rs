@@ -123,7 +123,7 @@ impl SimulatedGroup {
             name: format!("simulated every {}", humantime::format_duration(interval)),
             sensors: sensors
                 .iter()
-                .map(|(s, src)| (crate::model::sensor_id(&s.id), Simulated::new(src)))
+                .map(|(s, src)| (SensorId::new(&s.id), Simulated::new(src)))
                 .collect(),
         }
     }

@@ -42,7 +42,7 @@ pub struct Fresh(Arc<Mutex<Slots>>);
 
 impl Fresh {
     fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        crate::util::lock(&self.0)
     }
 
     /// A committed reading batch; `after` is the newest batch id before it, read in the same transaction.

@@ -32,7 +32,7 @@ pub struct Handoff(Arc<Mutex<Board>>);
 
 impl Handoff {
     fn board(&self) -> std::sync::MutexGuard<'_, Board> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        crate::util::lock(&self.0)
     }
 
     /// Hand a cursor move to the ingest thread's next commit; `false` when none is timed (the caller saves it).

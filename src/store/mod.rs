@@ -42,8 +42,7 @@ pub use report::{SinkStatus, Status};
 pub use shared::SharedStore;
 
 use crate::model::kpi::Tally;
-use crate::model::SensorId;
-use crate::model::{Alert, AlertState, Reading, Timestamp};
+use crate::model::{Alert, AlertState, Reading, SensorId, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::PathBuf;
 
@@ -168,7 +167,7 @@ impl Appended {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
-    ids: crate::util::SeqMap<crate::model::SensorId, u32>,
+    ids: crate::util::SeqMap<SensorId, u32>,
     names: Vec<Option<SensorId>>,
     /// The previous run did not shut down cleanly.
     pub was_unclean: bool,

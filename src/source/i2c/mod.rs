@@ -94,7 +94,7 @@ fn open(
             }
         };
         due.push(Due {
-            id: crate::model::sensor_id(&s.id),
+            id: SensorId::new(&s.id),
             src: src.clone(),
             slot,
         });

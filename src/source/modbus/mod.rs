@@ -67,7 +67,7 @@ impl Point {
             src.address
         };
         Some(Point {
-            id: crate::model::sensor_id(&s.id),
+            id: SensorId::new(&s.id),
             unit: src.unit,
             table: src.table,
             address,
