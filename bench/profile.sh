@@ -6,7 +6,8 @@
 # the source line a sample is spent in, and inclusive by function. (The DWARF unwinder lost most of the ingest
 # thread's stacks; perf's own symbol names are unreliable for inlined code: see docs/performance.md.)
 #   bench/profile.sh [SECONDS=25] [TOP=30]
-# Env: SRV_PY (python with pymodbus >= 3.10; default $WATCHPOST_TEST_PYTHON, else python3). Needs perf, binutils,
+# Env: KEEP=1 keeps the recordings (the directory is printed; rerun bench/profile_lines.py on them, e.g. with
+# THREAD=watchpost-inges for one thread), SRV_PY (python with pymodbus >= 3.10; default $WATCHPOST_TEST_PYTHON, else python3). Needs perf, binutils,
 # mosquitto and victoria-metrics. Builds into $CARGO_TARGET_DIR/fp (or target/fp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +16,7 @@ FP=${CARGO_TARGET_DIR:-$(pwd)/target}/fp
 CARGO_TARGET_DIR=$FP CARGO_PROFILE_RELEASE_STRIP=none CARGO_PROFILE_RELEASE_DEBUG=line-tables-only \
   RUSTFLAGS="-C force-frame-pointers=yes" cargo build --release --locked --bin watchpost --example poll_floor >/dev/null
 B=$FP/release/watchpost; FLOOR=$FP/release/examples/poll_floor
-R=$(mktemp -d); trap 'rm -rf "$R"' EXIT
+R=$(mktemp -d); [ -n "${KEEP:-}" ] || trap 'rm -rf "$R"' EXIT
 OUT="$R/run" FLOOR="$FLOOR" SRV_PY=${SRV_PY:-${WATCHPOST_TEST_PYTHON:-python3}} \
   bash bench/peer_workload.sh "$B" 100 100 $((SECS + 12)) 3 >"$R/workload.txt" 2>&1 & W=$!
 sleep 8
@@ -28,3 +29,4 @@ grep -E "^(watchpost|floor):" "$R/workload.txt" || true
 perf script -i "$R/wp.data" -F comm,tid,ip,sym >"$R/wp.txt" 2>/dev/null
 perf script -i "$R/floor.data" -F comm,tid,ip,sym >"$R/floor.txt" 2>/dev/null
 python3 bench/profile_lines.py "$R/wp.txt" "$B" "$R/floor.txt" "$TOP"
+[ -z "${KEEP:-}" ] || echo "recordings kept in $R (binary $B)"

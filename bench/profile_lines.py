@@ -11,7 +11,8 @@ wrong functions, and perf's own symbol names are unreliable for inlined and merg
 
 Prints, per 1,000 samples of the floor: the total; by thread; by the first watchpost source line a sample's stack
 reaches from its leaf (where the time is spent, with the system call it is in, if any); and inclusive by
-watchpost function (what a call costs with all it calls).
+watchpost function (what a call costs with all it calls). THREAD=name (a prefix of the thread's name) counts that
+thread's samples only.
 """
 import collections
 import os
@@ -74,7 +75,7 @@ def main():
     top = int(sys.argv[4]) if len(sys.argv) > 4 else 30
     norm = sum(1 for _ in samples(floor)) / 1000.0
     delta = text_delta(binary)
-    data = list(samples(wp))
+    data = [d for d in samples(wp) if d[0].startswith(os.environ.get("THREAD", ""))]
     # A return address (every frame but the leaf) points after its call: look up the byte before it.
     wanted = {int(a, 16) + delta - (1 if i else 0)
               for _, fr in data for i, (a, s) in enumerate(fr)
