@@ -20,6 +20,9 @@ const MAX_SLEEP: Duration = Duration::from_secs(8);
 /// 2,000 sensors: alert p50 11–14 → 17–20 ms with every batch folded). A gateway of 100 registers every 100 ms
 /// holds 500–1,100 readings when an alert folds them.
 pub(super) const FOLD_MAX: usize = 1_500;
+/// A commit ticks the engine along when it is due within this (see [`Beat::tick_along`]): half of what a busy
+/// engine waits between ticks.
+const TICK_ALONG: Duration = Duration::from_millis(500);
 
 pub(super) struct Beat {
     /// The timer wheel's origin (see `util::on_grid`).
@@ -69,6 +72,16 @@ impl Beat {
     }
 
     /// The flush is due (a few ms early counts).
+    /// Whether the engine is due within [`TICK_ALONG`] of `now_ts`, so a commit about to happen takes its tick
+    /// along. Ticking early is harmless: what is not due yet stays as it is and keeps its deadline; what the clock
+    /// moves by itself (an active CHATTERING or ALARM_FLOOD, derived sensors: every second) is looked at a little
+    /// sooner and next a whole second after — on the same wake-up as the next second's commit rather than a wake-up
+    /// of its own between two commits (two wake-ups of this thread a second became one under a flood of alerts).
+    pub(super) fn tick_along(&self, now_ts: Timestamp) -> bool {
+        self.engine
+            .is_some_and(|t| t.0 <= now_ts.0.saturating_add(TICK_ALONG.as_millis() as i64))
+    }
+
     pub(super) fn flush_due(&self, flush_every: Duration, now: Instant) -> bool {
         now + Duration::from_millis(5) >= self.last_flush + flush_every
     }
@@ -161,6 +174,20 @@ mod tests {
         // Woken by readings meanwhile: the deadline has not moved.
         assert_eq!(b.next(Timestamp(30), &w), first);
         assert!(first <= b.last_flush + Duration::from_millis(1_064));
+    }
+
+    #[test]
+    fn a_commit_takes_the_engine_along_only_when_it_is_due_soon() {
+        let mut b = Beat::new(Instant::now());
+        assert!(!b.tick_along(Timestamp(1_000)), "no deadline");
+        b.engine_ticked(Some(Timestamp(1_400)));
+        assert!(b.tick_along(Timestamp(1_000)), "due in 400 ms");
+        assert!(b.tick_along(Timestamp(2_000)), "overdue");
+        b.engine_ticked(Some(Timestamp(1_600)));
+        assert!(
+            !b.tick_along(Timestamp(1_000)),
+            "due in 600 ms: its own wake-up"
+        );
     }
 
     #[test]

@@ -268,14 +268,33 @@ impl Writer {
         self.accept_all(batch);
     }
 
+    /// Run the alarm engine's clock (deadlines, windows, derived sensors): its transitions join those to commit.
+    fn tick_engine(&mut self, beat: &mut beat::Beat) {
+        let mut out = std::mem::take(&mut self.alerts);
+        let now_ts = self.clock.now();
+        self.engine.tick(now_ts, &mut out);
+        for r in self.engine.derive(now_ts, &mut out) {
+            self.keep(r);
+        }
+        self.alerts = out;
+        self.check_overflow_cleared();
+        beat.engine_ticked(self.engine.next_due(now_ts));
+    }
+
     /// After batches were taken: alert transitions are committed now (with the readings held, when a flush is half
     /// due), a full batch is committed.
     fn settle(&mut self, beat: &mut beat::Beat) {
         // A transition may open a window or end a silence: ask the engine again (a reading alone only moves its
         // deadlines later).
         if !self.alerts.is_empty() {
+            let now_ts = self.clock.now();
             let ids = self.alerts.iter().map(|a| &*a.sensor);
-            beat.engine_changed(self.engine.next_due_of(ids, self.clock.now()));
+            beat.engine_changed(self.engine.next_due_of(ids, now_ts));
+            // A commit follows: the engine, due soon, is ticked now (beat.rs, `tick_along`), so an engine ticked
+            // every second (an active flood, derived sensors) and alerts committed every second share one wake-up.
+            if beat.tick_along(now_ts) {
+                self.tick_engine(beat);
+            }
         }
         let now = Instant::now();
         if self.pending.len() >= self.cfg.buffer.batch_max_readings {
@@ -334,8 +353,15 @@ async fn run(
                 },
             )
         };
-        if sleep.deadline() != wake.into() {
-            sleep.as_mut().reset(wake.into());
+        let wake = tokio::time::Instant::from(wake);
+        if wake > sleep.deadline() {
+            // Later: a new timer. `reset` to a later instant leaves the entry where it was in tokio's wheel (it moves
+            // deadlines on lazily): the thread woke at the old deadline only to sleep again — once a second, after
+            // each commit, under a steady flow of alerts. Dropping the old sleep takes its entry out.
+            sleep.set(tokio::time::sleep_until(wake));
+        } else if wake < sleep.deadline() {
+            // Earlier: `reset` moves the entry at once.
+            sleep.as_mut().reset(wake);
         }
         tokio::select! {
             biased;
@@ -379,17 +405,9 @@ async fn run(
                     beat.last_flush = now;
                     w.flush();
                 }
-                let mut out = std::mem::take(&mut w.alerts);
-                let now_ts = w.clock.now();
-                w.engine.tick(now_ts, &mut out);
-                for r in w.engine.derive(now_ts, &mut out) {
-                    w.keep(r);
-                }
-                w.alerts = out;
-                w.check_overflow_cleared();
+                w.tick_engine(&mut beat);
                 watchdog.tick(&w.metrics);
                 w.commit_alerts();
-                beat.engine_ticked(w.engine.next_due(now_ts));
             }
             _ = housekeeping.tick() => {
                 let mut guard = shared.lock();
