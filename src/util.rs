@@ -47,7 +47,8 @@ impl<K: std::borrow::Borrow<str> + std::hash::Hash + Eq + Clone, V> SeqMap<K, V>
 
     fn find(&self, id: &str) -> Option<usize> {
         let next = self.next.get();
-        // The next slot (the poll goes on), then the same one again (a second look at the same sensor).
+        // The next slot (the poll goes on), then the same one again (a second look at the same sensor); an id that is
+        // not the interned one (text from elsewhere) is found through the index.
         for i in [next, next.wrapping_sub(1)] {
             if self.items.get(i).is_some_and(|(k, _)| same(k.borrow(), id)) {
                 self.next.set(i + 1);
@@ -139,9 +140,11 @@ impl<K: std::borrow::Borrow<str> + std::hash::Hash + Eq + Clone, V> SeqMap<K, V>
     }
 }
 
-/// Whether `k` is `id`: the same allocation (the model's shared sensor ids: no bytes compared), or the same bytes.
+/// Whether `k` is `id` by identity: the same allocation (the model's interned sensor ids). A guess is taken on
+/// identity alone: comparing bytes when it fails was a `memcmp` per reading (a reading's sensor is looked up twice
+/// in a row, so the guess after it is tried and missed first); the hash index answers for any other `&str`.
 fn same(k: &str, id: &str) -> bool {
-    (std::ptr::eq(k.as_ptr(), id.as_ptr()) && k.len() == id.len()) || k == id
+    std::ptr::eq(k.as_ptr(), id.as_ptr()) && k.len() == id.len()
 }
 
 /// Jittered exponential backoff.
@@ -277,6 +280,11 @@ mod tests {
                 assert_eq!(m.get(&id), Some(&i), "a second look at {id}");
                 assert_eq!(m.get(&format!("{id}x")), None);
             }
+        }
+        // By the keys' own text (the interned case: the guess, by identity), twice each as the engine looks.
+        let keys: Vec<Arc<str>> = m.keys().cloned().collect();
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!((m.get(k), m.get(k)), (Some(&i), Some(&i)));
         }
         *m.get_mut("s3").expect("s3") = 300;
         assert_eq!(m.insert(Arc::from("s4"), 400), Some(4));

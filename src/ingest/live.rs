@@ -65,7 +65,7 @@ impl Writer {
             match live.sensors.get_mut(&*r.sensor) {
                 Some(v) => *v = latest,
                 None => {
-                    live.sensors.insert(r.sensor.to_string(), latest);
+                    live.sensors.insert(r.sensor, latest);
                 }
             }
         }

@@ -483,7 +483,7 @@ impl Writer {
         self.live_tx.send_modify(|live| {
             let mut l = (**live).clone();
             l.sensors
-                .retain(|k, _| cfg.sensor.iter().any(|s| s.id == *k));
+                .retain(|k, _| cfg.sensor.iter().any(|s| s.id == k.as_str()));
             *live = Arc::new(l);
         });
         self.commit_alerts();

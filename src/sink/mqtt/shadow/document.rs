@@ -72,8 +72,8 @@ impl Shadow {
             }
             used += cost;
             if let Ok(v) = serde_json::to_value(value) {
-                sensors.insert(name.clone(), v);
-                included.insert(name.clone());
+                sensors.insert(name.to_string(), v);
+                included.insert(name.to_string());
             }
         }
         for gone in self.cloud_sensors.difference(&included) {

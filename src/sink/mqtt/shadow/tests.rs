@@ -149,7 +149,7 @@ fn live(sensors: usize, name_len: usize, alerts: usize) -> Live {
     for i in 0..sensors {
         let name = format!("{i:0>width$}", width = name_len);
         l.sensors.insert(
-            name,
+            crate::model::SensorId::new(&name),
             LatestValue {
                 v: Some(i as f64),
                 ts: 1_700_000_000_000,
