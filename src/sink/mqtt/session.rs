@@ -199,6 +199,10 @@ impl Session {
         let mut subs = super::subscriptions::Subscriptions::default();
         // A desired state the daemon has not taken yet (coalesced; see hand_over).
         let mut waiting: Option<crate::model::RemoteChange> = None;
+        // One cancellation future for the session's life: a fresh `stop.cancelled()` in the select below was
+        // registered with the token's mutex and unregistered again on every event (each publish, each ack).
+        let cancelled = stop.cancelled();
+        tokio::pin!(cancelled);
         'conn: loop {
             let (client, mut ev) = AsyncClient::new(self.opts.clone(), self.queue);
             // Alerts are small and latency matters: no Nagle.
@@ -215,7 +219,7 @@ impl Session {
             loop {
                 let settle = subs.settle_at();
                 tokio::select! {
-                    _ = stop.cancelled() => break 'conn,
+                    _ = &mut cancelled => break 'conn,
                     _ = async { if let Some(t) = settle { tokio::time::sleep_until(t).await } }, if settle.is_some() => {
                         let step = subs.settled();
                         self.subscribed(&client, step, &mut acks, true);
@@ -387,7 +391,7 @@ impl Session {
                                 tracing::error!(code = ?code, "The MQTT broker refused the connection: check mqtt.username and the password, the client certificate, or the broker's ACL for this client id; alerts stay in the store; retrying in 60 s.");
                                 first_error = true;
                                 tokio::select! {
-                                    _ = stop.cancelled() => break 'conn,
+                                    _ = &mut cancelled => break 'conn,
                                     _ = tokio::time::sleep(REFUSED_RETRY) => {}
                                 }
                                 continue 'conn;
@@ -400,7 +404,7 @@ impl Session {
                                 tracing::debug!(error = %e, "MQTT reconnect failed.");
                             }
                             tokio::select! {
-                                _ = stop.cancelled() => break 'conn,
+                                _ = &mut cancelled => break 'conn,
                                 _ = tokio::time::sleep(wait) => {}
                             }
                             continue 'conn;
