@@ -286,15 +286,10 @@ impl Writer {
     fn settle(&mut self, beat: &mut beat::Beat) {
         // A transition may open a window or end a silence: ask the engine again (a reading alone only moves its
         // deadlines later).
-        if !self.alerts.is_empty() {
-            let now_ts = self.clock.now();
+        let alerts = !self.alerts.is_empty();
+        if alerts {
             let ids = self.alerts.iter().map(|a| &*a.sensor);
-            beat.engine_changed(self.engine.next_due_of(ids, now_ts));
-            // A commit follows: the engine, due soon, is ticked now (beat.rs, `tick_along`), so an engine ticked
-            // every second (an active flood, derived sensors) and alerts committed every second share one wake-up.
-            if beat.tick_along(now_ts) {
-                self.tick_engine(beat);
-            }
+            beat.engine_changed(self.engine.next_due_of(ids, self.clock.now()));
         }
         let now = Instant::now();
         if self.pending.len() >= self.cfg.buffer.batch_max_readings {
@@ -309,6 +304,13 @@ impl Writer {
             beat.last_flush = now;
             self.flush();
         } else {
+            self.commit_alerts();
+        }
+        // Awake for a commit anyway: the engine, if due soon, is ticked now (beat.rs, `tick_along`), so an engine
+        // ticked every second (an active flood, derived sensors) and alerts committed every second share one
+        // wake-up. After the alerts' commit, so their latency does not carry the tick (all sensors at 2,000).
+        if alerts && beat.tick_along(self.clock.now()) {
+            self.tick_engine(beat);
             self.commit_alerts();
         }
     }
