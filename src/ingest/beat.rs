@@ -71,9 +71,8 @@ impl Beat {
         };
     }
 
-    /// The flush is due (a few ms early counts).
-    /// Whether the engine is due within [`TICK_ALONG`] of `now_ts`, so a commit about to happen takes its tick
-    /// along. Ticking early is harmless: what is not due yet stays as it is and keeps its deadline; what the clock
+    /// Whether the engine is due within [`TICK_ALONG`] of `now_ts`, so the thread, awake for a commit, takes its
+    /// tick along. Ticking early is harmless: what is not due yet stays as it is and keeps its deadline; what the clock
     /// moves by itself (an active CHATTERING or ALARM_FLOOD, derived sensors: every second) is looked at a little
     /// sooner and next a whole second after — on the same wake-up as the next second's commit rather than a wake-up
     /// of its own between two commits (two wake-ups of this thread a second became one under a flood of alerts).
@@ -82,6 +81,7 @@ impl Beat {
             .is_some_and(|t| t.0 <= now_ts.0.saturating_add(TICK_ALONG.as_millis() as i64))
     }
 
+    /// The flush is due (a few ms early counts).
     pub(super) fn flush_due(&self, flush_every: Duration, now: Instant) -> bool {
         now + Duration::from_millis(5) >= self.last_flush + flush_every
     }

@@ -295,7 +295,7 @@ impl Writer {
         if self.pending.len() >= self.cfg.buffer.batch_max_readings {
             self.flush();
         } else if beat.fold_due(
-            !self.alerts.is_empty(),
+            alerts,
             self.pending.len(),
             self.cfg.buffer.flush_interval.0,
             now,
