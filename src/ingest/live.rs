@@ -42,9 +42,11 @@ impl Writer {
         });
     }
 
-    /// Update the live state from the readings about to be flushed and the active alarms.
+    /// Update the live state from the readings about to be flushed and the active alarms: in place, unless a
+    /// reader holds the state a commit ago (`Arc::make_mut`), and announced only when something changed. (A copy
+    /// of the whole state per commit, compared with the old one, was 85 µs of the ingest thread's commit at the
+    /// gateway workload.)
     pub(super) fn publish_live(&mut self) {
-        let mut live = (**self.live_tx.borrow()).clone();
         // Each configured sensor's newest reading held (by its place in the config): one map update per sensor,
         // not one per reading.
         let newest = &mut self.newest;
@@ -55,28 +57,35 @@ impl Writer {
                 *slot = i;
             }
         }
-        for r in newest.iter().filter_map(|&i| self.pending.get(i)) {
-            let latest = LatestValue {
-                v: r.value.is_finite().then_some(r.value),
-                ts: r.ts.0,
-                q: r.quality.as_str(),
-            };
-            // Known keys are updated in place: no new String per reading.
-            match live.sensors.get_mut(&*r.sensor) {
-                Some(v) => *v = latest,
-                None => {
-                    live.sensors.insert(r.sensor, latest);
+        let alerts = self.engine.active();
+        let (newest, pending) = (&self.newest, &self.pending);
+        self.live_tx.send_if_modified(|live| {
+            let live = Arc::make_mut(live);
+            let mut changed = false;
+            for r in newest.iter().filter_map(|&i| pending.get(i)) {
+                let latest = LatestValue {
+                    v: r.value.is_finite().then_some(r.value),
+                    ts: r.ts.0,
+                    q: r.quality.as_str(),
+                };
+                // Known keys are updated in place: no new String per reading.
+                match live.sensors.get_mut(&*r.sensor) {
+                    Some(v) if *v == latest => {}
+                    Some(v) => {
+                        *v = latest;
+                        changed = true;
+                    }
+                    None => {
+                        live.sensors.insert(r.sensor, latest);
+                        changed = true;
+                    }
                 }
             }
-        }
-        live.alerts = self.engine.active();
-        self.live_tx.send_if_modified(|old| {
-            if **old == live {
-                false
-            } else {
-                *old = Arc::new(live);
-                true
+            if live.alerts != alerts {
+                live.alerts = alerts;
+                changed = true;
             }
+            changed
         });
     }
 }

@@ -497,6 +497,51 @@ fn the_live_state_holds_each_configured_sensors_newest_reading_held() {
         .map(|(k, v)| (k.as_str(), v.v, v.ts))
         .collect();
     assert_eq!(got, vec![("a", Some(3.0), 2), ("b", Some(2.0), 1)]);
+
+    // Updated in place: a reader holding the state of a commit ago keeps it as it was (copy on write), and a
+    // commit that changes nothing is not announced (Sparkplug waits for changes).
+    let mut rx = signals.live.clone();
+    rx.mark_unchanged();
+    w.pending
+        .push(Reading::new(SensorId::from("a"), Timestamp(5), 4.0));
+    w.flush();
+    assert!(rx.has_changed().expect("open"), "a new value is announced");
+    let now = rx.borrow_and_update().clone();
+    assert_eq!(now.sensors.get("a").and_then(|v| v.v), Some(4.0));
+    assert_eq!(
+        live.sensors.get("a").and_then(|v| v.v),
+        Some(3.0),
+        "the held copy"
+    );
+    drop((live, now));
+    // The same newest reading again (a commit whose readings change no sensor's latest value).
+    w.pending
+        .push(Reading::new(SensorId::from("a"), Timestamp(5), 4.0));
+    w.flush();
+    assert!(
+        !rx.has_changed().expect("open"),
+        "nothing new: not announced"
+    );
+    let before = rx.borrow().clone();
+    w.pending
+        .push(Reading::new(SensorId::from("b"), Timestamp(6), 2.0));
+    w.flush();
+    assert!(
+        rx.has_changed().expect("open"),
+        "a newer timestamp is a change"
+    );
+    assert!(
+        !Arc::ptr_eq(&before, &rx.borrow()),
+        "held by this test: copied, not written under it"
+    );
+    // Held by nobody: written where it is.
+    drop(before);
+    let at = Arc::as_ptr(&rx.borrow_and_update());
+    w.pending
+        .push(Reading::new(SensorId::from("b"), Timestamp(7), 2.0));
+    w.flush();
+    assert!(rx.has_changed().expect("open"));
+    assert!(std::ptr::eq(Arc::as_ptr(&rx.borrow()), at), "no copy");
 }
 
 #[test]
