@@ -365,14 +365,16 @@ pub struct ActiveAlert {
     /// `high`/`low` for threshold alarms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub direction: Option<Direction>,
-    /// Raised at.
-    pub since: String,
+    /// Raised at (RFC 3339 in JSON; kept as a time, not text: the live state lists every active alarm with each
+    /// commit, and formatting each one's dates there was most of that list's cost at 2,000 sensors).
+    #[serde(with = "rfc3339")]
+    pub since: Timestamp,
     /// Acknowledged (present when alarm commands are enabled).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acked: Option<bool>,
     /// Shelved until (RFC 3339).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub shelved_until: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_rfc3339")]
+    pub shelved_until: Option<Timestamp>,
     /// Returned to normal but not yet acknowledged.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub returned: bool,

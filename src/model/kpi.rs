@@ -202,11 +202,7 @@ impl Tally {
             stale: standing
                 .iter()
                 .filter(process)
-                .filter(|a| {
-                    !a.returned
-                        && Timestamp::parse_rfc3339(&a.since)
-                            .is_some_and(|t| until.since(t) >= stale_after)
-                })
+                .filter(|a| !a.returned && until.since(a.since) >= stale_after)
                 .count() as u64,
             bad_actors_percent: share(actors.iter().map(|(_, n)| n).sum()),
             bad_actors: actors
@@ -285,9 +281,9 @@ impl Kpi {
                 sensor: a.sensor.clone(),
                 severity: a.severity,
                 direction: a.direction,
-                since: a.since.rfc3339(),
+                since: a.since,
                 acked: a.operator.acked,
-                shelved_until: a.operator.shelved_until.map(Timestamp::rfc3339),
+                shelved_until: a.operator.shelved_until,
                 returned: a.state == AlertState::Cleared,
                 priority: a.operator.priority,
                 stale: false,

@@ -306,6 +306,16 @@ fn payload_matches_the_contract() {
     assert_eq!(v["direction"], "high");
     assert_eq!(v["ts"], "2026-11-27T10:00:00.123Z");
     assert_eq!(v["since"], "2026-11-27T10:00:00.123Z");
+    // The active list (the shadow's and the status's): times as RFC 3339 text too, a shelved one with its end.
+    let alarm = e
+        .sensors
+        .get_mut("oil_temp")
+        .and_then(|x| x.state.high.active.as_mut());
+    alarm.expect("raised").shelved_until = Some(Timestamp(1_795_777_200_000));
+    let active = serde_json::to_value(e.active()).expect("json");
+    assert_eq!(active[0]["since"], "2026-11-27T10:00:00.123Z");
+    assert_eq!(active[0]["shelved_until"], "2026-11-27T11:00:00.000Z");
+    assert_eq!(active[0]["sensor"], "oil_temp");
 }
 
 #[test]

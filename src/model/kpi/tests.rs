@@ -50,7 +50,7 @@ fn active(sensor: &str, kind: AlertType, since_ms: i64) -> ActiveAlert {
         sensor: sensor.into(),
         severity: Severity::Warning,
         direction: None,
-        since: Timestamp(T0 + since_ms).rfc3339(),
+        since: Timestamp(T0 + since_ms),
         acked: None,
         shelved_until: None,
         returned: false,

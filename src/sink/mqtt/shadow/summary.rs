@@ -24,7 +24,7 @@ pub(super) fn alert_summary(alerts: &[ActiveAlert], topic: &str, top: usize) -> 
                 "type": a.kind,
                 "sensor": cut(&a.sensor, 64),
                 "severity": a.severity,
-                "since": a.since,
+                "since": a.since.rfc3339(),
             })
         })
         .collect();

@@ -168,7 +168,7 @@ fn live(sensors: usize, name_len: usize, alerts: usize) -> Live {
                 Severity::Warning
             },
             direction: None,
-            since: Timestamp(1_700_000_000_000 + i as i64).rfc3339(),
+            since: Timestamp(1_700_000_000_000 + i as i64),
             acked: None,
             shelved_until: None,
             returned: false,
