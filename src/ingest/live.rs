@@ -52,31 +52,50 @@ impl Writer {
         let newest = &mut self.newest;
         newest.clear();
         newest.resize(self.engine.sensor_count(), usize::MAX);
+        let mut present = 0;
         for (i, r) in self.pending.iter().enumerate() {
             if let Some(slot) = self.engine.slot(&r.sensor).and_then(|s| newest.get_mut(s)) {
+                present += usize::from(*slot == usize::MAX);
                 *slot = i;
             }
         }
         let alerts = self.engine.active();
-        let (newest, pending) = (&self.newest, &self.pending);
+        let (engine, newest, pending) = (&self.engine, &self.newest, &self.pending);
+        let order = &mut self.live_order;
         self.live_tx.send_if_modified(|live| {
             let live = Arc::make_mut(live);
+            let latest = |r: &crate::model::Reading| LatestValue {
+                v: r.value.is_finite().then_some(r.value),
+                ts: r.ts.0,
+                q: r.quality.as_str(),
+            };
             let mut changed = false;
-            for r in newest.iter().filter_map(|&i| pending.get(i)) {
-                let latest = LatestValue {
-                    v: r.value.is_finite().then_some(r.value),
-                    ts: r.ts.0,
-                    q: r.quality.as_str(),
+            // The map walked in its own order beside each key's config place (ids are only ever added, so the
+            // places hold while the count does): no key comparisons, where a lookup per sensor was eleven at
+            // 2,000 sensors (a third of this function there).
+            if order.len() != live.sensors.len() {
+                *order = live.sensors.keys().map(|k| engine.slot(k)).collect();
+            }
+            let mut found = 0;
+            for ((_, v), slot) in live.sensors.iter_mut().zip(order.iter()) {
+                let Some(r) = slot
+                    .and_then(|s| newest.get(s))
+                    .and_then(|&i| pending.get(i))
+                else {
+                    continue;
                 };
-                // Known keys are updated in place: no new String per reading.
-                match live.sensors.get_mut(&*r.sensor) {
-                    Some(v) if *v == latest => {}
-                    Some(v) => {
-                        *v = latest;
-                        changed = true;
-                    }
-                    None => {
-                        live.sensors.insert(r.sensor, latest);
+                found += 1;
+                let l = latest(r);
+                if *v != l {
+                    *v = l;
+                    changed = true;
+                }
+            }
+            // A sensor's first reading: a key of its own (no new String: the id is interned).
+            if found < present {
+                for r in newest.iter().filter_map(|&i| pending.get(i)) {
+                    if !live.sensors.contains_key(&*r.sensor) {
+                        live.sensors.insert(r.sensor, latest(r));
                         changed = true;
                     }
                 }

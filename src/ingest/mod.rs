@@ -157,6 +157,8 @@ struct Writer {
     inline: inline::Budget,
     /// Scratch for the live state: per configured sensor, its newest reading held (live.rs).
     newest: Vec<usize>,
+    /// The live state's sensors in its map's order: each one's place in the config (live.rs).
+    live_order: Vec<Option<usize>>,
     /// Moves the write-ahead log into the database off the commit path; `None` if it could not start (commits
     /// then checkpoint themselves).
     checkpointer: Option<crate::store::Checkpointer>,
@@ -237,6 +239,7 @@ impl Writer {
             flowing: false,
             inline: inline::Budget::default(),
             newest: Vec::new(),
+            live_order: Vec::new(),
             checkpointer,
         };
         Ok((
@@ -480,7 +483,9 @@ impl Writer {
         // Sensors came and went: the next commit carries the whole alarm state.
         self.snap_at = None;
         self.cfg = new;
-        // Sensors removed by the reload leave the live state (and so the device shadow).
+        // Sensors removed by the reload leave the live state (and so the device shadow); the places in the config
+        // publish_live keeps for its keys are looked up again.
+        self.live_order.clear();
         let cfg = &self.cfg;
         self.live_tx.send_modify(|live| {
             let mut l = (**live).clone();

@@ -545,6 +545,48 @@ fn the_live_state_holds_each_configured_sensors_newest_reading_held() {
 }
 
 #[test]
+fn the_live_state_follows_sensors_that_appear_late_and_a_reload_that_reorders_them() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ab = "[[sensor]]\nid = \"a\"\nsource = { simulated = \"sine\" }\n\
+              [[sensor]]\nid = \"b\"\nsource = { simulated = \"sine\" }\n";
+    let (mut w, signals, _control) = opened(config(dir.path(), ab));
+    let flush = |w: &mut Writer, readings: &[(&str, i64, f64)]| {
+        for &(s, ts, v) in readings {
+            w.pending
+                .push(Reading::new(SensorId::from(s), Timestamp(ts), v));
+        }
+        w.flush();
+        let live = signals.live.borrow().clone();
+        live.sensors
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.v))
+            .collect::<Vec<_>>()
+    };
+    let got = |v: &[(&str, f64)]| -> Vec<(String, Option<f64>)> {
+        v.iter().map(|&(k, x)| (k.to_string(), Some(x))).collect()
+    };
+    // b reports first, a joins a commit later; then both again (the keys' places are known by then).
+    assert_eq!(flush(&mut w, &[("b", 1, 2.0)]), got(&[("b", 2.0)]));
+    assert_eq!(
+        flush(&mut w, &[("a", 2, 1.0)]),
+        got(&[("a", 1.0), ("b", 2.0)])
+    );
+    assert_eq!(
+        flush(&mut w, &[("a", 3, 5.0), ("b", 3, 6.0)]),
+        got(&[("a", 5.0), ("b", 6.0)])
+    );
+    // The same sensors in another order: same keys, other places in the config. Only a reports.
+    let ba = "[[sensor]]\nid = \"b\"\nsource = { simulated = \"sine\" }\n\
+              [[sensor]]\nid = \"a\"\nsource = { simulated = \"sine\" }\n";
+    w.reconfigure(Arc::new(config(dir.path(), ba)));
+    assert_eq!(
+        flush(&mut w, &[("a", 4, 7.0)]),
+        got(&[("a", 7.0), ("b", 6.0)]),
+        "a's reading is a's, not the sensor that had its place"
+    );
+}
+
+#[test]
 fn cursor_moves_ride_the_next_flush_while_readings_flow_and_are_refused_after() {
     let dir = tempfile::tempdir().expect("tmp");
     let (mut w, signals, _control) = opened(cfg(dir.path()));
