@@ -307,19 +307,26 @@ impl Alert {
     /// The journal line's message: what happened and the details; the alarm's id, sensor and severity are the
     /// line's fields (not repeated in the text).
     pub fn log_message(&self) -> String {
-        format!(
-            "{} {}{}",
-            self.kind.as_str(),
-            self.state.as_str(),
-            self.details()
-        )
+        let mut s = String::with_capacity(96);
+        s.push_str(self.kind.as_str());
+        s.push(' ');
+        s.push_str(self.state.as_str());
+        self.write_details(&mut s);
+        s
     }
 
     /// ` value=… threshold=… reason=…`: what the event says beyond its class and identity.
     fn details(&self) -> String {
         let mut s = String::new();
+        self.write_details(&mut s);
+        s
+    }
+
+    /// [`Alert::details`] written into `s` (one string for a log line, not one per part).
+    fn write_details(&self, s: &mut String) {
+        use std::fmt::Write;
         if let Some(v) = self.value {
-            s.push_str(&format!(" value={v}"));
+            let _ = write!(s, " value={v}");
             if let Some(u) = &self.unit {
                 s.push_str(u);
             }
@@ -329,24 +336,23 @@ impl Alert {
                 Direction::High => "high",
                 Direction::Low => "low",
             };
-            s.push_str(&format!(" threshold={t} ({d})"));
+            let _ = write!(s, " threshold={t} ({d})");
         }
         if let Some(r) = &self.reason {
-            s.push_str(&format!(" reason=\"{r}\""));
+            let _ = write!(s, " reason=\"{r}\"");
         }
         if let Some(u) = self.operator.shelved_until {
-            s.push_str(&format!(" shelved_until={u}"));
+            let _ = write!(s, " shelved_until={u}");
         }
         if self.operator.acked == Some(false) && self.state == AlertState::Cleared {
             s.push_str(" unacknowledged");
         }
         if let Some(b) = &self.operator.by {
-            s.push_str(&format!(" by=\"{b}\""));
+            let _ = write!(s, " by=\"{b}\"");
         }
         if let Some(n) = &self.operator.note {
-            s.push_str(&format!(" note=\"{n}\""));
+            let _ = write!(s, " note=\"{n}\"");
         }
-        s
     }
 }
 

@@ -326,6 +326,79 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_alerts_log_message_says_what_happened_and_its_details() {
+        let mut a = Alert {
+            kind: AlertType::Alert,
+            id: "gw:t:1".into(),
+            state: AlertState::Cleared,
+            severity: Severity::Warning,
+            sensor: "t".into(),
+            device: "gw".into(),
+            location: String::new(),
+            value: Some(79.5),
+            unit: Some("°C".into()),
+            threshold: Some(80.0),
+            direction: Some(Direction::High),
+            ts: Timestamp(0),
+            since: Timestamp(0),
+            reason: Some("back below".into()),
+            operator: Default::default(),
+        };
+        a.operator.acked = Some(false);
+        a.operator.by = Some("ann".into());
+        assert_eq!(
+            a.log_message(),
+            "ALERT cleared value=79.5°C threshold=80 (high) reason=\"back below\" unacknowledged by=\"ann\""
+        );
+        a.value = None;
+        a.reason = None;
+        a.operator = Default::default();
+        assert_eq!(a.log_message(), "ALERT cleared threshold=80 (high)");
+    }
+
+    #[test]
+    fn wire_names_are_the_serde_names() {
+        // The store's `kind` and `state` columns are written from `as_str`, the payload beside them by serde.
+        use AlertState as S;
+        use AlertType as K;
+        let kinds = [
+            K::Alert,
+            K::SensorFault,
+            K::SensorOffline,
+            K::BufferOverflow,
+            K::OutOfService,
+            K::ConfigChange,
+            K::RateOfChange,
+            K::Deviation,
+            K::SuppressedByState,
+            K::Chattering,
+            K::AlarmFlood,
+            K::DeadLetter,
+        ];
+        for k in kinds {
+            assert_eq!(serde_json::to_value(k).expect("json"), k.as_str(), "{k:?}");
+        }
+        let states = [
+            S::Raised,
+            S::Escalated,
+            S::Deescalated,
+            S::Cleared,
+            S::Acknowledged,
+            S::Shelved,
+            S::Unshelved,
+            S::Applied,
+            S::Rejected,
+        ];
+        for st in states {
+            assert_eq!(
+                serde_json::to_value(st).expect("json"),
+                st.as_str(),
+                "{st:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_sensor_id_is_one_allocation_however_often_it_is_taken() {
         let a = SensorId::new("model-test-b");
         let b = SensorId::new(&String::from("model-test-b"));
