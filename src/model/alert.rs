@@ -372,7 +372,7 @@ pub struct ActiveAlert {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub direction: Option<Direction>,
     /// Raised at (RFC 3339 in JSON; kept as a time, not text: the live state lists every active alarm with each
-    /// commit, and formatting each one's dates there was most of that list's cost at 2,000 sensors).
+    /// commit, and formatting each one's dates there was a third of that list's cost at 2,000 sensors).
     #[serde(with = "rfc3339")]
     pub since: Timestamp,
     /// Acknowledged (present when alarm commands are enabled).
