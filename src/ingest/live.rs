@@ -20,25 +20,19 @@ impl Writer {
             }
         };
         let kpi = tally.finish(&self.engine.active(), a.flood_count, a.stale_after.0);
-        self.live_tx.send_modify(|live| {
-            let mut l = (**live).clone();
-            l.kpi = Some(Arc::new(kpi));
-            *live = Arc::new(l);
-        });
+        self.live_tx
+            .send_modify(|live| Arc::make_mut(live).kpi = Some(Arc::new(kpi)));
     }
 
     /// Update the live state's alarms at once (after an operator command).
     pub(super) fn publish_live_alerts(&mut self) {
         let alerts = self.engine.active();
-        self.live_tx.send_if_modified(|old| {
-            if old.alerts == alerts {
-                false
-            } else {
-                let mut l = (**old).clone();
-                l.alerts = alerts;
-                *old = Arc::new(l);
-                true
+        self.live_tx.send_if_modified(|live| {
+            let changed = live.alerts != alerts;
+            if changed {
+                Arc::make_mut(live).alerts = alerts;
             }
+            changed
         });
     }
 

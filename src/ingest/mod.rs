@@ -488,10 +488,9 @@ impl Writer {
         self.live_order.clear();
         let cfg = &self.cfg;
         self.live_tx.send_modify(|live| {
-            let mut l = (**live).clone();
-            l.sensors
+            Arc::make_mut(live)
+                .sensors
                 .retain(|k, _| cfg.sensor.iter().any(|s| s.id == k.as_str()));
-            *live = Arc::new(l);
         });
         self.commit_alerts();
     }

@@ -13,6 +13,13 @@ fn config(dir: &std::path::Path, sensors: &str) -> Config {
     crate::config::parse_str(&toml, std::path::Path::new("t.toml"), &[]).expect("config")
 }
 
+/// `[[sensor]]` sections of simulated sensors with these ids, in this order.
+fn simulated(ids: &[&str]) -> String {
+    ids.iter()
+        .map(|id| format!("[[sensor]]\nid = \"{id}\"\nsource = {{ simulated = \"sine\" }}\n"))
+        .collect()
+}
+
 fn cfg(dir: &std::path::Path) -> Config {
     config(
         dir,
@@ -481,9 +488,7 @@ fn the_size_cap_is_looked_at_first_then_every_hundredth_of_it_or_every_ten_secon
 #[test]
 fn the_live_state_holds_each_configured_sensors_newest_reading_held() {
     let dir = tempfile::tempdir().expect("tmp");
-    let sensors = "[[sensor]]\nid = \"a\"\nsource = { simulated = \"sine\" }\n\
-                   [[sensor]]\nid = \"b\"\nsource = { simulated = \"sine\" }\n";
-    let (mut w, signals, _control) = opened(config(dir.path(), sensors));
+    let (mut w, signals, _control) = opened(config(dir.path(), &simulated(&["a", "b"])));
     // Out of config order, one sensor twice, and one the config does not know.
     for (s, ts, v) in [("b", 1, 2.0), ("a", 1, 1.0), ("x", 1, 9.0), ("a", 2, 3.0)] {
         w.pending
@@ -547,9 +552,7 @@ fn the_live_state_holds_each_configured_sensors_newest_reading_held() {
 #[test]
 fn the_live_state_follows_sensors_that_appear_late_and_a_reload_that_reorders_them() {
     let dir = tempfile::tempdir().expect("tmp");
-    let ab = "[[sensor]]\nid = \"a\"\nsource = { simulated = \"sine\" }\n\
-              [[sensor]]\nid = \"b\"\nsource = { simulated = \"sine\" }\n";
-    let (mut w, signals, _control) = opened(config(dir.path(), ab));
+    let (mut w, signals, _control) = opened(config(dir.path(), &simulated(&["a", "b"])));
     let flush = |w: &mut Writer, readings: &[(&str, i64, f64)]| {
         for &(s, ts, v) in readings {
             w.pending
@@ -576,9 +579,7 @@ fn the_live_state_follows_sensors_that_appear_late_and_a_reload_that_reorders_th
         got(&[("a", 5.0), ("b", 6.0)])
     );
     // The same sensors in another order: same keys, other places in the config. Only a reports.
-    let ba = "[[sensor]]\nid = \"b\"\nsource = { simulated = \"sine\" }\n\
-              [[sensor]]\nid = \"a\"\nsource = { simulated = \"sine\" }\n";
-    w.reconfigure(Arc::new(config(dir.path(), ba)));
+    w.reconfigure(Arc::new(config(dir.path(), &simulated(&["b", "a"]))));
     assert_eq!(
         flush(&mut w, &[("a", 4, 7.0)]),
         got(&[("a", 7.0), ("b", 6.0)]),
