@@ -156,15 +156,7 @@ pub(crate) fn validate(cfg: &Config, issues: &mut Vec<Issue>) {
                 format!("{:?} must start with http:// or https://", i.url),
             ));
         }
-        if let Some(why) = super::words::non_ascii_host(&i.url) {
-            issues.push(Issue::new(p("influxdb.url"), why));
-        } else if let Err(e) = http_url(&i.url) {
-            // What the sink would refuse when it starts (a space in the host, a port out of range).
-            issues.push(Issue::new(
-                p("influxdb.url"),
-                format!("{:?} is not a valid URL: {e}", i.url),
-            ));
-        }
+        http_url(&mut *issues, p("influxdb.url"), &i.url);
         if !["s", "ms", "us", "ns"].contains(&i.precision.as_str()) {
             issues.push(Issue::new(
                 p("influxdb.precision"),
@@ -519,16 +511,23 @@ fn validate_sensor(
     }
 }
 
-/// A URL whose host is not ASCII is refused (see `words::non_ascii_host`).
-/// The URL as the HTTP client parses it (built without InfluxDB support: not looked at).
-fn http_url(url: &str) -> Result<(), String> {
+/// An HTTP client's URL: its host ASCII ([`ascii_host`]), then parsed as the client parses it, so what the sink
+/// would refuse when it starts (a space in the host, a port out of range) is refused here. Built without InfluxDB
+/// support, only the host is looked at.
+fn http_url(issues: &mut Vec<Issue>, key: KeyPath, url: &str) {
+    let before = issues.len();
+    ascii_host(&mut *issues, key.clone(), url);
     #[cfg(feature = "influxdb")]
-    reqwest::Url::parse(url).map_err(|e| e.to_string())?;
+    if issues.len() == before {
+        if let Err(e) = reqwest::Url::parse(url) {
+            issues.push(Issue::new(key, format!("{url:?} is not a valid URL: {e}")));
+        }
+    }
     #[cfg(not(feature = "influxdb"))]
-    let _ = url;
-    Ok(())
+    let _ = (before, key);
 }
 
+/// A URL whose host is not ASCII is refused (see `words::non_ascii_host`).
 fn ascii_host(issues: &mut Vec<Issue>, key: KeyPath, url: &str) {
     if let Some(why) = super::words::non_ascii_host(url) {
         issues.push(Issue::new(key, why));
