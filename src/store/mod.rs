@@ -431,7 +431,19 @@ impl Store {
     /// Up to `limit` reading batches with id > `after`, oldest first. Batches that fail to decode are returned
     /// empty (and logged) so a cursor can move past them.
     pub fn batches_after(&mut self, after: i64, limit: usize) -> Result<Vec<Batch>, StoreError> {
-        self.batches_where(after, Timestamp(i64::MIN), limit)
+        self.batches_where(after, Timestamp(i64::MIN), limit, usize::MAX)
+    }
+
+    /// As [`Store::batches_after`], ending with the batch that brings the readings to `readings` (by the count
+    /// stored beside each batch): a sink that takes 1,000 readings at a time does not decompress and decode 16
+    /// batches of 10,000 to use one.
+    pub fn batches_for(
+        &mut self,
+        after: i64,
+        limit: usize,
+        readings: usize,
+    ) -> Result<Vec<Batch>, StoreError> {
+        self.batches_where(after, Timestamp(i64::MIN), limit, readings)
     }
 
     /// Up to `limit` reading batches with id > `after` whose newest sample is at or after `since`, oldest first.
@@ -440,16 +452,23 @@ impl Store {
         after: i64,
         since: Timestamp,
         limit: usize,
+        readings: usize,
     ) -> Result<Vec<Batch>, StoreError> {
         let raw: Vec<(i64, Vec<u8>)> = {
             let mut stmt = self.conn.prepare_cached(
-                "SELECT id, data FROM batches WHERE id > ?1 AND last_ts >= ?2 ORDER BY id LIMIT ?3",
+                "SELECT id, count, data FROM batches WHERE id > ?1 AND last_ts >= ?2 ORDER BY id LIMIT ?3",
             )?;
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let rows = stmt.query_map(params![after, since.0, limit], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?;
-            rows.collect::<Result<_, _>>()?
+            let mut rows = stmt.query(params![after, since.0, limit])?;
+            let mut raw = Vec::new();
+            let mut n = 0usize;
+            while n < readings {
+                let Some(r) = rows.next()? else { break };
+                // The stored count only bounds the work; what is returned is what the batch decodes to.
+                n = n.saturating_add(usize::try_from(r.get::<_, i64>(1)?).unwrap_or(0));
+                raw.push((r.get(0)?, r.get(2)?));
+            }
+            raw
         };
         let mut out = Vec::with_capacity(raw.len());
         for (id, data) in raw {

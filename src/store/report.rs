@@ -127,7 +127,7 @@ impl Store {
         let mut n = 0;
         loop {
             // Only the batches that can hold readings at or after `since`, in id order.
-            let batches = self.batches_where(after, since, 256)?;
+            let batches = self.batches_where(after, since, 256, usize::MAX)?;
             let Some(last) = batches.last().map(|b| b.id) else {
                 break;
             };

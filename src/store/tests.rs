@@ -530,3 +530,35 @@ fn new_sensors_are_registered_in_one_transaction() {
         .enumerate()
         .all(|(i, n)| *n == format!("s{i:03}")));
 }
+
+#[test]
+fn a_sink_read_stops_at_the_batch_that_fills_its_chunk() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut s = Store::open(dir.path()).expect("open");
+    let id = SensorId::from("t");
+    for b in 0..5i64 {
+        let rows: Vec<Reading> = (0..10)
+            .map(|i| Reading::new(id, Timestamp(1000 + b * 10 + i), (b * 10 + i) as f64))
+            .collect();
+        s.append_readings(&rows, None).expect("append");
+    }
+    let sizes = |v: Vec<Batch>| v.iter().map(|b| b.readings.len()).collect::<Vec<_>>();
+    // 15 readings wanted: the second batch of 10 fills the chunk, the other three are not read.
+    assert_eq!(sizes(s.batches_for(0, 16, 15).expect("read")), [10, 10]);
+    assert_eq!(sizes(s.batches_for(0, 16, 10).expect("read")), [10]);
+    assert_eq!(
+        sizes(s.batches_for(0, 16, 1).expect("read")),
+        [10],
+        "a batch is never split"
+    );
+    assert!(s.batches_for(0, 16, 0).expect("read").is_empty());
+    // The batch limit still holds, and so does the cursor.
+    assert_eq!(
+        sizes(s.batches_for(0, 3, usize::MAX).expect("read")),
+        [10, 10, 10]
+    );
+    let after_two = s.batches_for(2, 16, 15).expect("read");
+    assert_eq!(after_two.iter().map(|b| b.id).collect::<Vec<_>>(), [3, 4]);
+    assert_eq!(after_two[0].readings[0].value, 20.0);
+    assert_eq!(sizes(s.batches_after(0, 16).expect("read")), [10; 5]);
+}

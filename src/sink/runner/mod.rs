@@ -438,7 +438,8 @@ impl Runner {
                         let mut n = 0;
                         let mut after = cursor;
                         loop {
-                            let got = s.batches_after(after, BATCHES_PER_QUERY)?;
+                            let got =
+                                s.batches_for(after, BATCHES_PER_QUERY, limit.saturating_sub(n))?;
                             if got.is_empty() {
                                 break;
                             }
