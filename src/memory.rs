@@ -16,72 +16,23 @@
 struct Canary([u8; 4096]);
 static CANARY: Canary = Canary([0xa5; 4096]);
 
-/// Steady state: blocks from this size up get their own mapping, returned to the system when freed, and free
-/// memory at the heap's top beyond this goes back at once (glibc would otherwise raise the bar to the largest block
-/// freed, and a heap that grew would stay grown).
+/// Blocks from this size up get their own mapping, returned to the system when freed, and free memory at the
+/// heap's top beyond this goes back at once (glibc would otherwise raise the bar to the largest block freed, and a
+/// heap that grew would stay grown). A backlog drain runs with these too: raising them while it ran (8 MB mapped,
+/// 32 MB kept) saved page faults but left the heap fragmented after it, +1.3-3 MB RSS for good after the first
+/// outage (the soak), for CPU that reading only what a chunk needs (`Store::batches_for`) has since more than
+/// paid back; see docs/performance.md.
 const STEADY: i32 = 64 << 10;
-/// While a backlog drains: what its batches free stays in the heap for the next ones, up to this much.
-const BURST_KEEP: i32 = 32 << 20;
-/// While a backlog drains: blocks from this size up get their own mapping.
-const BURST_MAPPING: i32 = 8 << 20;
-/// Backlog drains in progress ([`Burst`]).
-static BURSTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// The allocator for a small daemon: one malloc arena (glibc gives every thread its own otherwise; one is plenty
-/// at gateway rates and keeps RSS small) and the steady-state thresholds. Call before any thread starts.
+/// at gateway rates and keeps RSS small) and the thresholds above. Call before any thread starts.
 pub fn tune() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; called before other threads exist.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
-    }
-    thresholds(STEADY, STEADY);
-}
-
-#[allow(unused_variables)]
-fn thresholds(mapping: i32, keep: i32) {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator parameters (glibc takes its own lock).
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, mapping);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, keep);
-    }
-}
-
-/// A backlog being drained (a sink fetching full chunks). While one is alive the heap keeps what a batch frees
-/// for the next: with the steady thresholds every megabyte-sized body, batch and reading vector was mapped,
-/// faulted in page by page and unmapped again, 176k minor faults per million readings and a third of the drain's
-/// CPU (0.87 → 0.60 ms per 1,000 readings, `bench --influxdb`). The steady state needs the tight thresholds:
-/// kept on, the gateway workload's RSS grew 6.7 → 7.6 MiB. The last one dropped restores them and returns the
-/// free memory.
-pub struct Burst(());
-
-impl Burst {
-    /// A drain starts.
-    pub fn start() -> Burst {
-        if BURSTS.fetch_add(1, std::sync::atomic::Ordering::AcqRel) == 0 {
-            thresholds(BURST_MAPPING, BURST_KEEP);
-        }
-        Burst(())
-    }
-
-    /// Whether any drain is in progress.
-    #[cfg(test)]
-    fn active() -> bool {
-        BURSTS.load(std::sync::atomic::Ordering::Acquire) > 0
-    }
-}
-
-impl Drop for Burst {
-    fn drop(&mut self) {
-        if BURSTS.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
-            thresholds(STEADY, STEADY);
-            #[cfg(all(target_os = "linux", target_env = "gnu"))]
-            // SAFETY: malloc_trim only releases free memory; it is thread-safe.
-            unsafe {
-                libc::malloc_trim(0);
-            }
-        }
+        libc::mallopt(libc::M_MMAP_THRESHOLD, STEADY);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, STEADY);
     }
 }
 
@@ -175,22 +126,6 @@ fn clean_read_only(smaps: &str) -> Vec<(usize, usize)> {
 
 #[cfg(test)]
 mod tests {
-    use super::Burst;
-    #[test]
-    fn bursts_nest_and_the_allocator_keeps_working_across_them() {
-        let a = Burst::start();
-        let b = Burst::start();
-        assert!(Burst::active());
-        let big: Vec<u8> = vec![7; 3 << 20];
-        drop(a);
-        assert!(Burst::active(), "one drain still in progress");
-        drop(big);
-        drop(b);
-        // Steady thresholds again: allocating and freeing still work (and the heap was trimmed).
-        let v: Vec<u64> = (0..100_000).collect();
-        assert_eq!(v.iter().sum::<u64>(), 4_999_950_000);
-    }
-
     #[test]
     fn only_clean_private_read_only_file_mappings_are_chosen() {
         let smaps = "\

@@ -207,7 +207,8 @@ pub struct InfluxSink {
     spare: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
-/// A body up to this size is kept for the next write; a larger one (a backlog's) is let go.
+/// A body up to this size is kept for the next write; a larger one is kept only while a backlog drains (full
+/// chunks, the next needs as much) and let go with the first write after it.
 const KEEP_BODY: usize = 512 << 10;
 
 impl InfluxSink {
@@ -257,6 +258,7 @@ impl super::Sink for InfluxSink {
     ) -> impl std::future::Future<Output = Result<(), SinkError>> + Send + 'static {
         let spare = std::sync::Arc::clone(&self.spare);
         let mut body = crate::util::lock(&spare).take().unwrap_or_default();
+        let full = items.count() >= self.max_items as u64;
         // 413 splits by line. ~64 bytes a line: one allocation, not a doubling series of them.
         body.reserve(
             usize::try_from(items.count())
@@ -277,7 +279,7 @@ impl super::Sink for InfluxSink {
             } else {
                 classify(client.send(&body).await)
             };
-            if body.capacity() <= KEEP_BODY {
+            if full || body.capacity() <= KEEP_BODY {
                 body.clear();
                 *crate::util::lock(&spare) = Some(body);
             }

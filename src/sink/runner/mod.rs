@@ -100,7 +100,8 @@ where
     // A window of more than one keeps the link busy while acknowledgements travel (MQTT PUBACKs).
     let window = sink.window().max(1);
     let mut inflight: VecDeque<InFlight> = VecDeque::new();
-    let mut burst: Option<crate::memory::Burst> = None;
+    // The last fetch filled a chunk: a backlog is draining.
+    let mut backlog = false;
     let mut next = cursor;
     // When the first item of a digest was seen (sinks with a `linger`).
     let mut gathering: Option<Instant> = None;
@@ -115,9 +116,9 @@ where
             Stream::Events => *signals.events.borrow_and_update(),
         };
         let draining = ctl.drain.is_cancelled();
-        // A backlog (`burst`: the last fetch filled a chunk) never waits out the linger: a digest window or a write
+        // A backlog never waits out the linger: a digest window or a write
         // interval gathers what trickles in, it must not pace a drain to one chunk per window.
-        let linger = if burst.is_some() {
+        let linger = if backlog {
             Duration::ZERO
         } else {
             sink.linger()
@@ -143,12 +144,7 @@ where
             let limit = sink.max_items().max(1);
             let mut items = match r.fetch(next, limit).await {
                 Ok(i) => {
-                    // A full chunk: a backlog is draining (the allocator keeps what its batches free).
-                    if i.count() >= limit as u64 {
-                        burst.get_or_insert_with(crate::memory::Burst::start);
-                    } else {
-                        burst = None;
-                    }
+                    backlog = i.count() >= limit as u64;
                     i
                 }
                 Err(e) => {
@@ -169,7 +165,7 @@ where
                     && !draining
                     && inflight.is_empty()
                     && gathering.is_none()
-                    && burst.is_none()
+                    && !backlog
                 {
                     gathering = Some(Instant::now());
                     look_anyway = true;
