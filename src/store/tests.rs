@@ -562,3 +562,29 @@ fn a_sink_read_stops_at_the_batch_that_fills_its_chunk() {
     assert_eq!(after_two[0].readings[0].value, 20.0);
     assert_eq!(sizes(s.batches_after(0, 16).expect("read")), [10; 5]);
 }
+
+#[test]
+fn an_export_larger_than_one_read_comes_out_whole_and_in_order() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut s = Store::open(dir.path()).expect("open");
+    let id = SensorId::from("t");
+    // 20 batches of 10,000: three reads of about 65,536 readings each.
+    for b in 0..20i64 {
+        let rows: Vec<Reading> = (0..10_000)
+            .map(|i| Reading::new(id, Timestamp(b * 10_000 + i), (b * 10_000 + i) as f64))
+            .collect();
+        s.append_readings(&rows, None).expect("append");
+    }
+    let mut next = 0.0;
+    let n = s
+        .export(Timestamp(i64::MIN), None, |r| {
+            assert_eq!(r.value, next, "no gap, no repeat");
+            next += 1.0;
+        })
+        .expect("export");
+    assert_eq!(n, 200_000);
+    assert_eq!(next, 200_000.0);
+    // From a time inside the 13th batch on.
+    let n = s.export(Timestamp(125_000), None, |_| {}).expect("export");
+    assert_eq!(n, 75_000);
+}
