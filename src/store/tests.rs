@@ -535,13 +535,7 @@ fn new_sensors_are_registered_in_one_transaction() {
 fn a_sink_read_stops_at_the_batch_that_fills_its_chunk() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut s = Store::open(dir.path()).expect("open");
-    let id = SensorId::from("t");
-    for b in 0..5i64 {
-        let rows: Vec<Reading> = (0..10)
-            .map(|i| Reading::new(id, Timestamp(1000 + b * 10 + i), (b * 10 + i) as f64))
-            .collect();
-        s.append_readings(&rows, None).expect("append");
-    }
+    numbered_batches(&mut s, 5, 10);
     let sizes = |v: Vec<Batch>| v.iter().map(|b| b.readings.len()).collect::<Vec<_>>();
     // 15 readings wanted: the second batch of 10 fills the chunk, the other three are not read.
     assert_eq!(sizes(s.batches_for(0, 16, 15).expect("read")), [10, 10]);
@@ -567,14 +561,8 @@ fn a_sink_read_stops_at_the_batch_that_fills_its_chunk() {
 fn an_export_larger_than_one_read_comes_out_whole_and_in_order() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut s = Store::open(dir.path()).expect("open");
-    let id = SensorId::from("t");
     // 20 batches of 10,000: three reads of about 65,536 readings each.
-    for b in 0..20i64 {
-        let rows: Vec<Reading> = (0..10_000)
-            .map(|i| Reading::new(id, Timestamp(b * 10_000 + i), (b * 10_000 + i) as f64))
-            .collect();
-        s.append_readings(&rows, None).expect("append");
-    }
+    numbered_batches(&mut s, 20, 10_000);
     let mut next = 0.0;
     let n = s
         .export(Timestamp(i64::MIN), None, |r| {
@@ -587,4 +575,15 @@ fn an_export_larger_than_one_read_comes_out_whole_and_in_order() {
     // From a time inside the 13th batch on.
     let n = s.export(Timestamp(125_000), None, |_| {}).expect("export");
     assert_eq!(n, 75_000);
+}
+
+/// `batches` committed batches of `size` readings of one sensor, numbered from 0 in value and sample time.
+fn numbered_batches(s: &mut Store, batches: i64, size: i64) {
+    let id = SensorId::from("t");
+    for b in 0..batches {
+        let rows: Vec<Reading> = (b * size..(b + 1) * size)
+            .map(|n| Reading::new(id, Timestamp(n), n as f64))
+            .collect();
+        s.append_readings(&rows, None).expect("append");
+    }
 }

@@ -116,8 +116,8 @@ where
             Stream::Events => *signals.events.borrow_and_update(),
         };
         let draining = ctl.drain.is_cancelled();
-        // A backlog never waits out the linger: a digest window or a write
-        // interval gathers what trickles in, it must not pace a drain to one chunk per window.
+        // A backlog never waits out the linger: a digest window or a write interval gathers what trickles in, it
+        // must not pace a drain to one chunk per window.
         let linger = if backlog {
             Duration::ZERO
         } else {
