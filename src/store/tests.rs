@@ -2,6 +2,7 @@
 //! in-memory model.
 
 use super::*;
+use crate::model::{AlertState, Timestamp};
 use proptest::prelude::*;
 use std::time::Duration;
 
