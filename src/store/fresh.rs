@@ -9,7 +9,7 @@
 //! after a commit it missed) reads the store as before, so what is delivered never depends on this: no gap, no
 //! repeat, the same items.
 //!
-//! The items are what [`super::Store::batches_after`] and [`super::Store::events_after`] would return: the
+//! The items are what [`super::Store::batches_for`] and [`super::Store::events_after`] would return: the
 //! readings as committed (the codec is lossless), the events parsed back from the payload that was stored.
 
 use super::Batch;

@@ -8,15 +8,10 @@ use crate::model::{Alert, AlertState, Reading, Timestamp};
 use rusqlite::params;
 
 impl Store {
-    /// Up to `limit` reading batches with id > `after`, oldest first. Batches that fail to decode are returned
+    /// Up to `limit` reading batches with id > `after`, oldest first, ending with the batch that brings the
+    /// readings to `readings` (by the count stored beside each batch): a sink that takes 1,000 readings at a time
+    /// does not decompress and decode 16 batches of 10,000 to use one. Batches that fail to decode are returned
     /// empty (and logged) so a cursor can move past them.
-    pub fn batches_after(&mut self, after: i64, limit: usize) -> Result<Vec<Batch>, StoreError> {
-        self.batches_where(after, Timestamp(i64::MIN), limit, usize::MAX)
-    }
-
-    /// As [`Store::batches_after`], ending with the batch that brings the readings to `readings` (by the count
-    /// stored beside each batch): a sink that takes 1,000 readings at a time does not decompress and decode 16
-    /// batches of 10,000 to use one.
     pub fn batches_for(
         &mut self,
         after: i64,
@@ -24,6 +19,12 @@ impl Store {
         readings: usize,
     ) -> Result<Vec<Batch>, StoreError> {
         self.batches_where(after, Timestamp(i64::MIN), limit, readings)
+    }
+
+    /// Up to `limit` reading batches with id > `after`, however many readings they hold (the tests' view).
+    #[cfg(test)]
+    pub fn batches_after(&mut self, after: i64, limit: usize) -> Result<Vec<Batch>, StoreError> {
+        self.batches_for(after, limit, usize::MAX)
     }
 
     /// Up to `limit` reading batches with id > `after` whose newest sample is at or after `since`, oldest first.
