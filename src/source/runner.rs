@@ -137,6 +137,7 @@ pub async fn run<S: Source>(
         .collect();
     let mut faults = Faults::default();
     let mut timer = timer::PollTimer::new();
+    let mut deadline = deadline::Deadline::new(policy.timeout);
     let mut unit_backoff: HashMap<u32, (u32, Instant)> = HashMap::new();
     let mut conn_backoff = Backoff::new(policy.reconnect.0, policy.reconnect.1);
     let mut connected = false;
@@ -203,6 +204,7 @@ pub async fn run<S: Source>(
             break;
         };
         let at = gate(&slots[i], &unit_backoff);
+        deadline.release_before(at);
         tokio::select! {
             _ = &mut cancelled => break,
             _ = timer.until(at) => {}
@@ -211,12 +213,12 @@ pub async fn run<S: Source>(
         // A reading is stamped when it was measured: the middle of the attempt that got the answer (a retry's,
         // not the first timed-out one's; a device samples between request and response).
         let mut sent_at = (Timestamp::now(), Instant::now());
-        let mut result = attempt(&mut src, i, policy.timeout, cancelled.as_mut()).await;
+        let mut result = attempt(&mut src, i, &mut deadline, cancelled.as_mut()).await;
         let mut tries = 0;
         while matches!(result, Some(Err(SourceError::Timeout))) && tries < policy.retries {
             tries += 1;
             sent_at = (Timestamp::now(), Instant::now());
-            result = attempt(&mut src, i, policy.timeout, cancelled.as_mut()).await;
+            result = attempt(&mut src, i, &mut deadline, cancelled.as_mut()).await;
         }
         let Some(result) = result else { break 'run };
         metrics.polls.fetch_add(1, Ordering::Relaxed);
@@ -302,16 +304,20 @@ pub async fn run<S: Source>(
     src.close().await;
 }
 
-/// One attempt under the deadline; `None` when cancelled.
+/// One attempt under the deadline (the runner's kept timer: deadline.rs); `None` when cancelled.
 async fn attempt<S: Source>(
     src: &mut S,
     i: usize,
-    timeout: Duration,
+    deadline: &mut deadline::Deadline,
     cancelled: std::pin::Pin<&mut tokio_util::sync::WaitForCancellationFuture<'_>>,
 ) -> Option<Result<Vec<Sample>, SourceError>> {
+    let started = Instant::now();
+    // The read before the deadline: an answer ready at once never arms the timer (`tokio::time::timeout`'s order).
     tokio::select! {
+        biased;
         _ = cancelled => None,
-        r = tokio::time::timeout(timeout, src.read(i)) => Some(r.unwrap_or(Err(SourceError::Timeout))),
+        r = src.read(i) => Some(r),
+        _ = deadline.of(started) => Some(Err(SourceError::Timeout)),
     }
 }
 
@@ -358,6 +364,7 @@ fn fault_kind(msg: &str) -> String {
         .collect()
 }
 
+mod deadline;
 #[cfg(test)]
 mod tests;
 mod timer;
