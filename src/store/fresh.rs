@@ -3,9 +3,8 @@
 //! A sink that has delivered everything up to the newest commit would otherwise read back, on the blocking pool,
 //! the batch the ingest thread has just written: a thread hand-off each way and an SQLite read per commit and
 //! stream, to get what was in memory a moment before. The ingest thread puts each commit's items here, with the
-//! position the stream stood at before them, read in the commit's own transaction; a sink whose cursor is at that
-//! position (or past it but before the first new item: the rows between were pruned) takes them from here. Ids
-//! only grow (`AUTOINCREMENT`), so nothing can later appear between. Any other sink (behind, after a restart,
+//! position just before the first of them; a sink whose cursor is at that position takes them from here. Ids only
+//! grow (`AUTOINCREMENT`), so nothing can later appear between. Any other sink (behind, after a restart,
 //! after a commit it missed) reads the store as before, so what is delivered never depends on this: no gap, no
 //! repeat, the same items.
 //!
@@ -45,7 +44,7 @@ impl Fresh {
         crate::util::lock(&self.0)
     }
 
-    /// A committed reading batch; `after` is the newest batch id before it, read in the same transaction.
+    /// A committed reading batch; `after` is the id just before it.
     pub fn put_readings(&self, after: i64, batch: Batch) {
         self.slots().readings = Some(Commit {
             after,
@@ -54,7 +53,7 @@ impl Fresh {
         });
     }
 
-    /// Committed events with their sequence numbers; `after` is the newest seq before them.
+    /// Committed events with their sequence numbers; `after` is the seq just before the first.
     pub fn put_events(&self, after: i64, events: Vec<(i64, Alert)>) {
         let first = events.first().map(|(seq, _)| *seq);
         self.slots().events = first.map(|first| Commit {

@@ -140,9 +140,10 @@ pub struct Batch {
 /// What one [`Store::append`] added.
 #[derive(Debug, Default)]
 pub struct Appended {
-    /// The newest batch id before this commit, and the batch it added (if it had readings).
+    /// The id just before the batch this commit added (nothing is stored between), and that batch's id (if it
+    /// had readings).
     pub batch: Option<(i64, i64)>,
-    /// The newest event seq before this commit (when it had events).
+    /// The seq just before this commit's first event (when it had events).
     pub events_after: i64,
     /// The events added: their seqs and the alerts as `events_after` reads them back (`None`: unreadable there).
     pub events: Vec<(i64, Option<Alert>)>,
@@ -387,9 +388,6 @@ impl Store {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         if !rows.is_empty() {
-            let after: i64 = tx
-                .prepare_cached("SELECT coalesce(max(id), 0) FROM batches")?
-                .query_row([], |r| r.get(0))?;
             let data = codec::encode_with(&mut self.zstd, &rows)?;
             let first = rows.iter().map(|r| r.ts.0).min().unwrap_or(0);
             let last = rows.iter().map(|r| r.ts.0).max().unwrap_or(0);
@@ -397,12 +395,11 @@ impl Store {
                 "INSERT INTO batches (first_ts, last_ts, count, data) VALUES (?1, ?2, ?3, ?4)",
             )?
             .execute(params![first, last, rows.len() as i64, data])?;
-            out.batch = Some((after, tx.last_insert_rowid()));
-        }
-        if !alerts.is_empty() {
-            out.events_after = tx
-                .prepare_cached("SELECT coalesce(max(seq), 0) FROM events")?
-                .query_row([], |r| r.get(0))?;
+            // Where the stream stood: the id before this one. `AUTOINCREMENT` ids only grow, so nothing is or
+            // will be stored between (an id before it may be pruned: the newest stored one is then older, and a
+            // cursor there reads the store). A `SELECT max(id)` with every commit was 22 us of its ~700.
+            let id = tx.last_insert_rowid();
+            out.batch = Some((id - 1, id));
         }
         for a in alerts {
             let payload = serde_json::to_string(a).unwrap_or_default();
@@ -414,6 +411,10 @@ impl Store {
             )?
             .execute(params![ts, a.sensor, kind, state, payload])?;
             let seq = tx.last_insert_rowid();
+            if out.events.is_empty() {
+                // As for batches: the seq before the first (nothing is or will be stored between).
+                out.events_after = seq - 1;
+            }
             // What `events_after` will read back: the stored payload parsed (an unreadable one is skipped there).
             out.events
                 .push((seq, serde_json::from_str::<Alert>(&payload).ok()));

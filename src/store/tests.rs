@@ -588,3 +588,28 @@ fn numbered_batches(s: &mut Store, batches: i64, size: i64) {
         s.append_readings(&rows, None).expect("append");
     }
 }
+
+#[test]
+fn a_commit_stands_right_after_the_id_before_its_own_even_when_the_newest_was_dropped() {
+    // The commit does not look up the newest stored id: it reports the one before its own, which `AUTOINCREMENT`
+    // never hands out again, so nothing is or will be stored between.
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut w = Store::open(dir.path()).expect("writer");
+    let r = |ts| Reading::new(SensorId::from("t"), Timestamp(ts), 1.0);
+    for ts in 1..=3 {
+        w.append_readings(&[r(ts)], None).expect("batch");
+    }
+    w.append_alerts(&[alert(1), alert(2)], None)
+        .expect("alerts");
+    // The newest of each stream goes (the size cap, a damaged row removed by hand).
+    w.conn
+        .execute_batch("DELETE FROM batches WHERE id = 3; DELETE FROM events WHERE seq = 2")
+        .expect("delete");
+    let added = w.append(&[r(4)], &[alert(3)], None).expect("commit");
+    assert_eq!(added.batch, Some((3, 4)), "ids are not reused");
+    assert_eq!(added.events_after, 2);
+    assert_eq!(added.events.first().map(|e| e.0), Some(3));
+    // A cursor at the newest stored id reads the store and finds the new batch: no gap.
+    let got = w.batches_after(2, 10).expect("read");
+    assert_eq!(got.iter().map(|b| b.id).collect::<Vec<_>>(), vec![4]);
+}
