@@ -80,6 +80,7 @@ m = re.search(r"^(\d+) sensors @ 1 Hz.*?CPU ([\d.]+) % of a core, peak RSS ([\d.
 if not m:
     sys.exit(f"no figures in the budget run:\n{b}")
 n, b_cpu, b_rss, b_p99 = int(m[1]), float(m[2]), float(m[3]), float(m[4])
+stalled = "the machine stalled" in b
 b_us = b_cpu / 100 / n * 1e6
 idle = open(f"{r}/idle.txt").read()
 wake = float(re.search(r"([\d.]+) wake-ups/s", idle)[1])
@@ -92,7 +93,7 @@ rows = [
     ("gateway workload: RSS, modpoll ÷ watchpost", f"{mp_rss / wp_rss:.1f}× ({mp_rss:.1f} vs {wp_rss:.1f} MiB)", "—", ""),
     ("gateway workload: watchpost peak RSS", f"{wp_rss:.1f} MiB", "≤ 8 MiB", ok(wp_rss <= 8)),
     (f"{n} sensors: CPU per reading ÷ the gateway workload's", f"{b_us / wp_us:.2f} ({b_us:.2f} vs {wp_us:.2f} µs)", "≤ 2", ok(b_us / wp_us <= 2)),
-    (f"{n} sensors: alert p99", f"{b_p99:.1f} ms", "≤ 50 ms", ok(b_p99 <= 50)),
+    (f"{n} sensors: alert p99", f"{b_p99:.1f} ms" + (" (the machine stalled in this step: not comparable)" if stalled else ""), "≤ 50 ms", ok(b_p99 <= 50)),
     (f"{n} sensors: peak RSS", f"{b_rss:.1f} MiB", "≤ 24 MiB", ok(b_rss <= 24)),
     ("idle: wake-ups of the process", f"{wake:.1f}/s", "≤ 5/s", ok(wake <= 5)),
     ("idle: CPU", f"{idle_cpu:.3f} %", "≤ 0.02 %", ok(idle_cpu <= 0.02)),
