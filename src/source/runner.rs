@@ -213,12 +213,12 @@ pub async fn run<S: Source>(
         // A reading is stamped when it was measured: the middle of the attempt that got the answer (a retry's,
         // not the first timed-out one's; a device samples between request and response).
         let mut sent_at = (Timestamp::now(), Instant::now());
-        let mut result = attempt(&mut src, i, &mut deadline, cancelled.as_mut()).await;
+        let mut result = attempt(&mut src, i, sent_at.1, &mut deadline, cancelled.as_mut()).await;
         let mut tries = 0;
         while matches!(result, Some(Err(SourceError::Timeout))) && tries < policy.retries {
             tries += 1;
             sent_at = (Timestamp::now(), Instant::now());
-            result = attempt(&mut src, i, &mut deadline, cancelled.as_mut()).await;
+            result = attempt(&mut src, i, sent_at.1, &mut deadline, cancelled.as_mut()).await;
         }
         let Some(result) = result else { break 'run };
         metrics.polls.fetch_add(1, Ordering::Relaxed);
@@ -304,14 +304,15 @@ pub async fn run<S: Source>(
     src.close().await;
 }
 
-/// One attempt under the deadline (the runner's kept timer: deadline.rs); `None` when cancelled.
+/// One attempt, begun at `started`, under the deadline (the runner's kept timer: deadline.rs); `None` when
+/// cancelled.
 async fn attempt<S: Source>(
     src: &mut S,
     i: usize,
+    started: Instant,
     deadline: &mut deadline::Deadline,
     cancelled: std::pin::Pin<&mut tokio_util::sync::WaitForCancellationFuture<'_>>,
 ) -> Option<Result<Vec<Sample>, SourceError>> {
-    let started = Instant::now();
     // The read before the deadline: an answer ready at once never arms the timer (`tokio::time::timeout`'s order).
     tokio::select! {
         biased;

@@ -595,10 +595,8 @@ fn a_commit_stands_right_after_the_id_before_its_own_even_when_the_newest_was_dr
     // never hands out again, so nothing is or will be stored between.
     let dir = tempfile::tempdir().expect("tmp");
     let mut w = Store::open(dir.path()).expect("writer");
+    numbered_batches(&mut w, 3, 1);
     let r = |ts| Reading::new(SensorId::from("t"), Timestamp(ts), 1.0);
-    for ts in 1..=3 {
-        w.append_readings(&[r(ts)], None).expect("batch");
-    }
     w.append_alerts(&[alert(1), alert(2)], None)
         .expect("alerts");
     // The newest of each stream goes (the size cap, a damaged row removed by hand).
