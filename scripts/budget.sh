@@ -38,7 +38,12 @@ mosquitto_sub -p "$MQ" -t "$SH/get" -t "$SH/update" -F '%t %p' > >(shadow_servic
   done
 } >"$T/w.toml"
 "$B" check-config "$T/w.toml" >/dev/null
-mosquitto_sub -p "$MQ" -q 1 -t 'watchpost/budget/events' -F '%U %p' >"$T/events.txt" 2>/dev/null & PIDS+=($!)
+# The measuring subscriber turns Nagle off (--nodelay), as a latency-sensitive client should. Without it this
+# instrument, not watchpost, set the p99 now and then: mosquitto sends a subscriber at most 20 QoS 1 messages
+# unacknowledged (max_inflight_messages); libmosquitto holds the 2nd and later PUBACKs of a burst until the broker
+# ACKs the 1st, which an idle broker does only when its 40 ms delayed-ACK timer fires. Seen under perf sched: a
+# second's alerts arrived as 21 at 8 ms and the rest at 52 ms, the gap spent idle until a timer woke both ends.
+mosquitto_sub --nodelay -p "$MQ" -q 1 -t 'watchpost/budget/events' -F '%U %p' >"$T/events.txt" 2>/dev/null & PIDS+=($!)
 "$B" run --config "$T/w.toml" 2>"$T/wp.log" & WP=$!; PIDS+=($WP)
 rss() { awk '/VmHWM/{print $2}' /proc/"$WP"/status; }
 ticks() { awk '{print $14+$15}' /proc/"$WP"/stat; }
