@@ -207,3 +207,27 @@ fn the_checker_finds_a_circle() {
     assert!(refs.contains(&vec!["source".to_string(), "i2c".into(), "bus".into()]));
     assert!(refs.contains(&vec!["config".to_string(), "Chip".into()]));
 }
+
+/// Every MQTT connection is made by `sink::mqtt::client` (src/sink/mqtt/net.rs), which turns Nagle off: a client
+/// made directly with rumqttc's defaults would deliver a burst's later messages, or a subscriber's later PUBACKs,
+/// ~40 ms late (docs/mqtt.md, "Subscriber note").
+#[test]
+fn every_mqtt_connection_is_made_by_the_one_that_turns_nagle_off() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let maker = src.join("sink").join("mqtt").join("net.rs");
+    let direct: Vec<_> = files
+        .iter()
+        .filter(|f| **f != maker)
+        .filter(|f| {
+            std::fs::read_to_string(f)
+                .expect("read")
+                .contains("AsyncClient::new(")
+        })
+        .collect();
+    assert!(
+        direct.is_empty(),
+        "MQTT clients made directly (use crate::sink::mqtt::client): {direct:?}"
+    );
+}

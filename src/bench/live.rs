@@ -7,7 +7,7 @@ use crate::model::SensorId;
 /// "append to the store" (fsync'd) to receipt by a QoS 1 subscriber, and the drain rate of a 100k-event backlog.
 #[cfg(feature = "mqtt")]
 pub fn run_mqtt(url: &str, backlog: usize) -> Result<(), Box<dyn std::error::Error>> {
-    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    use rumqttc::{Event, MqttOptions, Packet, QoS};
     let SinkBench {
         _dir,
         cfg,
@@ -29,7 +29,7 @@ pub fn run_mqtt(url: &str, backlog: usize) -> Result<(), Box<dyn std::error::Err
     rt.block_on(async {
         let mut o = MqttOptions::new("bench-sub", host, port);
         o.set_max_packet_size(1 << 20, 1 << 20);
-        let (sub, mut sub_ev) = AsyncClient::new(o, 100);
+        let (sub, mut sub_ev) = crate::sink::mqtt::client(o, 100);
         sub.subscribe("watchpost/bench/events", QoS::AtLeastOnce).await?;
         tokio::spawn(async move {
             let _keep = sub;

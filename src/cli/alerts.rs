@@ -322,7 +322,7 @@ async fn command(
     if let Some(m) = body.as_object_mut() {
         m.retain(|_, v| !v.is_null());
     }
-    let (client, mut ev) = AsyncClient::new(options(o, "cli")?, 16);
+    let (client, mut ev) = crate::sink::mqtt::client(options(o, "cli")?, 16);
     let status = base.trim_end_matches("/commands").to_string() + "/status";
     let publish = |client: AsyncClient| {
         let (topic, body) = (format!("{base}/{verb}"), body.to_string());
@@ -413,7 +413,7 @@ fn colored(a: &Alert, color: bool) -> String {
 /// Subscribe and print alerts: the active ones (from the retained topics) first, then every transition live.
 /// Reconnects when the broker drops; a broker that cannot be reached at the start is an error.
 pub(super) async fn view(o: ViewOptions) -> Result<(), String> {
-    let (client, mut ev) = AsyncClient::new(options(&o, "viewer")?, 64);
+    let (client, mut ev) = crate::sink::mqtt::client(options(&o, "viewer")?, 64);
     let gw = o.gateway.clone().unwrap_or_else(|| "+".into());
     let prefix = o.prefix.trim_end_matches('/').to_string();
     let mut connected_once = false;

@@ -20,12 +20,14 @@
 
 mod commands;
 mod feed;
+mod net;
 mod session;
 pub mod shadow;
 mod subscriptions;
 pub mod telemetry;
 
 pub use feed::AlertFeed;
+pub use net::client;
 
 use crate::config::{resolve_secret, Config, MqttConfig};
 use crate::model::{Alert, AlertType, Direction, Timestamp};

@@ -204,12 +204,9 @@ impl Session {
         let cancelled = stop.cancelled();
         tokio::pin!(cancelled);
         'conn: loop {
-            let (client, mut ev) = AsyncClient::new(self.opts.clone(), self.queue);
-            // Alerts are small and latency matters: no Nagle.
-            let mut net = rumqttc::NetworkOptions::new();
-            net.set_tcp_nodelay(true);
-            net.set_connection_timeout(10);
-            ev.network_options = net;
+            // Nagle off (net.rs); 10 s to connect.
+            let (client, mut ev) = super::client(self.opts.clone(), self.queue);
+            ev.network_options.set_connection_timeout(10);
             let mut connected = false;
             let mut shadow_tick = tokio::time::interval(Duration::from_millis(250));
             // The alarm KPIs (retained, `alarms/kpi`): looked at every few seconds, sent when the ingest thread

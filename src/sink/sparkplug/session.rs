@@ -283,7 +283,7 @@ impl Session {
         jobs: &mut mpsc::Receiver<Job>,
         stop: &CancellationToken,
     ) -> End {
-        let (client, mut ev) = AsyncClient::new(self.options(bd_seq), 256);
+        let (client, mut ev) = crate::sink::mqtt::client(self.options(bd_seq), 256);
         let g = self.sp.group_id.clone();
         let mut seq = 0u64;
         // Each publish's slot, in order: a job's last message carries its answer.
