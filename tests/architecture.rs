@@ -209,8 +209,8 @@ fn the_checker_finds_a_circle() {
 }
 
 /// Every MQTT connection is made by `sink::mqtt::client` (src/sink/mqtt/net.rs), which turns Nagle off: a client
-/// made directly with rumqttc's defaults would deliver a burst's later messages, or a subscriber's later PUBACKs,
-/// ~40 ms late (docs/mqtt.md, "Subscriber note").
+/// made directly with rumqttc's defaults has it on, and a write that follows an unacknowledged one waits for the
+/// peer's delayed ACK, up to 40 ms (docs/mqtt.md, "Subscriber note").
 #[test]
 fn every_mqtt_connection_is_made_by_the_one_that_turns_nagle_off() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
