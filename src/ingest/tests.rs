@@ -300,12 +300,16 @@ async fn readings_judged_inline_and_queued_are_all_committed_in_order() {
         .expect("start");
     // Two sources at once on two threads, each sending its own sensor's readings in order: more than the inline
     // budget in a second, so batches are judged inline and queued both (a small queue, so some wait for room).
+    // Stamped now, not in 1970: under the ARM emulator in CI the test outlived the ingest thread's first
+    // housekeeping pass (4.1 s after it starts, on the timer grid), whose pruning (7 days' retention, no sinks)
+    // rightly took the 1970 readings committed by then.
+    let base = Timestamp::now().0;
     let mut tasks = Vec::new();
     for name in ["a", "b"] {
         let intake = ingest.intake.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..N {
-                let r = Reading::new(SensorId::from(name), Timestamp(1_000_000 + i), i as f64);
+                let r = Reading::new(SensorId::from(name), Timestamp(base + i), i as f64);
                 intake.send(vec![r]).await.expect("ingest running");
                 if i % 100 == 0 {
                     tokio::task::yield_now().await;
